@@ -1,0 +1,126 @@
+"""`zt-agent`: get this workload an identity and keep it fresh.
+
+    zt-agent --ra https://127.0.0.1:8443 --bundle ca/bundle.pem --token-file token \
+             --service service-a --out certs/a [--signal HUP --pid-file a.pid | --touch FILE] [--once]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from cryptography import x509
+
+from zt import logjson
+from zt.agent.ra_client import RaClient, read_pinned_bundle
+from zt.agent.runner import Agent, AgentConfig
+from zt.agent.signals import Notifier
+from zt.ca.keys import KeyType
+from zt.cli import options
+from zt.clock import SystemClock
+from zt.errors import ConfigError, RemoteError, SvidError, ZtError
+from zt.logjson import log_event
+from zt.spiffe import parse_spiffe_id, workload_id
+
+log = logging.getLogger("zt.agent")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="zt-agent", description="zt node agent: generates the workload's key locally, "
+                                "bootstraps with a one-time token, renews with proof of the current certificate, "
+                                "writes the certificate directory atomically, fetches the CRL, signals the service.")
+    p.add_argument("--ra", required=True, help="RA base URL, https://HOST:PORT")
+    p.add_argument("--bundle", type=Path, required=True, help="trust bundle (PEM) the RA is verified with")
+    p.add_argument("--bundle-sha256", help="pin: the bundle file's SHA-256 (hex, or a sha256sum line)")
+    p.add_argument("--token-file", type=Path, help="file holding the one-time bootstrap token")
+    p.add_argument("--service", required=True, help="service name; the SPIFFE ID is spiffe://<td>/svc/<service>")
+    p.add_argument("--trust-domain", help="trust domain (default: read from the bundle's root certificate)")
+    p.add_argument("--out", type=Path, required=True, help="certificate directory to maintain")
+    p.add_argument("--key-type", choices=[k.value for k in KeyType], default=KeyType.EC_P256.value,
+                   help="key algorithm for the workload's keys (default: ec-p256)")
+    p.add_argument("--ttl", type=int, help="ask for this lifetime in seconds (default: the RA's)")
+    p.add_argument("--renew-at", type=float, default=0.5, help="renew at this fraction of the lifetime (default 0.5)")
+    p.add_argument("--jitter", type=float, default=0.1, help="renew up to this fraction earlier (default 0.1)")
+    p.add_argument("--signal", dest="signal_name", help="signal to send after each write, e.g. HUP (needs --pid-file)")
+    p.add_argument("--pid-file", type=Path, help="file with the service's PID, for --signal")
+    p.add_argument("--touch", type=Path, help="file to touch after each write (Java service-b watches it)")
+    p.add_argument("--crl-url", help="CRL URL (default: the CRL distribution point in the leaf)")
+    p.add_argument("--crl-interval", type=float, default=5.0, help="seconds between CRL checks (default: 5)")
+    p.add_argument("--no-crl", action="store_true", help="do not fetch CRLs")
+    p.add_argument("--once", action="store_true", help="bootstrap (and fetch the CRL once), then exit")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return p
+
+
+def trust_domain_of(bundle_pem: bytes) -> str:
+    for cert in x509.load_pem_x509_certificates(bundle_pem):
+        try:
+            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except x509.ExtensionNotFound:
+            continue
+        for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
+            try:
+                return parse_spiffe_id(uri).trust_domain
+            except SvidError:
+                continue
+    raise ConfigError("cannot tell the trust domain from the bundle; pass --trust-domain")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = options.parse(build_parser(), argv, "ZT_AGENT")
+        logjson.setup("zt-agent", args.log_level)
+        bundle = read_pinned_bundle(args.bundle, args.bundle_sha256)
+        td = args.trust_domain or trust_domain_of(bundle)
+        spiffe_id = str(workload_id(td, args.service))
+        cfg = AgentConfig(
+            spiffe_id=spiffe_id, out=args.out, token_file=args.token_file, key_type=KeyType(args.key_type),
+            ttl_seconds=args.ttl, renew_fraction=args.renew_at, jitter=args.jitter, crl_url=args.crl_url,
+            crl_interval=args.crl_interval, fetch_crl=not args.no_crl,
+        )
+        notifier = Notifier(args.signal_name, args.pid_file, args.touch)
+        ra = RaClient(args.ra, bundle)
+    except (ZtError, ValueError) as e:
+        print(f"zt-agent: {e}", file=sys.stderr)
+        return 2
+    except SystemExit as e:
+        return int(e.code or 0)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    agent = Agent(cfg, ra, notifier, SystemClock(), stop)
+    log_event(log, "start", spiffe_id=spiffe_id, ra=args.ra, out=str(args.out), once=args.once)
+    try:
+        agent.bootstrap()
+        if cfg.fetch_crl:
+            try:
+                agent.fetch_crl_once()
+            except RemoteError as e:
+                log_event(log, "crl_fetch_failed", logging.WARNING, reason=str(e))
+        if args.once:
+            return 0
+        return agent.run()
+    except RemoteError as e:
+        log_event(log, "bootstrap_failed", logging.ERROR, reason=str(e))
+        print(f"zt-agent: {e}", file=sys.stderr)
+        return 1
+    except ZtError as e:
+        log_event(log, "failed", logging.ERROR, reason=str(e))
+        print(f"zt-agent: {e}", file=sys.stderr)
+        return 1
+    finally:
+        agent.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""The agent's client for the RA: HTTPS trusted only through the trust bundle.
+
+The bundle file is the agent's one root of trust (optionally pinned by its SHA-256, as
+`bundle.pem.sha256` from `ztca init` gives it), never the system CA store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ssl
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from zt.errors import ConfigError, RemoteError
+
+TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+
+
+def read_pinned_bundle(path: Path, sha256: str | None) -> bytes:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise ConfigError(f"cannot read trust bundle {path}: {e}") from e
+    if sha256:
+        want = sha256.strip().split()[0].lower()
+        got = hashlib.sha256(data).hexdigest()
+        if got != want:
+            raise ConfigError(f"trust bundle {path} has SHA-256 {got}, pinned {want}: refusing to trust it")
+    return data
+
+
+def tls_context(bundle_pem: bytes) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH)
+    ctx.load_verify_locations(cadata=bundle_pem.decode())
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+class RaClient:
+    def __init__(self, base_url: str, bundle_pem: bytes) -> None:
+        if not base_url.startswith("https://"):
+            raise ConfigError(f"RA URL must be https://, got {base_url!r}")
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), verify=tls_context(bundle_pem), timeout=TIMEOUT)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _post(self, path: str, body: dict[str, Any], token: str | None = None) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        try:
+            r = self._http.post(path, json=body, headers=headers)
+        except httpx.HTTPError as e:
+            raise RemoteError(f"RA {path}: {type(e).__name__}: {e}") from e
+        try:
+            doc = r.json()
+        except ValueError as e:
+            raise RemoteError(f"RA {path}: HTTP {r.status_code} with a non-JSON body", status=r.status_code) from e
+        if r.status_code != 200:
+            raise RemoteError(f"RA {path}: HTTP {r.status_code} {doc.get('error')}: {doc.get('reason')}",
+                              status=r.status_code, code=doc.get("error"))
+        return dict(doc)
+
+    def issue(self, token: str, csr_pem: str, ttl_seconds: int | None) -> dict[str, Any]:
+        body: dict[str, Any] = {"csr": csr_pem}
+        if ttl_seconds:
+            body["ttl_seconds"] = ttl_seconds
+        return self._post("/v1/issue", body, token)
+
+    def renew(self, proof: str, csr_pem: str, ttl_seconds: int | None) -> dict[str, Any]:
+        body: dict[str, Any] = {"csr": csr_pem, "proof": proof}
+        if ttl_seconds:
+            body["ttl_seconds"] = ttl_seconds
+        return self._post("/v1/renew", body)

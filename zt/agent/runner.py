@@ -1,0 +1,197 @@
+"""The agent's work: bootstrap once with the token, then renew and fetch CRLs until stopped.
+
+Long-running loops log, count and continue: a failed renewal is retried with backoff while
+the current certificate keeps being served; a failed CRL fetch leaves the last good CRL in
+place. Only a bootstrap that can never succeed (token refused) ends the agent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from zt.agent.crl_fetch import CrlFetcher
+from zt.agent.material import Material, build_csr, csr_pem, material_from_response
+from zt.agent.ra_client import RaClient
+from zt.agent.rotation import MIN_RENEW_INTERVAL, renewal_time, retry_delay
+from zt.agent.signals import Notifier
+from zt.agent.writer import CertDirWriter, read_current
+from zt.ca.keys import KeyType, generate_key
+from zt.clock import Clock, rfc3339
+from zt.errors import ConfigError, RemoteError
+from zt.logjson import log_event
+from zt.ra.renewal_proof import make_renewal_proof
+
+log = logging.getLogger("zt.agent")
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    spiffe_id: str
+    out: Path
+    token_file: Path | None
+    key_type: KeyType = KeyType.EC_P256
+    ttl_seconds: int | None = None
+    renew_fraction: float = 0.5
+    jitter: float = 0.1
+    crl_url: str | None = None
+    crl_interval: float = 5.0
+    fetch_crl: bool = True
+
+
+def crl_url_of(leaf: x509.Certificate) -> str | None:
+    try:
+        cdp = leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    except x509.ExtensionNotFound:
+        return None
+    for point in cdp:
+        for name in point.full_name or []:
+            if isinstance(name, x509.UniformResourceIdentifier):
+                return name.value
+    return None
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig, ra: RaClient, notifier: Notifier, clock: Clock,
+                 stop: threading.Event | None = None) -> None:
+        self.cfg = cfg
+        self.ra = ra
+        self.notifier = notifier
+        self.clock = clock
+        self.stop = stop or threading.Event()
+        self.writer = CertDirWriter(cfg.out)
+        self.current: Material | None = None
+        self.received_at: dt.datetime | None = None
+        self._crl: CrlFetcher | None = None
+
+    # -- identity ------------------------------------------------------------------------------
+
+    def _install(self, m: Material, why: str) -> None:
+        old = self.current.serial if self.current else None
+        gen = self.writer.write(m)
+        self.current = m
+        self.received_at = self.clock.now()
+        log_event(log, "identity_written", spiffe_id=m.spiffe_id, serial=m.serial, old_serial=old,
+                  not_after=rfc3339(m.not_after), generation=gen, why=why)
+        self.notifier.notify(why)
+
+    def _usable(self, m: Material | None) -> bool:
+        return (m is not None and m.spiffe_id == self.cfg.spiffe_id
+                and m.not_before - dt.timedelta(seconds=60) <= self.clock.now() < m.not_after)
+
+    def bootstrap(self) -> Material:
+        """Reuse a valid identity already on disk (agent restart), else spend the token."""
+        existing = read_current(self.cfg.out)
+        if existing is not None and self._usable(existing):
+            self.current = existing
+            log_event(log, "identity_reused", serial=existing.serial, not_after=rfc3339(existing.not_after))
+            return existing
+        if self.cfg.token_file is None:
+            raise ConfigError("no usable identity in the output directory and no --token-file to bootstrap with")
+        try:
+            token = self.cfg.token_file.read_text().strip()
+        except OSError as e:
+            raise ConfigError(f"cannot read token file {self.cfg.token_file}: {e}") from e
+        if not token:
+            raise ConfigError(f"token file {self.cfg.token_file} is empty")
+        key = generate_key(self.cfg.key_type)
+        csr = build_csr(key, self.cfg.spiffe_id)
+        failures = 0
+        while True:
+            try:
+                doc = self.ra.issue(token, csr_pem(csr), self.cfg.ttl_seconds)
+                break
+            except RemoteError as e:
+                if not e.is_transient:
+                    raise
+                failures += 1
+                delay = min(2 ** min(failures, 5), 30)
+                log_event(log, "bootstrap_retry", logging.WARNING, reason=str(e), retry_in=delay)
+                if self.stop.wait(delay):
+                    raise
+        m = material_from_response(key, doc["chain"], doc["bundle"], self.cfg.spiffe_id)
+        self._install(m, "bootstrap")
+        return m
+
+    def renew_once(self) -> Material:
+        assert self.current is not None
+        cur = self.current
+        key = generate_key(self.cfg.key_type)  # a new key every rotation
+        csr = build_csr(key, self.cfg.spiffe_id)
+        proof = make_renewal_proof(cur.key, cur.chain, cur.spiffe_id,
+                                   csr.public_bytes(serialization.Encoding.DER), self.clock.now())
+        doc = self.ra.renew(proof, csr_pem(csr), self.cfg.ttl_seconds)
+        m = material_from_response(key, doc["chain"], doc["bundle"], self.cfg.spiffe_id)
+        self._install(m, "renewal")
+        return m
+
+    # -- CRL -----------------------------------------------------------------------------------
+
+    def fetch_crl_once(self) -> bool:
+        assert self.current is not None
+        if self._crl is None:
+            url = self.cfg.crl_url or crl_url_of(self.current.leaf)
+            if url is None:
+                return False
+            self._crl = CrlFetcher(url)
+        fetched = self._crl.fetch(self.current.intermediates + self.current.bundle)
+        if fetched is None:
+            return False
+        self.writer.write_crl(fetched.pem)
+        log_event(log, "crl_written", crl_number=fetched.number, entries=fetched.entries,
+                  next_update=fetched.next_update)
+        self.notifier.notify("crl")
+        return True
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def _next_renewal(self, m: Material) -> dt.datetime:
+        """Schedule from when the lifetime really started for us: backdating must not shorten it."""
+        start = max(m.not_before, self.received_at) if self.received_at else m.not_before
+        at = renewal_time(start, m.not_after, self.cfg.renew_fraction, self.cfg.jitter)
+        return max(at, self.clock.now() + MIN_RENEW_INTERVAL)
+
+    def run(self) -> int:
+        """Renew and fetch until `stop` is set; returns the exit code."""
+        assert self.current is not None
+        next_renew = self._next_renewal(self.current)
+        next_crl = self.clock.now()
+        failures = 0
+        log_event(log, "renewal_scheduled", at=rfc3339(next_renew))
+        while not self.stop.is_set():
+            now = self.clock.now()
+            if now >= next_renew:
+                try:
+                    m = self.renew_once()
+                    failures = 0
+                    next_renew = self._next_renewal(m)
+                    log_event(log, "renewal_scheduled", at=rfc3339(next_renew))
+                except (RemoteError, ConfigError) as e:
+                    failures += 1
+                    next_renew = now + retry_delay(now, self.current.not_after, failures)
+                    level = logging.ERROR if now >= self.current.not_after else logging.WARNING
+                    log_event(log, "renewal_failed", level, reason=str(e), failures=failures,
+                              retry_at=rfc3339(next_renew), current_not_after=rfc3339(self.current.not_after))
+            if self.cfg.fetch_crl and now >= next_crl:
+                try:
+                    self.fetch_crl_once()
+                except RemoteError as e:
+                    log_event(log, "crl_fetch_failed", logging.WARNING, reason=str(e))
+                except OSError as e:
+                    log_event(log, "crl_write_failed", logging.ERROR, reason=str(e))
+                next_crl = now + dt.timedelta(seconds=self.cfg.crl_interval)
+            wake = min(next_renew, next_crl) if self.cfg.fetch_crl else next_renew
+            self.stop.wait(max(0.05, min((wake - self.clock.now()).total_seconds(), 60.0)))
+        log_event(log, "stop", reason="signal", serial=self.current.serial)
+        return 0
+
+    def close(self) -> None:
+        self.ra.close()
+        if self._crl is not None:
+            self._crl.close()

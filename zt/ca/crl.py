@@ -1,0 +1,71 @@
+"""Building and signing CRLs (RFC 5280 section 5) for the intermediate's leaves.
+
+A CRL carries a monotonically increasing CRL number (5.2.3), thisUpdate/nextUpdate (5.1.2.4-5),
+the authority key identifier (5.2.1), and for each entry the revocation date and, when known, a
+reason code (5.3.1). Who decides what to revoke and when to re-issue lives elsewhere
+(zt.ra.revocation); this only signs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from cryptography import x509
+
+from zt.ca.authority import Authority
+from zt.ca.keys import signature_hash
+from zt.errors import BadRequest
+
+# The names operators type, mapped to RFC 5280 5.3.1 reason codes.
+REASONS: dict[str, x509.ReasonFlags] = {
+    "unspecified": x509.ReasonFlags.unspecified,
+    "key-compromise": x509.ReasonFlags.key_compromise,
+    "affiliation-changed": x509.ReasonFlags.affiliation_changed,
+    "superseded": x509.ReasonFlags.superseded,
+    "cessation-of-operation": x509.ReasonFlags.cessation_of_operation,
+    "privilege-withdrawn": x509.ReasonFlags.privilege_withdrawn,
+}
+
+
+def parse_reason(name: str | None) -> str | None:
+    if name is None:
+        return None
+    key = name.strip().lower().replace("_", "-")
+    if key not in REASONS:
+        raise BadRequest(f"unknown revocation reason {name!r}; use one of: {', '.join(REASONS)}")
+    return key
+
+
+@dataclass(frozen=True)
+class RevokedEntry:
+    serial: int
+    revoked_at: dt.datetime
+    reason: str | None = None
+
+
+def sign_crl(
+    authority: Authority, entries: Iterable[RevokedEntry], number: int,
+    this_update: dt.datetime, next_update: dt.datetime,
+) -> x509.CertificateRevocationList:
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(authority.certificate.subject)
+        .last_update(this_update)
+        .next_update(next_update)
+        .add_extension(x509.CRLNumber(number), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(authority.key.public_key()),
+                       critical=False)
+    )
+    for e in entries:
+        rb = x509.RevokedCertificateBuilder().serial_number(e.serial).revocation_date(e.revoked_at)
+        if e.reason and e.reason != "unspecified":  # RFC 5280 5.3.1: omit rather than say unspecified
+            rb = rb.add_extension(x509.CRLReason(REASONS[e.reason]), critical=False)
+        builder = builder.add_revoked_certificate(rb.build())
+    return builder.sign(authority.key, signature_hash(authority.key))  # type: ignore[arg-type]
+
+
+def crl_number(crl: x509.CertificateRevocationList) -> int:
+    ext = crl.extensions.get_extension_for_class(x509.CRLNumber)
+    return ext.value.crl_number

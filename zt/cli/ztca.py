@@ -1,0 +1,252 @@
+"""`ztca`: the admin CLI. Every verb takes `--dir DIR` (default `ca`, env ZT_CA_DIR).
+
+    ztca init [--trust-domain zt.lab] [--crl-url URL] [--force]
+    ztca register <service> [--ttl 1h] [--json]
+    ztca issue <service> [--out DIR] [--ttl 1h]
+    ztca revoke <serial> | --service NAME [--reason key-compromise]
+    ztca list [--json]
+    ztca status [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from zt.agent.material import build_csr, material_from_response
+from zt.agent.writer import CertDirWriter
+from zt.ca.authority import Authority
+from zt.ca.crl import REASONS, parse_reason
+from zt.ca.keys import KeyType, generate_key
+from zt.ca.layout import CaPaths
+from zt.ca.setup import create_ca_files
+from zt.cli.durations import parse_duration
+from zt.clock import Clock, SystemClock, rfc3339
+from zt.errors import RequestRejected, SvidError, ZtError
+from zt.fsutil import write_secret
+from zt.ra import tokens
+from zt.ra.revocation import crl_state, publish_crl
+from zt.ra.service import DEFAULT_TOKEN_TTL, MIN_LEAF_TTL, RegistrationAuthority
+from zt.ra.store import Store
+from zt.spiffe import validate_trust_domain
+
+DEFAULT_CRL_URL = "http://127.0.0.1:8444/crl"
+
+
+def _ts(seconds: float | None) -> str | None:
+    return None if seconds is None else rfc3339(dt.datetime.fromtimestamp(seconds, dt.UTC))
+
+
+def _open_ra(directory: Path, clock: Clock) -> RegistrationAuthority:
+    paths = CaPaths(directory)
+    store = Store(paths.store)
+    store.check()
+    td = store.meta("trust_domain") or ""
+    return RegistrationAuthority(store, Authority.load(paths, td), paths, clock,
+                                 leaf_ttl=dt.timedelta(days=365 * 100), crl_url=store.meta("crl_url"))
+
+
+def cmd_init(args: argparse.Namespace, clock: Clock) -> int:
+    paths = CaPaths(args.dir)
+    td = validate_trust_domain(args.trust_domain)
+    now = clock.now()
+    root, inter = create_ca_files(paths, td, now, force=args.force, key_type=KeyType(args.key_type),
+                                  root_lifetime=args.root_ttl, intermediate_lifetime=args.intermediate_ttl)
+    admin = tokens.new_token(tokens.ADMIN_PREFIX)
+    store = Store(paths.store)
+    store.create({
+        "trust_domain": td, "crl_url": args.crl_url, "admin_token_sha256": tokens.token_hash(admin),
+        "crl_validity_seconds": str(args.crl_validity.total_seconds()), "created_at": rfc3339(now),
+    })
+    write_secret(paths.admin_token, admin.encode() + b"\n")
+    published = publish_crl(store, Authority.load(paths, td), paths, now)
+    doc = {"dir": str(paths.dir), "trust_domain": td, "root": str(paths.root_cert),
+           "intermediate": str(paths.intermediate_cert), "bundle": str(paths.bundle),
+           "bundle_sha256": paths.bundle_sha256.read_text().split()[0], "admin_token_file": str(paths.admin_token),
+           "crl": str(paths.crl_der), "crl_url": args.crl_url, "crl_number": published.number,
+           "root_not_after": rfc3339(root.not_valid_after_utc),
+           "intermediate_not_after": rfc3339(inter.not_valid_after_utc)}
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        print(f"created CA for trust domain {td} in {paths.dir}")
+        for k in ("root", "intermediate", "bundle", "bundle_sha256", "admin_token_file", "crl", "crl_url"):
+            print(f"  {k:<17} {doc[k]}")
+    return 0
+
+
+def cmd_register(args: argparse.Namespace, clock: Clock) -> int:
+    ra = _open_ra(args.dir, clock)
+    reg = ra.register(args.service, args.ttl, actor="ztca")
+    doc = {"service": reg.identity.name, "spiffe_id": reg.identity.spiffe_id, "token": reg.token,
+           "expires_at": rfc3339(reg.expires_at)}
+    if args.token_file:
+        write_secret(args.token_file, reg.token.encode() + b"\n")
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    elif args.token_file:
+        print(f"registered {doc['spiffe_id']}; token written to {args.token_file} (expires {doc['expires_at']})")
+    else:
+        print(f"registered {doc['spiffe_id']}")
+        print(f"bootstrap token (shown once, single use, expires {doc['expires_at']}):")
+        print(reg.token)
+    return 0
+
+
+def cmd_issue(args: argparse.Namespace, clock: Clock) -> int:
+    ra = _open_ra(args.dir, clock)
+    ident = ra.store.identity(args.service)
+    if ident is None:
+        raise RequestRejected(f"service {args.service!r} is not registered; run 'ztca register {args.service}' first")
+    key = generate_key(KeyType(args.key_type))
+    ttl = int(args.ttl.total_seconds()) if args.ttl else 3600
+    issued = ra.issue_direct(args.service, build_csr(key, ident.spiffe_id), ttl, actor="ztca")
+    m = material_from_response(key, issued.chain_pem, issued.bundle_pem, ident.spiffe_id)
+    out = args.out or Path(f"certs/{args.service}")
+    gen = CertDirWriter(out).write(m)
+    crl = ra.paths.crl_pem
+    if crl.exists():
+        CertDirWriter(out).write_crl(crl.read_bytes())
+    doc = {"service": args.service, "spiffe_id": ident.spiffe_id, "serial": m.serial,
+           "not_after": rfc3339(m.not_after), "out": str(out), "generation": gen}
+    print(json.dumps(doc, indent=2) if args.json else
+          f"issued {m.serial} for {ident.spiffe_id} into {out} (not after {doc['not_after']})")
+    return 0
+
+
+def cmd_revoke(args: argparse.Namespace, clock: Clock) -> int:
+    if (args.serial is None) == (args.service is None):
+        raise RequestRejected("give a serial or --service NAME (not both)")
+    ra = _open_ra(args.dir, clock)
+    done, published = ra.revoke(serial=args.serial, service=args.service, reason=parse_reason(args.reason),
+                                actor="ztca")
+    doc = {"revoked": done, "crl_number": published.number, "crl": str(ra.paths.crl_der)}
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        print(f"revoked {len(done)} certificate(s): {', '.join(done) or '-'}; CRL {published.number} published")
+    return 0
+
+
+def _cert_rows(ra: RegistrationAuthority, now: float) -> list[dict[str, Any]]:
+    return [{"serial": c.serial, "spiffe_id": c.spiffe_id, "identity": c.identity, "via": c.via,
+             "not_after": _ts(c.not_after), "expired": c.not_after <= now, "revoked": c.revoked,
+             "revoked_at": _ts(c.revoked_at), "reason": c.revocation_reason} for c in ra.store.certificates()]
+
+
+def cmd_list(args: argparse.Namespace, clock: Clock) -> int:
+    ra = _open_ra(args.dir, clock)
+    now = clock.now().timestamp()
+    idents = [{"service": i.name, "spiffe_id": i.spiffe_id, "created_at": _ts(i.created_at)}
+              for i in ra.store.identities()]
+    certs = _cert_rows(ra, now)
+    if args.json:
+        print(json.dumps({"identities": idents, "certificates": certs}, indent=2))
+        return 0
+    from zt.cli.table import render
+
+    print(render(["SERVICE", "SPIFFE ID", "CREATED"], [[i["service"], i["spiffe_id"], i["created_at"]]
+                                                        for i in idents]))
+    print()
+
+    def state(c: dict[str, Any]) -> str:
+        return "revoked" if c["revoked"] else ("expired" if c["expired"] else "valid")
+
+    print(render(["SERIAL", "SPIFFE ID", "VIA", "NOT AFTER", "STATE"],
+                 [[c["serial"], c["spiffe_id"], c["via"], c["not_after"], state(c)] for c in certs]))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, clock: Clock) -> int:
+    ra = _open_ra(args.dir, clock)
+    now = clock.now()
+    counts = ra.store.counts(now.timestamp())
+    crl = crl_state(ra.store)
+    doc = {"dir": str(ra.paths.dir), "trust_domain": ra.authority.trust_domain,
+           "intermediate_not_after": rfc3339(ra.authority.not_after), "identities": counts.identities,
+           "certificates": counts.certificates, "active": counts.active, "revoked": counts.revoked,
+           "tokens_outstanding": counts.tokens_outstanding, "crl_number": crl.number,
+           "crl_next_update": _ts(crl.next_update) if crl.next_update else None,
+           "crl_url": ra.store.meta("crl_url"), "certificates_detail": _cert_rows(ra, now.timestamp())}
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    for k, v in doc.items():
+        if k != "certificates_detail":
+            print(f"{k:<24} {v}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ztca", description="zt CA administration: create the CA, register services, "
+                                "issue and revoke certificates, inspect the store.")
+    default_dir = Path(os.environ.get("ZT_CA_DIR", "ca"))
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--dir", type=Path, default=default_dir, help="CA directory (default: ca) [env: ZT_CA_DIR]")
+    common.add_argument("--json", action="store_true", help="print JSON instead of text")
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    i = sub.add_parser("init", parents=[common], help="create a root CA, an intermediate CA and the trust bundle")
+    i.add_argument("--trust-domain", default="zt.lab", help="SPIFFE trust domain (default: zt.lab)")
+    i.add_argument("--crl-url", default=DEFAULT_CRL_URL,
+                   help=f"CRL distribution point URL (default: {DEFAULT_CRL_URL})")
+    i.add_argument("--crl-validity", type=parse_duration, default=parse_duration("1h"),
+                   help="CRL validity (thisUpdate to nextUpdate), re-issued at half of it (default: 1h)")
+    i.add_argument("--key-type", choices=[k.value for k in KeyType], default="ec-p256")
+    i.add_argument("--root-ttl", type=parse_duration, default=parse_duration("3650d"))
+    i.add_argument("--intermediate-ttl", type=parse_duration, default=parse_duration("365d"))
+    i.add_argument("--force", action="store_true", help="replace an existing CA (its certificates become useless)")
+    i.set_defaults(func=cmd_init)
+
+    r = sub.add_parser("register", parents=[common], help="create a service identity and a one-time bootstrap token")
+    r.add_argument("service")
+    r.add_argument("--ttl", type=parse_duration, default=DEFAULT_TOKEN_TTL, help="token lifetime (default: 1h)")
+    r.add_argument("--token-file", type=Path, help="also write the token to this file (0600)")
+    r.set_defaults(func=cmd_register)
+
+    s = sub.add_parser("issue", parents=[common], help="admin path: issue a key and certificate directly")
+    s.add_argument("service")
+    s.add_argument("--out", type=Path, help="certificate directory (default: certs/<service>)")
+    s.add_argument("--ttl", type=parse_duration, help="certificate lifetime (default: 1h)")
+    s.add_argument("--key-type", choices=[k.value for k in KeyType], default="ec-p256")
+    s.set_defaults(func=cmd_issue)
+
+    v = sub.add_parser("revoke", parents=[common], help="revoke a certificate or all of a service's, publish a CRL")
+    v.add_argument("serial", nargs="?", help="serial (hex, with or without colons)")
+    v.add_argument("--service", help="revoke all unexpired certificates of this service")
+    v.add_argument("--reason", help=f"one of: {', '.join(REASONS)}")
+    v.set_defaults(func=cmd_revoke)
+
+    ls = sub.add_parser("list", parents=[common], help="identities and issued certificates")
+    ls.set_defaults(func=cmd_list)
+    st = sub.add_parser("status", parents=[common], help="CA summary: validity, counts, CRL")
+    st.set_defaults(func=cmd_status)
+    return p
+
+
+def main(argv: Sequence[str] | None = None, clock: Clock | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+    try:
+        if getattr(args, "ttl", None) is not None and args.verb == "issue" and args.ttl < MIN_LEAF_TTL:
+            raise RequestRejected(f"--ttl must be at least {int(MIN_LEAF_TTL.total_seconds())}s")
+        return int(args.func(args, clock or SystemClock()))
+    except (ZtError, SvidError) as e:
+        print(f"ztca {args.verb}: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"ztca {args.verb}: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The CRL publisher: serves the CRL that the CA side writes; holds no key."""

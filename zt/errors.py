@@ -1,0 +1,106 @@
+"""The one exception tree of zt, so callers catch `ZtError` at their boundary.
+
+    ZtError
+    ├── ConfigError            bad flags, settings or files given by an operator (CLI: exit 2)
+    ├── CaError                CA material missing, unreadable or inconsistent
+    │   └── CaExistsError      `ztca init` would overwrite an existing CA
+    ├── StoreError             the state store cannot be opened or is inconsistent
+    ├── SvidError              a certificate or SPIFFE ID breaks the X509-SVID rules
+    ├── RequestRejected        a client's request is refused; carries HTTP status and code
+    │   ├── BadRequest         400 malformed CSR, JSON, name, unacceptable key
+    │   ├── Unauthorized       401 missing/unknown/used/expired token, bad renewal proof
+    │   ├── Forbidden          403 authenticated, but asks for what it may not have
+    │   ├── NotFound           404
+    │   ├── PayloadTooLarge    413
+    │   └── RateLimited        429
+    └── RemoteError            a peer (RA, CRL publisher) answered with an error or not at all
+
+Third-party exceptions (cryptography, sqlite3, httpx) are mapped to these at one boundary
+with `raise ... from`, so the cause stays in the log while the peer sees a short reason.
+"""
+
+from __future__ import annotations
+
+
+class ZtError(Exception):
+    """Root of every error zt raises on purpose."""
+
+
+class ConfigError(ZtError):
+    """An operator gave a bad flag, setting or file."""
+
+
+class CaError(ZtError):
+    """CA material is missing, unreadable or inconsistent."""
+
+
+class CaExistsError(CaError):
+    """Refusing to overwrite an existing CA without being told to."""
+
+
+class StoreError(ZtError):
+    """The state store cannot be opened, or holds something it should not."""
+
+
+class SvidError(ZtError):
+    """A certificate or SPIFFE ID breaks a rule of the SPIFFE X509-SVID standard."""
+
+
+class RequestRejected(ZtError):
+    """A client's request is refused. `code` is a stable machine word, `reason` for humans."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, reason: str, *, code: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        if code is not None:
+            self.code = code
+
+
+class BadRequest(RequestRejected):
+    status = 400
+    code = "bad_request"
+
+
+class Unauthorized(RequestRejected):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(RequestRejected):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(RequestRejected):
+    status = 404
+    code = "not_found"
+
+
+class PayloadTooLarge(RequestRejected):
+    status = 413
+    code = "payload_too_large"
+
+
+class RateLimited(RequestRejected):
+    status = 429
+    code = "rate_limited"
+
+
+class RemoteError(ZtError):
+    """A peer answered with an error, or could not be reached.
+
+    `status` is the HTTP status when there was an answer (None for transport failures), so
+    callers can tell "retry later" (transport, 429, 5xx) from "give up" (401, 403, 400).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+    @property
+    def is_transient(self) -> bool:
+        return self.status is None or self.status == 429 or self.status >= 500

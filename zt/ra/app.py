@@ -1,0 +1,236 @@
+"""The RA's HTTP API (FastAPI): routes, request/response models, and the OpenAPI schema.
+
+    POST /v1/register  admin credential       -> identity + one-time bootstrap token
+    POST /v1/issue     bootstrap token + CSR  -> certificate, chain, bundle
+    POST /v1/renew     x5c renewal proof + CSR-> certificate for the same SPIFFE ID
+    POST /v1/revoke    admin credential       -> revoked serials, new CRL number
+    GET  /v1/bundle                           -> the trust bundle (PEM)
+    GET  /v1/status                           -> health and counts
+    GET  /metrics                             -> Prometheus text
+    GET  /openapi.json                        -> this API's schema
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated
+
+from fastapi import FastAPI, Header, Request, Response
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from zt import __version__
+from zt.ca.authority import Authority
+from zt.ca.crl import parse_reason
+from zt.ca.layout import CaPaths
+from zt.clock import Clock, SystemClock, rfc3339
+from zt.errors import StoreError
+from zt.logjson import log_event
+from zt.ra import http_errors, metrics
+from zt.ra.revocation import crl_state, refresh_crl_if_due
+from zt.ra.service import Issued, RegistrationAuthority
+from zt.ra.settings import RaSettings
+from zt.ra.store import Store
+from zt.ra.tokens import bearer_token
+
+log = logging.getLogger("zt.ra")
+
+PEM_MAX = 16 * 1024
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(description="stable machine-readable code, e.g. used_token")
+    reason: str = Field(description="what went wrong, for a human")
+
+
+class RegisterRequest(Strict):
+    service: str = Field(max_length=64, description="service name: one path segment of A-Z a-z 0-9 . - _")
+    token_ttl_seconds: int | None = Field(default=None, ge=1, le=30 * 86400)
+
+
+class RegisterResponse(BaseModel):
+    service: str
+    spiffe_id: str
+    token: str = Field(description="one-time bootstrap token; shown once, stored only as a hash")
+    expires_at: str
+
+
+class IssueRequest(Strict):
+    csr: str = Field(max_length=PEM_MAX, description="PEM PKCS#10 request whose only SAN is the SPIFFE ID")
+    ttl_seconds: int | None = Field(default=None, description="shorter lifetime than the RA default, >= 30")
+
+
+class RenewRequest(IssueRequest):
+    proof: str = Field(max_length=PEM_MAX, description="x5c-signed JWT proving possession of the current key")
+
+
+class CertificateResponse(BaseModel):
+    certificate: str
+    chain: str
+    bundle: str
+    serial: str
+    spiffe_id: str
+    not_before: str
+    not_after: str
+
+
+class RevokeRequest(Strict):
+    serial: str | None = Field(default=None, max_length=80)
+    service: str | None = Field(default=None, max_length=64)
+    reason: str | None = Field(default=None, max_length=40)
+
+
+class RevokeResponse(BaseModel):
+    revoked: list[str]
+    crl_number: int
+
+
+class StatusResponse(BaseModel):
+    status: str
+    version: str
+    trust_domain: str
+    identities: int
+    certificates: int
+    active: int
+    revoked: int
+    tokens_outstanding: int
+    crl_number: int
+    crl_next_update: str | None
+    intermediate_not_after: str
+
+
+_ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 429, 503)
+}
+
+
+def _certificate_response(issued: Issued) -> CertificateResponse:
+    r = issued.record
+    return CertificateResponse(
+        certificate=r.pem, chain=issued.chain_pem, bundle=issued.bundle_pem, serial=r.serial, spiffe_id=r.spiffe_id,
+        not_before=rfc3339(dt.datetime.fromtimestamp(r.not_before, dt.UTC)),
+        not_after=rfc3339(dt.datetime.fromtimestamp(r.not_after, dt.UTC)),
+    )
+
+
+def build_ra(settings: RaSettings, clock: Clock) -> RegistrationAuthority:
+    paths = CaPaths(settings.ca_dir)
+    store = Store(paths.store, durable=settings.durable)
+    store.check()
+    trust_domain = store.meta("trust_domain")
+    if not trust_domain:
+        raise StoreError(f"{paths.store} has no trust domain; was it made by 'ztca init'?")
+    authority = Authority.load(paths, trust_domain)
+    crl_url = settings.crl_url or store.meta("crl_url") or None
+    return RegistrationAuthority(store, authority, paths, clock, leaf_ttl=settings.leaf_ttl, crl_url=crl_url)
+
+
+async def _crl_refresher(ra: RegistrationAuthority, interval: float) -> None:
+    """Keep the CRL from lapsing; one failure is logged and counted, never fatal."""
+    while True:
+        try:
+            published = await run_in_threadpool(refresh_crl_if_due, ra.store, ra.authority, ra.paths, ra.clock.now())
+            if published is not None:
+                metrics.CRLS.inc()
+                log_event(log, "crl_published", crl_number=published.number, entries=published.entries,
+                          next_update=rfc3339(published.next_update))
+        except Exception as e:  # noqa: BLE001 - a refresher must outlive any one failure
+            log_event(log, "crl_refresh_failed", logging.ERROR, reason=str(e))
+        await asyncio.sleep(interval)
+
+
+def create_app(settings: RaSettings, clock: Clock | None = None) -> FastAPI:
+    ra = build_ra(settings, clock or SystemClock())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(_crl_refresher(ra, settings.crl_check_interval))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app = FastAPI(title="zt registration authority", version=__version__, lifespan=lifespan,
+                  description="Issues SPIFFE X509-SVIDs for registered workloads. Errors are JSON "
+                              "{error, reason} with a 4xx status.")
+    http_errors.install(app)
+    app.state.ra = ra
+
+    @app.middleware("http")
+    async def count(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        endpoint = http_errors.endpoint_of(request)
+        metrics.REQUESTS.labels(endpoint, str(response.status_code)).inc()
+        metrics.LATENCY.labels(endpoint).observe(time.perf_counter() - start)
+        return response
+
+    @app.post("/v1/register", response_model=RegisterResponse, responses=_ERRORS, status_code=201,
+              summary="register a service and mint its one-time bootstrap token (admin)")
+    def register(body: RegisterRequest, authorization: Annotated[str | None, Header()] = None) -> RegisterResponse:
+        ra.authorize_admin(bearer_token(authorization))
+        ttl = dt.timedelta(seconds=body.token_ttl_seconds) if body.token_ttl_seconds else dt.timedelta(hours=1)
+        reg = ra.register(body.service, ttl)
+        return RegisterResponse(service=reg.identity.name, spiffe_id=reg.identity.spiffe_id, token=reg.token,
+                                expires_at=rfc3339(reg.expires_at))
+
+    @app.post("/v1/issue", response_model=CertificateResponse, responses=_ERRORS,
+              summary="exchange a bootstrap token and a CSR for an X509-SVID")
+    def issue(body: IssueRequest, authorization: Annotated[str | None, Header()] = None) -> CertificateResponse:
+        issued = ra.issue(bearer_token(authorization), body.csr, body.ttl_seconds)
+        metrics.ISSUED.labels("token").inc()
+        return _certificate_response(issued)
+
+    @app.post("/v1/renew", response_model=CertificateResponse, responses=_ERRORS,
+              summary="renew: prove possession of the current certificate's key, get a new one")
+    def renew(body: RenewRequest) -> CertificateResponse:
+        issued = ra.renew(body.proof, body.csr, body.ttl_seconds)
+        metrics.ISSUED.labels("renew").inc()
+        return _certificate_response(issued)
+
+    @app.post("/v1/revoke", response_model=RevokeResponse, responses=_ERRORS,
+              summary="revoke one certificate or all of a service's, and publish a new CRL (admin)")
+    def revoke(body: RevokeRequest, authorization: Annotated[str | None, Header()] = None) -> RevokeResponse:
+        ra.authorize_admin(bearer_token(authorization))
+        done, published = ra.revoke(serial=body.serial, service=body.service, reason=parse_reason(body.reason))
+        metrics.REVOKED.inc(len(done))
+        metrics.CRLS.inc()
+        return RevokeResponse(revoked=done, crl_number=published.number)
+
+    @app.get("/v1/bundle", response_class=PlainTextResponse, summary="the trust bundle (PEM)")
+    def bundle() -> PlainTextResponse:
+        return PlainTextResponse(ra.authority.bundle_pem().decode(), media_type="application/x-pem-file")
+
+    @app.get("/v1/status", response_model=StatusResponse, summary="health and counts")
+    def status() -> StatusResponse:
+        now = ra.clock.now()
+        c = ra.store.counts(now.timestamp())
+        crl = crl_state(ra.store)
+        return StatusResponse(
+            status="ok", version=__version__, trust_domain=ra.authority.trust_domain,
+            identities=c.identities, certificates=c.certificates, active=c.active, revoked=c.revoked,
+            tokens_outstanding=c.tokens_outstanding, crl_number=crl.number,
+            crl_next_update=rfc3339(dt.datetime.fromtimestamp(crl.next_update, dt.UTC))
+            if crl.next_update else None,
+            intermediate_not_after=rfc3339(ra.authority.not_after),
+        )
+
+    @app.get("/metrics", response_class=PlainTextResponse, include_in_schema=False)
+    def prometheus() -> Response:
+        data, content_type = metrics.render()
+        return Response(data, media_type=content_type)
+
+    app.add_middleware(http_errors.BodyLimit, limit=settings.max_body)
+    return app

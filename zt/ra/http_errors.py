@@ -1,0 +1,117 @@
+"""One boundary that turns every failure into a JSON body with a reason and the right status.
+
+The client gets `{"error": <code>, "reason": <text>}`; never a stack trace. Anything we did
+not expect is a 500 with a generic reason, and its traceback goes to the RA's log only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from zt.errors import PayloadTooLarge, RequestRejected, StoreError
+from zt.logjson import log_event
+from zt.ra import metrics
+
+log = logging.getLogger("zt.ra")
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
+
+
+def error_body(code: str, reason: str) -> dict[str, str]:
+    return {"error": code, "reason": reason}
+
+
+def endpoint_of(request: Request) -> str:
+    route = request.scope.get("route")
+    return getattr(route, "path", "other")
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestRejected)
+    async def rejected(request: Request, exc: RequestRejected) -> JSONResponse:
+        metrics.REJECTED.labels(endpoint_of(request), exc.code).inc()
+        log_event(log, "rejected", logging.INFO, endpoint=endpoint_of(request), status=exc.status,
+                  error=exc.code, reason=exc.reason, client=request.client.host if request.client else None)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse(error_body(exc.code, exc.reason), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        if first.get("type") == "json_invalid":
+            reason = "request body is not valid JSON"
+        else:
+            reason = f"{where or 'body'}: {first.get('msg', 'invalid')}"
+        metrics.REJECTED.labels(endpoint_of(request), "bad_request").inc()
+        return JSONResponse(error_body("bad_request", reason), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "error")
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
+
+    @app.exception_handler(StoreError)
+    async def store_error(request: Request, exc: StoreError) -> JSONResponse:
+        log_event(log, "store_error", logging.ERROR, reason=str(exc))
+        return JSONResponse(error_body("unavailable", "the RA cannot reach its store; retry later"),
+                            status_code=503, headers={"Retry-After": "1"})
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error", extra={"event": "internal_error", "fields": {}})
+        return JSONResponse(error_body("internal", "internal error; the RA log has the details"),
+                            status_code=500)
+
+
+class BodyLimit:
+    """Refuse request bodies over `limit` bytes with 413, declared or streamed."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared > self.limit or declared < 0:
+                    await self._refuse(send, declared)
+                    return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.limit:
+                    raise PayloadTooLarge(f"request body is larger than {self.limit} bytes")
+            return msg
+
+        await self.app(scope, limited, send)
+
+    async def _refuse(self, send: Send, declared: int) -> None:
+        if declared < 0:
+            status, body = 400, error_body("bad_request", "Content-Length is not a valid number")
+        else:
+            status, body = 413, error_body("payload_too_large", f"request body is larger than {self.limit} bytes")
+        data = json.dumps(body).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": data})

@@ -1,0 +1,101 @@
+"""`zt-ra`: run the registration authority (HTTPS, one or more worker processes)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from zt import logjson
+from zt.cli import options
+from zt.cli.durations import host_port, parse_duration
+from zt.clock import SystemClock
+from zt.errors import ZtError
+from zt.logjson import log_event
+from zt.ra.settings import ENV_SETTINGS, RaSettings
+
+log = logging.getLogger("zt.ra")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="zt-ra", description="zt registration authority: issues SPIFFE X509-SVIDs "
+                                "over HTTPS to workloads holding a bootstrap token or a current certificate.")
+    p.add_argument("--ca-dir", type=Path, default=Path("ca"), help="CA directory made by 'ztca init' (default: ca)")
+    p.add_argument("--listen", type=host_port, default=("127.0.0.1", 8443), metavar="HOST:PORT",
+                   help="HTTPS listen address (default: 127.0.0.1:8443)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes sharing the store (default: 1)")
+    p.add_argument("--leaf-ttl", type=parse_duration, default=parse_duration("1h"),
+                   help="default and maximum leaf lifetime, e.g. 1h, 5m; minimum 30s (default: 1h)")
+    p.add_argument("--crl-url", help="CRL distribution point put in leaves (default: the one given to ztca init)")
+    p.add_argument("--crl-check-interval", type=float, default=10.0,
+                   help="seconds between checks whether the CRL must be re-issued (default: 10)")
+    p.add_argument("--server-name", action="append", default=None, metavar="NAME",
+                   help="DNS name or IP for the RA's TLS certificate; repeatable (default: localhost, 127.0.0.1)")
+    p.add_argument("--server-cert-ttl", type=parse_duration, default=parse_duration("7d"),
+                   help="lifetime of the RA's own TLS certificate, re-issued at every start (default: 7d)")
+    p.add_argument("--max-body", type=int, default=64 * 1024, help="largest request body in bytes (default: 65536)")
+    p.add_argument("--durability", choices=["full", "normal"], default="full",
+                   help="store fsync level: full survives power loss, normal survives a process kill (default: full)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return p
+
+
+def settings_from(args: argparse.Namespace) -> RaSettings:
+    host, port = args.listen
+    names = tuple(args.server_name or ["localhost", "127.0.0.1"])
+    if host not in ("0.0.0.0", "::", "") and host not in names:
+        names += (host,)
+    return RaSettings(
+        ca_dir=args.ca_dir.resolve(), host=host, port=port, workers=max(1, args.workers), leaf_ttl=args.leaf_ttl,
+        crl_url=args.crl_url, crl_check_interval=args.crl_check_interval, server_names=names,
+        server_cert_ttl=args.server_cert_ttl, max_body=args.max_body, durable=args.durability == "full",
+        log_level=args.log_level,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = options.parse(build_parser(), argv, "ZT_RA")
+        settings = settings_from(args)
+    except ZtError as e:
+        print(f"zt-ra: {e}", file=sys.stderr)
+        return 2
+    logjson.setup("zt-ra", settings.log_level)
+    metrics_dir = tempfile.mkdtemp(prefix="zt-ra-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    os.environ[ENV_SETTINGS] = settings.to_json()
+    try:
+        import uvicorn
+
+        from zt.ra.app import build_ra
+        from zt.ra.server_cert import issue_server_certificate
+
+        ra = build_ra(settings, SystemClock())
+        files = issue_server_certificate(ra, settings.server_names, settings.server_cert_ttl)
+        ra.store.close()
+        log_event(log, "start", listen=f"{settings.host}:{settings.port}", workers=settings.workers,
+                  trust_domain=ra.authority.trust_domain, server_serial=files.serial,
+                  server_names=list(settings.server_names), leaf_ttl_seconds=settings.leaf_ttl.total_seconds())
+        uvicorn.run(
+            "zt.ra.asgi:app_from_env", factory=True, host=settings.host, port=settings.port,
+            workers=settings.workers, ssl_certfile=str(files.cert), ssl_keyfile=str(files.key),
+            log_config=None, access_log=False, timeout_graceful_shutdown=5, server_header=False,
+            h11_max_incomplete_event_size=16 * 1024,
+        )
+    except ZtError as e:
+        log_event(log, "start_failed", logging.ERROR, reason=str(e))
+        print(f"zt-ra: {e}", file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+    log_event(log, "stop", reason="signal")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Revocations and the CRL file: recording them and keeping the published CRL current.
+
+Design (see docs/architecture.md): the store is the source of truth. Whoever holds the
+intermediate key (the RA, `ztca`) re-issues the CRL into `<ca>/crl/crl.der` and `crl.pem`:
+- at once after every revocation, in the same write transaction that records it;
+- and whenever the current CRL has used up half its validity, or the store's revocation
+  revision is newer than the one the CRL covers (a writer died between the two).
+Because the CRL number is taken and the files are replaced while the store's write lock is
+held, two writers (several RA workers, `ztca`) can never publish out of order. The publisher
+(`zt-crl`) only reads the files: it needs no key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import serialization
+
+from zt.ca.authority import Authority
+from zt.ca.crl import RevokedEntry, sign_crl
+from zt.ca.layout import CaPaths
+from zt.fsutil import write_atomic
+from zt.ra.store import Store
+
+DEFAULT_CRL_VALIDITY = dt.timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class CrlState:
+    number: int
+    next_update: float
+    covered_revision: int
+    revision: int
+
+
+@dataclass(frozen=True)
+class PublishedCrl:
+    number: int
+    this_update: dt.datetime
+    next_update: dt.datetime
+    entries: int
+
+
+def crl_validity(store: Store, conn: sqlite3.Connection | None = None) -> dt.timedelta:
+    raw = store.meta("crl_validity_seconds", conn)
+    return dt.timedelta(seconds=float(raw)) if raw else DEFAULT_CRL_VALIDITY
+
+
+def crl_state(store: Store, conn: sqlite3.Connection | None = None) -> CrlState:
+    def num(key: str) -> int:
+        raw = store.meta(key, conn)
+        return int(float(raw)) if raw else 0
+
+    return CrlState(number=num("crl_number"), next_update=float(store.meta("crl_next_update", conn) or 0),
+                    covered_revision=num("crl_revision"), revision=num("revocation_revision"))
+
+
+def is_crl_due(state: CrlState, now: float, validity: dt.timedelta) -> bool:
+    """Re-issue when half the validity is used (never let it lapse) or revocations are newer."""
+    if state.number == 0 or state.revision != state.covered_revision:
+        return True
+    return state.next_update - now <= validity.total_seconds() / 2
+
+
+def _publish_locked(conn: sqlite3.Connection, store: Store, authority: Authority, paths: CaPaths,
+                    now: dt.datetime) -> PublishedCrl:
+    state = crl_state(store, conn)
+    validity = crl_validity(store, conn)
+    number = state.number + 1
+    revoked = Store.revoked_unexpired(conn, now.timestamp())
+    entries = [RevokedEntry(int(r.serial, 16),
+                            dt.datetime.fromtimestamp(r.revoked_at or 0, dt.UTC),
+                            r.revocation_reason) for r in revoked]
+    this_update = now - dt.timedelta(seconds=30)
+    next_update = now + validity
+    crl = sign_crl(authority, entries, number, this_update, next_update)
+    paths.crl_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(paths.crl_der, crl.public_bytes(serialization.Encoding.DER))
+    write_atomic(paths.crl_pem, crl.public_bytes(serialization.Encoding.PEM))
+    Store.set_meta(conn, "crl_number", str(number))
+    Store.set_meta(conn, "crl_next_update", str(next_update.timestamp()))
+    Store.set_meta(conn, "crl_revision", str(state.revision))
+    return PublishedCrl(number, this_update, next_update, len(entries))
+
+
+def publish_crl(store: Store, authority: Authority, paths: CaPaths, now: dt.datetime) -> PublishedCrl:
+    """Re-issue the CRL now, whatever its state."""
+    with store.write() as conn:
+        return _publish_locked(conn, store, authority, paths, now)
+
+
+def refresh_crl_if_due(store: Store, authority: Authority, paths: CaPaths, now: dt.datetime) -> PublishedCrl | None:
+    """Re-issue if due; the check is repeated under the lock so concurrent workers issue once."""
+    if not is_crl_due(crl_state(store), now.timestamp(), crl_validity(store)):
+        return None
+    with store.write() as conn:
+        if not is_crl_due(crl_state(store, conn), now.timestamp(), crl_validity(store, conn)):
+            return None
+        return _publish_locked(conn, store, authority, paths, now)
+
+
+def _bump_revision(conn: sqlite3.Connection, store: Store) -> None:
+    rev = int(store.meta("revocation_revision", conn) or 0) + 1
+    Store.set_meta(conn, "revocation_revision", str(rev))
+
+
+def revoke_and_publish(
+    store: Store, authority: Authority, paths: CaPaths, now: dt.datetime, *, serials: list[str],
+    reason: str | None, actor: str,
+) -> tuple[list[str], PublishedCrl]:
+    """Revoke the given serials (unknown or already revoked ones are skipped) and publish."""
+    with store.write() as conn:
+        done = [s for s in serials if Store.revoke(conn, s, now.timestamp(), reason)]
+        for s in done:
+            Store.audit(conn, now.timestamp(), actor, "revoke", s, "ok", reason)
+        if done:
+            _bump_revision(conn, store)
+        published = _publish_locked(conn, store, authority, paths, now)
+    return done, published

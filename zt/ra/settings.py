@@ -1,0 +1,53 @@
+"""The RA's settings: one immutable value, passed from the command line to every worker.
+
+Worker processes are started by uvicorn and import the app by name, so the parent hands
+them the resolved settings as JSON in one environment variable (ZT_RA_SETTINGS_JSON).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_SETTINGS = "ZT_RA_SETTINGS_JSON"
+
+
+@dataclass(frozen=True)
+class RaSettings:
+    ca_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8443
+    workers: int = 1
+    leaf_ttl: dt.timedelta = dt.timedelta(hours=1)
+    crl_url: str | None = None
+    crl_check_interval: float = 10.0
+    server_names: tuple[str, ...] = ("localhost", "127.0.0.1")
+    server_cert_ttl: dt.timedelta = dt.timedelta(days=7)
+    max_body: int = 64 * 1024
+    durable: bool = True
+    log_level: str = "info"
+
+    def to_json(self) -> str:
+        d = dataclasses.asdict(self)
+        d["ca_dir"] = str(self.ca_dir)
+        d["leaf_ttl"] = self.leaf_ttl.total_seconds()
+        d["server_cert_ttl"] = self.server_cert_ttl.total_seconds()
+        d["server_names"] = list(self.server_names)
+        return json.dumps(d)
+
+    @classmethod
+    def from_json(cls, text: str) -> RaSettings:
+        d = json.loads(text)
+        d["ca_dir"] = Path(d["ca_dir"])
+        d["leaf_ttl"] = dt.timedelta(seconds=d["leaf_ttl"])
+        d["server_cert_ttl"] = dt.timedelta(seconds=d["server_cert_ttl"])
+        d["server_names"] = tuple(d["server_names"])
+        return cls(**d)
+
+    @classmethod
+    def from_env(cls) -> RaSettings:
+        return cls.from_json(os.environ[ENV_SETTINGS])

@@ -1,0 +1,293 @@
+"""The state store: identities, token hashes, issued certificates, revocations, CRL state.
+
+SQLite in WAL mode, one file next to the CA. Why SQLite: it survives a kill at any moment
+(every change is one transaction; WAL replays or discards it whole), several worker processes
+can share it (writers serialise on the database lock, readers never block), and it needs no
+server. Each thread gets its own connection. Writers use BEGIN IMMEDIATE so a decision
+("is this token unused?") and its effect ("mark it used, record the certificate") can never
+interleave with another process's.
+
+Times are stored as Unix seconds (REAL); serials as lowercase hex without leading zeros.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from zt.errors import StoreError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS identities (
+    name TEXT PRIMARY KEY, spiffe_id TEXT NOT NULL UNIQUE, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens (
+    hash TEXT PRIMARY KEY, identity TEXT NOT NULL REFERENCES identities(name),
+    created_at REAL NOT NULL, expires_at REAL NOT NULL,
+    used_at REAL, used_serial TEXT, used_spki TEXT);
+CREATE TABLE IF NOT EXISTS certificates (
+    serial TEXT PRIMARY KEY, identity TEXT NOT NULL, spiffe_id TEXT NOT NULL,
+    not_before REAL NOT NULL, not_after REAL NOT NULL, issued_at REAL NOT NULL, via TEXT NOT NULL,
+    spki_sha256 TEXT NOT NULL, revoked_at REAL, revocation_reason TEXT, pem TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS certificates_identity ON certificates(identity);
+CREATE TABLE IF NOT EXISTS nonces (jti TEXT PRIMARY KEY, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, actor TEXT NOT NULL,
+    action TEXT NOT NULL, subject TEXT, outcome TEXT NOT NULL, detail TEXT);
+"""
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    spiffe_id: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    hash: str
+    identity: str
+    created_at: float
+    expires_at: float
+    used_at: float | None
+    used_serial: str | None
+    used_spki: str | None
+
+
+@dataclass(frozen=True)
+class CertRecord:
+    serial: str
+    identity: str
+    spiffe_id: str
+    not_before: float
+    not_after: float
+    issued_at: float
+    via: str  # "token", "renew" or "admin"
+    spki_sha256: str
+    pem: str
+    revoked_at: float | None = None
+    revocation_reason: str | None = None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+@dataclass(frozen=True)
+class Counts:
+    identities: int
+    certificates: int
+    active: int
+    revoked: int
+    tokens_outstanding: int
+
+
+class Store:
+    """One SQLite database; safe to share across threads and processes."""
+
+    def __init__(self, path: Path, *, durable: bool = True) -> None:
+        self.path = Path(path)
+        self._durable = durable
+        self._local = threading.local()
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+                conn.row_factory = sqlite3.Row
+                conn.execute("PRAGMA journal_mode=WAL")
+                # FULL: a committed issuance survives power loss too; NORMAL survives a process
+                # kill (WAL keeps the commit) and is faster. Both are crash-consistent.
+                conn.execute(f"PRAGMA synchronous={'FULL' if self._durable else 'NORMAL'}")
+                conn.execute("PRAGMA foreign_keys=ON")
+                conn.execute("PRAGMA busy_timeout=30000")
+            except sqlite3.Error as e:
+                raise StoreError(f"cannot open store {self.path}: {e}") from e
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken with the database lock up front (BEGIN IMMEDIATE)."""
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise StoreError(f"store {self.path} is busy or broken: {e}") from e
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    def read(self) -> sqlite3.Connection:
+        return self._conn()
+
+    # -- schema and meta ---------------------------------------------------------------------
+
+    def create(self, meta: dict[str, str]) -> None:
+        with self.write() as c:
+            for stmt in _SCHEMA.strip().split(";"):
+                if stmt.strip():
+                    c.execute(stmt)
+            c.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            for k, v in meta.items():
+                c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (k, v))
+
+    def check(self) -> None:
+        """Fail clearly when the file is not a zt store of a version we understand."""
+        if not self.path.exists():
+            raise StoreError(f"no store at {self.path}; run 'ztca init' first")
+        try:
+            version = self.meta("schema_version")
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path} is not a zt store: {e}") from e
+        if version != str(SCHEMA_VERSION):
+            raise StoreError(f"{self.path} has schema version {version}, this zt understands {SCHEMA_VERSION}")
+
+    def meta(self, key: str, conn: sqlite3.Connection | None = None) -> str | None:
+        row = (conn or self.read()).execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row["value"])
+
+    @staticmethod
+    def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+        conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # -- identities and tokens ---------------------------------------------------------------
+
+    @staticmethod
+    def ensure_identity(conn: sqlite3.Connection, name: str, spiffe_id: str, now: float) -> Identity:
+        conn.execute("INSERT OR IGNORE INTO identities VALUES (?, ?, ?)", (name, spiffe_id, now))
+        row = conn.execute("SELECT * FROM identities WHERE name=?", (name,)).fetchone()
+        return Identity(row["name"], row["spiffe_id"], row["created_at"])
+
+    def identity(self, name: str, conn: sqlite3.Connection | None = None) -> Identity | None:
+        row = (conn or self.read()).execute("SELECT * FROM identities WHERE name=?", (name,)).fetchone()
+        return None if row is None else Identity(row["name"], row["spiffe_id"], row["created_at"])
+
+    def identities(self) -> list[Identity]:
+        rows = self.read().execute("SELECT * FROM identities ORDER BY name").fetchall()
+        return [Identity(r["name"], r["spiffe_id"], r["created_at"]) for r in rows]
+
+    @staticmethod
+    def add_token(conn: sqlite3.Connection, token_hash: str, identity: str, now: float, expires_at: float) -> None:
+        conn.execute("INSERT INTO tokens (hash, identity, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                     (token_hash, identity, now, expires_at))
+
+    @staticmethod
+    def token(conn: sqlite3.Connection, token_hash: str) -> TokenRow | None:
+        row = conn.execute("SELECT * FROM tokens WHERE hash=?", (token_hash,)).fetchone()
+        return None if row is None else TokenRow(**dict(row))
+
+    @staticmethod
+    def mark_token_used(conn: sqlite3.Connection, token_hash: str, now: float, serial: str, spki: str) -> None:
+        conn.execute("UPDATE tokens SET used_at=?, used_serial=?, used_spki=? WHERE hash=? AND used_at IS NULL",
+                     (now, serial, spki, token_hash))
+
+    # -- certificates --------------------------------------------------------------------------
+
+    @staticmethod
+    def add_certificate(conn: sqlite3.Connection, rec: CertRecord) -> None:
+        try:
+            conn.execute(
+                "INSERT INTO certificates (serial, identity, spiffe_id, not_before, not_after, issued_at, via,"
+                " spki_sha256, pem) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (rec.serial, rec.identity, rec.spiffe_id, rec.not_before, rec.not_after, rec.issued_at, rec.via,
+                 rec.spki_sha256, rec.pem),
+            )
+        except sqlite3.IntegrityError as e:
+            raise StoreError(f"serial {rec.serial} already recorded") from e
+
+    def certificate(self, serial: str, conn: sqlite3.Connection | None = None) -> CertRecord | None:
+        row = (conn or self.read()).execute("SELECT * FROM certificates WHERE serial=?", (serial,)).fetchone()
+        return None if row is None else CertRecord(**dict(row))
+
+    def certificates(self, identity: str | None = None) -> list[CertRecord]:
+        q = "SELECT * FROM certificates"
+        args: tuple[str, ...] = ()
+        if identity is not None:
+            q += " WHERE identity=?"
+            args = (identity,)
+        rows = self.read().execute(q + " ORDER BY issued_at, serial", args).fetchall()
+        return [CertRecord(**dict(r)) for r in rows]
+
+    @staticmethod
+    def revoke(conn: sqlite3.Connection, serial: str, now: float, reason: str | None) -> bool:
+        """Mark one certificate revoked; False if unknown or already revoked (first reason wins)."""
+        cur = conn.execute(
+            "UPDATE certificates SET revoked_at=?, revocation_reason=? WHERE serial=? AND revoked_at IS NULL",
+            (now, reason, serial),
+        )
+        return cur.rowcount == 1
+
+    @staticmethod
+    def unexpired_serials(conn: sqlite3.Connection, identity: str, now: float) -> list[str]:
+        rows = conn.execute(
+            "SELECT serial FROM certificates WHERE identity=? AND not_after > ? AND revoked_at IS NULL",
+            (identity, now),
+        ).fetchall()
+        return [r["serial"] for r in rows]
+
+    @staticmethod
+    def revoked_unexpired(conn: sqlite3.Connection, now: float) -> list[CertRecord]:
+        """What a CRL must list: revoked certificates that have not yet expired (RFC 5280 3.3)."""
+        rows = conn.execute(
+            "SELECT * FROM certificates WHERE revoked_at IS NOT NULL AND not_after > ? ORDER BY revoked_at",
+            (now,),
+        ).fetchall()
+        return [CertRecord(**dict(r)) for r in rows]
+
+    # -- renewal nonces ------------------------------------------------------------------------
+
+    @staticmethod
+    def use_nonce(conn: sqlite3.Connection, jti: str, expires_at: float, now: float) -> bool:
+        """Record a renewal proof's id; False if it was seen before (a replay)."""
+        conn.execute("DELETE FROM nonces WHERE expires_at < ?", (now,))
+        cur = conn.execute("INSERT OR IGNORE INTO nonces VALUES (?, ?)", (jti, expires_at))
+        return cur.rowcount == 1
+
+    # -- audit ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def audit(conn: sqlite3.Connection, now: float, actor: str, action: str, subject: str | None,
+              outcome: str, detail: str | None = None) -> None:
+        conn.execute("INSERT INTO audit (ts, actor, action, subject, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                     (now, actor, action, subject, outcome, detail))
+
+    def audit_rows(self, limit: int = 1000) -> list[dict[str, object]]:
+        rows = self.read().execute("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [dict(r) for r in rows]
+
+    # -- counts --------------------------------------------------------------------------------
+
+    def counts(self, now: float) -> Counts:
+        c = self.read()
+
+        def one(q: str, *args: object) -> int:
+            return int(c.execute(q, args).fetchone()[0])
+
+        return Counts(
+            identities=one("SELECT COUNT(*) FROM identities"),
+            certificates=one("SELECT COUNT(*) FROM certificates"),
+            active=one("SELECT COUNT(*) FROM certificates WHERE revoked_at IS NULL AND not_after > ?", now),
+            revoked=one("SELECT COUNT(*) FROM certificates WHERE revoked_at IS NOT NULL"),
+            tokens_outstanding=one("SELECT COUNT(*) FROM tokens WHERE used_at IS NULL AND expires_at > ?", now),
+        )
