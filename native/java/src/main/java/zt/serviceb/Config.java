@@ -1,0 +1,35 @@
+package zt.serviceb;
+
+import java.nio.file.Path;
+import java.time.Duration;
+
+import zt.serviceb.identity.SpiffeId;
+import zt.serviceb.revocation.StaleMode;
+
+/**
+ * The service's settings, immutable, one field per flag of contracts.md section 8.
+ *
+ * @param crl the explicit {@code --crl}, or null: then {@code DIR/crl.pem} is used when present
+ */
+public record Config(Path certDir, HostPort listen, HostPort metricsListen, Path policy, Path crl,
+                     StaleMode crlStale, SpiffeId expectPeer, String name, Path pidFile,
+                     Duration reloadInterval, int handshakeTimeoutMs, int idleTimeoutMs, int threads) {
+
+    public static final String DEFAULT_NAME = "service-b";
+    public static final String DEFAULT_CRL_FILE = "crl.pem";
+
+    /** The CRL file to watch: the explicit one, or {@code DIR/crl.pem}. */
+    public Path crlPath() {
+        return crl != null ? crl : certDir.resolve(DEFAULT_CRL_FILE);
+    }
+
+    /** An explicit {@code --crl} must load at start; the implicit {@code DIR/crl.pem} may be absent. */
+    public boolean crlRequired() {
+        return crl != null;
+    }
+
+    public Config withListen(HostPort l, HostPort m) {
+        return new Config(certDir, l, m, policy, crl, crlStale, expectPeer, name, pidFile, reloadInterval,
+                handshakeTimeoutMs, idleTimeoutMs, threads);
+    }
+}

@@ -1,0 +1,74 @@
+package zt.serviceb;
+
+import java.io.IOException;
+import java.io.PrintStream;
+import java.time.Clock;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.atomic.AtomicReference;
+
+import sun.misc.Signal;
+import zt.serviceb.observe.JsonLog;
+import zt.serviceb.tls.TlsContext;
+
+/**
+ * The process: flags, start, signals. SIGTERM/SIGINT stop cleanly with exit code 0 (the JVM's
+ * default would exit 143/130); SIGHUP reloads (the JVM's default would terminate the process,
+ * which an agent run with {@code --signal} must never do).
+ */
+public final class Main {
+    private Main() {
+    }
+
+    public static void main(String[] args) {
+        // Before any SSLContext exists: no stateless session tickets (see TlsContext).
+        System.setProperty(TlsContext.STATELESS_TICKETS_PROPERTY, "false");
+        System.exit(run(args, System.out, System.err));
+    }
+
+    static int run(String[] args, PrintStream out, PrintStream err) {
+        Config config;
+        try {
+            config = Flags.parse(args);
+        } catch (Flags.HelpRequested e) {
+            out.print(Flags.USAGE);
+            return 0;
+        } catch (Flags.UsageException e) {
+            err.println("service-b: " + e.getMessage());
+            err.println("run 'service-b --help' for the flags");
+            return 2;
+        }
+        JsonLog log = new JsonLog(config.name(), Clock.systemUTC(), JsonLog.stream(err));
+        ServiceB service;
+        try {
+            service = ServiceB.start(config, log, Clock.systemUTC());
+        } catch (ServiceB.StartupException e) {
+            log.error("start_failed", "reason", e.getMessage());
+            return 1;
+        }
+        if (config.pidFile() != null) {
+            try {
+                ServiceB.writePidFile(config.pidFile());
+            } catch (IOException e) {
+                log.error("start_failed", "reason", "cannot write pid file " + config.pidFile() + ": " + e);
+                service.close("pid file");
+                return 1;
+            }
+        }
+        CountDownLatch stopped = new CountDownLatch(1);
+        AtomicReference<String> why = new AtomicReference<>("signal");
+        for (String name : new String[] {"TERM", "INT"}) {
+            Signal.handle(new Signal(name), s -> {
+                why.compareAndSet("signal", "SIG" + s.getName());
+                stopped.countDown();
+            });
+        }
+        Signal.handle(new Signal("HUP"), s -> new Thread(() -> service.reload("signal", true), "sighup").start());
+        try {
+            stopped.await();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        service.close(why.get());
+        return 0;
+    }
+}

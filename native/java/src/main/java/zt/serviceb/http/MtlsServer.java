@@ -1,0 +1,209 @@
+package zt.serviceb.http;
+
+import java.io.Closeable;
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.net.SocketException;
+import java.net.SocketTimeoutException;
+import java.security.cert.Certificate;
+import java.security.cert.X509Certificate;
+import java.util.Set;
+import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ScheduledFuture;
+import java.util.concurrent.ThreadPoolExecutor;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
+import javax.net.ssl.SSLSocketFactory;
+import javax.net.ssl.SSLSession;
+import javax.net.ssl.SSLSocket;
+
+import zt.serviceb.identity.Serials;
+import zt.serviceb.identity.SvidRules;
+import zt.serviceb.observe.JsonLog;
+import zt.serviceb.observe.Metrics;
+import zt.serviceb.tls.HandshakeFailure;
+import zt.serviceb.tls.TlsContext;
+
+/**
+ * The mTLS listener: one accept thread that only accepts, and a bounded pool of workers that
+ * each run an explicit {@code startHandshake()} under a hard deadline (socket timeout plus a
+ * watchdog that closes the socket, so a client trickling bytes cannot stretch it), count and
+ * log the outcome, then serve HTTP on the connection. A slow or hostile client holds one worker
+ * at most until its deadline; it never blocks the accept loop or other connections.
+ */
+public final class MtlsServer implements Closeable {
+    private static final int BACKLOG = 128;
+
+    private final TlsContext tls;
+    private final SSLSocketFactory factory;
+    private final InetSocketAddress listen;
+    private final int handshakeTimeoutMs;
+    private final HttpConnection http;
+    private final Metrics metrics;
+    private final JsonLog log;
+    private final ScheduledExecutorService timer;
+    private final ThreadPoolExecutor workers;
+    private final Set<Socket> open = ConcurrentHashMap.newKeySet();
+    private final AtomicBoolean running = new AtomicBoolean();
+    private ServerSocket serverSocket;
+    private Thread acceptThread;
+
+    public MtlsServer(TlsContext tls, InetSocketAddress listen, int threads, int handshakeTimeoutMs,
+                      HttpConnection http, Metrics metrics, JsonLog log, ScheduledExecutorService timer) {
+        this.tls = tls;
+        this.factory = tls.context().getSocketFactory();
+        this.listen = listen;
+        this.handshakeTimeoutMs = handshakeTimeoutMs;
+        this.http = http;
+        this.metrics = metrics;
+        this.log = log;
+        this.timer = timer;
+        AtomicInteger n = new AtomicInteger();
+        this.workers = new ThreadPoolExecutor(threads, threads, 60, TimeUnit.SECONDS,
+                new ArrayBlockingQueue<>(threads * 32), r -> {
+                    Thread t = new Thread(r, "mtls-worker-" + n.incrementAndGet());
+                    t.setDaemon(true);
+                    return t;
+                });
+    }
+
+    public void start() throws IOException {
+        // Plain TCP accept, TLS layered on in the worker: the handshake watchdog can then close
+        // the raw socket, which always unblocks a read at once (closing an SSLSocket mid-handshake
+        // may itself wait on the handshake's locks).
+        serverSocket = new ServerSocket();
+        serverSocket.setReuseAddress(true);
+        serverSocket.bind(listen, BACKLOG);
+        running.set(true);
+        acceptThread = new Thread(this::acceptLoop, "mtls-accept");
+        acceptThread.setDaemon(true);
+        acceptThread.start();
+    }
+
+    public int port() {
+        return serverSocket.getLocalPort();
+    }
+
+    public String address() {
+        return listen.getHostString() + ":" + port();
+    }
+
+    private void acceptLoop() {
+        while (running.get()) {
+            Socket s;
+            try {
+                s = serverSocket.accept();
+            } catch (IOException e) {
+                if (!running.get()) {
+                    return;
+                }
+                log.warn("accept_failed", "reason", e.toString());
+                continue;
+            }
+            open.add(s);
+            try {
+                workers.execute(() -> handle(s));
+            } catch (RejectedExecutionException e) {
+                log.warn("overload", "peer_addr", peerAddr(s), "reason", "all workers busy and queue full");
+                close(s);
+            }
+        }
+    }
+
+    private void handle(Socket raw) {
+        try {
+            SSLSocket socket = (SSLSocket) factory.createSocket(raw, null, true);
+            socket.setSSLParameters(tls.parameters(true));
+            Peer peer = handshake(raw, socket);
+            if (peer != null) {
+                try {
+                    http.serve(socket, peer);
+                } finally {
+                    // After a completed handshake, close with close_notify (OpenSSL 3 clients
+                    // report a bare TCP close as an unexpected EOF).
+                    socket.close();
+                }
+            }
+        } catch (IOException | RuntimeException e) {
+            // A broken connection ends here; the accept loop and other connections go on.
+            if (running.get() && !(e instanceof SocketTimeoutException) && !(e instanceof SocketException)) {
+                log.debug("connection_error", "peer_addr", peerAddr(raw), "reason", e.toString());
+            }
+        } finally {
+            close(raw);
+        }
+    }
+
+    /** The verified peer, or null after counting and logging the failure. */
+    private Peer handshake(Socket raw, SSLSocket socket) throws IOException {
+        AtomicBoolean late = new AtomicBoolean();
+        ScheduledFuture<?> watchdog = timer.schedule(() -> {
+            late.set(true);
+            close(raw);
+        }, handshakeTimeoutMs, TimeUnit.MILLISECONDS);
+        try {
+            raw.setSoTimeout(handshakeTimeoutMs);
+            socket.startHandshake();
+        } catch (IOException | RuntimeException e) {
+            watchdog.cancel(false);
+            HandshakeFailure f = HandshakeFailure.classify(e, late.get());
+            metrics.handshakeFailed(f.reason().label());
+            log.warn("handshake_rejected", "reason", f.reason().label(), "detail", f.detail(),
+                    "peer_addr", peerAddr(raw), "peer_spiffe_id", f.peerSpiffeId(), "peer_serial", f.peerSerial());
+            return null;
+        }
+        watchdog.cancel(false);
+        SSLSession session = socket.getSession();
+        Certificate[] peerCerts = session.getPeerCertificates();
+        X509Certificate leaf = (X509Certificate) peerCerts[0];
+        Certificate[] local = session.getLocalCertificates();
+        String localSerial = local == null || local.length == 0 ? null : Serials.hex((X509Certificate) local[0]);
+        metrics.handshakeSucceeded();
+        return new Peer(SvidRules.claimedId(leaf), Serials.hex(leaf), localSerial, session.getProtocol(),
+                peerAddr(raw));
+    }
+
+    private static String peerAddr(Socket s) {
+        var a = s.getRemoteSocketAddress();
+        if (a instanceof InetSocketAddress i) {
+            return i.getAddress().getHostAddress() + ":" + i.getPort();
+        }
+        return String.valueOf(a);
+    }
+
+    private void close(Socket s) {
+        open.remove(s);
+        try {
+            s.close();
+        } catch (IOException e) {
+            // already broken; nothing to release
+        }
+    }
+
+    @Override
+    public void close() {
+        running.set(false);
+        if (serverSocket != null) {
+            try {
+                serverSocket.close();
+            } catch (IOException e) {
+                // closing anyway
+            }
+        }
+        workers.shutdownNow();
+        for (Socket s : open) {
+            close(s);
+        }
+        try {
+            workers.awaitTermination(2, TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+}

@@ -1,0 +1,105 @@
+package zt.serviceb.observe;
+
+import io.prometheus.metrics.core.metrics.Counter;
+import io.prometheus.metrics.core.metrics.Gauge;
+import io.prometheus.metrics.core.metrics.GaugeWithCallback;
+import io.prometheus.metrics.expositionformats.PrometheusTextFormatWriter;
+import io.prometheus.metrics.model.registry.PrometheusRegistry;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.time.Instant;
+import java.util.function.BooleanSupplier;
+
+/**
+ * The contract's metrics (contracts.md 6), same names and labels as service-a, in a private
+ * registry (no JVM or process collectors, so the page holds exactly the contract's families).
+ */
+public final class Metrics {
+    public static final String CONTENT_TYPE = PrometheusTextFormatWriter.CONTENT_TYPE;
+
+    private final PrometheusRegistry registry = new PrometheusRegistry();
+    private final Counter handshakes = Counter.builder().name("mtls_handshakes_total")
+            .help("Inbound TLS handshakes by result").labelNames("result").register(registry);
+    private final Counter handshakeFailures = Counter.builder().name("mtls_handshake_failures_total")
+            .help("Inbound TLS handshake failures by reason").labelNames("reason").register(registry);
+    private final Gauge certExpiry = Gauge.builder().name("mtls_cert_expiry_seconds")
+            .help("notAfter of the current leaf certificate, Unix time").register(registry);
+    private final Gauge certInfo = Gauge.builder().name("mtls_cert_info")
+            .help("The current leaf certificate (always 1)").labelNames("serial", "spiffe_id").register(registry);
+    private final Counter reloads = Counter.builder().name("mtls_reloads_total")
+            .help("Reload attempts by result").labelNames("result").register(registry);
+    private final Gauge crlEntries = Gauge.builder().name("mtls_crl_entries")
+            .help("Revoked serials in the loaded CRL(s)").register(registry);
+    private final Gauge crlNextUpdate = Gauge.builder().name("mtls_crl_next_update_seconds")
+            .help("Earliest nextUpdate of the loaded CRL(s), Unix time; 0 when none").register(registry);
+    private final Counter policyDenials = Counter.builder().name("mtls_policy_denials_total")
+            .help("Requests refused with 403 by policy").register(registry);
+    private final Counter outboundCalls = Counter.builder().name("mtls_outbound_calls_total")
+            .help("/call upstream calls by result").labelNames("result").register(registry);
+    private final Counter httpRequests = Counter.builder().name("http_requests_total")
+            .help("HTTP requests by route and status code").labelNames("path", "code").register(registry);
+    private String[] certLabels;
+
+    /** {@code stale} is read at each scrape: a CRL goes stale by the clock, without any event. */
+    public Metrics(BooleanSupplier stale) {
+        GaugeWithCallback.builder().name("mtls_crl_stale").help("1 when a loaded CRL is past nextUpdate")
+                .callback(cb -> cb.call(stale.getAsBoolean() ? 1 : 0)).register(registry);
+        for (String r : new String[] {"success", "failure"}) {
+            handshakes.labelValues(r);
+            reloads.labelValues(r);
+            outboundCalls.labelValues(r);
+        }
+    }
+
+    public void handshakeSucceeded() {
+        handshakes.labelValues("success").inc();
+    }
+
+    public void handshakeFailed(String reason) {
+        handshakes.labelValues("failure").inc();
+        handshakeFailures.labelValues(reason).inc();
+    }
+
+    public synchronized void identity(String serial, String spiffeId, Instant notAfter) {
+        certExpiry.set(notAfter.getEpochSecond());
+        if (certLabels != null) {
+            certInfo.remove(certLabels);
+        }
+        certLabels = new String[] {serial, spiffeId};
+        certInfo.labelValues(certLabels).set(1);
+    }
+
+    public void reload(boolean success) {
+        reloads.labelValues(success ? "success" : "failure").inc();
+    }
+
+    public void crl(int entries, Instant nextUpdate) {
+        crlEntries.set(entries);
+        crlNextUpdate.set(nextUpdate == null ? 0 : nextUpdate.getEpochSecond());
+    }
+
+    public void policyDenied() {
+        policyDenials.inc();
+    }
+
+    public void outboundCall(boolean success) {
+        outboundCalls.labelValues(success ? "success" : "failure").inc();
+    }
+
+    public void httpRequest(String route, int code) {
+        httpRequests.labelValues(route, Integer.toString(code)).inc();
+    }
+
+    public void write(OutputStream out) throws IOException {
+        PrometheusTextFormatWriter.create().write(out, registry.scrape());
+    }
+
+    /** For tests and the start line: the current value of a counter sample. */
+    public double handshakeFailures(String reason) {
+        return handshakeFailures.labelValues(reason).get();
+    }
+
+    public double reloads(String result) {
+        return reloads.labelValues(result).get();
+    }
+}

@@ -1,0 +1,74 @@
+package zt.serviceb.tls;
+
+import java.net.Socket;
+import java.security.cert.X509Certificate;
+import java.util.concurrent.atomic.AtomicReference;
+import javax.net.ssl.SSLEngine;
+import javax.net.ssl.X509ExtendedTrustManager;
+
+/**
+ * The trust manager of the one, stable SSLContext: it delegates to the current
+ * {@link SvidVerifier} (bundle + CRL index), swapped atomically on reload.
+ *
+ * <p>Being an X509ExtendedTrustManager, JSSE uses it as is (no wrapper adding hostname checks):
+ * peers are identified by SPIFFE ID, never by host name. Both directions apply the same rules.
+ */
+public final class SwappableTrustManager extends X509ExtendedTrustManager {
+    private final AtomicReference<SvidVerifier> current;
+
+    public SwappableTrustManager(SvidVerifier initial) {
+        current = new AtomicReference<>(initial);
+    }
+
+    public void swap(SvidVerifier verifier) {
+        current.set(verifier);
+    }
+
+    public SvidVerifier current() {
+        return current.get();
+    }
+
+    private void check(X509Certificate[] chain) throws SvidRejectedException {
+        current.get().verify(chain);
+    }
+
+    @Override
+    public void checkClientTrusted(X509Certificate[] chain, String authType, Socket socket)
+            throws SvidRejectedException {
+        check(chain);
+    }
+
+    @Override
+    public void checkServerTrusted(X509Certificate[] chain, String authType, Socket socket)
+            throws SvidRejectedException {
+        check(chain);
+    }
+
+    @Override
+    public void checkClientTrusted(X509Certificate[] chain, String authType, SSLEngine engine)
+            throws SvidRejectedException {
+        check(chain);
+    }
+
+    @Override
+    public void checkServerTrusted(X509Certificate[] chain, String authType, SSLEngine engine)
+            throws SvidRejectedException {
+        check(chain);
+    }
+
+    @Override
+    public void checkClientTrusted(X509Certificate[] chain, String authType) throws SvidRejectedException {
+        check(chain);
+    }
+
+    @Override
+    public void checkServerTrusted(X509Certificate[] chain, String authType) throws SvidRejectedException {
+        check(chain);
+    }
+
+    /** The roots: sent as certificate_authorities in a TLS 1.2 CertificateRequest. */
+    @Override
+    public X509Certificate[] getAcceptedIssuers() {
+        return current.get().bundle().roots().toArray(new X509Certificate[0]);
+    }
+}
