@@ -1,0 +1,128 @@
+package zt.serviceb.support;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * The native test vectors: runs native/testpki/make_test_pki.py into a directory. One shared
+ * PKI serves the read-only tests; tests that rotate or rewrite files make their own.
+ */
+public final class TestPki {
+    private static TestPki shared;
+
+    private final Path root;
+    private final JsonNode serials;
+
+    private TestPki(Path root) throws IOException {
+        this.root = root;
+        this.serials = new ObjectMapper().readTree(root.resolve("serials.json").toFile());
+    }
+
+    public static synchronized TestPki shared() throws IOException {
+        if (shared == null) {
+            Path dir = Files.createTempDirectory("zt-testpki-");
+            dir.toFile().deleteOnExit();
+            shared = create(dir);
+        }
+        return shared;
+    }
+
+    public static TestPki create(Path dir) throws IOException {
+        run("all", dir.toString());
+        return new TestPki(dir);
+    }
+
+    public static Path script() {
+        String p = System.getProperty("testpki.script");
+        Path s = p != null ? Path.of(p) : Path.of("..", "testpki", "make_test_pki.py");
+        if (!Files.exists(s)) {
+            throw new IllegalStateException("test PKI generator not found at " + s.toAbsolutePath());
+        }
+        return s;
+    }
+
+    static String run(String... args) throws IOException {
+        List<String> cmd = new ArrayList<>(List.of("python3", script().toString()));
+        cmd.addAll(List.of(args));
+        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        try {
+            if (!p.waitFor(120, TimeUnit.SECONDS)) {
+                p.destroyForcibly();
+                throw new IOException("make_test_pki.py " + String.join(" ", args) + " did not finish in 120 s");
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IOException("interrupted", e);
+        }
+        if (p.exitValue() != 0) {
+            throw new IOException("make_test_pki.py " + String.join(" ", args) + " failed (" + p.exitValue()
+                    + "): " + out);
+        }
+        return out.strip();
+    }
+
+    public Path root() {
+        return root;
+    }
+
+    /** The cert dir of identity {@code name} (ids/NAME). */
+    public Path certDir(String name) {
+        return root.resolve("ids").resolve(name);
+    }
+
+    public Path bundle() {
+        return root.resolve("ca").resolve("bundle.pem");
+    }
+
+    public Path foreignBundle() {
+        return root.resolve("foreign").resolve("bundle.pem");
+    }
+
+    public Path crl(String file) {
+        return root.resolve("crl").resolve(file);
+    }
+
+    public String serial(String name) {
+        return serials.get(name).asText();
+    }
+
+    /** Issues a fresh leaf for ids/NAME and swaps it in as a new generation; returns its serial. */
+    public String rotate(String name) throws IOException {
+        return run("rotate", root.toString(), name);
+    }
+
+    /** Writes a CRL signed by the intermediate to {@code dest} (atomic rename). */
+    public void writeCrl(Path dest, boolean stale, String... revoke) throws IOException {
+        List<String> args = new ArrayList<>(List.of("crl", root.toString(), dest.toString()));
+        if (revoke.length > 0) {
+            args.add("--revoke");
+            args.addAll(List.of(revoke));
+        }
+        if (stale) {
+            args.add("--stale");
+        }
+        run(args.toArray(new String[0]));
+    }
+
+    /** Copies ids/NAME's generation files into a new standalone cert dir (current -> gen-copy). */
+    public static Path copyCertDir(Path from, Path to) throws IOException {
+        Path gen = from.resolve("current").toRealPath();
+        Path newGen = to.resolve(gen.getFileName());
+        Files.createDirectories(newGen);
+        try (var files = Files.list(gen)) {
+            for (Path f : (Iterable<Path>) files::iterator) {
+                Files.copy(f, newGen.resolve(f.getFileName()));
+            }
+        }
+        Files.createSymbolicLink(to.resolve("current"), gen.getFileName());
+        return to;
+    }
+}
