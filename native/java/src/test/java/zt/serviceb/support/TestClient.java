@@ -13,13 +13,16 @@ import java.nio.file.Path;
 import java.security.GeneralSecurityException;
 import java.security.KeyStore;
 import java.security.PrivateKey;
-import java.security.cert.Certificate;
 import java.security.cert.X509Certificate;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import javax.net.ssl.KeyManagerFactory;
+import java.net.Socket;
+import java.security.Principal;
+import javax.net.ssl.KeyManager;
+import javax.net.ssl.SSLEngine;
+import javax.net.ssl.X509ExtendedKeyManager;
 import javax.net.ssl.SSLContext;
 import javax.net.ssl.SSLSocket;
 import javax.net.ssl.TrustManagerFactory;
@@ -33,8 +36,6 @@ import zt.serviceb.identity.Serials;
  * manager over an identity's key.pem + chain.pem (or none, for "no client certificate").
  */
 public final class TestClient {
-    private static final char[] PW = "test".toCharArray();
-
     private TestClient() {
     }
 
@@ -46,16 +47,12 @@ public final class TestClient {
     public static SSLContext context(Path certDir, Path bundlePem, String protocol)
             throws IOException, GeneralSecurityException {
         try {
-            KeyManagerFactory kmf = null;
+            KeyManager[] kms = null;
             if (certDir != null) {
                 Path gen = certDir.resolve("current").toRealPath();
                 PrivateKey key = PemFiles.readPrivateKey(gen.resolve("key.pem"));
                 List<X509Certificate> chain = PemFiles.readCertificates(gen.resolve("chain.pem"));
-                KeyStore ks = KeyStore.getInstance("PKCS12");
-                ks.load(null, null);
-                ks.setKeyEntry("client", key, PW, chain.toArray(new Certificate[0]));
-                kmf = KeyManagerFactory.getInstance("PKIX");
-                kmf.init(ks, PW);
+                kms = new KeyManager[] {new AlwaysPresent(key, chain.toArray(new X509Certificate[0]))};
             }
             KeyStore ts = KeyStore.getInstance("PKCS12");
             ts.load(null, null);
@@ -66,7 +63,7 @@ public final class TestClient {
             TrustManagerFactory tmf = TrustManagerFactory.getInstance("PKIX");
             tmf.init(ts);
             SSLContext ctx = SSLContext.getInstance(protocol == null ? "TLS" : protocol);
-            ctx.init(kmf == null ? null : kmf.getKeyManagers(), tmf.getTrustManagers(), null);
+            ctx.init(kms, tmf.getTrustManagers(), null);
             return ctx;
         } catch (zt.serviceb.identity.MaterialException e) {
             throw new IOException(e);
@@ -85,6 +82,55 @@ public final class TestClient {
         }
         s.startHandshake();
         return new Connection(s);
+    }
+
+    /**
+     * Presents its certificate whatever CA names the server asks for, as curl and openssl do;
+     * the JDK's own key manager would send no certificate at all for a foreign-CA identity.
+     */
+    private static final class AlwaysPresent extends X509ExtendedKeyManager {
+        private final PrivateKey key;
+        private final X509Certificate[] chain;
+
+        AlwaysPresent(PrivateKey key, X509Certificate[] chain) {
+            this.key = key;
+            this.chain = chain;
+        }
+
+        @Override
+        public String[] getClientAliases(String keyType, Principal[] issuers) {
+            return new String[] {"client"};
+        }
+
+        @Override
+        public String chooseClientAlias(String[] keyType, Principal[] issuers, Socket socket) {
+            return "client";
+        }
+
+        @Override
+        public String chooseEngineClientAlias(String[] keyType, Principal[] issuers, SSLEngine engine) {
+            return "client";
+        }
+
+        @Override
+        public String[] getServerAliases(String keyType, Principal[] issuers) {
+            return null;
+        }
+
+        @Override
+        public String chooseServerAlias(String keyType, Principal[] issuers, Socket socket) {
+            return null;
+        }
+
+        @Override
+        public X509Certificate[] getCertificateChain(String alias) {
+            return chain.clone();
+        }
+
+        @Override
+        public PrivateKey getPrivateKey(String alias) {
+            return key;
+        }
     }
 
     /** One keep-alive connection. */
