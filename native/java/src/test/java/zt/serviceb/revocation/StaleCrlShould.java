@@ -1,0 +1,69 @@
+package zt.serviceb.revocation;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.IOException;
+import java.util.Map;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+import zt.serviceb.support.RunningService;
+import zt.serviceb.support.TestClient;
+import zt.serviceb.support.TestPki;
+
+/** --crl-stale refuse (fail closed) against warn (fail open with an alarm), with a real stale CRL. */
+class StaleCrlShould {
+    private static TestPki pki;
+
+    @BeforeAll
+    static void pki() throws Exception {
+        pki = TestPki.shared();
+    }
+
+    @Test
+    void refuse_handshakes_in_refuse_mode_with_reason_crl_stale() throws Exception {
+        try (RunningService svc = RunningService.builder(pki.certDir("service-b")).crl(pki.crl("crl-stale.pem"))
+                .stale(StaleMode.REFUSE).start()) {
+            var ctx = TestClient.context(pki.certDir("client"), pki.bundle());
+            assertThrows(IOException.class, () -> {
+                try (var c = TestClient.connect(ctx, svc.port())) {
+                    c.get("/hello");
+                }
+            });
+            svc.log.awaitRejection("crl_stale");
+            Map<String, Object> alarm = svc.log.await("crl_stale", r -> true);
+            assertEquals("refuse", alarm.get("mode"));
+            assertTrue(svc.metricsGet("/metrics").contains("mtls_crl_stale 1.0"));
+            assertEquals(1, svc.log.events("crl_stale").size(), "logged once per transition");
+        }
+    }
+
+    @Test
+    void proceed_in_warn_mode_with_the_alarm_raised() throws Exception {
+        try (RunningService svc = RunningService.builder(pki.certDir("service-b")).crl(pki.crl("crl-stale.pem"))
+                .stale(StaleMode.WARN).start()) {
+            var ctx = TestClient.context(pki.certDir("client"), pki.bundle());
+            try (var c = TestClient.connect(ctx, svc.port())) {
+                assertEquals(200, c.get("/hello").status());
+            }
+            assertEquals("warn", svc.log.await("crl_stale", r -> true).get("mode"));
+            assertTrue(svc.metricsGet("/metrics").contains("mtls_crl_stale 1.0"));
+        }
+    }
+
+    @Test
+    void raise_no_alarm_with_a_fresh_crl() throws Exception {
+        try (RunningService svc = RunningService.builder(pki.certDir("service-b")).crl(pki.crl("crl.pem"))
+                .stale(StaleMode.REFUSE).start()) {
+            var ctx = TestClient.context(pki.certDir("client"), pki.bundle());
+            try (var c = TestClient.connect(ctx, svc.port())) {
+                assertEquals(200, c.get("/hello").status());
+            }
+            String page = svc.metricsGet("/metrics");
+            assertTrue(page.contains("mtls_crl_stale 0.0"), page);
+            assertTrue(svc.log.events("crl_stale").isEmpty());
+        }
+    }
+}
