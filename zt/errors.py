@@ -96,11 +96,15 @@ class RemoteError(ZtError):
     callers can tell "retry later" (transport, 429, 5xx) from "give up" (401, 403, 400).
     """
 
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
+                 permanent: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
+        self.permanent = permanent  # e.g. the peer's certificate is not trusted: retrying cannot help
 
     @property
     def is_transient(self) -> bool:
+        if self.permanent:
+            return False
         return self.status is None or self.status == 429 or self.status >= 500

@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crl-interval", type=float, default=5.0, help="seconds between CRL checks (default: 5)")
     p.add_argument("--no-crl", action="store_true", help="do not fetch CRLs")
     p.add_argument("--once", action="store_true", help="bootstrap (and fetch the CRL once), then exit")
+    p.add_argument("--bootstrap-timeout", type=float, default=300.0,
+                   help="give up bootstrapping after this many seconds of transient failures (default: 300)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 
@@ -82,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = AgentConfig(
             spiffe_id=spiffe_id, out=args.out, token_file=args.token_file, key_type=KeyType(args.key_type),
             ttl_seconds=args.ttl, renew_fraction=args.renew_at, jitter=args.jitter, crl_url=args.crl_url,
-            crl_interval=args.crl_interval, fetch_crl=not args.no_crl,
+            crl_interval=args.crl_interval, fetch_crl=not args.no_crl, bootstrap_timeout=args.bootstrap_timeout,
         )
         notifier = Notifier(args.signal_name, args.pid_file, args.touch)
         ra = RaClient(args.ra, bundle)

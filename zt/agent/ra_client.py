@@ -38,6 +38,16 @@ def tls_context(bundle_pem: bytes) -> ssl.SSLContext:
     return ctx
 
 
+def _is_untrusted(exc: BaseException) -> bool:
+    """True when the failure is the RA's certificate not verifying against our bundle."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class RaClient:
     def __init__(self, base_url: str, bundle_pem: bytes) -> None:
         if not base_url.startswith("https://"):
@@ -52,7 +62,7 @@ class RaClient:
         try:
             r = self._http.post(path, json=body, headers=headers)
         except httpx.HTTPError as e:
-            raise RemoteError(f"RA {path}: {type(e).__name__}: {e}") from e
+            raise RemoteError(f"RA {path}: {type(e).__name__}: {e}", permanent=_is_untrusted(e)) from e
         try:
             doc = r.json()
         except ValueError as e:

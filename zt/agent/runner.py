@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,7 @@ class AgentConfig:
     crl_url: str | None = None
     crl_interval: float = 5.0
     fetch_crl: bool = True
+    bootstrap_timeout: float = 300.0
 
 
 def crl_url_of(leaf: x509.Certificate) -> str | None:
@@ -103,15 +105,16 @@ class Agent:
         key = generate_key(self.cfg.key_type)
         csr = build_csr(key, self.cfg.spiffe_id)
         failures = 0
+        deadline = time.monotonic() + self.cfg.bootstrap_timeout
         while True:
             try:
                 doc = self.ra.issue(token, csr_pem(csr), self.cfg.ttl_seconds)
                 break
             except RemoteError as e:
-                if not e.is_transient:
+                if not e.is_transient or time.monotonic() >= deadline:
                     raise
                 failures += 1
-                delay = min(2 ** min(failures, 5), 30)
+                delay = min(2 ** min(failures, 5), 30, max(0.1, deadline - time.monotonic()))
                 log_event(log, "bootstrap_retry", logging.WARNING, reason=str(e), retry_in=delay)
                 if self.stop.wait(delay):
                     raise

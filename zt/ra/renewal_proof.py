@@ -96,17 +96,18 @@ def verify_renewal_proof(proof: str, leaf: x509.Certificate, csr_der: bytes, now
     try:
         claims: dict[str, Any] = jwt.decode(
             proof, key=public_key, algorithms=[algorithm_for(public_key)], audience=AUDIENCE,  # type: ignore[arg-type]
-            options={"require": ["aud", "sub", "iat", "exp", "jti"], "verify_iat": False},
-            leeway=LEEWAY_SECONDS,
+            # Time claims are checked below against our Clock, not PyJWT's wall clock.
+            options={"require": ["aud", "sub", "iat", "exp", "jti"], "verify_iat": False, "verify_exp": False,
+                     "verify_nbf": False},
         )
-    except jwt.ExpiredSignatureError as e:
-        raise Unauthorized("renewal proof has expired; sign a fresh one", code="bad_proof") from e
     except jwt.PyJWTError as e:
         raise Unauthorized(f"renewal proof does not verify: {e}", code="bad_proof") from e
     iat = claims.get("iat")
     exp = claims.get("exp")
     if not isinstance(iat, int) or not isinstance(exp, int) or exp - iat > LIFETIME.total_seconds() + 1:
         raise Unauthorized("renewal proof lifetime must not exceed 5 minutes", code="bad_proof")
+    if exp < now.timestamp() - LEEWAY_SECONDS:
+        raise Unauthorized("renewal proof has expired; sign a fresh one", code="bad_proof")
     if iat > now.timestamp() + LEEWAY_SECONDS:
         raise Unauthorized("renewal proof is issued in the future", code="bad_proof")
     if claims.get("csr_sha256") != csr_digest(csr_der):

@@ -1,0 +1,136 @@
+"""Fixtures for the Python core's tests: a real CA directory, and real RA / CRL processes."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import ssl
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from zt.ca.layout import CaPaths
+from zt.cli import ztca
+from zt.lab import process
+from zt.lab.ports import free_port
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> dict:  # type: ignore[type-arg]
+        return json.loads(self.out)
+
+
+def run_ztca(*argv: str) -> CliResult:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = ztca.main(list(argv))
+    return CliResult(code, out.getvalue(), err.getvalue())
+
+
+@dataclass
+class CaDir:
+    paths: CaPaths
+    crl_port: int
+
+    @property
+    def dir(self) -> Path:
+        return self.paths.dir
+
+    def ztca(self, *argv: str) -> CliResult:
+        verb, *rest = argv
+        return run_ztca(verb, "--dir", str(self.dir), *rest)
+
+    def admin_token(self) -> str:
+        return self.paths.admin_token.read_text().strip()
+
+    def register(self, service: str, *extra: str) -> str:
+        r = self.ztca("register", service, "--json", *extra)
+        assert r.code == 0, r.err
+        return str(r.json()["token"])
+
+
+def make_ca(tmp: Path, *extra: str) -> CaDir:
+    crl_port = free_port()
+    d = tmp / "ca"
+    r = run_ztca("init", "--dir", str(d), "--crl-url", f"http://127.0.0.1:{crl_port}/crl", *extra)
+    assert r.code == 0, r.err
+    return CaDir(CaPaths(d), crl_port)
+
+
+@pytest.fixture
+def ca(tmp_path: Path) -> CaDir:
+    return make_ca(tmp_path)
+
+
+@dataclass
+class RaServer:
+    url: str
+    ca: CaDir
+    proc: process.Proc
+
+    def client(self, **kw: object) -> httpx.Client:
+        ctx = ssl.create_default_context(cafile=str(self.ca.paths.bundle))
+        return httpx.Client(base_url=self.url, verify=ctx, timeout=10.0, **kw)  # type: ignore[arg-type]
+
+
+def start_ra(ca: CaDir, logs: Path, *extra: str, name: str = "zt-ra", port: int | None = None) -> RaServer:
+    port = port or free_port()
+    argv = [sys.executable, "-m", "zt.ra.main", "--ca-dir", str(ca.dir), "--listen", f"127.0.0.1:{port}",
+            "--crl-check-interval", "0.5", *extra]
+    proc = process.start(name, argv, logs / f"{name}-{port}.log")
+    srv = RaServer(f"https://localhost:{port}", ca, proc)
+
+    def ready() -> bool:
+        with srv.client() as c:
+            return c.get("/v1/status").status_code == 200
+
+    try:
+        process.wait_until(f"{name} /v1/status on port {port}", ready, timeout=30, proc=proc)
+    except Exception:
+        proc.stop()
+        raise
+    return srv
+
+
+@pytest.fixture
+def ra(ca: CaDir, tmp_path: Path) -> Iterator[RaServer]:
+    srv = start_ra(ca, tmp_path / "logs")
+    yield srv
+    srv.proc.stop()
+
+
+@dataclass
+class CrlServer:
+    url: str
+    proc: process.Proc
+
+
+def start_crl(ca: CaDir, logs: Path, *extra: str) -> CrlServer:
+    argv = [sys.executable, "-m", "zt.crl.main", "--ca-dir", str(ca.dir), "--listen",
+            f"127.0.0.1:{ca.crl_port}", *extra]
+    proc = process.start("zt-crl", argv, logs / "zt-crl.log")
+    srv = CrlServer(f"http://127.0.0.1:{ca.crl_port}", proc)
+    try:
+        process.wait_until("zt-crl /healthz", lambda: httpx.get(srv.url + "/healthz").status_code == 200,
+                           timeout=30, proc=proc)
+    except Exception:
+        proc.stop()
+        raise
+    return srv
+
+
+@pytest.fixture
+def crl_server(ca: CaDir, tmp_path: Path) -> Iterator[CrlServer]:
+    srv = start_crl(ca, tmp_path / "logs")
+    yield srv
+    srv.proc.stop()

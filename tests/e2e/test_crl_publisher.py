@@ -1,0 +1,117 @@
+"""zt-crl as a relying party sees it: real processes, DER and PEM, ETag, Cache-Control,
+re-issue before nextUpdate, and openssl's own CRL check."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+from cryptography import x509
+
+from tests.conftest import CaDir, CrlServer, make_ca, start_crl, start_ra
+from zt.lab import process
+
+
+def crl_number(crl: x509.CertificateRevocationList) -> int:
+    return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+
+
+def test_serves_der_and_pem_with_etag_and_cache_control(ca: CaDir, crl_server: CrlServer) -> None:
+    r = httpx.get(crl_server.url + "/crl")
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/pkix-crl"
+    crl = x509.load_der_x509_crl(r.content)
+    inter = x509.load_pem_x509_certificate(ca.paths.intermediate_cert.read_bytes())
+    assert crl.is_signature_valid(inter.public_key())  # type: ignore[arg-type]
+    assert crl.issuer == inter.subject
+    etag = r.headers["etag"]
+    cc = r.headers["cache-control"]
+    max_age = int(cc.split("max-age=")[1].split(",")[0])
+    assert crl.next_update_utc is not None
+    assert 0 <= max_age <= (crl.next_update_utc.timestamp() - time.time()) + 1
+    again = httpx.get(crl_server.url + "/crl", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    pem = httpx.get(crl_server.url + "/crl.pem")
+    assert pem.headers["content-type"] == "application/x-pem-file"
+    assert x509.load_pem_x509_crl(pem.content) == crl
+    assert httpx.get(crl_server.url + "/healthz").json()["status"] == "ok"
+    assert "zt_crl_requests_total" in httpx.get(crl_server.url + "/metrics").text
+
+
+def test_revocation_shows_up_at_once_with_new_etag(ca: CaDir, crl_server: CrlServer, tmp_path: Path) -> None:
+    ca.register("svc")
+    serial = ca.ztca("issue", "svc", "--out", str(tmp_path / "o"), "--json").json()["serial"]
+    before = httpx.get(crl_server.url + "/crl")
+    assert ca.ztca("revoke", serial).code == 0
+    after = httpx.get(crl_server.url + "/crl", headers={"If-None-Match": before.headers["etag"]})
+    assert after.status_code == 200
+    crl = x509.load_der_x509_crl(after.content)
+    assert crl.get_revoked_certificate_by_serial_number(int(serial, 16)) is not None
+    assert crl_number(crl) > crl_number(x509.load_der_x509_crl(before.content))
+
+
+def test_openssl_crl_check_refuses_revoked_and_accepts_good(ca: CaDir, crl_server: CrlServer, tmp_path: Path) -> None:
+    ca.register("good")
+    ca.register("bad")
+    ca.ztca("issue", "good", "--out", str(tmp_path / "good"))
+    serial = ca.ztca("issue", "bad", "--out", str(tmp_path / "bad"), "--json").json()["serial"]
+    ca.ztca("revoke", serial, "--reason", "key-compromise")
+    (tmp_path / "crl.pem").write_bytes(httpx.get(crl_server.url + "/crl.pem").content)
+
+    def verify(name: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["openssl", "verify", "-crl_check", "-CRLfile", str(tmp_path / "crl.pem"),
+                               "-CAfile", str(ca.paths.bundle), "-untrusted", str(ca.paths.intermediate_cert),
+                               str(tmp_path / name / "cert.pem")], capture_output=True, text=True)
+
+    good, bad = verify("good"), verify("bad")
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert bad.returncode != 0 and "certificate revoked" in bad.stdout + bad.stderr
+
+
+def test_ra_reissues_crl_before_next_update_without_revocations(tmp_path: Path) -> None:
+    ca = make_ca(tmp_path, "--crl-validity", "4s")
+    logs = tmp_path / "logs"
+    crl = start_crl(ca, logs)
+    ra = start_ra(ca, logs)
+    try:
+        first = x509.load_der_x509_crl(httpx.get(crl.url + "/crl").content)
+        seen: list[x509.CertificateRevocationList] = []
+
+        def newer() -> bool:
+            c = x509.load_der_x509_crl(httpx.get(crl.url + "/crl").content)
+            if crl_number(c) > crl_number(first):
+                seen.append(c)
+                return True
+            return False
+
+        process.wait_until("a re-issued CRL", newer, timeout=10)
+        assert first.next_update_utc is not None
+        assert seen[0].next_update_utc is not None
+        assert seen[0].last_update_utc < first.next_update_utc  # issued before the old one lapsed
+        assert seen[0].next_update_utc > first.next_update_utc
+        assert httpx.get(crl.url + "/healthz").status_code == 200
+    finally:
+        ra.proc.stop()
+        crl.proc.stop()
+
+
+def test_no_crl_yet_is_503_not_500(tmp_path: Path) -> None:
+    ca = make_ca(tmp_path)
+    (ca.paths.crl_der).unlink()
+    logs = tmp_path / "logs"
+    import sys
+
+    from zt.lab.ports import free_port
+
+    port = free_port()
+    proc = process.start("zt-crl", [sys.executable, "-m", "zt.crl.main", "--ca-dir", str(ca.dir), "--listen",
+                                    f"127.0.0.1:{port}"], logs / "crl.log")
+    try:
+        process.wait_until("zt-crl answering", lambda: httpx.get(f"http://127.0.0.1:{port}/crl").status_code == 503,
+                           proc=proc)
+        r = httpx.get(f"http://127.0.0.1:{port}/crl")
+        assert r.json()["error"] == "unavailable"
+    finally:
+        proc.stop()

@@ -1,0 +1,204 @@
+"""The RA as an outside client sees it: a real zt-ra process over HTTPS on loopback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from tests.conftest import RaServer
+from zt import svid
+from zt.agent.material import build_csr, csr_pem
+from zt.ca.keys import generate_key
+from zt.clock import utcnow
+from zt.ra.renewal_proof import make_renewal_proof
+
+SID = "spiffe://zt.lab/svc/a"
+
+
+def issue(ra: RaServer, token: str, csr: str, **extra: object):  # type: ignore[no-untyped-def]
+    with ra.client() as c:
+        return c.post("/v1/issue", json={"csr": csr, **extra}, headers={"Authorization": f"Bearer {token}"})
+
+
+def assert_error(r, status: int, code: str) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    body = r.json()
+    assert body["error"] == code, body
+    assert body["reason"]
+    assert "Traceback" not in r.text
+    return body  # type: ignore[no-any-return]
+
+
+def test_issue_returns_chain_bundle_and_a_conformant_svid(ra: RaServer) -> None:
+    token = ra.ca.register("a")
+    key = generate_key()
+    r = issue(ra, token, csr_pem(build_csr(key, SID)))
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert set(doc) == {"certificate", "chain", "bundle", "serial", "spiffe_id", "not_before", "not_after"}
+    leaf = x509.load_pem_x509_certificate(doc["certificate"].encode())
+    chain = x509.load_pem_x509_certificates(doc["chain"].encode())
+    assert chain[0] == leaf and len(chain) == 2
+    assert doc["bundle"] == ra.ca.paths.bundle.read_text()
+    assert format(leaf.serial_number, "x") == doc["serial"]
+    assert doc["spiffe_id"] == SID and svid.check_leaf(leaf) == []
+    assert leaf.public_key() == key.public_key()
+
+
+def test_used_token_is_401(ra: RaServer) -> None:
+    token = ra.ca.register("a")
+    assert issue(ra, token, csr_pem(build_csr(generate_key(), SID))).status_code == 200
+    r = issue(ra, token, csr_pem(build_csr(generate_key(), SID)))
+    assert_error(r, 401, "used_token")
+    assert r.headers["www-authenticate"] == "Bearer"
+
+
+def test_expired_token_is_401(ra: RaServer) -> None:
+    import time
+
+    token = ra.ca.register("a", "--ttl", "1s")
+    time.sleep(1.2)
+    assert_error(issue(ra, token, csr_pem(build_csr(generate_key(), SID))), 401, "expired_token")
+
+
+@pytest.mark.parametrize("auth, code", [(None, "missing_token"), ("Bearer ztb_unknown", "unknown_token"),
+                                        ("Basic abc", "missing_token")])
+def test_missing_or_unknown_token_is_401(ra: RaServer, auth: str | None, code: str) -> None:
+    headers = {"Authorization": auth} if auth else {}
+    with ra.client() as c:
+        r = c.post("/v1/issue", json={"csr": csr_pem(build_csr(generate_key(), SID))}, headers=headers)
+    assert_error(r, 401, code)
+
+
+def test_csr_for_another_identity_is_403(ra: RaServer) -> None:
+    token = ra.ca.register("a")
+    r = issue(ra, token, csr_pem(build_csr(generate_key(), "spiffe://zt.lab/svc/b")))
+    body = assert_error(r, 403, "identity_mismatch")
+    assert "spiffe://zt.lab/svc/a" in body["reason"]
+
+
+@pytest.mark.parametrize("body, code", [
+    (b"{not json", "bad_request"),
+    (b'{"csr": 5}', "bad_request"),
+    (b'{"csr": "garbage"}', "malformed_csr"),
+    (b'{"csr": "x", "extra": 1}', "bad_request"),
+    (b"[]", "bad_request"),
+])
+def test_malformed_json_or_csr_is_400(ra: RaServer, body: bytes, code: str) -> None:
+    token = ra.ca.register("a")
+    with ra.client() as c:
+        r = c.post("/v1/issue", content=body, headers={"Authorization": f"Bearer {token}",
+                                                       "Content-Type": "application/json"})
+    assert_error(r, 400, code)
+
+
+def test_oversized_body_is_413_and_token_survives(ra: RaServer) -> None:
+    token = ra.ca.register("a")
+    with ra.client() as c:
+        r = c.post("/v1/issue", content=b'{"csr": "' + b"A" * 200_000 + b'"}',
+                   headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    assert_error(r, 413, "payload_too_large")
+    assert issue(ra, token, csr_pem(build_csr(generate_key(), SID))).status_code == 200
+
+
+def test_register_needs_the_admin_credential(ra: RaServer) -> None:
+    with ra.client() as c:
+        assert_error(c.post("/v1/register", json={"service": "x"}), 401, "missing_credential")
+        assert_error(c.post("/v1/register", json={"service": "x"}, headers={"Authorization": "Bearer zta_wrong"}),
+                     401, "invalid_credential")
+        ok = c.post("/v1/register", json={"service": "x"},
+                    headers={"Authorization": f"Bearer {ra.ca.admin_token()}"})
+        assert ok.status_code == 201, ok.text
+        assert ok.json()["spiffe_id"] == "spiffe://zt.lab/svc/x"
+        bad = c.post("/v1/register", json={"service": "../x"},
+                     headers={"Authorization": f"Bearer {ra.ca.admin_token()}"})
+        assert_error(bad, 400, "bad_service_name")
+    r = issue(ra, ok.json()["token"], csr_pem(build_csr(generate_key(), "spiffe://zt.lab/svc/x")))
+    assert r.status_code == 200
+
+
+def renew(ra: RaServer, key, chain_pem: str, spiffe_id: str):  # type: ignore[no-untyped-def]
+    new_key = generate_key()
+    csr = build_csr(new_key, spiffe_id)
+    chain = x509.load_pem_x509_certificates(chain_pem.encode())
+    proof = make_renewal_proof(key, chain, spiffe_id, csr.public_bytes(serialization.Encoding.DER), utcnow())
+    with ra.client() as c:
+        return new_key, c.post("/v1/renew", json={"csr": csr_pem(csr), "proof": proof})
+
+
+def test_renewal_with_current_certificate_keeps_identity(ra: RaServer) -> None:
+    token = ra.ca.register("a")
+    key = generate_key()
+    first = issue(ra, token, csr_pem(build_csr(key, SID))).json()
+    new_key, r = renew(ra, key, first["chain"], SID)
+    assert r.status_code == 200, r.text
+    assert r.json()["spiffe_id"] == SID and r.json()["serial"] != first["serial"]
+    _, r2 = renew(ra, new_key, r.json()["chain"], SID)  # and the renewed one renews again
+    assert r2.status_code == 200
+
+
+def test_renewal_with_revoked_certificate_is_401(ra: RaServer) -> None:
+    token = ra.ca.register("a")
+    key = generate_key()
+    first = issue(ra, token, csr_pem(build_csr(key, SID))).json()
+    with ra.client() as c:
+        rv = c.post("/v1/revoke", json={"serial": first["serial"], "reason": "key-compromise"},
+                    headers={"Authorization": f"Bearer {ra.ca.admin_token()}"})
+    assert rv.status_code == 200 and rv.json()["revoked"] == [first["serial"]]
+    _, r = renew(ra, key, first["chain"], SID)
+    assert_error(r, 401, "revoked_certificate")
+
+
+def test_renewal_with_garbage_proof_is_401(ra: RaServer) -> None:
+    with ra.client() as c:
+        r = c.post("/v1/renew", json={"csr": csr_pem(build_csr(generate_key(), SID)), "proof": "a.b.c"})
+    assert_error(r, 401, "bad_proof")
+
+
+def test_unknown_route_and_method_are_json(ra: RaServer) -> None:
+    with ra.client() as c:
+        assert_error(c.get("/nope"), 404, "not_found")
+        assert_error(c.get("/v1/issue"), 405, "method_not_allowed")
+
+
+def test_status_metrics_bundle_and_openapi(ra: RaServer) -> None:
+    with ra.client() as c:
+        st = c.get("/v1/status").json()
+        assert st["status"] == "ok" and st["trust_domain"] == "zt.lab" and st["crl_number"] >= 1
+        assert c.get("/v1/bundle").text == ra.ca.paths.bundle.read_text()
+        spec = c.get("/openapi.json").json()
+        assert {"/v1/register", "/v1/issue", "/v1/renew", "/v1/revoke", "/v1/status"} <= set(spec["paths"])
+        c.post("/v1/issue", json={"csr": "x"})
+        metrics = c.get("/metrics").text
+        assert 'zt_ra_requests_total{code="401",endpoint="/v1/issue"}' in metrics
+
+
+def test_openssl_req_and_curl_get_a_certificate_that_openssl_verifies(ra: RaServer, tmp_path: Path) -> None:
+    """Independent tools end to end: openssl makes the key and CSR, curl talks to the RA."""
+    token = ra.ca.register("a")
+    key, csr = tmp_path / "k.pem", tmp_path / "r.pem"
+    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(key), "-out", str(csr), "-subj", "/O=zt", "-addext", f"subjectAltName=URI:{SID}"],
+                   check=True, capture_output=True)
+    body = tmp_path / "body.json"
+    body.write_text(json.dumps({"csr": csr.read_text()}))
+    out = subprocess.run(["curl", "-sS", "--fail-with-body", "--cacert", str(ra.ca.paths.bundle),
+                          "-H", f"Authorization: Bearer {token}", "-H", "Content-Type: application/json",
+                          "--data-binary", f"@{body}", ra.url + "/v1/issue"], check=True, capture_output=True)
+    doc = json.loads(out.stdout)
+    (tmp_path / "cert.pem").write_text(doc["certificate"])
+    (tmp_path / "chain.pem").write_text(doc["chain"])
+    v = subprocess.run(["openssl", "verify", "-CAfile", str(ra.ca.paths.bundle), "-untrusted",
+                        str(ra.ca.paths.intermediate_cert), "-purpose", "sslclient", str(tmp_path / "cert.pem")],
+                       capture_output=True, text=True)
+    assert v.returncode == 0 and ": OK" in v.stdout, v.stdout + v.stderr
+    v = subprocess.run(["openssl", "verify", "-CAfile", str(ra.ca.paths.bundle), "-untrusted",
+                        str(ra.ca.paths.intermediate_cert), "-purpose", "sslserver", str(tmp_path / "cert.pem")],
+                       capture_output=True, text=True)
+    assert v.returncode == 0, v.stdout + v.stderr

@@ -1,0 +1,138 @@
+"""The atomic writer and the reader's contract: a reader never pairs a new cert with an old key."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from tests.conftest import make_ca
+from zt.agent.material import Material, build_csr, material_from_response
+from zt.agent.writer import KEEP_GENERATIONS, CertDirWriter, read_current
+from zt.ca.authority import Authority
+from zt.ca.keys import KeyType, generate_key
+from zt.ca.layout import CaPaths
+from zt.clock import utcnow
+from zt.spiffe import workload_id
+
+SID = "spiffe://zt.lab/svc/a"
+
+
+def issue(auth: Authority, kind: KeyType = KeyType.EC_P256) -> Material:
+    key = generate_key(kind)
+    leaf = auth.sign_leaf(key.public_key(), workload_id("zt.lab", "a"), dt.timedelta(hours=1), utcnow(), None)  # type: ignore[arg-type]
+    return material_from_response(key, auth.chain_pem(leaf).decode(), auth.bundle_pem().decode(), SID)
+
+
+def authority(tmp_path: Path) -> Authority:
+    return Authority.load(CaPaths(make_ca(tmp_path).dir), "zt.lab")
+
+
+def test_writer_produces_contract_layout_and_pkcs12_that_opens(tmp_path: Path) -> None:
+    auth = authority(tmp_path)
+    out = tmp_path / "out"
+    m = issue(auth)
+    gen = CertDirWriter(out).write(m)
+    assert os.readlink(out / "current") == gen
+    assert os.readlink(out / "key.pem") == "current/key.pem"
+    password = (out / "keystore.pass").read_bytes()
+    key, cert, extra = pkcs12.load_key_and_certificates((out / "keystore.p12").read_bytes(), password)
+    assert cert is not None and cert.serial_number == m.leaf.serial_number
+    assert [c.subject for c in extra] == [auth.certificate.subject]
+    assert oct(os.stat(out / "current" / "keystore.p12").st_mode & 0o777) == "0o600"
+    trust = pkcs12.load_pkcs12((out / "truststore.p12").read_bytes(), password)
+    assert [c.certificate for c in trust.additional_certs] == list(auth.roots)
+
+
+def test_writer_keeps_a_few_generations_and_prunes_older(tmp_path: Path) -> None:
+    auth = authority(tmp_path)
+    out = tmp_path / "out"
+    w = CertDirWriter(out)
+    for _ in range(KEEP_GENERATIONS + 3):
+        last = w.write(issue(auth))
+    gens = sorted(p.name for p in out.iterdir() if p.name.startswith("gen-"))
+    assert len(gens) == KEEP_GENERATIONS
+    assert gens[-1] == last
+
+
+def test_reader_never_sees_new_certificate_with_old_key(tmp_path: Path) -> None:
+    """Rotate as fast as possible while readers follow the contract; every pair must match."""
+    auth = authority(tmp_path)
+    out = tmp_path / "out"
+    w = CertDirWriter(out)
+    materials = [issue(auth) for _ in range(6)]
+    w.write(materials[0])
+    stop = threading.Event()
+    bad: list[str] = []
+    reads = [0]
+
+    def reader() -> None:
+        while not stop.is_set():
+            gdir = (out / "current").resolve()
+            try:
+                key = serialization.load_pem_private_key((gdir / "key.pem").read_bytes(), None)
+                cert = x509.load_pem_x509_certificate((gdir / "cert.pem").read_bytes())
+            except FileNotFoundError:
+                bad.append("generation vanished under a reader")  # pruned too early
+                continue
+            if key.public_key() != cert.public_key():
+                bad.append(f"mismatch in {gdir.name}")
+            reads[0] += 1
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for i in range(60):
+        w.write(materials[i % len(materials)])
+    stop.set()
+    for t in threads:
+        t.join()
+    assert bad == []
+    assert reads[0] > 50
+
+
+def test_read_current_returns_none_for_missing_or_mismatched(tmp_path: Path) -> None:
+    auth = authority(tmp_path)
+    out = tmp_path / "out"
+    assert read_current(out) is None
+    m = issue(auth)
+    CertDirWriter(out).write(m)
+    got = read_current(out)
+    assert got is not None and got.serial == m.serial and got.spiffe_id == SID
+    other = issue(auth)
+    gdir = (out / "current").resolve()
+    (gdir / "key.pem").chmod(0o600)
+    from zt.ca.setup import key_pem
+
+    (gdir / "key.pem").write_bytes(key_pem(other.key))
+    assert read_current(out) is None
+
+
+def test_material_from_response_refuses_wrong_key_or_identity(tmp_path: Path) -> None:
+    import pytest
+
+    from zt.errors import ConfigError
+
+    auth = authority(tmp_path)
+    m = issue(auth)
+    stranger = generate_key()
+    with pytest.raises(ConfigError, match="another key"):
+        material_from_response(stranger, auth.chain_pem(m.leaf).decode(), auth.bundle_pem().decode(), SID)
+    with pytest.raises(ConfigError, match="expected"):
+        material_from_response(m.key, auth.chain_pem(m.leaf).decode(), auth.bundle_pem().decode(),
+                               "spiffe://zt.lab/svc/b")
+    csr = build_csr(m.key, SID)
+    assert csr.is_signature_valid
+
+
+def test_all_key_types_round_trip_through_writer(tmp_path: Path) -> None:
+    auth = authority(tmp_path)
+    for kind in KeyType:
+        out = tmp_path / kind.value
+        CertDirWriter(out).write(issue(auth, kind))
+        assert read_current(out) is not None

@@ -1,0 +1,1 @@
+"""The lab harness: topology, runtimes (processes, containers), clients, checkers, reports."""
