@@ -41,7 +41,7 @@ def test_writer_produces_contract_layout_and_pkcs12_that_opens(tmp_path: Path) -
     assert os.readlink(out / "current") == gen
     assert os.readlink(out / "key.pem") == "current/key.pem"
     password = (out / "keystore.pass").read_bytes()
-    key, cert, extra = pkcs12.load_key_and_certificates((out / "keystore.p12").read_bytes(), password)
+    _key, cert, extra = pkcs12.load_key_and_certificates((out / "keystore.p12").read_bytes(), password)
     assert cert is not None and cert.serial_number == m.leaf.serial_number
     assert [c.subject for c in extra] == [auth.certificate.subject]
     assert oct(os.stat(out / "current" / "keystore.p12").st_mode & 0o777) == "0o600"

@@ -1,6 +1,5 @@
 package zt.serviceb;
 
-import java.io.IOException;
 import java.io.PrintStream;
 import java.time.Clock;
 import java.util.concurrent.CountDownLatch;
@@ -44,15 +43,6 @@ public final class Main {
         } catch (ServiceB.StartupException e) {
             log.error("start_failed", "reason", e.getMessage());
             return 1;
-        }
-        if (config.pidFile() != null) {
-            try {
-                ServiceB.writePidFile(config.pidFile());
-            } catch (IOException e) {
-                log.error("start_failed", "reason", "cannot write pid file " + config.pidFile() + ": " + e);
-                service.close("pid file");
-                return 1;
-            }
         }
         CountDownLatch stopped = new CountDownLatch(1);
         AtomicReference<String> why = new AtomicReference<>("signal");

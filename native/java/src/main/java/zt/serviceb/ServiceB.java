@@ -160,6 +160,14 @@ public final class ServiceB implements Closeable {
     /** Loads, validates, listens and starts watching; throws with a message on any failure. */
     public static ServiceB start(Config config, JsonLog log, Clock clock) throws StartupException {
         ServiceB s = new ServiceB(config, log, clock);
+        if (config.pidFile() != null) {
+            try {
+                writePidFile(config.pidFile());
+            } catch (IOException e) {
+                s.close("pid file");
+                throw new StartupException("cannot write pid file " + config.pidFile() + ": " + e, e);
+            }
+        }
         s.reloader.start();
         IdentityMaterial id = s.identity.get();
         CrlIndex crl = s.tls.verifier().crl();
