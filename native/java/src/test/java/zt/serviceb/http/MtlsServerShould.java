@@ -9,7 +9,6 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.net.Socket;
 import java.nio.charset.StandardCharsets;
-import java.time.Duration;
 import java.util.Map;
 import javax.net.ssl.SSLContext;
 import org.junit.jupiter.api.AfterAll;
@@ -252,10 +251,5 @@ class MtlsServerShould {
             assertTrue(n <= 1024, new String(b, StandardCharsets.ISO_8859_1));
         }
         return n;
-    }
-
-    @SuppressWarnings("unused")
-    private static Duration unused() {
-        return Duration.ZERO;
     }
 }
