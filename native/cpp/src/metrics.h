@@ -1,0 +1,65 @@
+// The service's Prometheus metrics (docs/contracts.md section 6), the same names and labels
+// as service-b. prometheus-cpp's core library keeps the values (atomics, safe from any
+// thread); MetricsServer serves the text exposition.
+#pragma once
+
+#include "handshake_failure.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+
+#include <array>
+#include <ctime>
+#include <memory>
+#include <mutex>
+#include <string>
+
+namespace zt {
+
+class Metrics {
+ public:
+  Metrics();
+
+  void handshake_succeeded();
+  void handshake_failed(FailureReason reason);
+  void reload(bool ok);
+  void policy_denied();
+  void outbound_call(bool ok);
+  // `route` is "/hello", "/call" or "other".
+  void http_request(const std::string& route, int code);
+
+  void set_certificate(const std::string& serial, const std::string& spiffe_id, std::time_t not_after);
+  void set_crl(size_t entries, std::time_t earliest_next_update);  // 0 when no CRL
+  void set_crl_stale(bool stale);
+
+  // Prometheus text format 0.0.4.
+  std::string serialize() const;
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>& handshakes_;
+  prometheus::Counter& handshake_ok_;
+  prometheus::Counter& handshake_fail_;
+  prometheus::Family<prometheus::Counter>& handshake_failures_;
+  std::array<prometheus::Counter*, kAllFailureReasons.size()> failure_by_reason_{};
+  prometheus::Gauge& cert_expiry_;
+  prometheus::Family<prometheus::Gauge>& cert_info_;
+  prometheus::Family<prometheus::Counter>& reloads_;
+  prometheus::Counter& reload_ok_;
+  prometheus::Counter& reload_fail_;
+  prometheus::Gauge& crl_entries_;
+  prometheus::Gauge& crl_next_update_;
+  prometheus::Gauge& crl_stale_;
+  prometheus::Counter& policy_denials_;
+  prometheus::Family<prometheus::Counter>& outbound_;
+  prometheus::Counter& outbound_ok_;
+  prometheus::Counter& outbound_fail_;
+  prometheus::Family<prometheus::Counter>& http_requests_;
+
+  std::mutex cert_mu_;
+  prometheus::Gauge* cert_info_current_ = nullptr;
+};
+
+}  // namespace zt

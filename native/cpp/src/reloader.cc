@@ -1,0 +1,120 @@
+#include "reloader.h"
+
+#include "x509_util.h"
+
+#include <sys/stat.h>
+
+#include <chrono>
+
+namespace zt {
+
+namespace {
+std::string file_identity(const std::string& path) {
+  if (path.empty()) return "-";
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return path + ":absent";
+  return path + ":" + std::to_string(st.st_ino) + ":" + std::to_string(st.st_size) + ":" +
+         std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
+}
+}  // namespace
+
+Reloader::Reloader(const Config& cfg, StateHolder& states, Metrics& metrics, Logger& log, CrlStaleMonitor& stale)
+    : cfg_(cfg), states_(states), metrics_(metrics), log_(log), stale_(stale) {}
+
+Reloader::~Reloader() { stop(); }
+
+std::string Reloader::fingerprint() const {
+  auto gen = resolve_current(cfg_.cert_dir);
+  std::string crl = cfg_.crl ? *cfg_.crl : cfg_.cert_dir + "/crl.pem";
+  return (gen ? gen.value() : "?") + "|" + file_identity(crl) + "|" + file_identity(cfg_.policy.value_or(""));
+}
+
+void Reloader::publish(const ServiceState& state) {
+  const Identity& id = state.identity();
+  metrics_.set_certificate(id.serial, id.id.str(), id.not_after);
+  const CrlIndex* crl = state.crl();
+  metrics_.set_crl(crl ? crl->entries() : 0, crl ? crl->earliest_next_update() : 0);
+  if (crl != nullptr) {
+    for (const CrlSummary& s : crl->summaries()) {
+      nlohmann::json number = s.crl_number.empty() ? nlohmann::json(nullptr) : nlohmann::json(s.crl_number);
+      if (!s.crl_number.empty() && s.crl_number.size() < 19) number = std::stoll(s.crl_number);
+      log_.info("crl_loaded", {{"path", crl->path()},
+                               {"entries", s.entries},
+                               {"next_update", rfc3339(s.next_update)},
+                               {"crl_number", number},
+                               {"issuer", s.issuer}});
+    }
+  }
+  stale_.refresh(state, std::time(nullptr));
+}
+
+Status Reloader::load_initial() {
+  std::lock_guard<std::mutex> lock(reload_mu_);
+  last_fingerprint_ = fingerprint();
+  auto state = load_state(cfg_, [this](std::time_t next) { stale_.observe_stale(next); });
+  if (!state) return fail(state.error());
+  states_.swap(state.value());
+  publish(*state.value());
+  return ok_status();
+}
+
+bool Reloader::reload(const std::string& trigger) {
+  std::lock_guard<std::mutex> lock(reload_mu_);
+  std::shared_ptr<const ServiceState> old = states_.get();
+  last_fingerprint_ = fingerprint();
+  auto next = load_state(cfg_, [this](std::time_t t) { stale_.observe_stale(t); }, old.get());
+  if (!next) {
+    metrics_.reload(false);
+    log_.error("reload", {{"result", "failure"},
+                          {"old_serial", old->identity().serial},
+                          {"new_serial", old->identity().serial},  // still serving the old one
+                          {"reason", next.error()},
+                          {"trigger", trigger}});
+    return false;
+  }
+  states_.swap(next.value());
+  metrics_.reload(true);
+  publish(*next.value());
+  log_.info("reload", {{"result", "success"},
+                       {"old_serial", old->identity().serial},
+                       {"new_serial", next.value()->identity().serial},
+                       {"trigger", trigger}});
+  return true;
+}
+
+void Reloader::start_polling() {
+  poller_ = std::thread([this] { poll_loop(); });
+}
+
+void Reloader::stop() {
+  {
+    std::lock_guard<std::mutex> lock(stop_mu_);
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
+  if (poller_.joinable()) poller_.join();
+}
+
+void Reloader::poll_loop() {
+  auto next_poll = std::chrono::steady_clock::now() + std::chrono::seconds(cfg_.reload_interval_s);
+  std::unique_lock<std::mutex> lock(stop_mu_);
+  while (!stopping_) {
+    stop_cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; });
+    if (stopping_) break;
+    lock.unlock();
+    if (auto state = states_.get()) stale_.refresh(*state, std::time(nullptr));
+    if (cfg_.reload_interval_s > 0 && std::chrono::steady_clock::now() >= next_poll) {
+      next_poll = std::chrono::steady_clock::now() + std::chrono::seconds(cfg_.reload_interval_s);
+      std::string fp = fingerprint();
+      bool changed;
+      {
+        std::lock_guard<std::mutex> rl(reload_mu_);
+        changed = fp != last_fingerprint_;
+      }
+      if (changed) reload("poll");
+    }
+    lock.lock();
+  }
+}
+
+}  // namespace zt

@@ -1,0 +1,59 @@
+// Reloads: all or nothing (contracts section 2; house style). A reload builds a complete new
+// ServiceState from disk (identity via the reader's contract, CRL, policy, SSL_CTXs),
+// validates it, and only then swaps it in; on any failure the old state stays, the failure is
+// counted (mtls_reloads_total{result="failure"}) and logged with the reason.
+//
+// Triggers: SIGHUP (main calls reload("signal")), and a fallback poll every
+// --reload-interval seconds of realpath(DIR/current) and the CRL and policy files' identity
+// (inode, size, mtime). A poll retries only after the files change again, so bad material
+// on disk is one failure, not one per interval. The same thread refreshes the CRL staleness
+// gauge once a second.
+#pragma once
+
+#include "config.h"
+#include "crl_stale_monitor.h"
+#include "logger.h"
+#include "metrics.h"
+#include "service_state.h"
+
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace zt {
+
+class Reloader {
+ public:
+  Reloader(const Config& cfg, StateHolder& states, Metrics& metrics, Logger& log, CrlStaleMonitor& stale);
+  ~Reloader();
+
+  // The initial load (start-up); the error is fatal for the caller.
+  Status load_initial();
+  // Returns true when new material was swapped in. Serialised; safe from any thread.
+  bool reload(const std::string& trigger);
+
+  void start_polling();
+  void stop();
+
+ private:
+  std::string fingerprint() const;
+  void publish(const ServiceState& state);
+  void poll_loop();
+
+  const Config& cfg_;
+  StateHolder& states_;
+  Metrics& metrics_;
+  Logger& log_;
+  CrlStaleMonitor& stale_;
+
+  std::mutex reload_mu_;
+  std::string last_fingerprint_;
+
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
+  bool stopping_ = false;
+  std::thread poller_;
+};
+
+}  // namespace zt

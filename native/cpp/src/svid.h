@@ -1,0 +1,34 @@
+// The X509-SVID checks a validator makes on a leaf, beyond RFC 5280 path validation
+// (spiffe/spiffe standards/X509-SVID.md section 5.2; shared/SPIFFE-X509-SVID-RULES.md):
+//
+//   - exactly one URI SAN, and it is a SPIFFE ID with a non-root path (2, 3.1);
+//   - basicConstraints cA=false: a signing certificate never authenticates (3.2, 4.1);
+//   - key usage present, without keyCertSign or cRLSign (4.3).
+//
+// Chain validation, validity periods and revocation are checked elsewhere (the chain by
+// OpenSSL, revocation by CrlIndex); this file only looks at the leaf itself.
+#pragma once
+
+#include "ossl.h"
+#include "result.h"
+#include "spiffe_id.h"
+
+#include <ctime>
+#include <optional>
+#include <string>
+
+namespace zt {
+
+struct SvidInfo {
+  SpiffeId id;
+  std::string serial;  // contract format (x509_util.h)
+  std::time_t not_after = 0;
+};
+
+Result<SvidInfo> inspect_svid_leaf(X509* leaf);
+
+// The caller's claimed identity for log lines about a rejected peer: its first URI SAN
+// (whatever it is), or nothing. Never used for an authorisation decision.
+std::optional<std::string> claimed_uri(const X509* leaf);
+
+}  // namespace zt

@@ -1,0 +1,216 @@
+// Reloads (docs/contracts.md section 2): all or nothing; new connections get the new
+// material, open connections finish on the old; bad material keeps the old and is counted.
+#include "support/harness.h"
+#include "support/pki.h"
+#include "support/test_client.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+
+namespace zt {
+namespace {
+
+using test::as;
+using test::https_get;
+using test::pki;
+using test::ScratchIdentity;
+using test::ServiceUnderTest;
+
+std::string hello_serial(const ServiceUnderTest& svc) {
+  auto r = https_get(svc.port(), "/hello", as(pki().id_dir("client")));
+  return r.ok && r.status == 200 ? r.json.value("serial", "") : "error: " + r.error;
+}
+
+TEST(Reload, test_reload_rotated_identity_new_connections_see_new_serial) {
+  ScratchIdentity scratch("service-a");
+  ServiceUnderTest svc(test::test_config(scratch.dir()));
+  const std::string old_serial = pki().serial("service-a");
+  ASSERT_EQ(hello_serial(svc), old_serial);
+
+  // A keep-alive connection opened before the reload.
+  std::string err;
+  auto open_conn = test::TestConnection::open(svc.port(), as(pki().id_dir("client")), &err);
+  ASSERT_TRUE(open_conn) << err;
+  ASSERT_EQ(open_conn->get("/hello").status, 200);
+
+  std::string new_serial = scratch.rotate();
+  ASSERT_TRUE(svc.service().reload("signal"));
+
+  EXPECT_EQ(hello_serial(svc), new_serial);
+  std::string err2;
+  auto fresh = test::TestConnection::open(svc.port(), as(pki().id_dir("client")), &err2);
+  ASSERT_TRUE(fresh) << err2;
+  EXPECT_EQ(fresh->server_serial(), new_serial);  // the certificate presented in the handshake
+
+  // The old connection keeps working, on the context it was made with.
+  auto again = open_conn->get("/hello");
+  ASSERT_TRUE(again.ok) << again.error;
+  EXPECT_EQ(again.status, 200);
+  EXPECT_EQ(again.json["serial"], old_serial);
+  EXPECT_EQ(open_conn->server_serial(), old_serial);
+
+  EXPECT_EQ(svc.metric("mtls_reloads_total", {{"result", "success"}}), 1);
+  EXPECT_EQ(svc.metric("mtls_cert_info", {{"serial", new_serial}, {"spiffe_id", "spiffe://zt.lab/svc/service-a"}}), 1);
+  EXPECT_TRUE(std::isnan(svc.metric("mtls_cert_info", {{"serial", old_serial}, {"spiffe_id", "spiffe://zt.lab/svc/service-a"}})));
+  auto line = svc.logs().wait_for("reload");
+  ASSERT_FALSE(line.is_null());
+  EXPECT_EQ(line["result"], "success");
+  EXPECT_EQ(line["old_serial"], old_serial);
+  EXPECT_EQ(line["new_serial"], new_serial);
+  EXPECT_EQ(line["trigger"], "signal");
+}
+
+TEST(Reload, test_reload_bad_material_keeps_old_identity_and_counts_failure) {
+  ScratchIdentity scratch("service-a");
+  ServiceUnderTest svc(test::test_config(scratch.dir()));
+  const std::string old_serial = pki().serial("service-a");
+  scratch.swap_in_generation_of("wrong-key");  // key.pem does not match chain.pem
+
+  EXPECT_FALSE(svc.service().reload("signal"));
+  EXPECT_EQ(hello_serial(svc), old_serial);
+  EXPECT_EQ(svc.metric("mtls_reloads_total", {{"result", "failure"}}), 1);
+  EXPECT_EQ(svc.metric("mtls_reloads_total", {{"result", "success"}}), 0);
+  auto line = svc.logs().wait_for("reload");
+  ASSERT_FALSE(line.is_null());
+  EXPECT_EQ(line["result"], "failure");
+  EXPECT_EQ(line["level"], "error");
+  EXPECT_EQ(line["old_serial"], old_serial);
+  EXPECT_NE(line["reason"].get<std::string>().find("does not match"), std::string::npos) << line.dump();
+
+  // Good material again: the next reload succeeds.
+  std::string new_serial = scratch.rotate();
+  EXPECT_TRUE(svc.service().reload("signal"));
+  EXPECT_EQ(hello_serial(svc), new_serial);
+}
+
+TEST(Reload, test_reload_expired_material_keeps_old_identity) {
+  ScratchIdentity scratch("service-a");
+  ServiceUnderTest svc(test::test_config(scratch.dir()));
+  scratch.swap_in_generation_of("expired");
+  EXPECT_FALSE(svc.service().reload("signal"));
+  EXPECT_EQ(hello_serial(svc), pki().serial("service-a"));
+}
+
+TEST(Reload, test_reload_picks_up_new_crl) {
+  ScratchIdentity scratch("service-a");
+  std::string crl = scratch.path("crl.pem");
+  test::write_file_atomic(crl, test::read_text(pki().crl("crl-empty.pem")));
+  Config cfg = test::test_config(scratch.dir());
+  cfg.crl = crl;
+  ServiceUnderTest svc(cfg);
+  EXPECT_EQ(svc.metric("mtls_crl_entries"), 0);
+  ASSERT_TRUE(https_get(svc.port(), "/hello", as(pki().id_dir("revoked"))).ok);
+
+  test::write_file_atomic(crl, test::read_text(pki().crl("crl.pem")));  // rename(2), as the agent does
+  ASSERT_TRUE(svc.service().reload("signal"));
+  EXPECT_EQ(svc.metric("mtls_crl_entries"), 1);
+  EXPECT_FALSE(https_get(svc.port(), "/hello", as(pki().id_dir("revoked"))).ok);
+  EXPECT_FALSE(svc.wait_rejection("revoked").is_null());
+  EXPECT_FALSE(svc.logs().wait_for("crl_loaded", [](const nlohmann::json& j) { return j.value("entries", 0) == 1; }).is_null());
+}
+
+TEST(Reload, test_reload_bad_crl_keeps_previous_crl) {
+  ScratchIdentity scratch("service-a");
+  std::string crl = scratch.path("crl.pem");
+  test::write_file_atomic(crl, test::read_text(pki().crl("crl.pem")));
+  Config cfg = test::test_config(scratch.dir());
+  cfg.crl = crl;
+  ServiceUnderTest svc(cfg);
+  test::write_file_atomic(crl, test::read_text(pki().crl("crl-foreign.pem")));
+  EXPECT_FALSE(svc.service().reload("signal"));
+  EXPECT_EQ(svc.metric("mtls_reloads_total", {{"result", "failure"}}), 1);
+  EXPECT_FALSE(https_get(svc.port(), "/hello", as(pki().id_dir("revoked"))).ok);  // still revoked
+  EXPECT_TRUE(https_get(svc.port(), "/hello", as(pki().id_dir("client"))).ok);
+}
+
+TEST(Reload, test_reload_vanished_default_crl_keeps_previous_crl) {
+  ScratchIdentity scratch("service-a");
+  test::write_file_atomic(scratch.dir() + "/crl.pem", test::read_text(pki().crl("crl.pem")));
+  ServiceUnderTest svc(test::test_config(scratch.dir()));
+  std::filesystem::remove(scratch.dir() + "/crl.pem");
+  EXPECT_FALSE(svc.service().reload("signal"));
+  EXPECT_FALSE(https_get(svc.port(), "/hello", as(pki().id_dir("revoked"))).ok);
+}
+
+TEST(Reload, test_reload_stale_to_fresh_crl_clears_alarm) {
+  ScratchIdentity scratch("service-a");
+  std::string crl = scratch.path("crl.pem");
+  test::write_file_atomic(crl, test::read_text(pki().crl("crl-stale.pem")));
+  Config cfg = test::test_config(scratch.dir());
+  cfg.crl = crl;
+  ServiceUnderTest svc(cfg);
+  EXPECT_EQ(svc.metric("mtls_crl_stale"), 1);
+  EXPECT_FALSE(https_get(svc.port(), "/hello", as(pki().id_dir("client"))).ok);
+  test::write_file_atomic(crl, test::read_text(pki().crl("crl.pem")));
+  ASSERT_TRUE(svc.service().reload("signal"));
+  EXPECT_EQ(svc.metric("mtls_crl_stale"), 0);
+  EXPECT_TRUE(https_get(svc.port(), "/hello", as(pki().id_dir("client"))).ok);
+}
+
+TEST(Reload, test_reload_policy_change_and_bad_policy) {
+  ScratchIdentity scratch("service-a");
+  std::string policy = scratch.path("policy.json");
+  test::write_file_atomic(policy, R"({"version": 1, "rules": [{"caller": "*", "allow": ["*"]}]})");
+  Config cfg = test::test_config(scratch.dir());
+  cfg.policy = policy;
+  ServiceUnderTest svc(cfg);
+  std::string err;
+  auto open_conn = test::TestConnection::open(svc.port(), as(pki().id_dir("client")), &err);
+  ASSERT_TRUE(open_conn) << err;
+  EXPECT_EQ(open_conn->get("/hello").status, 200);
+
+  test::write_file_atomic(policy, R"({"version": 1, "rules": [{"caller": "spiffe://zt.lab/svc/ops", "allow": ["*"]}]})");
+  ASSERT_TRUE(svc.service().reload("signal"));
+  EXPECT_EQ(https_get(svc.port(), "/hello", as(pki().id_dir("client"))).status, 403);
+  EXPECT_EQ(open_conn->get("/hello").status, 403);  // a narrowed policy applies at once
+
+  test::write_file_atomic(policy, R"({"version": 1, "rules": [{"caller": "*", "allow": ["*"], "deny": []}]})");
+  EXPECT_FALSE(svc.service().reload("signal"));
+  EXPECT_EQ(https_get(svc.port(), "/hello", as(pki().id_dir("client"))).status, 403);  // old policy kept
+  auto line = svc.logs().wait_for("reload", [](const nlohmann::json& j) { return j.value("result", "") == "failure"; });
+  ASSERT_FALSE(line.is_null());
+  EXPECT_NE(line["reason"].get<std::string>().find("policy"), std::string::npos);
+}
+
+TEST(Reload, test_reload_by_poll_when_current_moves) {
+  ScratchIdentity scratch("service-a");
+  Config cfg = test::test_config(scratch.dir());
+  cfg.reload_interval_s = 1;
+  ServiceUnderTest svc(cfg);
+  std::string new_serial = scratch.rotate();
+  auto line = svc.logs().wait_for("reload", nullptr, 10000);
+  ASSERT_FALSE(line.is_null()) << "no poll-triggered reload within 10 s";
+  EXPECT_EQ(line["trigger"], "poll");
+  EXPECT_EQ(line["new_serial"], new_serial);
+  EXPECT_EQ(hello_serial(svc), new_serial);
+}
+
+TEST(Reload, test_poll_counts_bad_material_once) {
+  ScratchIdentity scratch("service-a");
+  Config cfg = test::test_config(scratch.dir());
+  cfg.reload_interval_s = 1;
+  ServiceUnderTest svc(cfg);
+  scratch.swap_in_generation_of("wrong-key");
+  ASSERT_TRUE(svc.wait_metric("mtls_reloads_total", {{"result", "failure"}}, 1, 10000));
+  // Two more poll intervals without a change on disk: no further attempts.
+  EXPECT_FALSE(test::wait_until([&] { return svc.metric("mtls_reloads_total", {{"result", "failure"}}) > 1; }, 2500));
+  EXPECT_EQ(hello_serial(svc), pki().serial("service-a"));
+}
+
+TEST(Reload, test_outbound_call_uses_current_identity) {
+  ScratchIdentity scratch("service-a");
+  ServiceUnderTest target(test::test_config(pki().id_dir("service-b")));
+  ServiceUnderTest caller(test::test_config(scratch.dir()));
+  std::string new_serial = scratch.rotate();
+  ASSERT_TRUE(caller.service().reload("signal"));
+  std::string q = "/call?target=https%3A%2F%2F127.0.0.1%3A" + std::to_string(target.port()) +
+                  "%2Fhello&expect=spiffe%3A%2F%2Fzt.lab%2Fsvc%2Fservice-b";
+  auto r = https_get(caller.port(), q, as(pki().id_dir("client")));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.json["response"]["caller_serial"], new_serial);
+}
+
+}  // namespace
+}  // namespace zt
