@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import sqlite3
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -130,12 +131,35 @@ class RegistrationAuthority:
         cert = x509.load_pem_x509_certificate(rec.pem.encode())
         return Issued(rec, self.authority.chain_pem(cert).decode(), self.authority.bundle_pem().decode())
 
+    def _check_token(self, conn: sqlite3.Connection, th: str, spki: str, now: dt.datetime,
+                     csr: x509.CertificateSigningRequest) -> tuple[Identity, Issued | None]:
+        """Raise unless the token may buy a certificate for this CSR; return an earlier answer
+        when this is a retry of a request that already succeeded."""
+        row = Store.token(conn, th)
+        if row is None:
+            raise Unauthorized("bootstrap token is not known", code="unknown_token")
+        ident = self.store.identity(row.identity, conn)
+        assert ident is not None
+        authorize_csr_identity(csr, ident.spiffe_id)
+        if row.used_at is not None:
+            if row.used_spki == spki and row.used_serial:
+                earlier = self.store.certificate(row.used_serial, conn)
+                if earlier is not None and not earlier.revoked:
+                    return ident, self._issued(earlier)
+            raise Unauthorized("bootstrap token was already used", code="used_token")
+        if now.timestamp() >= row.expires_at:
+            raise Unauthorized("bootstrap token has expired; register again for a new one", code="expired_token")
+        return ident, None
+
     def issue(self, token: str | None, csr_pem: str, ttl_seconds: int | None = None) -> Issued:
         """Bootstrap: a one-time token buys one certificate for the token's identity.
 
-        A retry with the same token and the same CSR key (the first answer was lost) gets the
-        same certificate back rather than a 401: the certificate is public, and the key never
-        left the requester, so this gives nothing away.
+        The token is checked, the certificate signed outside the store's write lock (signing is
+        the slow part), and the token checked again and spent under the lock together with the
+        record of the certificate. A certificate signed for a token that lost a race is never
+        recorded nor returned. A retry with the same token and the same CSR key (the first
+        answer was lost) gets the same certificate back rather than a 401: the certificate is
+        public, and the key never left the requester, so this gives nothing away.
         """
         if token is None:
             raise Unauthorized("missing bootstrap token (Authorization: Bearer <token>)", code="missing_token")
@@ -144,23 +168,14 @@ class RegistrationAuthority:
         spki = spki_sha256(csr)
         th = tokens.token_hash(token)
         now = self.clock.now()
+        ident, earlier = self._check_token(self.store.read(), th, spki, now, csr)
+        if earlier is not None:
+            return earlier
+        _, rec = self._sign(ident, csr, lifetime, now, "token")
         with self.store.write() as c:
-            row = Store.token(c, th)
-            if row is None:
-                raise Unauthorized("bootstrap token is not known", code="unknown_token")
-            ident = self.store.identity(row.identity, c)
-            assert ident is not None
-            authorize_csr_identity(csr, ident.spiffe_id)
-            if row.used_at is not None:
-                if row.used_spki == spki and row.used_serial:
-                    earlier = self.store.certificate(row.used_serial, c)
-                    if earlier is not None and not earlier.revoked:
-                        return self._issued(earlier)
-                raise Unauthorized("bootstrap token was already used", code="used_token")
-            if now.timestamp() >= row.expires_at:
-                raise Unauthorized("bootstrap token has expired; register again for a new one",
-                                   code="expired_token")
-            _, rec = self._sign(ident, csr, lifetime, now, "token")
+            _, earlier = self._check_token(c, th, spki, now, csr)
+            if earlier is not None:
+                return earlier
             Store.add_certificate(c, rec)
             Store.mark_token_used(c, th, now.timestamp(), rec.serial, spki)
             Store.audit(c, now.timestamp(), ident.spiffe_id, "issue", rec.serial, "ok", "via bootstrap token")
@@ -170,8 +185,28 @@ class RegistrationAuthority:
 
     # -- renew ---------------------------------------------------------------------------------
 
+    def _check_renewable(self, conn: sqlite3.Connection, leaf: x509.Certificate, now: dt.datetime,
+                         claims: dict[str, object]) -> CertRecord:
+        serial = serial_hex(leaf)
+        rec = self.store.certificate(serial, conn)
+        if rec is None or rec.pem.encode() != pem(leaf):
+            raise Unauthorized(f"certificate {serial} is not known to this RA", code="unknown_certificate")
+        if rec.revoked:
+            raise Unauthorized(f"certificate {serial} is revoked; bootstrap again with a new token",
+                               code="revoked_certificate")
+        if now.timestamp() >= rec.not_after:
+            raise Unauthorized(f"certificate {serial} has expired; bootstrap again with a new token",
+                               code="expired_certificate")
+        if claims.get("sub") != rec.spiffe_id:
+            raise Unauthorized("renewal proof subject does not match the certificate", code="bad_proof")
+        return rec
+
     def renew(self, proof: str, csr_pem: str, ttl_seconds: int | None = None) -> Issued:
-        """Renewal: proof of possession of a current, unexpired, unrevoked certificate's key."""
+        """Renewal: proof of possession of a current, unexpired, unrevoked certificate's key.
+
+        As with `issue`, the new certificate is signed outside the write lock; the revocation
+        check is repeated and the proof's nonce spent under it.
+        """
         csr = parse_csr(csr_pem)
         lifetime = self._lifetime(ttl_seconds)
         chain = presented_chain(proof)
@@ -183,29 +218,18 @@ class RegistrationAuthority:
         now = self.clock.now()
         csr_der = csr.public_bytes(serialization.Encoding.DER)
         claims = verify_renewal_proof(proof, leaf, csr_der, now)
-        serial = serial_hex(leaf)
+        rec = self._check_renewable(self.store.read(), leaf, now, claims)
+        authorize_csr_identity(csr, rec.spiffe_id)
+        ident = self.store.identity(rec.identity)
+        assert ident is not None
+        _, new = self._sign(ident, csr, lifetime, now, "renew")
         with self.store.write() as c:
-            rec = self.store.certificate(serial, c)
-            if rec is None or rec.pem.encode() != pem(leaf):
-                raise Unauthorized(f"certificate {serial} is not known to this RA", code="unknown_certificate")
-            if rec.revoked:
-                Store.audit(c, now.timestamp(), rec.spiffe_id, "renew", serial, "denied", "revoked")
-                raise Unauthorized(f"certificate {serial} is revoked; bootstrap again with a new token",
-                                   code="revoked_certificate")
-            if now.timestamp() >= rec.not_after:
-                raise Unauthorized(f"certificate {serial} has expired; bootstrap again with a new token",
-                                   code="expired_certificate")
-            if claims.get("sub") != rec.spiffe_id:
-                raise Unauthorized("renewal proof subject does not match the certificate", code="bad_proof")
-            if not Store.use_nonce(c, str(claims["jti"]), float(claims["exp"]) + 60, now.timestamp()):
+            self._check_renewable(c, leaf, now, claims)
+            if not Store.use_nonce(c, str(claims["jti"]), float(str(claims["exp"])) + 60, now.timestamp()):
                 raise Unauthorized("renewal proof was already used", code="replayed_proof")
-            authorize_csr_identity(csr, rec.spiffe_id)
-            ident = self.store.identity(rec.identity, c)
-            assert ident is not None
-            _, new = self._sign(ident, csr, lifetime, now, "renew")
             Store.add_certificate(c, new)
-            Store.audit(c, now.timestamp(), rec.spiffe_id, "renew", new.serial, "ok", f"replaces {serial}")
-        log_event(log, "issued", spiffe_id=new.spiffe_id, serial=new.serial, via="renew", replaces=serial,
+            Store.audit(c, now.timestamp(), rec.spiffe_id, "renew", new.serial, "ok", f"replaces {rec.serial}")
+        log_event(log, "issued", spiffe_id=new.spiffe_id, serial=new.serial, via="renew", replaces=rec.serial,
                   not_after=rfc3339(dt.datetime.fromtimestamp(new.not_after, dt.UTC)))
         return self._issued(new)
 
