@@ -11,5 +11,7 @@ fi
 pki="$(mktemp -d -t zt-bench-XXXXXX)"
 trap 'rm -rf "$pki"' EXIT
 echo "generating the test PKI with a 100k-entry CRL in $pki ..."
-python3 ../testpki/make_test_pki.py all "$pki" --large-crl > /dev/null
+py="${ZT_PYTHON:-python3}"
+[ -z "${ZT_PYTHON:-}" ] && [ -x ../../.venv/bin/python ] && py=../../.venv/bin/python
+"$py" ../testpki/make_test_pki.py all "$pki" --large-crl > /dev/null
 java -cp target/service-b.jar zt.serviceb.bench.CrlHandshakeBench "$pki" "${1:-1000}" "${2:-300}"

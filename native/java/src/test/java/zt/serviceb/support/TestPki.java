@@ -49,7 +49,7 @@ public final class TestPki {
     }
 
     static String run(String... args) throws IOException {
-        List<String> cmd = new ArrayList<>(List.of("python3", script().toString()));
+        List<String> cmd = new ArrayList<>(List.of(python(), script().toString()));
         cmd.addAll(List.of(args));
         Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
         String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
@@ -67,6 +67,20 @@ public final class TestPki {
                     + "): " + out);
         }
         return out.strip();
+    }
+
+    /**
+     * The interpreter: $ZT_PYTHON, else the repository's .venv (which has `cryptography` once
+     * `make venv` ran), else python3 from PATH.
+     */
+    static String python() {
+        String env = System.getenv("ZT_PYTHON");
+        if (env != null && !env.isBlank()) {
+            return env;
+        }
+        Path venv = script().toAbsolutePath().normalize().getParent().getParent().getParent()
+                .resolve(".venv/bin/python");
+        return Files.isExecutable(venv) ? venv.toString() : "python3";
     }
 
     public Path root() {
