@@ -9,6 +9,7 @@ import java.time.Clock;
 import java.time.Instant;
 import java.time.temporal.ChronoUnit;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
@@ -37,6 +38,7 @@ import zt.serviceb.reload.FileStamp;
 import zt.serviceb.reload.Reloader;
 import zt.serviceb.revocation.CrlIndex;
 import zt.serviceb.revocation.StaleCrlMonitor;
+import zt.serviceb.tls.RejectReason;
 import zt.serviceb.tls.SvidVerifier;
 import zt.serviceb.tls.TlsContext;
 
@@ -110,7 +112,8 @@ public final class ServiceB implements Closeable {
             SvidVerifier verifier = new SvidVerifier(id.bundle(), id.spiffeId().trustDomain(), crl, staleMonitor,
                     clock);
             tls = new TlsContext(id, verifier);
-            metrics = new Metrics(() -> tls.verifier().crl().isStale(clock.instant()));
+            metrics = new Metrics(() -> tls.verifier().crl().isStale(clock.instant()),
+                    Arrays.stream(RejectReason.values()).map(RejectReason::label).toList());
             metrics.identity(id.serial(), id.spiffeId().toString(), id.notAfter());
             metrics.crl(crl.entries(), crl.nextUpdate());
             if (crl.isConfigured()) {

@@ -8,6 +8,7 @@ import io.prometheus.metrics.model.registry.PrometheusRegistry;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.time.Instant;
+import java.util.List;
 import java.util.function.BooleanSupplier;
 
 /**
@@ -40,14 +41,20 @@ public final class Metrics {
             .help("HTTP requests by route and status code").labelNames("path", "code").register(registry);
     private String[] certLabels;
 
-    /** {@code stale} is read at each scrape: a CRL goes stale by the clock, without any event. */
-    public Metrics(BooleanSupplier stale) {
+    /**
+     * {@code stale} is read at each scrape: a CRL goes stale by the clock, without any event.
+     * {@code failureReasons} are exported at 0 from the start, so a dashboard sees every series.
+     */
+    public Metrics(BooleanSupplier stale, List<String> failureReasons) {
         GaugeWithCallback.builder().name("mtls_crl_stale").help("1 when a loaded CRL is past nextUpdate")
                 .callback(cb -> cb.call(stale.getAsBoolean() ? 1 : 0)).register(registry);
         for (String r : new String[] {"success", "failure"}) {
             handshakes.labelValues(r);
             reloads.labelValues(r);
             outboundCalls.labelValues(r);
+        }
+        for (String reason : failureReasons) {
+            handshakeFailures.labelValues(reason);
         }
     }
 

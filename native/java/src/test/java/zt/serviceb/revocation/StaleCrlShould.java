@@ -63,6 +63,10 @@ class StaleCrlShould {
             }
             String page = svc.metricsGet("/metrics");
             assertTrue(page.contains("mtls_crl_stale 0.0"), page);
+            for (String reason : new String[] {"no_client_cert", "untrusted", "expired", "revoked", "bad_spiffe_id",
+                "crl_stale", "timeout", "protocol"}) {
+                assertTrue(page.contains("mtls_handshake_failures_total{reason=\"" + reason + "\"} 0.0"), page);
+            }
             assertTrue(svc.log.events("crl_stale").isEmpty());
         }
     }
