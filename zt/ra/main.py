@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crl-check-interval", type=float, default=10.0,
                    help="seconds between checks whether the CRL must be re-issued (default: 10)")
     p.add_argument("--server-name", action="append", default=None, metavar="NAME",
-                   help="DNS name or IP for the RA's TLS certificate; repeatable (default: localhost, 127.0.0.1)")
+                   help="DNS name (FQDN) or IP for the RA's TLS certificate; repeatable (default: 127.0.0.1)")
     p.add_argument("--server-cert-ttl", type=parse_duration, default=parse_duration("7d"),
                    help="lifetime of the RA's own TLS certificate, re-issued at every start (default: 7d)")
     p.add_argument("--max-body", type=int, default=64 * 1024, help="largest request body in bytes (default: 65536)")
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from(args: argparse.Namespace) -> RaSettings:
     host, port = args.listen
-    names = tuple(args.server_name or ["localhost", "127.0.0.1"])
+    names = tuple(args.server_name or ["127.0.0.1"])
     if host not in ("0.0.0.0", "::", "") and host not in names:
         names += (host,)
     return RaSettings(

@@ -25,7 +25,7 @@ class RaSettings:
     leaf_ttl: dt.timedelta = dt.timedelta(hours=1)
     crl_url: str | None = None
     crl_check_interval: float = 10.0
-    server_names: tuple[str, ...] = ("localhost", "127.0.0.1")
+    server_names: tuple[str, ...] = ("127.0.0.1",)
     server_cert_ttl: dt.timedelta = dt.timedelta(days=7)
     max_body: int = 64 * 1024
     durable: bool = True

@@ -1,0 +1,50 @@
+# zt: the two commands are `make demo` (the lab's main job) and `make test` (everything CI runs).
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test deps venv native native-cpp native-java lint test-python test-cpp test-java bench clean
+
+## demo: install what is missing, build, run the lab (all milestones) and write reports/latest
+demo: deps venv native
+	$(BIN)/zt-lab run --milestone all
+
+## test: lint, native builds and their suites, the Python suite (unit, e2e, cross-language, scenarios)
+test: deps venv native lint test-cpp test-java test-python
+
+deps:
+	./scripts/install-deps.sh
+
+venv: $(STAMP)
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+native: native-cpp native-java
+native-cpp:
+	./native/cpp/build.sh
+native-java:
+	./native/java/build.sh
+
+lint: venv
+	$(BIN)/ruff check zt tests scenarios bench
+	$(BIN)/mypy
+
+test-cpp:
+	./native/cpp/test.sh
+test-java:
+	./native/java/test.sh
+test-python: venv
+	$(BIN)/pytest -q --junitxml=build/test-results/python.xml
+
+bench: venv native
+	$(BIN)/python -m bench.ra_issue
+	./native/cpp/bench.sh
+	./native/java/bench.sh
+
+clean:
+	rm -rf build native/cpp/build* native/java/target .lab

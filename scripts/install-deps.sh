@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs the Debian packages zt needs to build and test, when they are missing.
+# Runs apt-get only as root and only for what is not installed yet; elsewhere it prints
+# what is missing and fails, so a developer knows what to install.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+
+packages=(
+  # Python core and lab
+  python3-venv python3-pip openssl curl git procps
+  # service-a (C++): see native/cpp/apt-packages.txt
+  # service-b (Java)
+  openjdk-17-jdk-headless maven
+)
+if [[ -f "$repo/native/cpp/apt-packages.txt" ]]; then
+  while read -r p; do
+    p="${p%%#*}"; p="${p//[[:space:]]/}"
+    [[ -n "$p" ]] && packages+=("$p")
+  done < "$repo/native/cpp/apt-packages.txt"
+fi
+if [[ "${ZT_WITH_DOCKER:-0}" == "1" ]]; then
+  packages+=(docker.io docker-compose debootstrap)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "deps: all ${#packages[@]} Debian packages present"
+  exit 0
+fi
+echo "deps: installing ${missing[*]}"
+if [[ $(id -u) -ne 0 ]]; then
+  echo "deps: not root; install these yourself: sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "deps: installed ${#missing[@]} packages"

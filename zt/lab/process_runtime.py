@@ -1,0 +1,244 @@
+"""The process runtime: every component a local process on 127.0.0.1.
+
+Init order as a real deployment does it: `ztca init`, register the services (one-time tokens
+in 0600 files), start the RA and the CRL publisher, run each agent (bootstrap with its token,
+then keep renewing), then start each service on the files its agent wrote. Each component
+has its own directory, log file and ports. Readiness is real: the RA's /v1/status over TLS,
+the publisher's /healthz, the agents' files, each service's /healthz plus an mTLS handshake.
+Teardown stops everything by PID, in reverse order, also after a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from zt.errors import ZtError
+from zt.lab import mtls_client, process
+from zt.lab.identity import LabIdentity
+from zt.lab.ports import free_port
+from zt.lab.topology import ServiceSpec, Topology
+from zt.ra.store import Store
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class LabError(ZtError):
+    """The lab could not be brought up."""
+
+
+def progress(msg: str) -> None:
+    print(f"[lab] {msg}", flush=True)
+
+
+def python_cmd(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+class ProcessLab:
+    runtime_name = "process"
+
+    def __init__(self, topology: Topology, work_dir: Path) -> None:
+        self.topology = topology
+        self.work_dir = work_dir
+        self.ca_dir = work_dir / "ca"
+        self.logs = work_dir / "logs"
+        self.run_dir = work_dir / "run"
+        self.procs: list[process.Proc] = []
+        self.ports: dict[str, int] = {}
+        self._clients: dict[str, LabIdentity] = {}
+        self._foreign: dict[str, LabIdentity] = {}
+        self.started_at = time.time()
+
+    # -- CLI helpers ---------------------------------------------------------------------------
+
+    def ztca(self, *args: str, ca_dir: Path | None = None) -> dict[str, Any]:
+        verb, *rest = args
+        argv = python_cmd("zt.cli.ztca", verb, "--dir", str(ca_dir or self.ca_dir), "--json", *rest)
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise LabError(f"ztca {verb} failed ({r.returncode}): {r.stderr.strip()}")
+        return dict(json.loads(r.stdout)) if r.stdout.strip() else {}
+
+    def _start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> process.Proc:
+        progress(f"starting {name}")
+        p = process.start(name, argv, self.logs / f"{name}.log", env=env, cwd=self.work_dir)
+        self.procs.append(p)
+        return p
+
+    # -- bring-up ------------------------------------------------------------------------------
+
+    def up(self) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(exist_ok=True)
+        for name in ("ra", "crl", *[f"{s.name}:{kind}" for s in self.topology.services for kind in ("tls", "metrics")]):
+            self.ports[name] = free_port()
+        progress(f"ztca init (trust domain {self.topology.trust_domain})")
+        self.ztca("init", "--trust-domain", self.topology.trust_domain, "--crl-url", self.crl_url() + "/crl",
+                  "--crl-validity", self.topology.crl_validity)
+        tokens = {}
+        for s in self.topology.services:
+            tokens[s.name] = self.run_dir / f"{s.name}.token"
+            self.ztca("register", s.name, "--token-file", str(tokens[s.name]))
+        progress(f"registered {', '.join(tokens)}")
+        self._start_ra()
+        self._start_crl()
+        for s in self.topology.services:
+            self._start_agent(s, tokens[s.name])
+        for s in self.topology.services:
+            self._start_service(s)
+        progress("lab is up")
+
+    def _start_ra(self) -> None:
+        p = self._start("zt-ra", python_cmd(
+            "zt.ra.main", "--ca-dir", str(self.ca_dir), "--listen", f"127.0.0.1:{self.ports['ra']}",
+            "--leaf-ttl", f"{self.topology.leaf_ttl_seconds}s", "--workers", str(self.topology.ra_workers),
+            "--crl-check-interval", "1"))
+        tls = ssl.create_default_context(cafile=str(self.bundle()))
+
+        def ready() -> bool:
+            return httpx.get(self.ra_url() + "/v1/status", verify=tls, timeout=2).status_code == 200
+
+        process.wait_until("zt-ra /v1/status", ready, timeout=30, proc=p)
+
+    def _start_crl(self) -> None:
+        p = self._start("zt-crl", python_cmd("zt.crl.main", "--ca-dir", str(self.ca_dir), "--listen",
+                                             f"127.0.0.1:{self.ports['crl']}"))
+        process.wait_until("zt-crl /healthz", lambda: httpx.get(self.crl_url() + "/healthz").status_code == 200,
+                           timeout=30, proc=p)
+
+    def cert_dir(self, service: str) -> Path:
+        return self.work_dir / "certs" / service
+
+    def pid_file(self, service: str) -> Path:
+        return self.run_dir / f"{service}.pid"
+
+    def _start_agent(self, s: ServiceSpec, token: Path) -> None:
+        out = self.cert_dir(s.name)
+        argv = python_cmd(
+            "zt.agent.main", "--ra", self.ra_url(), "--bundle", str(self.bundle()),
+            "--bundle-sha256", (self.ca_dir / "bundle.pem.sha256").read_text().split()[0],
+            "--token-file", str(token), "--service", s.name, "--out", str(out),
+            "--crl-interval", str(self.topology.crl_interval))
+        if self.topology.agent_ttl_seconds:
+            argv += ["--ttl", str(self.topology.agent_ttl_seconds)]
+        if s.reload == "signal":
+            argv += ["--signal", "HUP", "--pid-file", str(self.pid_file(s.name))]
+        else:
+            argv += ["--touch", str(out / "reload.stamp")]
+        p = self._start(f"agent-{s.name}", argv)
+        process.wait_until(f"agent-{s.name} to write identity and CRL",
+                           lambda: (out / "svid.json").exists() and (out / "crl.pem").exists(), timeout=60, proc=p)
+
+    def _start_service(self, s: ServiceSpec) -> None:
+        binary = REPO / s.binary
+        if not binary.exists():
+            raise LabError(f"{binary} is missing: build the services first (make native)")
+        tls, metrics = self.ports[f"{s.name}:tls"], self.ports[f"{s.name}:metrics"]
+        p = self._start(s.name, [
+            str(binary), "--cert-dir", str(self.cert_dir(s.name)), "--listen", f"127.0.0.1:{tls}",
+            "--metrics-listen", f"127.0.0.1:{metrics}", "--expect-peer", self.topology.spiffe_id(s.expect_peer),
+            "--name", s.name, "--pid-file", str(self.pid_file(s.name)), "--crl-stale", self.topology.crl_stale])
+        probe = self.client_identity("lab-probe")
+        process.wait_until(f"{s.name} /healthz", lambda: httpx.get(self.metrics_url(s.name) + "/healthz").status_code
+                           == 200, timeout=60, proc=p)
+        process.wait_until(f"{s.name} mTLS handshake", lambda: mtls_client.handshake_ok(
+            "127.0.0.1", tls, self.bundle(), probe), timeout=30, proc=p)
+
+    # -- what scenarios use ----------------------------------------------------------------------
+
+    def service_url(self, service: str, *, from_service: bool = False) -> str:
+        return f"https://127.0.0.1:{self.ports[f'{service}:tls']}"
+
+    def metrics_url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[f'{service}:metrics']}"
+
+    def ra_url(self) -> str:
+        return f"https://127.0.0.1:{self.ports['ra']}"
+
+    def crl_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['crl']}"
+
+    def bundle(self) -> Path:
+        return self.ca_dir / "bundle.pem"
+
+    def agent_identity(self, service: str) -> LabIdentity:
+        return LabIdentity(service, self.topology.spiffe_id(service), self.cert_dir(service))
+
+    def client_identity(self, name: str, *, ttl_seconds: int | None = None) -> LabIdentity:
+        if name in self._clients:
+            return self._clients[name]
+        token = self.run_dir / f"client-{name}.token"
+        self.ztca("register", name, "--token-file", str(token))
+        out = self.work_dir / "clients" / name
+        argv = python_cmd("zt.agent.main", "--ra", self.ra_url(), "--bundle", str(self.bundle()),
+                          "--token-file", str(token), "--service", name, "--out", str(out), "--once", "--no-crl")
+        if ttl_seconds:
+            argv += ["--ttl", str(ttl_seconds)]
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise LabError(f"agent for client identity {name} failed: {r.stderr.strip()[-500:]}")
+        self._clients[name] = LabIdentity(name, self.topology.spiffe_id(name), out)
+        return self._clients[name]
+
+    def foreign_identity(self, name: str) -> LabIdentity:
+        """Same trust domain name, same SPIFFE ID shape, but an unrelated root: an impostor."""
+        if name not in self._foreign:
+            foreign = self.work_dir / "foreign-ca"
+            if not (foreign / "root.pem").exists():
+                self.ztca("init", "--trust-domain", self.topology.trust_domain, ca_dir=foreign)
+            self.ztca("register", name, ca_dir=foreign)
+            out = self.work_dir / "foreign" / name
+            self.ztca("issue", name, "--out", str(out), ca_dir=foreign)
+            self._foreign[name] = LabIdentity(name, self.topology.spiffe_id(name), out)
+        return self._foreign[name]
+
+    def issued_certificates(self) -> list[str]:
+        store = Store(self.ca_dir / "zt.db")
+        try:
+            return [c.pem for c in store.certificates()]
+        finally:
+            store.close()
+
+    def revoke(self, *, serial: str | None = None, service: str | None = None,
+               reason: str | None = None) -> dict[str, Any]:
+        args = ["revoke"] + ([serial] if serial else ["--service", service or ""])
+        if reason:
+            args += ["--reason", reason]
+        return self.ztca(*args)
+
+    def collect_logs(self, dest: Path) -> list[Path]:
+        dest.mkdir(parents=True, exist_ok=True)
+        copied = []
+        for f in sorted(self.logs.glob("*.log")):
+            target = dest / f.name
+            target.write_bytes(f.read_bytes())
+            copied.append(target)
+        return copied
+
+    def stop(self) -> None:
+        for p in reversed(self.procs):
+            if p.alive():
+                progress(f"stopping {p.name} (pid {p.pid})")
+            p.stop()
+        self.procs.clear()
+
+
+class ProcessRuntime:
+    name = "process"
+
+    def start(self, topology: Topology, work_dir: Path) -> ProcessLab:
+        lab = ProcessLab(topology, work_dir)
+        try:
+            lab.up()
+        except BaseException:
+            lab.stop()
+            raise
+        return lab

@@ -1,0 +1,153 @@
+"""The lab as a pytest plugin: a running lab, lab identities and a history for scenarios,
+and at the end of the session the checkers' verdicts and the run's report.
+
+Fixtures (named for what a scenario needs, not how it is made):
+    lab               the running system (started once per session, torn down at the end)
+    history           the run's history of operations
+    client_identity   client_identity("load") -> a registered identity the test can call with
+    foreign_identity  foreign_identity("service-a") -> same SPIFFE ID, unrelated CA (an impostor)
+
+Scenario modules declare `pytestmark = pytest.mark.milestone(N)`; the milestones collected
+are the ones judged. A criterion with no operations is `unknown`, and the session fails.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime as dt
+import os
+import random
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pytest
+
+from zt.lab import checkers, environment, report
+from zt.lab.history import History
+from zt.lab.identity import LabIdentity
+from zt.lab.runtime import RunningLab, Runtime
+from zt.lab.topology import Topology
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class LabSession:
+    run_id: str
+    report_dir: Path
+    work_dir: Path
+    runtime_name: str
+    seed: int
+    argv: list[str]
+    history: History = field(default_factory=History)
+    milestones: set[int] = field(default_factory=set)
+    lab: RunningLab | None = None
+    started: float = field(default_factory=time.time)
+    logs: list[str] = field(default_factory=list)
+
+
+_KEY = pytest.StashKey[LabSession]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("zt-lab")
+    g.addoption("--lab-runtime", default=os.environ.get("ZT_LAB_RUNTIME", "process"), choices=["process"],
+                help="how the lab runs its components (default: process) [env: ZT_LAB_RUNTIME]")
+    g.addoption("--lab-reports", default=str(REPO / "reports"), help="where run reports go (default: reports/)")
+    g.addoption("--lab-seed", type=int, default=None, help="seed for the scenarios' random choices")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "milestone(n): the milestone whose exit criteria a scenario provides")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    runtime = config.getoption("--lab-runtime")
+    run_id = f"{stamp}-m{os.getpid()}-{runtime}"
+    seed = config.getoption("--lab-seed") or random.SystemRandom().randrange(2**31)
+    config.stash[_KEY] = LabSession(
+        run_id=run_id, report_dir=Path(config.getoption("--lab-reports")) / run_id,
+        work_dir=REPO / ".lab" / run_id, runtime_name=runtime, seed=seed, argv=list(sys.argv))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    session = config.stash[_KEY]
+    for item in items:
+        for mark in item.iter_markers("milestone"):
+            session.milestones.add(int(mark.args[0]))
+
+
+def pytest_runtest_logstart(nodeid: str, location: tuple[str, int | None, str]) -> None:
+    if nodeid.startswith("scenarios/") or "/scenarios/" in nodeid:
+        print(f"\n[lab] scenario: {nodeid.split('::')[-1]}", flush=True)
+
+
+def make_runtime(name: str) -> Runtime:
+    from zt.lab.process_runtime import ProcessRuntime
+
+    return ProcessRuntime()
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@pytest.fixture(scope="session")
+def lab_session(request: pytest.FixtureRequest) -> LabSession:
+    return request.config.stash[_KEY]
+
+
+@pytest.fixture(scope="session")
+def lab(lab_session: LabSession) -> Iterator[RunningLab]:
+    random.seed(lab_session.seed)
+    signal.signal(signal.SIGTERM, _on_sigterm)  # tear down on SIGTERM as on Ctrl-C
+    print(f"\n[lab] run {lab_session.run_id}: starting the lab ({lab_session.runtime_name} runtime)", flush=True)
+    running = make_runtime(lab_session.runtime_name).start(Topology(), lab_session.work_dir)
+    lab_session.lab = running
+    atexit.register(running.stop)  # last resort if teardown never runs
+    try:
+        yield running
+    finally:
+        try:
+            lab_session.logs = [str(p.relative_to(lab_session.report_dir))
+                                for p in running.collect_logs(lab_session.report_dir / "logs")]
+        finally:
+            running.stop()
+
+
+@pytest.fixture(scope="session")
+def history(lab_session: LabSession) -> History:
+    return lab_session.history
+
+
+@pytest.fixture(scope="session")
+def client_identity(lab: RunningLab) -> Callable[..., LabIdentity]:
+    return lab.client_identity
+
+
+@pytest.fixture(scope="session")
+def foreign_identity(lab: RunningLab) -> Callable[[str], LabIdentity]:
+    return lab.foreign_identity
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    ls = session.config.stash.get(_KEY, None)
+    if ls is None or ls.lab is None or not ls.milestones:
+        return
+    verdicts = [checkers.check(c, ls.history) for c in checkers.criteria_for(sorted(ls.milestones))]
+    env = environment.describe(ls.argv, ls.seed, ls.runtime_name)
+    doc = report.summary(ls.run_id, verdicts, ls.history, env, ls.started, time.time(), ls.logs)
+    report.write(ls.report_dir, doc, ls.history)
+    tr: Any = session.config.pluginmanager.get_plugin("terminalreporter")
+    out = tr.write_line if tr is not None else print
+    out("")
+    for line in report.verdict_table(doc).splitlines():
+        out(line)
+    out(f"[lab] verdict: {doc['verdict'].upper()}; report: {ls.report_dir}/report.html")
+    if doc["verdict"] != "pass" and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -1,0 +1,69 @@
+"""The runtime interface: how a topology becomes running components.
+
+Scenarios see only `RunningLab`: where each service answers (from the test's side and from
+other services' side), which identities exist, and how to mint more. The process runtime and
+the container runtime both implement it, so a scenario runs unchanged on either.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from zt.lab.identity import LabIdentity
+from zt.lab.topology import Topology
+
+
+class RunningLab(Protocol):
+    topology: Topology
+    runtime_name: str
+    work_dir: Path
+
+    def service_url(self, service: str, *, from_service: bool = False) -> str:
+        """https://host:port of a service's mTLS listener, as the test (or another service) reaches it."""
+        ...
+
+    def metrics_url(self, service: str) -> str:
+        ...
+
+    def ra_url(self) -> str:
+        ...
+
+    def crl_url(self) -> str:
+        ...
+
+    def bundle(self) -> Path:
+        ...
+
+    def agent_identity(self, service: str) -> LabIdentity:
+        """The identity the service's agent wrote (the files the service runs on)."""
+        ...
+
+    def client_identity(self, name: str, *, ttl_seconds: int | None = None) -> LabIdentity:
+        """A registered workload identity for the test itself to call services with."""
+        ...
+
+    def foreign_identity(self, name: str) -> LabIdentity:
+        """An identity with a SPIFFE ID of our trust domain but issued by an unrelated CA."""
+        ...
+
+    def issued_certificates(self) -> list[str]:
+        """PEM of every certificate our CA issued during this run."""
+        ...
+
+    def revoke(self, *, serial: str | None = None, service: str | None = None,
+               reason: str | None = None) -> dict[str, object]:
+        ...
+
+    def collect_logs(self, dest: Path) -> list[Path]:
+        ...
+
+    def stop(self) -> None:
+        ...
+
+
+class Runtime(Protocol):
+    name: str
+
+    def start(self, topology: Topology, work_dir: Path) -> RunningLab:
+        ...

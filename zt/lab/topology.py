@@ -1,0 +1,47 @@
+"""What the lab runs: components, identities, ports and directories, independent of how.
+
+A topology is data. A runtime (processes on 127.0.0.1, or containers) reads it and starts
+it; scenarios ask the running lab for URLs and identities by name, never by mechanism.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """A workload: a native service and the agent that keeps its identity."""
+
+    name: str  # also its service name in the CA: spiffe://<td>/svc/<name>
+    language: str  # "cpp" (service-a) or "java" (service-b)
+    binary: str  # build/service-a or build/service-b
+    expect_peer: str  # the service it calls in /call by default
+    reload: str  # "signal" (SIGHUP via pid file) or "watch" (directory watch + touched file)
+
+
+DEFAULT_SERVICES = (
+    ServiceSpec("service-a", "cpp", "build/service-a", expect_peer="service-b", reload="signal"),
+    ServiceSpec("service-b", "java", "build/service-b", expect_peer="service-a", reload="watch"),
+)
+
+
+@dataclass(frozen=True)
+class Topology:
+    trust_domain: str = "zt.lab"
+    leaf_ttl_seconds: int = 3600
+    agent_ttl_seconds: int | None = None  # what agents ask for; None: the RA's default
+    crl_validity: str = "1h"
+    crl_interval: float = 1.0  # agents' CRL poll period
+    crl_stale: str = "refuse"
+    ra_workers: int = 1
+    services: tuple[ServiceSpec, ...] = DEFAULT_SERVICES
+
+    def service(self, name: str) -> ServiceSpec:
+        for s in self.services:
+            if s.name == name:
+                return s
+        raise KeyError(f"no service {name!r} in the topology")
+
+    def spiffe_id(self, service: str) -> str:
+        return f"spiffe://{self.trust_domain}/svc/{service}"
