@@ -28,10 +28,18 @@ public final class TestPki {
     public static synchronized TestPki shared() throws IOException {
         if (shared == null) {
             Path dir = Files.createTempDirectory("zt-testpki-");
-            dir.toFile().deleteOnExit();
+            Runtime.getRuntime().addShutdownHook(new Thread(() -> deleteTree(dir)));
             shared = create(dir);
         }
         return shared;
+    }
+
+    private static void deleteTree(Path dir) {
+        try (var paths = Files.walk(dir)) {
+            paths.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+        } catch (IOException e) {
+            // best effort at exit
+        }
     }
 
     public static TestPki create(Path dir) throws IOException {
