@@ -29,7 +29,7 @@ public record HandshakeFailure(RejectReason reason, String detail, String peerSp
                 return new HandshakeFailure(RejectReason.TIMEOUT, detail, null, null);
             }
             if (t instanceof SSLHandshakeException && String.valueOf(t.getMessage()).contains(EMPTY_CLIENT_CHAIN)) {
-                return new HandshakeFailure(RejectReason.NO_CLIENT_CERT, "client sent no certificate", null, null);
+                return new HandshakeFailure(RejectReason.NO_CLIENT_CERT, t.getMessage(), null, null);
             }
         }
         return new HandshakeFailure(RejectReason.PROTOCOL, error.getClass().getSimpleName() + ": " + detail,
