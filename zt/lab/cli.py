@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     import pytest
 
-    pytest_args = [*map(str, files), "-p", "no:cacheprovider", "-q", "-rfE", f"--rootdir={REPO}",
+    pytest_args = [*map(str, files), "-p", "no:cacheprovider", "-q", "-rfE", "--capture=no", f"--rootdir={REPO}",
                    f"--lab-runtime={args.runtime}", f"--lab-reports={args.reports}",
                    "-W", "ignore::DeprecationWarning"]
     if args.seed is not None:

@@ -21,13 +21,11 @@ from typing import Any
 import httpx
 
 from zt.errors import ZtError
-from zt.lab import mtls_client, process
+from zt.lab import process, services
 from zt.lab.identity import LabIdentity
 from zt.lab.ports import free_port
 from zt.lab.topology import ServiceSpec, Topology
 from zt.ra.store import Store
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 class LabError(ZtError):
@@ -118,7 +116,7 @@ class ProcessLab:
         return self.work_dir / "certs" / service
 
     def pid_file(self, service: str) -> Path:
-        return self.run_dir / f"{service}.pid"
+        return self.work_dir / f"{service}.pid"
 
     def _start_agent(self, s: ServiceSpec, token: Path) -> None:
         out = self.cert_dir(s.name)
@@ -138,19 +136,13 @@ class ProcessLab:
                            lambda: (out / "svid.json").exists() and (out / "crl.pem").exists(), timeout=60, proc=p)
 
     def _start_service(self, s: ServiceSpec) -> None:
-        binary = REPO / s.binary
-        if not binary.exists():
-            raise LabError(f"{binary} is missing: build the services first (make native)")
-        tls, metrics = self.ports[f"{s.name}:tls"], self.ports[f"{s.name}:metrics"]
-        p = self._start(s.name, [
-            str(binary), "--cert-dir", str(self.cert_dir(s.name)), "--listen", f"127.0.0.1:{tls}",
-            "--metrics-listen", f"127.0.0.1:{metrics}", "--expect-peer", self.topology.spiffe_id(s.expect_peer),
-            "--name", s.name, "--pid-file", str(self.pid_file(s.name)), "--crl-stale", self.topology.crl_stale])
-        probe = self.client_identity("lab-probe")
-        process.wait_until(f"{s.name} /healthz", lambda: httpx.get(self.metrics_url(s.name) + "/healthz").status_code
-                           == 200, timeout=60, proc=p)
-        process.wait_until(f"{s.name} mTLS handshake", lambda: mtls_client.handshake_ok(
-            "127.0.0.1", tls, self.bundle(), probe), timeout=30, proc=p)
+        progress(f"starting {s.name} ({s.language})")
+        svc = services.start_service(
+            s.name, s.name, self.cert_dir(s.name), self.work_dir, expect_peer=self.topology.spiffe_id(s.expect_peer),
+            crl_stale=self.topology.crl_stale, tls_port=self.ports[f"{s.name}:tls"],
+            metrics_port=self.ports[f"{s.name}:metrics"])
+        self.procs.append(svc.proc)
+        services.wait_ready(svc, self.bundle(), self.client_identity("lab-probe"))
 
     # -- what scenarios use ----------------------------------------------------------------------
 

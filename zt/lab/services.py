@@ -1,0 +1,63 @@
+"""Starting one native service (service-a or service-b) as a local process, and waiting
+until it really serves: /healthz on its metrics port, then an mTLS handshake."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from zt.errors import ZtError
+from zt.lab import mtls_client, process
+from zt.lab.identity import LabIdentity
+from zt.lab.ports import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+BINARIES = {"service-a": REPO / "build" / "service-a", "service-b": REPO / "build" / "service-b"}
+
+
+@dataclass
+class RunningService:
+    name: str
+    proc: process.Proc
+    tls_port: int
+    metrics_port: int
+    cert_dir: Path
+    pid_file: Path
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.tls_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}"
+
+
+def binary_for(kind: str) -> Path:
+    binary = BINARIES[kind]
+    if not binary.exists():
+        raise ZtError(f"{binary} is missing: build the services first (make native)")
+    return binary
+
+
+def start_service(kind: str, name: str, cert_dir: Path, run_dir: Path, *, expect_peer: str,
+                  crl_stale: str = "refuse", tls_port: int | None = None, metrics_port: int | None = None,
+                  extra: tuple[str, ...] = ()) -> RunningService:
+    tls, metrics = tls_port or free_port(), metrics_port or free_port()
+    pid_file = run_dir / f"{name}.pid"
+    argv = [str(binary_for(kind)), "--cert-dir", str(cert_dir), "--listen", f"127.0.0.1:{tls}",
+            "--metrics-listen", f"127.0.0.1:{metrics}", "--expect-peer", expect_peer, "--name", name,
+            "--pid-file", str(pid_file), "--crl-stale", crl_stale, *extra]
+    proc = process.start(name, argv, run_dir / "logs" / f"{name}.log", cwd=run_dir)
+    return RunningService(name, proc, tls, metrics, cert_dir, pid_file)
+
+
+def wait_ready(svc: RunningService, bundle: Path, probe: LabIdentity | None, timeout: float = 60.0) -> None:
+    process.wait_until(f"{svc.name} /healthz", lambda: httpx.get(svc.metrics_url + "/healthz").status_code == 200,
+                       timeout=timeout, proc=svc.proc)
+    if probe is not None:
+        process.wait_until(f"{svc.name} mTLS handshake",
+                           lambda: mtls_client.handshake_ok("127.0.0.1", svc.tls_port, bundle, probe),
+                           timeout=30, proc=svc.proc)
