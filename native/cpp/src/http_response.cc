@@ -30,7 +30,7 @@ Response error_response(int status, const std::string& code, const std::string& 
   return json_response(status, nlohmann::json{{"error", code}, {"reason", reason}});
 }
 
-std::string serialize_response(const Response& r, bool keep_alive) {
+std::string serialize_response(const Response& r, bool keep_alive, bool with_body) {
   std::string out;
   out.reserve(r.body.size() + 160);
   out += "HTTP/1.1 " + std::to_string(r.status) + " " + status_text(r.status) + "\r\n";
@@ -38,7 +38,7 @@ std::string serialize_response(const Response& r, bool keep_alive) {
   out += "Content-Length: " + std::to_string(r.body.size()) + "\r\n";
   out += keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
   out += "\r\n";
-  out += r.body;
+  if (with_body) out += r.body;
   return out;
 }
 

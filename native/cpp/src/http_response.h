@@ -18,7 +18,7 @@ Response json_response(int status, const nlohmann::json& body);
 // {"error": code, "reason": reason}, the error shape everywhere.
 Response error_response(int status, const std::string& code, const std::string& reason);
 
-std::string serialize_response(const Response& r, bool keep_alive);
+std::string serialize_response(const Response& r, bool keep_alive, bool with_body = true);
 
 const char* status_text(int status);
 

@@ -19,6 +19,7 @@ constexpr uint64_t kListenTag = 1;
 constexpr uint64_t kWakeTag = 2;
 constexpr auto kSweepEvery = std::chrono::milliseconds(100);
 constexpr size_t kReadChunk = 16 * 1024;
+constexpr auto kAcceptBackoff = std::chrono::milliseconds(100);
 }  // namespace
 
 struct Connection {
@@ -96,7 +97,7 @@ void TlsServer::wake() {
 void TlsServer::run() {
   epoll_event events[64];
   while (!stopping_) {
-    int timeout = conns_.empty() ? 1000 : static_cast<int>(kSweepEvery.count());
+    int timeout = conns_.empty() && !accept_paused_until_ ? 1000 : static_cast<int>(kSweepEvery.count());
     int n = epoll_wait(epoll_fd_.get(), events, 64, timeout);
     for (int i = 0; i < n; ++i) {
       uint64_t tag = events[i].data.u64;
@@ -112,6 +113,13 @@ void TlsServer::run() {
       }
     }
     expire(false);
+    if (accept_paused_until_ && SteadyClock::now() >= *accept_paused_until_) {
+      accept_paused_until_.reset();
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.u64 = kListenTag;
+      epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, listen_fd_.get(), &ev);
+    }
   }
   {
     std::lock_guard<std::mutex> lock(returns_mu_);
@@ -126,7 +134,13 @@ void TlsServer::accept_ready() {
     int fd = accept4(listen_fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
-      return;  // EAGAIN, or out of descriptors: try again on the next readiness event
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        // Out of descriptors or memory: the listener stays readable, so stop watching it for
+        // a moment instead of spinning; run() re-arms it.
+        epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, listen_fd_.get(), nullptr);
+        accept_paused_until_ = SteadyClock::now() + kAcceptBackoff;
+      }
+      return;  // EAGAIN: nothing more to accept
     }
     if (live_.load() >= options_.max_connections) {
       close(fd);  // over capacity: refuse outright rather than degrade everyone
@@ -266,15 +280,17 @@ void TlsServer::serve(std::unique_ptr<Connection> c) {
   ERR_clear_error();
   Response resp;
   bool keep_alive = false;
+  bool with_body = true;
   if (c->parser.parse() == RequestParser::State::Failed) {
     resp = handler_.handle_malformed(c->parser.error(), c->peer);
   } else {
     Request req = c->parser.take();
     resp = handler_.handle(req, c->peer, *c->state);
     keep_alive = req.keep_alive && !resp.close;
+    with_body = req.method != "HEAD";  // RFC 9110 9.3.2: same headers, no body
   }
   keep_alive = keep_alive && !stopping_;
-  IoStatus st = tls_write_all(c->ssl.get(), c->fd.get(), serialize_response(resp, keep_alive),
+  IoStatus st = tls_write_all(c->ssl.get(), c->fd.get(), serialize_response(resp, keep_alive, with_body),
                               deadline_in_ms(options_.idle_timeout_ms));
   if (st != IoStatus::Ok || !keep_alive) {
     if (st == IoStatus::Ok) SSL_shutdown(c->ssl.get());  // close_notify; never waits

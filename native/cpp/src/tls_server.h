@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -96,6 +97,7 @@ class TlsServer {
   std::unordered_map<uint64_t, std::unique_ptr<Connection>> conns_;
   uint64_t next_id_ = 16;  // ids below are reserved tags
   SteadyClock::time_point last_sweep_{};
+  std::optional<SteadyClock::time_point> accept_paused_until_;
 
   // Connections handed back by workers.
   std::mutex returns_mu_;

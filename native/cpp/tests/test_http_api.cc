@@ -45,6 +45,21 @@ TEST_F(HttpApiTest, test_post_is_405) {
   EXPECT_EQ(r.json["error"], "method_not_allowed");
 }
 
+TEST_F(HttpApiTest, test_head_gets_headers_without_body) {
+  std::string err;
+  auto conn = test::TestConnection::open(svc_->port(), as(pki().id_dir("client")), &err);
+  ASSERT_TRUE(conn) << err;
+  ASSERT_TRUE(conn->write("HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n"));
+  auto head = conn->read_response(/*head_request=*/true);
+  ASSERT_TRUE(head.ok) << head.error;
+  EXPECT_EQ(head.status, 405);
+  EXPECT_TRUE(head.body.empty());
+  auto get = conn->read_response();  // framing intact: the next response parses
+  ASSERT_TRUE(get.ok) << get.error;
+  EXPECT_EQ(get.status, 200);
+  EXPECT_EQ(get.json["caller"], "spiffe://zt.lab/svc/client");
+}
+
 TEST_F(HttpApiTest, test_keep_alive_serves_several_requests) {
   std::string err;
   auto conn = test::TestConnection::open(svc_->port(), as(pki().id_dir("client")), &err);

@@ -24,7 +24,8 @@ struct ResponseParser {
   http_parser_settings settings{};
   std::string body;
   bool complete = false;
-  ResponseParser() {
+  bool head = false;
+  explicit ResponseParser(bool head_request = false) : head(head_request) {
     http_parser_init(&parser, HTTP_RESPONSE);
     parser.data = this;
     http_parser_settings_init(&settings);
@@ -32,6 +33,7 @@ struct ResponseParser {
       static_cast<ResponseParser*>(p->data)->body.append(at, len);
       return 0;
     };
+    settings.on_headers_complete = [](http_parser* p) { return static_cast<ResponseParser*>(p->data)->head ? 1 : 0; };
     settings.on_message_complete = [](http_parser* p) {
       auto* self = static_cast<ResponseParser*>(p->data);
       self->complete = true;
@@ -123,9 +125,9 @@ bool TestConnection::write(const std::string& bytes) {
   return SSL_write_ex(ssl_.get(), bytes.data(), bytes.size(), &written) == 1 && written == bytes.size();
 }
 
-HttpResult TestConnection::read_response() {
+HttpResult TestConnection::read_response(bool head_request) {
   HttpResult r;
-  ResponseParser p;
+  ResponseParser p(head_request);
   char buf[16384];
   for (;;) {
     if (!pending_.empty()) {

@@ -49,7 +49,8 @@ class TestConnection {
   HttpResult get(const std::string& target, bool keep_alive = true);
   // Sends raw bytes over TLS and reads one response.
   HttpResult send_raw(const std::string& bytes);
-  HttpResult read_response();
+  // head_request: the response to a HEAD request (headers only).
+  HttpResult read_response(bool head_request = false);
   bool write(const std::string& bytes);
   // True when the server closed the connection within timeout_ms (EOF or alert).
   bool wait_closed(int timeout_ms);
