@@ -7,6 +7,7 @@
 #   native/cpp/test.sh            both configurations
 #   native/cpp/test.sh release    only the Release build
 #   native/cpp/test.sh asan       only the sanitizer build
+#   native/cpp/test.sh tsan       ThreadSanitizer build (build/cpp-tsan; not in the default set)
 #   GTEST_FILTER=... native/cpp/test.sh   a subset
 set -uo pipefail
 
@@ -62,7 +63,11 @@ for c in "${configs[@]}"; do
       export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:strict_string_checks=1:detect_stack_use_after_return=1"
       export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
       run_config asan "$repo/build/cpp-asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DZT_SANITIZE=ON ;;
-    *) echo "unknown configuration '$c' (release|asan)"; exit 2 ;;
+    tsan)
+      export TSAN_OPTIONS="halt_on_error=1"
+      run_config tsan "$repo/build/cpp-tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DZT_SANITIZE=OFF \
+        -DCMAKE_CXX_FLAGS=-fsanitize=thread -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread ;;
+    *) echo "unknown configuration '$c' (release|asan|tsan)"; exit 2 ;;
   esac
 done
 
