@@ -88,7 +88,7 @@ def start_ra(ca: CaDir, logs: Path, *extra: str, name: str = "zt-ra", port: int 
     argv = [sys.executable, "-m", "zt.ra.main", "--ca-dir", str(ca.dir), "--listen", f"127.0.0.1:{port}",
             "--crl-check-interval", "0.5", *extra]
     proc = process.start(name, argv, logs / f"{name}-{port}.log")
-    srv = RaServer(f"https://localhost:{port}", ca, proc)
+    srv = RaServer(f"https://127.0.0.1:{port}", ca, proc)
 
     def ready() -> bool:
         with srv.client() as c:

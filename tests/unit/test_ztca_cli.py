@@ -103,3 +103,12 @@ def test_commands_on_missing_ca_fail_clearly(tmp_path: Path) -> None:
 
     r = run_ztca("list", "--dir", str(tmp_path / "nope"))
     assert r.code == 1 and "ztca init" in r.err
+
+
+def test_list_json_with_pem_includes_each_certificate(ca: CaDir, tmp_path: Path) -> None:
+    ca.register("svc")
+    serial = ca.ztca("issue", "svc", "--out", str(tmp_path / "o"), "--json").json()["serial"]
+    rows = ca.ztca("list", "--json", "--pem").json()["certificates"]
+    cert = x509.load_pem_x509_certificate(rows[0]["pem"].encode())
+    assert format(cert.serial_number, "x") == serial == rows[0]["serial"]
+    assert "pem" not in ca.ztca("list", "--json").json()["certificates"][0]

@@ -134,10 +134,17 @@ def cmd_revoke(args: argparse.Namespace, clock: Clock) -> int:
     return 0
 
 
-def _cert_rows(ra: RegistrationAuthority, now: float) -> list[dict[str, Any]]:
-    return [{"serial": c.serial, "spiffe_id": c.spiffe_id, "identity": c.identity, "via": c.via,
-             "not_after": _ts(c.not_after), "expired": c.not_after <= now, "revoked": c.revoked,
-             "revoked_at": _ts(c.revoked_at), "reason": c.revocation_reason} for c in ra.store.certificates()]
+def _cert_rows(ra: RegistrationAuthority, now: float, with_pem: bool = False) -> list[dict[str, Any]]:
+    rows = []
+    for c in ra.store.certificates():
+        row: dict[str, Any] = {
+            "serial": c.serial, "spiffe_id": c.spiffe_id, "identity": c.identity, "via": c.via,
+            "not_after": _ts(c.not_after), "expired": c.not_after <= now, "revoked": c.revoked,
+            "revoked_at": _ts(c.revoked_at), "reason": c.revocation_reason}
+        if with_pem:
+            row["pem"] = c.pem
+        rows.append(row)
+    return rows
 
 
 def cmd_list(args: argparse.Namespace, clock: Clock) -> int:
@@ -145,7 +152,7 @@ def cmd_list(args: argparse.Namespace, clock: Clock) -> int:
     now = clock.now().timestamp()
     idents = [{"service": i.name, "spiffe_id": i.spiffe_id, "created_at": _ts(i.created_at)}
               for i in ra.store.identities()]
-    certs = _cert_rows(ra, now)
+    certs = _cert_rows(ra, now, with_pem=args.pem)
     if args.json:
         print(json.dumps({"identities": idents, "certificates": certs}, indent=2))
         return 0
@@ -224,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_revoke)
 
     ls = sub.add_parser("list", parents=[common], help="identities and issued certificates")
+    ls.add_argument("--pem", action="store_true", help="with --json: include each certificate's PEM")
     ls.set_defaults(func=cmd_list)
     st = sub.add_parser("status", parents=[common], help="CA summary: validity, counts, CRL")
     st.set_defaults(func=cmd_status)
