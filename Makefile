@@ -34,10 +34,11 @@ lint: venv
 	$(BIN)/ruff check zt tests scenarios bench
 	$(BIN)/mypy
 
-test-cpp:
-	./native/cpp/test.sh
-test-java:
-	./native/java/test.sh
+# The native suites make their test PKI with native/testpki/make_test_pki.py: use the venv's Python.
+test-cpp: venv
+	PATH="$(CURDIR)/$(BIN):$$PATH" ./native/cpp/test.sh
+test-java: venv
+	PATH="$(CURDIR)/$(BIN):$$PATH" ZT_PYTHON="$(CURDIR)/$(BIN)/python" ./native/java/test.sh
 test-python: venv
 	$(BIN)/pytest -q --junitxml=build/test-results/python.xml
 

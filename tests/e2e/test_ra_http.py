@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import io
 import json
 import subprocess
 from pathlib import Path
@@ -9,12 +12,14 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from tests.conftest import RaServer
 from zt import svid
 from zt.agent.material import build_csr, csr_pem
 from zt.ca.keys import generate_key
-from zt.clock import utcnow
+from zt.cli import ztca
+from zt.clock import FakeClock, utcnow
 from zt.ra.renewal_proof import make_renewal_proof
 
 SID = "spiffe://zt.lab/svc/a"
@@ -202,3 +207,16 @@ def test_openssl_req_and_curl_get_a_certificate_that_openssl_verifies(ra: RaServ
                         str(ra.ca.paths.intermediate_cert), "-purpose", "sslserver", str(tmp_path / "cert.pem")],
                        capture_output=True, text=True)
     assert v.returncode == 0, v.stdout + v.stderr
+
+
+def test_renewal_with_expired_certificate_is_401(ra: RaServer, tmp_path: Path) -> None:
+    """A certificate our CA issued, on record, but expired: renewal must go back to a token."""
+    ra.ca.register("old")
+    out = tmp_path / "old"
+    with contextlib.redirect_stdout(io.StringIO()):  # issued a minute ago for 50 s
+        rc = ztca.main(["issue", "old", "--dir", str(ra.ca.dir), "--out", str(out), "--ttl", "50s"],
+                       clock=FakeClock(utcnow() - dt.timedelta(seconds=60)))
+    assert rc == 0
+    key = load_pem_private_key((out / "key.pem").read_bytes(), None)
+    _, r = renew(ra, key, (out / "chain.pem").read_text(), "spiffe://zt.lab/svc/old")
+    assert_error(r, 401, "expired_certificate")

@@ -20,6 +20,8 @@ constexpr uint64_t kWakeTag = 2;
 constexpr auto kSweepEvery = std::chrono::milliseconds(100);
 constexpr size_t kReadChunk = 16 * 1024;
 constexpr auto kAcceptBackoff = std::chrono::milliseconds(100);
+// After refusing a handshake, how long to keep draining what the client still sends.
+constexpr int kLingerMs = 500;
 }  // namespace
 
 struct Connection {
@@ -34,7 +36,7 @@ struct Connection {
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  enum class Phase { Handshake, Reading };
+  enum class Phase { Handshake, Reading, Closing };
 
   uint64_t id;
   UniqueFd fd;
@@ -189,6 +191,7 @@ void TlsServer::close_connection(uint64_t id) {
 
 void TlsServer::drive(Connection& c) {
   ERR_clear_error();
+  if (c.phase == Connection::Phase::Closing) return drain(c);
   if (c.phase == Connection::Phase::Handshake) {
     int r = SSL_do_handshake(c.ssl.get());
     if (r != 1) {
@@ -196,7 +199,7 @@ void TlsServer::drive(Connection& c) {
       if (e == SSL_ERROR_WANT_READ) return set_interest(c, EPOLLIN);
       if (e == SSL_ERROR_WANT_WRITE) return set_interest(c, EPOLLOUT);
       fail_handshake(c, e);
-      return close_connection(c.id);
+      return linger(c);
     }
     handshake_done(c);
   }
@@ -214,6 +217,31 @@ void TlsServer::handshake_done(Connection& c) {
   }
   c.peer.tls_version = SSL_get_version(c.ssl.get());
   observer_.handshake_succeeded(c.peer);
+}
+
+// In TLS 1.3 the client finishes its side of the handshake before the server has checked the
+// client certificate, and typically sends its request at once. Closing a socket with unread
+// data makes the kernel answer with RST, which can destroy the alert we just sent before the
+// client reads it: the client then sees a bare EOF instead of "certificate required" or
+// "unknown CA". So half-close, drain what arrives for a short while, then close (what nginx
+// calls a lingering close).
+void TlsServer::linger(Connection& c) {
+  shutdown(c.fd.get(), SHUT_WR);
+  c.phase = Connection::Phase::Closing;
+  c.deadline = deadline_in_ms(kLingerMs);
+  set_interest(c, EPOLLIN);
+  drain(c);
+}
+
+void TlsServer::drain(Connection& c) {
+  char buf[4096];
+  for (;;) {
+    ssize_t n = recv(c.fd.get(), buf, sizeof buf, 0);
+    if (n > 0) continue;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    return close_connection(c.id);  // the client closed too, or the socket failed
+  }
 }
 
 void TlsServer::fail_handshake(Connection& c, int ssl_error) {

@@ -69,6 +69,8 @@ class TlsServer {
   void read_requests(Connection& c);
   void handshake_done(Connection& c);
   void fail_handshake(Connection& c, int ssl_error);
+  void linger(Connection& c);
+  void drain(Connection& c);
   void set_interest(Connection& c, uint32_t events);
   void close_connection(uint64_t id);
   void dispatch(uint64_t id);
