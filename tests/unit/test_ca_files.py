@@ -30,6 +30,7 @@ def test_init_writes_keys_0600_and_bundle_read_only(tmp_path: Path) -> None:
     assert mode(p.bundle) == 0o444
     assert mode(p.bundle_sha256) == 0o444
     assert mode(p.dir) == 0o700
+    assert mode(p.store) == 0o600
 
 
 def test_init_keys_are_never_world_readable_even_with_permissive_umask(tmp_path: Path) -> None:

@@ -167,6 +167,10 @@ class Store:
     # -- schema and meta ---------------------------------------------------------------------
 
     def create(self, meta: dict[str, str]) -> None:
+        """Create the schema; the file is 0600 (it holds token hashes and the audit trail)."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        os.fchmod(fd, 0o600)
+        os.close(fd)
         with self.write() as c:
             for stmt in _SCHEMA.strip().split(";"):
                 if stmt.strip():
