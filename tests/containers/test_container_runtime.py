@@ -1,0 +1,142 @@
+"""The container runtime brings the Milestone 1 topology up for real, and takes it all down.
+
+One lab for the module (a bring-up is a few seconds); each test asserts one property of the
+deployment: service-a calls service-b by network alias over mTLS, identities are copied out of
+the agents' volumes, the isolation holds at run time, the agent's signal crosses containers,
+and nothing of the run is left afterwards, also when the bring-up fails half-way.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from tests.containers.conftest import REPO, docker, require
+from zt.lab import metrics_scrape, mtls_client
+from zt.lab.container_runtime import LABEL_RUN, ContainerLab, ContainerRuntime
+from zt.lab.identity import LabIdentity
+from zt.lab.topology import ServiceSpec, Topology
+
+
+@pytest.fixture(scope="module")
+def runtime(images: list[str]) -> ContainerRuntime:
+    require(importlib.util.find_spec("testcontainers") is not None,
+            "testcontainers is not installed in this venv (pip install testcontainers)")
+    return ContainerRuntime()
+
+
+def leftovers(label: str) -> list[str]:
+    out = []
+    for kind in ("container", "network", "volume"):
+        args = [kind, "ls", "-q", "--filter", f"label={label}"] + (["--all"] if kind == "container" else [])
+        out += [f"{kind} {x}" for x in docker(*args).stdout.split()]
+    return out
+
+
+@pytest.fixture(scope="module")
+def lab(runtime: ContainerRuntime, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ContainerLab]:
+    running = runtime.start(Topology(), tmp_path_factory.mktemp("container-lab"))
+    try:
+        yield running
+    finally:
+        running.collect_logs(running.work_dir / "collected")
+        running.stop()
+    assert leftovers(f"{LABEL_RUN}={running.run}") == []
+
+
+@pytest.fixture(scope="module")
+def operator(lab: ContainerLab) -> LabIdentity:
+    return lab.client_identity("operator")
+
+
+def test_service_a_calls_service_b_by_network_alias(lab: ContainerLab, operator: LabIdentity) -> None:
+    target = lab.service_url("service-b", from_service=True) + "/hello"
+    assert target == "https://service-b:8081/hello"
+    r = mtls_client.get(f"{lab.service_url('service-a')}/call?target={quote(target, safe='')}", bundle=lab.bundle(),
+                        identity=operator, expect_peer=lab.topology.spiffe_id("service-a"))
+    assert r.ok and r.status == 200, (r.error, r.detail, r.body)
+    assert r.body["peer"] == lab.topology.spiffe_id("service-b")
+    assert r.body["response"]["caller"] == lab.topology.spiffe_id("service-a")
+    assert r.body["response"]["caller_serial"] == lab.agent_identity("service-a").serial
+    assert r.body["peer_serial"] == lab.agent_identity("service-b").serial
+
+
+@pytest.mark.parametrize("service", ["service-a", "service-b"])
+def test_agent_identity_is_a_local_copy_in_the_agent_layout(lab: ContainerLab, operator: LabIdentity,
+                                                            service: str) -> None:
+    ident = lab.agent_identity(service)
+    gen = ident.generation()
+    assert gen.parent == ident.cert_dir and gen.name.startswith("gen-")
+    for f in ("key.pem", "cert.pem", "chain.pem", "bundle.pem", "svid.json"):
+        assert (gen / f).is_file() and (ident.cert_dir / f).resolve() == gen / f
+    assert (gen / "key.pem").stat().st_mode & 0o077 == 0
+    assert json.loads((gen / "svid.json").read_text())["spiffe_id"] == lab.topology.spiffe_id(service)
+    r = mtls_client.get(lab.service_url(service) + "/hello", bundle=lab.bundle(), identity=operator)
+    assert r.status == 200 and r.body["serial"] == ident.serial  # the copy is what the service serves
+
+
+@pytest.mark.parametrize("service", ["service-a", "service-b"])
+def test_services_cannot_reach_the_ra(lab: ContainerLab, service: str) -> None:
+    code, out = lab.boxes[service].exec("curl", "-sS", "-m", "3", "-k", "https://ra.zt.lab:8443/v1/status")
+    assert code != 0, f"{service} reached the RA: {out}"
+
+
+def test_ca_volume_is_mounted_only_on_the_ca_side(lab: ContainerLab) -> None:
+    holders = {name for name, box in lab.boxes.items()
+               for m in box.container.attrs["Mounts"] if m.get("Name") == f"{lab.run}-ca"}
+    assert holders == {"ca-init", "ra", *(f"register-{s.name}" for s in lab.topology.services)}
+
+
+def test_new_crl_reaches_service_a_by_signal_across_containers(lab: ContainerLab) -> None:
+    """agent-a signals service-a (another container, same PID namespace) after writing a CRL."""
+    victim = lab.client_identity("revoked-client")
+    since = time.time()
+    lab.revoke(serial=victim.serial, reason="key-compromise")
+    deadline = time.monotonic() + 20
+    entries = 0.0
+    while time.monotonic() < deadline and entries < 1:
+        entries = metrics_scrape.value(metrics_scrape.scrape(lab.metrics_url("service-a")), "mtls_crl_entries")
+        time.sleep(0.3)
+    assert entries >= 1
+    reloads = [json.loads(line) for line in lab.boxes["service-a"].logs().decode().splitlines()
+               if line.startswith("{") and '"event":"reload"' in line]
+    assert any(e.get("trigger") == "signal" and e.get("result") == "success" for e in reloads
+               if e["ts"] >= time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(since))), reloads[-3:]
+    r = mtls_client.get(lab.service_url("service-a") + "/hello", bundle=lab.bundle(), identity=victim)
+    assert not r.ok and r.error == "tls_refused"
+
+
+def test_issued_certificates_come_from_the_ra_container(lab: ContainerLab) -> None:
+    pems = lab.issued_certificates()
+    assert len(pems) >= 4 and all(p.startswith("-----BEGIN CERTIFICATE-----") for p in pems)
+
+
+def test_failed_bring_up_leaves_nothing_behind(runtime: ContainerRuntime, tmp_path: Path) -> None:
+    broken = Topology(services=(ServiceSpec("service-a", "cpp", "build/service-a", "service-z", "signal"),
+                                ServiceSpec("service-z", "cobol", "none", "service-a", "watch")))
+    with pytest.raises(KeyError):
+        runtime.start(broken, tmp_path / "work")
+    assert leftovers(f"zt.lab.work_dir={tmp_path / 'work'}") == []
+
+
+def test_m1_scenario_passes_on_containers(runtime: ContainerRuntime, tmp_path: Path) -> None:
+    """The Milestone 1 scenario, unchanged, against the container runtime (its own lab)."""
+    plugin = tmp_path / "zt_lab_docker_runtime.py"
+    plugin.write_text("import zt.lab.pytest_plugin as p\nfrom zt.lab.container_runtime import ContainerRuntime\n"
+                      "_make = p.make_runtime\n"
+                      "p.make_runtime = lambda name: ContainerRuntime() if name == 'docker' else _make(name)\n")
+    r = subprocess.run([sys.executable, "-m", "pytest", "scenarios/test_m1_mtls.py", "-p", "zt_lab_docker_runtime",
+                        "-p", "no:cacheprovider", "-q", "-W", "ignore::DeprecationWarning",
+                        f"--lab-reports={tmp_path / 'reports'}"], cwd=REPO, capture_output=True, text=True,
+                       timeout=280, env={**os.environ, "ZT_LAB_RUNTIME": "docker", "PYTHONPATH": str(tmp_path)})
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert "verdict: PASS" in r.stdout
