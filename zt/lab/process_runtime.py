@@ -226,8 +226,12 @@ class ProcessLab:
 class ProcessRuntime:
     name = "process"
 
+    def create(self, topology: Topology, work_dir: Path) -> ProcessLab:
+        """A lab not yet started: call up(); stop() and collect_logs() work whatever happened."""
+        return ProcessLab(topology, work_dir)
+
     def start(self, topology: Topology, work_dir: Path) -> ProcessLab:
-        lab = ProcessLab(topology, work_dir)
+        lab = self.create(topology, work_dir)
         try:
             lab.up()
         except BaseException:

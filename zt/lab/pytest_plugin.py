@@ -106,10 +106,11 @@ def lab(lab_session: LabSession) -> Iterator[RunningLab]:
     random.seed(lab_session.seed)
     signal.signal(signal.SIGTERM, _on_sigterm)  # tear down on SIGTERM as on Ctrl-C
     print(f"\n[lab] run {lab_session.run_id}: starting the lab ({lab_session.runtime_name} runtime)", flush=True)
-    running = make_runtime(lab_session.runtime_name).start(Topology(), lab_session.work_dir)
+    running = make_runtime(lab_session.runtime_name).create(Topology(), lab_session.work_dir)
     lab_session.lab = running
     atexit.register(running.stop)  # last resort if teardown never runs
     try:
+        running.up()
         yield running
     finally:
         try:

@@ -58,6 +58,10 @@ class RunningLab(Protocol):
     def collect_logs(self, dest: Path) -> list[Path]:
         ...
 
+    def up(self) -> None:
+        """Bring every component up, in order, waiting for real readiness."""
+        ...
+
     def stop(self) -> None:
         ...
 
@@ -65,5 +69,10 @@ class RunningLab(Protocol):
 class Runtime(Protocol):
     name: str
 
+    def create(self, topology: Topology, work_dir: Path) -> RunningLab:
+        """The lab, not started yet: the caller runs up(), and always collect_logs() and stop()."""
+        ...
+
     def start(self, topology: Topology, work_dir: Path) -> RunningLab:
+        """create() and up(), stopping whatever started if up() fails."""
         ...
