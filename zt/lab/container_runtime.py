@@ -1,4 +1,4 @@
-"""The container runtime: every component in its own container, on a network made for the run.
+"""The container runtime: every component in its own container, on networks made for the run.
 
 The same deployment as the process runtime and compose.yaml, from the images that
 scripts/build-images.sh makes: a one-shot `zt-ca-init` creates the CA in a volume only it and
@@ -9,12 +9,14 @@ point in every leaf), an agent per workload, and each service on the certificate
 agent writes. service-a joins its agent's PID namespace, so `--signal HUP --pid-file` works
 across containers; service-b watches its directory.
 
-Scenarios reach containers over ports published on 127.0.0.1; services reach each other by
-network alias (`service_url(s, from_service=True)` is `https://service-b:8081`). Readiness is
-real, as in the process runtime: HTTP health, the agents' files, an mTLS handshake. Teardown
-removes every container, the network and every volume of the run, also after a failure;
-everything carries the label `zt.lab.run`, and a run whose process died is swept at the next
-start.
+Two networks per run, as in compose.yaml: `pki` (RA, CRL publisher, agents) and `mesh` (the
+services), so a service cannot reach the RA. Unlike compose's they are not `internal`, because
+scenarios reach containers over ports published on 127.0.0.1 (and only there); services reach
+each other by network alias (`service_url(s, from_service=True)` is `https://service-b:8081`).
+Readiness is real, as in the process runtime: HTTP health, the agents' files, an mTLS
+handshake. Teardown removes every container, network and volume of the run, also after a
+failure; everything carries the label `zt.lab.run`, and what a run whose process died left
+behind is swept at the next start.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import tarfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +83,7 @@ class Box:
     name: str
     tc: DockerContainer
     started: bool = False
+    ports: dict[int, int] = field(default_factory=dict)  # container port -> published port
 
     @property
     def container(self) -> Container:
@@ -104,7 +107,9 @@ class Box:
         return int(r.exit_code or 0), out.decode(errors="replace")
 
     def port(self, container_port: int) -> int:
-        return int(self.tc.get_exposed_port(container_port))
+        if container_port not in self.ports:
+            self.ports[container_port] = int(self.tc.get_exposed_port(container_port))
+        return self.ports[container_port]
 
     def read_tar(self, path: str) -> tarfile.TarFile:
         stream, _ = self.container.get_archive(path)
@@ -124,9 +129,12 @@ class ContainerLab:
         self.logs = work_dir / "logs"
         self.run = f"zt-{uuid.uuid4().hex[:8]}"
         self.labels = {LABEL_RUN: self.run, LABEL_PID: str(os.getpid()), "zt.lab.work_dir": str(work_dir)}
-        self.docker: docker.DockerClient = DockerClient().client
+        try:
+            self.docker: docker.DockerClient = DockerClient().client
+        except Exception as e:
+            raise LabError(f"no Docker engine answers ({e}); start one: scripts/docker-engine.sh start") from e
         self.boxes: dict[str, Box] = {}
-        self.network: Network | None = None
+        self.networks: dict[str, Network] = {}
         self.volumes: list[str] = []
         self._clients: dict[str, LabIdentity] = {}
         self._foreign: dict[str, LabIdentity] = {}
@@ -142,8 +150,8 @@ class ContainerLab:
         return name
 
     def _box(self, name: str, kind: str, command: list[str], *, mounts: list[tuple[str, str, str]],
-             aliases: tuple[str, ...] = (), ports: tuple[int, ...] = (), entrypoint: list[str] | None = None,
-             env: dict[str, str] | None = None, **kwargs: Any) -> Box:
+             network: str | None, aliases: tuple[str, ...] = (), ports: tuple[int, ...] = (),
+             entrypoint: list[str] | None = None, env: dict[str, str] | None = None, **kwargs: Any) -> Box:
         """Create (not start) a container of the run; the caller starts it."""
         from testcontainers.core.container import DockerContainer
 
@@ -153,8 +161,10 @@ class ContainerLab:
         published: dict[str, Any] = tc.ports  # docker-py also takes (host_ip, host_port): loopback only
         for p in ports:
             published[f"{p}/tcp"] = ("127.0.0.1", None)
-        if self.network is not None and kwargs.get("network_mode") is None:
-            tc.with_network(self.network).with_network_aliases(name, *aliases)
+        if network is None:
+            kwargs["network_mode"] = "none"
+        else:
+            tc.with_network(self.networks[network]).with_network_aliases(name, *aliases)
         tc.with_tmpfs_mount("/tmp")
         for k, v in (env or {}).items():
             tc.with_env(k, v)
@@ -201,15 +211,18 @@ class ContainerLab:
     def up(self) -> None:
         from testcontainers.core.network import Network
 
+        if (self.ca_dir / "bundle.pem").exists():  # its identities would chain to another run's CA
+            raise LabError(f"{self.work_dir} already holds a run; give each run a new work dir")
         self._preflight()
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
-        self.network = Network(docker_network_kw={"labels": self.labels})
-        self.network.name = self.run
-        self.network.create()
+        for role in ("pki", "mesh"):
+            net = Network(docker_network_kw={"labels": self.labels})
+            net.name = f"{self.run}-{role}"
+            self.networks[role] = net.create()
         ca = [(self.volume("ca"), CA, "rw"), (self.volume("crl"), CA_CRL, "rw")]
         progress(f"ca-init (trust domain {self.topology.trust_domain}; run {self.run})")
-        init = self._box("ca-init", "ra", [], entrypoint=["zt-ca-init"], network_mode="none",
+        init = self._box("ca-init", "ra", [], entrypoint=["zt-ca-init"], network=None,
                          mounts=[*ca, (self.volume("trust"), TRUST, "rw")],
                          env={"ZT_TRUST_DOMAIN": self.topology.trust_domain, "ZT_SERVICES": "",
                               "ZT_CRL_URL": f"http://{CRL_ALIAS}:{CRL_PORT}/crl",
@@ -221,7 +234,7 @@ class ContainerLab:
         for s in self.topology.services:  # one-time tokens, straight into each agent's token volume
             self._run_once(self._box(f"register-{s.name}", "ra", ["register", s.name, "--dir", CA, "--token-file",
                                                                    f"{TOKEN}/token"], entrypoint=["ztca"],
-                                     network_mode="none", mounts=[*ca, (self.volume(f"token-{s.name}"), TOKEN, "rw")]))
+                                     network=None, mounts=[*ca, (self.volume(f"token-{s.name}"), TOKEN, "rw")]))
         progress(f"registered {', '.join(s.name for s in self.topology.services)}")
         self._start_ra(ca)
         self._start_crl()
@@ -239,6 +252,10 @@ class ContainerLab:
         missing = [image(k) for k in IMAGES if not self.docker.images.list(name=image(k))]
         if missing:
             raise LabError(f"images missing: {', '.join(missing)}; build them: scripts/build-images.sh")
+        labels = self.docker.images.get(image("ra")).labels or {}
+        built = labels.get("org.opencontainers.image.revision", "?")[:12]
+        progress(f"images :{IMAGE_TAG} built from {built}{' (dirty tree)' if labels.get('zt.dirty') == 'true' else ''}"
+                 "; scripts/build-images.sh rebuilds them from this tree")
         sweep_stale(self.docker)
 
     def _start_ra(self, ca: list[tuple[str, str, str]]) -> None:
@@ -246,14 +263,15 @@ class ContainerLab:
         box = self._start(self._box("ra", "ra", [
             "--ca-dir", CA, "--listen", f"0.0.0.0:{RA_PORT}", "--server-name", RA_ALIAS, "--server-name", "127.0.0.1",
             "--leaf-ttl", f"{self.topology.leaf_ttl_seconds}s", "--workers", str(self.topology.ra_workers),
-            "--crl-check-interval", "1"], mounts=ca, aliases=(RA_ALIAS,), ports=(RA_PORT,)))
+            "--crl-check-interval", "1"], mounts=ca, network="pki", aliases=(RA_ALIAS,), ports=(RA_PORT,)))
         tls = ssl.create_default_context(cafile=str(self.bundle()))
         self._wait("zt-ra /v1/status", box, lambda: httpx.get(self.ra_url() + "/v1/status", verify=tls,
                                                                timeout=2).status_code == 200)
 
     def _start_crl(self) -> None:
         box = self._start(self._box("crl", "crl", ["--crl-dir", CRL, "--listen", f"0.0.0.0:{CRL_PORT}"],
-                                    mounts=[(self.volume("crl"), CRL, "ro")], aliases=(CRL_ALIAS,), ports=(CRL_PORT,)))
+                                    mounts=[(self.volume("crl"), CRL, "ro")], network="pki", aliases=(CRL_ALIAS,),
+                                    ports=(CRL_PORT,)))
         self._wait("zt-crl /healthz", box, lambda: httpx.get(self.crl_url() + "/healthz", timeout=2).status_code == 200)
 
     def _start_agent(self, s: ServiceSpec) -> None:
@@ -270,7 +288,7 @@ class ContainerLab:
             mounts.append((self.volume(f"run-{s.name}"), RUN, "ro"))
         else:
             argv += ["--touch", f"{CERTS}/reload.stamp"]
-        box = self._start(self._box(f"agent-{s.name}", "agent", argv, mounts=mounts))
+        box = self._start(self._box(f"agent-{s.name}", "agent", argv, mounts=mounts, network="pki"))
         self._wait(f"agent-{s.name} to write identity and CRL", box, lambda: box.exec(
             "test", "-s", f"{CERTS}/current/svid.json", "-a", "-s", f"{CERTS}/crl.pem")[0] == 0)
 
@@ -285,8 +303,8 @@ class ContainerLab:
             argv += ["--pid-file", f"{RUN}/{s.name}.pid"]
             mounts.append((self.volume(f"run-{s.name}"), RUN, "rw"))
             extra["pid_mode"] = f"container:{self.boxes[f'agent-{s.name}'].container.id}"
-        box = self._start(self._box(s.name, s.language, argv, mounts=mounts, aliases=(f"{s.name}.zt.lab",),
-                                    ports=(tls, metrics), **extra))
+        box = self._start(self._box(s.name, s.language, argv, mounts=mounts, network="mesh",
+                                    aliases=(f"{s.name}.zt.lab",), ports=(tls, metrics), **extra))
         self._wait(f"{s.name} /healthz", box, lambda: httpx.get(self.metrics_url(s.name) + "/healthz",
                                                                  timeout=2).status_code == 200)
         probe = self.client_identity("lab-probe")
@@ -438,13 +456,14 @@ class ContainerLab:
             progress(f"removing {name}")
             with contextlib.suppress(Exception):
                 box.container.remove(force=True, v=False)
-        if self.network is not None:
+        for net in self.networks.values():
             with contextlib.suppress(Exception):
-                self.docker.networks.get(self.run).remove()
+                net.remove()
         for v in reversed(self.volumes):
             with contextlib.suppress(Exception):
                 self.docker.volumes.get(v).remove(force=True)
-        progress(f"removed {len(self.boxes)} containers, network {self.run}, {len(self.volumes)} volumes")
+        progress(f"removed {len(self.boxes)} containers, {len(self.networks)} networks, "
+                 f"{len(self.volumes)} volumes of run {self.run}")
 
 
 def host_ztca(ca_dir: Path, *args: str) -> dict[str, Any]:
