@@ -8,6 +8,7 @@ and nothing of the run is left afterwards, also when the bring-up fails half-way
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -16,15 +17,19 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import pytest
 
 from tests.containers.conftest import REPO, docker, require
 from zt.lab import metrics_scrape, mtls_client
-from zt.lab.container_runtime import LABEL_RUN, ContainerLab, ContainerRuntime
+from zt.lab.container_runtime import LABEL_PID, LABEL_RUN, ContainerLab, ContainerRuntime, sweep_stale
 from zt.lab.identity import LabIdentity
 from zt.lab.topology import ServiceSpec, Topology
+
+if TYPE_CHECKING:
+    import docker
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +37,12 @@ def runtime(images: list[str]) -> ContainerRuntime:
     require(importlib.util.find_spec("testcontainers") is not None,
             "testcontainers is not installed in this venv (pip install testcontainers)")
     return ContainerRuntime()
+
+
+def runtime_client() -> docker.DockerClient:
+    from testcontainers.core.docker_client import DockerClient
+
+    return DockerClient().client
 
 
 def leftovers(label: str) -> list[str]:
@@ -140,3 +151,20 @@ def test_m1_scenario_passes_on_containers(runtime: ContainerRuntime, tmp_path: P
                        timeout=280, env={**os.environ, "ZT_LAB_RUNTIME": "docker", "PYTHONPATH": str(tmp_path)})
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     assert "verdict: PASS" in r.stdout
+
+
+
+def test_sweep_removes_a_dead_runs_leftovers_but_not_a_live_ones(runtime: ContainerRuntime) -> None:
+    finished = subprocess.Popen(["true"])
+    finished.wait()  # reaped: its PID names no process now
+    client = runtime_client()
+    run = f"zt-sweeptest-{os.getpid()}"
+    dead = client.volumes.create(name=f"{run}-dead", labels={LABEL_RUN: run, LABEL_PID: str(finished.pid)})
+    live = client.volumes.create(name=f"{run}-live", labels={LABEL_RUN: run, LABEL_PID: str(os.getpid())})
+    try:
+        sweep_stale(client)
+        assert {v.name for v in client.volumes.list(filters={"label": f"{LABEL_RUN}={run}"})} == {live.name}
+    finally:
+        for v in (dead, live):
+            with contextlib.suppress(Exception):
+                v.remove(force=True)

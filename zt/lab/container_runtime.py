@@ -25,6 +25,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import ssl
 import subprocess
 import sys
@@ -120,19 +121,14 @@ class ContainerLab:
     runtime_name = "docker"
 
     def __init__(self, topology: Topology, work_dir: Path) -> None:
-        testcontainers_defaults()
-        from testcontainers.core.docker_client import DockerClient
-
+        """Nothing is created yet (no engine call): stop() and collect_logs() work at any point."""
         self.topology = topology
         self.work_dir = work_dir
         self.ca_dir = work_dir / "ca"  # public CA certificates copied out (scenarios read intermediate.pem)
         self.logs = work_dir / "logs"
         self.run = f"zt-{uuid.uuid4().hex[:8]}"
         self.labels = {LABEL_RUN: self.run, LABEL_PID: str(os.getpid()), "zt.lab.work_dir": str(work_dir)}
-        try:
-            self.docker: docker.DockerClient = DockerClient().client
-        except Exception as e:
-            raise LabError(f"no Docker engine answers ({e}); start one: scripts/docker-engine.sh start") from e
+        self._docker: docker.DockerClient | None = None
         self.boxes: dict[str, Box] = {}
         self.networks: dict[str, Network] = {}
         self.volumes: list[str] = []
@@ -141,6 +137,19 @@ class ContainerLab:
         self._stopped = False
 
     # -- containers, volumes ---------------------------------------------------------------------
+
+    @property
+    def docker(self) -> docker.DockerClient:
+        if self._docker is None:
+            testcontainers_defaults()
+            from testcontainers.core.docker_client import DockerClient
+
+            try:
+                self._docker = DockerClient().client
+                self._docker.ping()
+            except Exception as e:
+                raise LabError(f"no Docker engine answers ({e}); start one: scripts/docker-engine.sh start") from e
+        return self._docker
 
     def volume(self, what: str) -> str:
         name = f"{self.run}-{what}"
@@ -209,6 +218,7 @@ class ContainerLab:
     # -- bring-up ------------------------------------------------------------------------------
 
     def up(self) -> None:
+        """Bring every component up, in order, waiting for real readiness (the caller stops)."""
         from testcontainers.core.network import Network
 
         if (self.ca_dir / "bundle.pem").exists():  # its identities would chain to another run's CA
@@ -245,10 +255,6 @@ class ContainerLab:
         progress("lab is up (containers)")
 
     def _preflight(self) -> None:
-        try:
-            self.docker.ping()
-        except Exception as e:
-            raise LabError(f"no Docker engine answers ({e}); start one: scripts/docker-engine.sh start") from e
         missing = [image(k) for k in IMAGES if not self.docker.images.list(name=image(k))]
         if missing:
             raise LabError(f"images missing: {', '.join(missing)}; build them: scripts/build-images.sh")
@@ -327,16 +333,25 @@ class ContainerLab:
         box = self.boxes[f"agent-{service}"]
         local = self.work_dir / "certs" / service
         local.mkdir(parents=True, exist_ok=True)
-        code, out = box.exec("readlink", f"{CERTS}/current")
-        gen = PurePosixPath(out.strip()).name
-        if code != 0 or not gen.startswith("gen-"):
-            raise LabError(f"agent-{service} has no current generation: {out.strip()}")
-        if not (local / gen / "svid.json").exists():
+        for attempt in range(3):  # the agent may rotate (and prune) between readlink and the copy
+            code, out = box.exec("readlink", f"{CERTS}/current")
+            gen = PurePosixPath(out.strip()).name
+            if code != 0 or not gen.startswith("gen-"):
+                raise LabError(f"agent-{service} has no current generation: {out.strip()}")
+            if (local / gen / "svid.json").exists():
+                break
             tmp = local / f".{gen}.tmp"
-            with box.read_tar(f"{CERTS}/{gen}") as tar:
-                tar.extractall(tmp, filter="data")
+            shutil.rmtree(tmp, ignore_errors=True)
+            try:
+                with box.read_tar(f"{CERTS}/{gen}") as tar:
+                    tar.extractall(tmp, filter="data")
+            except Exception as e:
+                if attempt == 2:
+                    raise LabError(f"cannot copy {gen} out of agent-{service}: {e}") from e
+                continue
             (tmp / gen).rename(local / gen)
             tmp.rmdir()
+            break
         link = local / ".current.tmp"
         link.unlink(missing_ok=True)
         link.symlink_to(gen)
@@ -445,25 +460,33 @@ class ContainerLab:
             copied.append(target)
         return copied
 
+    def _remove_volume(self, name: str) -> None:
+        self.docker.volumes.get(name).remove(force=True)
+
     def stop(self) -> None:
         """Remove the run's containers (newest first), network and volumes; idempotent."""
-        if self._stopped:
+        if self._stopped or self._docker is None:  # stopped already, or nothing was ever created
             return
         self._stopped = True
+        failed: list[str] = []
+
+        def attempt(what: str, action: Callable[..., object], *args: Any, **kwargs: Any) -> None:
+            try:
+                action(*args, **kwargs)
+            except Exception as e:  # noqa: BLE001 - report it and go on removing the rest
+                failed.append(f"{what}: {e}")
+
         for name, box in reversed(list(self.boxes.items())):
-            if not box.started:
-                continue
-            progress(f"removing {name}")
-            with contextlib.suppress(Exception):
-                box.container.remove(force=True, v=False)
-        for net in self.networks.values():
-            with contextlib.suppress(Exception):
-                net.remove()
+            if box.started:  # SIGTERM first: the components exit 0 on it, as in the process runtime
+                progress(f"stopping {name}")
+                attempt(f"stop {name}", box.container.stop, timeout=5)
+                attempt(f"remove {name}", box.container.remove, force=True, v=False)
+        for role, net in self.networks.items():
+            attempt(f"network {role}", net.remove)
         for v in reversed(self.volumes):
-            with contextlib.suppress(Exception):
-                self.docker.volumes.get(v).remove(force=True)
-        progress(f"removed {len(self.boxes)} containers, {len(self.networks)} networks, "
-                 f"{len(self.volumes)} volumes of run {self.run}")
+            attempt(f"volume {v}", self._remove_volume, v)
+        progress(f"removed run {self.run}: {len(self.boxes)} containers, {len(self.networks)} networks, "
+                 f"{len(self.volumes)} volumes" + (f"; left over: {'; '.join(failed)}" if failed else ""))
 
 
 def host_ztca(ca_dir: Path, *args: str) -> dict[str, Any]:
@@ -488,35 +511,30 @@ def _pid_alive(pid: str) -> bool:
 def sweep_stale(client: docker.DockerClient) -> None:
     """Remove what runs left behind whose process is gone (SIGKILL, a lost machine session):
     never a live run's, so concurrent runs on one engine do not disturb each other."""
-    def stale(labels: dict[str, str] | None) -> bool:
-        return bool(labels) and LABEL_RUN in (labels or {}) and not _pid_alive((labels or {}).get(LABEL_PID, ""))
-
     filters: dict[str, str | list[str] | bool] = {"label": LABEL_RUN}
-    for c in client.containers.list(all=True, filters=filters):
-        if stale(c.labels):
-            progress(f"sweeping container {c.name} of a dead run")
+    found: list[tuple[str, dict[str, str] | None, Any]] = []  # containers first: they hold the rest
+    found += [(f"container {c.name}", c.labels, c) for c in client.containers.list(all=True, filters=filters)]
+    found += [(f"network {n.name}", n.attrs.get("Labels"), n) for n in client.networks.list(filters=filters)]
+    found += [(f"volume {v.name}", v.attrs.get("Labels"), v) for v in client.volumes.list(filters=filters)]
+    for what, labels, obj in found:
+        if not _pid_alive((labels or {}).get(LABEL_PID, "")):
+            progress(f"sweeping {what} of a dead run ({(labels or {}).get(LABEL_RUN)})")
             with contextlib.suppress(Exception):
-                c.remove(force=True)
-    for n in client.networks.list(filters=filters):
-        if stale(n.attrs.get("Labels")):
-            with contextlib.suppress(Exception):
-                n.remove()
-    for v in client.volumes.list(filters=filters):
-        if stale(v.attrs.get("Labels")):
-            with contextlib.suppress(Exception):
-                v.remove(force=True)
+                obj.remove(**({} if what.startswith("network") else {"force": True}))
 
 
 class ContainerRuntime:
     name = "docker"
 
+    def create(self, topology: Topology, work_dir: Path) -> ContainerLab:
+        """A lab not yet started: call up(); stop() and collect_logs() work whatever happened."""
+        return ContainerLab(topology, work_dir)
+
     def start(self, topology: Topology, work_dir: Path) -> ContainerLab:
-        lab = ContainerLab(topology, work_dir)
+        lab = self.create(topology, work_dir)
         try:
             lab.up()
         except BaseException:
-            with contextlib.suppress(Exception):
-                lab.collect_logs(work_dir / "logs-failed-start")
             lab.stop()
             raise
         return lab
