@@ -124,6 +124,7 @@ mvp_compose() {
   pin="sha256//$("${compose[@]}" exec -T service-b cat /var/lib/zt/certs/current/cert.pem |
     openssl x509 -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64)"
   # In service-a's container, with the key and chain of one resolved generation.
+  # shellcheck disable=SC2016  # expanded by the container's shell, not here
   local cmd='g=$(readlink -f /var/lib/zt/certs/current) && exec curl -sS --max-time 10 -k --pinnedpubkey "$0" --cert "$g/chain.pem" --key "$g/key.pem" https://service-b:8081/hello'
   say "\$ ${compose[*]} exec service-a curl -k --pinnedpubkey $pin --cert <gen>/chain.pem --key <gen>/key.pem https://service-b:8081/hello"
   local out rc=0

@@ -84,7 +84,7 @@ if wants_python; then
   mv "$out"/wheels.tmp/*.whl "$ctx/python/wheels/deps/"
   rm -rf "$out/wheels.tmp" "$src"
   cp containers/ra/ca-init.sh "$ctx/python/ca-init.sh"
-  say "wheelhouse: $(ls "$ctx/python/wheels/deps" | wc -l) dependency wheels + $(ls "$ctx/python/wheels/zt") in $(( SECONDS - t0 ))s"
+  say "wheelhouse: $(find "$ctx/python/wheels/deps" -name '*.whl' | wc -l) dependency wheels + $(basename "$ctx"/python/wheels/zt/*.whl) in $(( SECONDS - t0 ))s"
 fi
 wants zt-service-a && cp build/service-a "$ctx/service-a/service-a"
 wants zt-service-b && cp build/service-b.jar "$ctx/service-b/service-b.jar"

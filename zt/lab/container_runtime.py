@@ -51,7 +51,6 @@ if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer
     from testcontainers.core.network import Network
 
-IMAGE_TAG = os.environ.get("ZT_IMAGE_TAG", "dev")
 IMAGES = {"ra": "zt-ra", "crl": "zt-crl", "agent": "zt-agent", "cpp": "zt-service-a", "java": "zt-service-b"}
 RA_ALIAS, CRL_ALIAS = "ra.zt.lab", "crl.zt.lab"
 RA_PORT, CRL_PORT = 8443, 8444
@@ -73,8 +72,13 @@ def testcontainers_defaults() -> None:
     os.environ.setdefault("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
 
 
+def image_tag() -> str:
+    """Which build of the images (scripts/build-images.sh tags them `dev` unless told)."""
+    return os.environ.get("ZT_IMAGE_TAG", "dev")
+
+
 def image(kind: str) -> str:
-    return f"{IMAGES[kind]}:{IMAGE_TAG}"
+    return f"{IMAGES[kind]}:{image_tag()}"
 
 
 @dataclass
@@ -260,8 +264,8 @@ class ContainerLab:
             raise LabError(f"images missing: {', '.join(missing)}; build them: scripts/build-images.sh")
         labels = self.docker.images.get(image("ra")).labels or {}
         built = labels.get("org.opencontainers.image.revision", "?")[:12]
-        progress(f"images :{IMAGE_TAG} built from {built}{' (dirty tree)' if labels.get('zt.dirty') == 'true' else ''}"
-                 "; scripts/build-images.sh rebuilds them from this tree")
+        dirty = " (dirty tree)" if labels.get("zt.dirty") == "true" else ""
+        progress(f"images :{image_tag()} built from {built}{dirty}; scripts/build-images.sh rebuilds them")
         sweep_stale(self.docker)
 
     def _start_ra(self, ca: list[tuple[str, str, str]]) -> None:
