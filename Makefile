@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test deps venv native native-cpp native-java lint test-python test-cpp test-java bench clean
+.PHONY: demo test deps venv native native-cpp native-java lint test-python test-cpp test-java bench clean images demo-containers
 
 ## demo: install what is missing, build, run the lab (all milestones) and write reports/latest
 demo: deps venv native
@@ -41,6 +41,15 @@ test-java: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" ZT_PYTHON="$(CURDIR)/$(BIN)/python" ./native/java/test.sh
 test-python: venv
 	$(BIN)/pytest -q --junitxml=build/test-results/python.xml
+
+## images: a container engine (started if missing, as root) and the component images
+images: venv native
+	./scripts/docker-engine.sh start
+	./scripts/build-images.sh
+
+## demo-containers: the seed's exit check with docker-compose
+demo-containers: images
+	./demo.sh mvp --compose
 
 bench: venv native
 	$(BIN)/python -m bench.ra_issue

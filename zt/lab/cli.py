@@ -29,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="verb", required=True)
     r = sub.add_parser("run", help="start the lab, run scenarios, write reports/<run-id>/ and reports/latest")
     r.add_argument("--milestone", default="all", help="1..5 or all (default: all)")
-    r.add_argument("--runtime", default="process", choices=["process"], help="how components run")
+    r.add_argument("--runtime", default="process", choices=["process", "docker"],
+                   help="how components run: local processes, or containers (docs/containers.md)")
+    r.add_argument("--keep", action="store_true", help="keep the run's working directory (CA, keys) in .lab/")
     r.add_argument("--reports", type=Path, default=REPO / "reports", help="report root (default: reports/)")
     r.add_argument("--seed", type=int, help="seed for the scenarios' random choices")
     r.add_argument("-k", dest="keyword", help="only scenarios matching this pytest -k expression")
@@ -49,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "-W", "ignore::DeprecationWarning"]
     if args.seed is not None:
         pytest_args.append(f"--lab-seed={args.seed}")
+    if args.keep:
+        pytest_args.append("--lab-keep")
     if args.keyword:
         pytest_args += ["-k", args.keyword]
     print(f"[lab] milestone(s) {args.milestone}: {', '.join(f.name for f in files)}", flush=True)

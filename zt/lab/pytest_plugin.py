@@ -17,6 +17,7 @@ import atexit
 import datetime as dt
 import os
 import random
+import shutil
 import signal
 import sys
 import time
@@ -48,6 +49,7 @@ class LabSession:
     history: History = field(default_factory=History)
     milestones: set[int] = field(default_factory=set)
     lab: RunningLab | None = None
+    keep: bool = False
     started: float = field(default_factory=time.time)
     logs: list[str] = field(default_factory=list)
 
@@ -57,8 +59,10 @@ _KEY = pytest.StashKey[LabSession]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("zt-lab")
-    g.addoption("--lab-runtime", default=os.environ.get("ZT_LAB_RUNTIME", "process"), choices=["process"],
-                help="how the lab runs its components (default: process) [env: ZT_LAB_RUNTIME]")
+    g.addoption("--lab-runtime", default=os.environ.get("ZT_LAB_RUNTIME", "process"), choices=list(RUNTIMES),
+                help="how the lab runs its components: process or docker (default: process) [env: ZT_LAB_RUNTIME]")
+    g.addoption("--lab-keep", action="store_true",
+                help="keep the run's working directory (CA, keys) under .lab/ after the run")
     g.addoption("--lab-reports", default=str(REPO / "reports"), help="where run reports go (default: reports/)")
     g.addoption("--lab-seed", type=int, default=None, help="seed for the scenarios' random choices")
 
@@ -67,11 +71,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "milestone(n): the milestone whose exit criteria a scenario provides")
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     runtime = config.getoption("--lab-runtime")
+    if runtime not in RUNTIMES:  # argparse does not check a default taken from ZT_LAB_RUNTIME
+        raise pytest.UsageError(f"--lab-runtime/ZT_LAB_RUNTIME must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
     run_id = f"{stamp}-m{os.getpid()}-{runtime}"
     seed = config.getoption("--lab-seed") or random.SystemRandom().randrange(2**31)
     config.stash[_KEY] = LabSession(
         run_id=run_id, report_dir=Path(config.getoption("--lab-reports")) / run_id,
-        work_dir=REPO / ".lab" / run_id, runtime_name=runtime, seed=seed, argv=list(sys.argv))
+        work_dir=REPO / ".lab" / run_id, runtime_name=runtime, seed=seed, argv=list(sys.argv),
+        keep=bool(config.getoption("--lab-keep")))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -86,7 +93,14 @@ def pytest_runtest_logstart(nodeid: str, location: tuple[str, int | None, str]) 
         print(f"\n[lab] scenario: {nodeid.split('::')[-1]}", flush=True)
 
 
+RUNTIMES = ("process", "docker")
+
+
 def make_runtime(name: str) -> Runtime:
+    if name == "docker":
+        from zt.lab.container_runtime import ContainerRuntime
+
+        return ContainerRuntime()
     from zt.lab.process_runtime import ProcessRuntime
 
     return ProcessRuntime()
@@ -118,6 +132,8 @@ def lab(lab_session: LabSession) -> Iterator[RunningLab]:
                                 for p in running.collect_logs(lab_session.report_dir / "logs")]
         finally:
             running.stop()
+            if not lab_session.keep:  # the work dir holds the run's CA and private keys
+                shutil.rmtree(lab_session.work_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
