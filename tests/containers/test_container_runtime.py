@@ -140,18 +140,14 @@ def test_failed_bring_up_leaves_nothing_behind(runtime: ContainerRuntime, tmp_pa
 
 
 def test_m1_scenario_passes_on_containers(runtime: ContainerRuntime, tmp_path: Path) -> None:
-    """The Milestone 1 scenario, unchanged, against the container runtime (its own lab)."""
-    plugin = tmp_path / "zt_lab_docker_runtime.py"
-    plugin.write_text("import zt.lab.pytest_plugin as p\nfrom zt.lab.container_runtime import ContainerRuntime\n"
-                      "_make = p.make_runtime\n"
-                      "p.make_runtime = lambda name: ContainerRuntime() if name == 'docker' else _make(name)\n")
-    r = subprocess.run([sys.executable, "-m", "pytest", "scenarios/test_m1_mtls.py", "-p", "zt_lab_docker_runtime",
-                        "-p", "no:cacheprovider", "-q", "-W", "ignore::DeprecationWarning",
-                        f"--lab-reports={tmp_path / 'reports'}"], cwd=REPO, capture_output=True, text=True,
-                       timeout=280, env={**os.environ, "ZT_LAB_RUNTIME": "docker", "PYTHONPATH": str(tmp_path)})
+    """The Milestone 1 scenario, unchanged, through `zt-lab run --runtime docker` (its own lab)."""
+    r = subprocess.run([sys.executable, "-m", "zt.lab.cli", "run", "--milestone", "1", "--runtime", "docker",
+                        "--reports", str(tmp_path / "reports")], cwd=REPO, capture_output=True, text=True,
+                       timeout=280)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     assert "verdict: PASS" in r.stdout
-
+    summary = json.loads((tmp_path / "reports" / "latest" / "summary.json").read_text())
+    assert summary["runtime"] == "docker" and summary["verdict"] == "pass"
 
 
 def test_sweep_removes_a_dead_runs_leftovers_but_not_a_live_ones(runtime: ContainerRuntime) -> None:

@@ -27,8 +27,6 @@ import json
 import os
 import shutil
 import ssl
-import subprocess
-import sys
 import tarfile
 import time
 import uuid
@@ -40,9 +38,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from zt.fsutil import write_secret
-from zt.lab import mtls_client
+from zt.lab import host_identities, mtls_client
+from zt.lab.host_identities import LabError
 from zt.lab.identity import LabIdentity
-from zt.lab.process_runtime import LabError, progress
+from zt.lab.process_runtime import progress
 from zt.lab.topology import ServiceSpec, Topology
 
 if TYPE_CHECKING:
@@ -137,7 +136,6 @@ class ContainerLab:
         self.networks: dict[str, Network] = {}
         self.volumes: list[str] = []
         self._clients: dict[str, LabIdentity] = {}
-        self._foreign: dict[str, LabIdentity] = {}
         self._stopped = False
 
     # -- containers, volumes ---------------------------------------------------------------------
@@ -407,35 +405,18 @@ class ContainerLab:
     def client_identity(self, name: str, *, ttl_seconds: int | None = None) -> LabIdentity:
         """Registered in the RA container, bootstrapped by an agent on the host over the RA's
         published port (the RA's certificate also names 127.0.0.1)."""
-        if name in self._clients:
-            return self._clients[name]
-        token = self.work_dir / "run" / f"client-{name}.token"
-        token.parent.mkdir(parents=True, exist_ok=True)
-        write_secret(token, str(self.ztca("register", name)["token"]).encode() + b"\n")
-        out = self.work_dir / "clients" / name
-        argv = [sys.executable, "-m", "zt.agent.main", "--ra", self.ra_url(), "--bundle", str(self.bundle()),
-                "--token-file", str(token), "--service", name, "--out", str(out), "--once", "--no-crl"]
-        if ttl_seconds:
-            argv += ["--ttl", str(ttl_seconds)]
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
-        with open(self.logs / "host-agents.log", "a") as log:
-            log.write(r.stderr)
-        if r.returncode != 0:
-            raise LabError(f"agent for client identity {name} failed: {r.stderr.strip()[-500:]}")
-        self._clients[name] = LabIdentity(name, self.topology.spiffe_id(name), out)
+        if name not in self._clients:
+            token = self.work_dir / "run" / f"client-{name}.token"
+            token.parent.mkdir(parents=True, exist_ok=True)
+            write_secret(token, str(self.ztca("register", name)["token"]).encode() + b"\n")
+            self._clients[name] = host_identities.bootstrap_with_agent(
+                self.ra_url(), self.bundle(), token, name, self.topology.spiffe_id(name),
+                self.work_dir / "clients" / name, ttl_seconds=ttl_seconds, log=self.logs / "host-agents.log")
         return self._clients[name]
 
     def foreign_identity(self, name: str) -> LabIdentity:
         """Same trust domain name and SPIFFE ID shape, an unrelated root: made on the host."""
-        if name not in self._foreign:
-            foreign = self.work_dir / "foreign-ca"
-            if not (foreign / "root.pem").exists():
-                host_ztca(foreign, "init", "--trust-domain", self.topology.trust_domain)
-            host_ztca(foreign, "register", name)
-            out = self.work_dir / "foreign" / name
-            host_ztca(foreign, "issue", name, "--out", str(out))
-            self._foreign[name] = LabIdentity(name, self.topology.spiffe_id(name), out)
-        return self._foreign[name]
+        return host_identities.foreign_identity(self.work_dir, self.topology.trust_domain, name)
 
     def issued_certificates(self) -> list[str]:
         return [str(c["pem"]) for c in self.ztca("list", "--pem")["certificates"]]
@@ -491,15 +472,6 @@ class ContainerLab:
             attempt(f"volume {v}", self._remove_volume, v)
         progress(f"removed run {self.run}: {len(self.boxes)} containers, {len(self.networks)} networks, "
                  f"{len(self.volumes)} volumes" + (f"; left over: {'; '.join(failed)}" if failed else ""))
-
-
-def host_ztca(ca_dir: Path, *args: str) -> dict[str, Any]:
-    verb, *rest = args
-    argv = [sys.executable, "-m", "zt.cli.ztca", verb, "--dir", str(ca_dir), "--json", *rest]
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
-    if r.returncode != 0:
-        raise LabError(f"ztca {verb} failed ({r.returncode}): {r.stderr.strip()}")
-    return dict(json.loads(r.stdout)) if r.stdout.strip() else {}
 
 
 def _pid_alive(pid: str) -> bool:

@@ -10,9 +10,7 @@ Teardown stops everything by PID, in reverse order, also after a failure.
 
 from __future__ import annotations
 
-import json
 import ssl
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,16 +18,11 @@ from typing import Any
 
 import httpx
 
-from zt.errors import ZtError
-from zt.lab import process, services
+from zt.lab import host_identities, process, services
 from zt.lab.identity import LabIdentity
 from zt.lab.ports import free_port
 from zt.lab.topology import ServiceSpec, Topology
 from zt.ra.store import Store
-
-
-class LabError(ZtError):
-    """The lab could not be brought up."""
 
 
 def progress(msg: str) -> None:
@@ -52,18 +45,12 @@ class ProcessLab:
         self.procs: list[process.Proc] = []
         self.ports: dict[str, int] = {}
         self._clients: dict[str, LabIdentity] = {}
-        self._foreign: dict[str, LabIdentity] = {}
         self.started_at = time.time()
 
     # -- CLI helpers ---------------------------------------------------------------------------
 
-    def ztca(self, *args: str, ca_dir: Path | None = None) -> dict[str, Any]:
-        verb, *rest = args
-        argv = python_cmd("zt.cli.ztca", verb, "--dir", str(ca_dir or self.ca_dir), "--json", *rest)
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
-        if r.returncode != 0:
-            raise LabError(f"ztca {verb} failed ({r.returncode}): {r.stderr.strip()}")
-        return dict(json.loads(r.stdout)) if r.stdout.strip() else {}
+    def ztca(self, *args: str) -> dict[str, Any]:
+        return host_identities.host_ztca(self.ca_dir, *args)
 
     def _start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> process.Proc:
         progress(f"starting {name}")
@@ -165,32 +152,16 @@ class ProcessLab:
         return LabIdentity(service, self.topology.spiffe_id(service), self.cert_dir(service))
 
     def client_identity(self, name: str, *, ttl_seconds: int | None = None) -> LabIdentity:
-        if name in self._clients:
-            return self._clients[name]
-        token = self.run_dir / f"client-{name}.token"
-        self.ztca("register", name, "--token-file", str(token))
-        out = self.work_dir / "clients" / name
-        argv = python_cmd("zt.agent.main", "--ra", self.ra_url(), "--bundle", str(self.bundle()),
-                          "--token-file", str(token), "--service", name, "--out", str(out), "--once", "--no-crl")
-        if ttl_seconds:
-            argv += ["--ttl", str(ttl_seconds)]
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
-        if r.returncode != 0:
-            raise LabError(f"agent for client identity {name} failed: {r.stderr.strip()[-500:]}")
-        self._clients[name] = LabIdentity(name, self.topology.spiffe_id(name), out)
+        if name not in self._clients:
+            token = self.run_dir / f"client-{name}.token"
+            self.ztca("register", name, "--token-file", str(token))
+            self._clients[name] = host_identities.bootstrap_with_agent(
+                self.ra_url(), self.bundle(), token, name, self.topology.spiffe_id(name),
+                self.work_dir / "clients" / name, ttl_seconds=ttl_seconds, log=self.logs / "host-agents.log")
         return self._clients[name]
 
     def foreign_identity(self, name: str) -> LabIdentity:
-        """Same trust domain name, same SPIFFE ID shape, but an unrelated root: an impostor."""
-        if name not in self._foreign:
-            foreign = self.work_dir / "foreign-ca"
-            if not (foreign / "root.pem").exists():
-                self.ztca("init", "--trust-domain", self.topology.trust_domain, ca_dir=foreign)
-            self.ztca("register", name, ca_dir=foreign)
-            out = self.work_dir / "foreign" / name
-            self.ztca("issue", name, "--out", str(out), ca_dir=foreign)
-            self._foreign[name] = LabIdentity(name, self.topology.spiffe_id(name), out)
-        return self._foreign[name]
+        return host_identities.foreign_identity(self.work_dir, self.topology.trust_domain, name)
 
     def issued_certificates(self) -> list[str]:
         store = Store(self.ca_dir / "zt.db")
