@@ -72,24 +72,9 @@ class CertDirWriter:
         for name, data, mode in files:
             write_new(gdir / name, data, mode)
         fsync_dir(gdir)
-        self._swap(gen)
-        self._ensure_links()
+        point_current(self.out, gen)
         self._prune()
         return gen
-
-    def _swap(self, gen: str) -> None:
-        tmp = self.out / f".{CURRENT}.{secrets.token_hex(4)}.tmp"
-        os.symlink(gen, tmp)
-        os.replace(tmp, self.out / CURRENT)
-        fsync_dir(self.out)
-
-    def _ensure_links(self) -> None:
-        for name in LINKED_FILES:
-            link = self.out / name
-            if not link.is_symlink():
-                with contextlib.suppress(FileNotFoundError):
-                    link.unlink()
-                os.symlink(f"{CURRENT}/{name}", link)
 
     def _prune(self) -> None:
         current = os.readlink(self.out / CURRENT)
@@ -101,6 +86,21 @@ class CertDirWriter:
 
     def write_crl(self, data: bytes) -> None:
         write_atomic(self.out / "crl.pem", data, PUBLIC_MODE)
+
+
+def point_current(out: Path, gen: str) -> None:
+    """Make generation `gen` current with one rename(2) of the `current` symlink, and make sure
+    the convenience links (key.pem -> current/key.pem, ...) exist."""
+    tmp = out / f".{CURRENT}.{secrets.token_hex(4)}.tmp"
+    os.symlink(gen, tmp)
+    os.replace(tmp, out / CURRENT)
+    fsync_dir(out)
+    for name in LINKED_FILES:
+        link = out / name
+        if not link.is_symlink():
+            with contextlib.suppress(FileNotFoundError):
+                link.unlink()
+            os.symlink(f"{CURRENT}/{name}", link)
 
 
 def read_current(out: Path) -> Material | None:

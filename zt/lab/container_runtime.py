@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from zt.agent.writer import point_current
 from zt.fsutil import write_secret
 from zt.lab import host_identities, mtls_client
 from zt.lab.host_identities import LabError
@@ -354,14 +355,7 @@ class ContainerLab:
             (tmp / gen).rename(local / gen)
             tmp.rmdir()
             break
-        link = local / ".current.tmp"
-        link.unlink(missing_ok=True)
-        link.symlink_to(gen)
-        link.replace(local / "current")
-        for f in ("key.pem", "cert.pem", "chain.pem", "bundle.pem", "keystore.p12", "truststore.p12",
-                  "keystore.pass", "svid.json"):
-            if not (local / f).is_symlink():
-                (local / f).symlink_to(f"current/{f}")
+        point_current(local, gen)  # the same layout as the agent's own directory
         with contextlib.suppress(Exception):  # absent until the agent's first CRL fetch
             self._copy_file(box, f"{CERTS}/crl.pem", local / "crl.pem")
         return local
