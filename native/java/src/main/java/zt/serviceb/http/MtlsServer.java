@@ -2,6 +2,7 @@ package zt.serviceb.http;
 
 import java.io.Closeable;
 import java.io.IOException;
+import java.io.InputStream;
 import java.net.InetSocketAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
@@ -39,6 +40,8 @@ import zt.serviceb.tls.TlsContext;
  */
 public final class MtlsServer implements Closeable {
     private static final int BACKLOG = 128;
+    /** How long to drain a refused client before closing (see linger). */
+    private static final int LINGER_MS = 500;
 
     private final TlsContext tls;
     private final SSLSocketFactory factory;
@@ -118,10 +121,13 @@ public final class MtlsServer implements Closeable {
 
     private void handle(Socket raw) {
         try {
-            SSLSocket socket = (SSLSocket) factory.createSocket(raw, null, true);
+            // autoClose=false: after a refused handshake the raw socket stays ours to linger on.
+            SSLSocket socket = (SSLSocket) factory.createSocket(raw, null, false);
             socket.setSSLParameters(tls.parameters(true));
             Peer peer = handshake(raw, socket);
-            if (peer != null) {
+            if (peer == null) {
+                linger(raw);
+            } else {
                 try {
                     http.serve(socket, peer);
                 } finally {
@@ -167,6 +173,28 @@ public final class MtlsServer implements Closeable {
         metrics.handshakeSucceeded();
         return new Peer(SvidRules.claimedId(leaf), Serials.hex(leaf), localSerial, session.getProtocol(),
                 peerAddr(raw));
+    }
+
+    /**
+     * After refusing a handshake: half-close, drain what the client still sends for a moment,
+     * then let the caller close. In TLS 1.3 the client finishes its side of the handshake before
+     * we have judged its certificate and usually sends its request at once; closing with that
+     * request unread makes the kernel send a TCP RST, which can destroy our alert before the
+     * client reads it (it then sees "broken pipe" or a bare EOF instead of the alert).
+     */
+    private static void linger(Socket raw) {
+        try {
+            raw.shutdownOutput();
+            raw.setSoTimeout(LINGER_MS);
+            long deadline = System.nanoTime() + LINGER_MS * 1_000_000L;
+            InputStream in = raw.getInputStream();
+            byte[] buf = new byte[4096];
+            while (System.nanoTime() < deadline && in.read(buf) >= 0) {
+                // discard: the client's request to a connection we refused
+            }
+        } catch (IOException e) {
+            // the client closed or reset first, or the drain timed out: nothing more to wait for
+        }
     }
 
     private static String peerAddr(Socket s) {
