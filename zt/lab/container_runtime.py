@@ -43,6 +43,7 @@ from zt.lab import host_identities, mtls_client
 from zt.lab.host_identities import LabError
 from zt.lab.identity import LabIdentity
 from zt.lab.process_runtime import progress
+from zt.lab.runtime import bring_up
 from zt.lab.topology import ServiceSpec, Topology
 
 if TYPE_CHECKING:
@@ -501,10 +502,4 @@ class ContainerRuntime:
         return ContainerLab(topology, work_dir)
 
     def start(self, topology: Topology, work_dir: Path) -> ContainerLab:
-        lab = self.create(topology, work_dir)
-        try:
-            lab.up()
-        except BaseException:
-            lab.stop()
-            raise
-        return lab
+        return bring_up(self.create(topology, work_dir))

@@ -21,6 +21,7 @@ import httpx
 from zt.lab import host_identities, process, services
 from zt.lab.identity import LabIdentity
 from zt.lab.ports import free_port
+from zt.lab.runtime import bring_up
 from zt.lab.topology import ServiceSpec, Topology
 from zt.ra.store import Store
 
@@ -202,10 +203,4 @@ class ProcessRuntime:
         return ProcessLab(topology, work_dir)
 
     def start(self, topology: Topology, work_dir: Path) -> ProcessLab:
-        lab = self.create(topology, work_dir)
-        try:
-            lab.up()
-        except BaseException:
-            lab.stop()
-            raise
-        return lab
+        return bring_up(self.create(topology, work_dir))

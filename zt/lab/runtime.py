@@ -8,7 +8,7 @@ the container runtime both implement it, so a scenario runs unchanged on either.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from zt.lab.identity import LabIdentity
 from zt.lab.topology import Topology
@@ -76,3 +76,16 @@ class Runtime(Protocol):
     def start(self, topology: Topology, work_dir: Path) -> RunningLab:
         """create() and up(), stopping whatever started if up() fails."""
         ...
+
+
+LabT = TypeVar("LabT", bound=RunningLab)
+
+
+def bring_up(lab: LabT) -> LabT:
+    """up(), and if anything fails (or is interrupted) stop whatever did start, then re-raise."""
+    try:
+        lab.up()
+    except BaseException:
+        lab.stop()
+        raise
+    return lab
