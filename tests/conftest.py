@@ -87,19 +87,14 @@ def start_ra(ca: CaDir, logs: Path, *extra: str, name: str = "zt-ra", port: int 
     port = port or free_port()
     argv = [sys.executable, "-m", "zt.ra.main", "--ca-dir", str(ca.dir), "--listen", f"127.0.0.1:{port}",
             "--crl-check-interval", "0.5", *extra]
-    proc = process.start(name, argv, logs / f"{name}-{port}.log")
-    srv = RaServer(f"https://127.0.0.1:{port}", ca, proc)
+    url = f"https://127.0.0.1:{port}"
+    tls = ssl.create_default_context(cafile=str(ca.paths.bundle))
 
     def ready() -> bool:
-        with srv.client() as c:
-            return c.get("/v1/status").status_code == 200
+        return httpx.get(url + "/v1/status", verify=tls, timeout=5).status_code == 200
 
-    try:
-        process.wait_until(f"{name} /v1/status on port {port}", ready, timeout=30, proc=proc)
-    except Exception:
-        proc.stop()
-        raise
-    return srv
+    proc = process.start_ready(name, argv, logs / f"{name}-{port}.log", f"{name} /v1/status on port {port}", ready)
+    return RaServer(url, ca, proc)
 
 
 @pytest.fixture
@@ -118,15 +113,10 @@ class CrlServer:
 def start_crl(ca: CaDir, logs: Path, *extra: str) -> CrlServer:
     argv = [sys.executable, "-m", "zt.crl.main", "--ca-dir", str(ca.dir), "--listen",
             f"127.0.0.1:{ca.crl_port}", *extra]
-    proc = process.start("zt-crl", argv, logs / "zt-crl.log")
-    srv = CrlServer(f"http://127.0.0.1:{ca.crl_port}", proc)
-    try:
-        process.wait_until("zt-crl /healthz", lambda: httpx.get(srv.url + "/healthz").status_code == 200,
-                           timeout=30, proc=proc)
-    except Exception:
-        proc.stop()
-        raise
-    return srv
+    url = f"http://127.0.0.1:{ca.crl_port}"
+    proc = process.start_ready("zt-crl", argv, logs / "zt-crl.log", "zt-crl /healthz",
+                               lambda: httpx.get(url + "/healthz").status_code == 200)
+    return CrlServer(url, proc)
 
 
 @pytest.fixture

@@ -82,6 +82,18 @@ def start(name: str, argv: Sequence[str], log_path: Path, *, env: dict[str, str]
     return Proc(name, list(argv), log_path, popen, log)
 
 
+def start_ready(name: str, argv: Sequence[str], log_path: Path, what: str, check: Callable[[], bool], *,
+                timeout: float = 30.0) -> Proc:
+    """start() and wait_until(check); a process that never gets ready is stopped, not leaked."""
+    proc = start(name, argv, log_path)
+    try:
+        wait_until(what, check, timeout=timeout, proc=proc)
+    except BaseException:
+        proc.stop()
+        raise
+    return proc
+
+
 def wait_until(what: str, check: Callable[[], bool], timeout: float = 30.0, interval: float = 0.1,
                proc: Proc | None = None) -> None:
     """Retry `check` until it returns True; exceptions count as 'not yet' and are reported."""
