@@ -27,8 +27,9 @@ from zt.ca.keys import KeyType, generate_key
 from zt.ca.layout import CaPaths
 from zt.ca.setup import create_ca_files
 from zt.cli.durations import parse_duration
+from zt.cli.table import render
 from zt.clock import Clock, SystemClock, rfc3339
-from zt.errors import RequestRejected, SvidError, ZtError
+from zt.errors import RequestRejected, ZtError
 from zt.fsutil import write_secret
 from zt.ra import tokens
 from zt.ra.revocation import crl_state, publish_crl
@@ -156,8 +157,6 @@ def cmd_list(args: argparse.Namespace, clock: Clock) -> int:
     if args.json:
         print(json.dumps({"identities": idents, "certificates": certs}, indent=2))
         return 0
-    from zt.cli.table import render
-
     print(render(["SERVICE", "SPIFFE ID", "CREATED"], [[i["service"], i["spiffe_id"], i["created_at"]]
                                                         for i in idents]))
     print()
@@ -248,7 +247,7 @@ def main(argv: Sequence[str] | None = None, clock: Clock | None = None) -> int:
         if getattr(args, "ttl", None) is not None and args.verb == "issue" and args.ttl < MIN_LEAF_TTL:
             raise RequestRejected(f"--ttl must be at least {int(MIN_LEAF_TTL.total_seconds())}s")
         return int(args.func(args, clock or SystemClock()))
-    except (ZtError, SvidError) as e:
+    except ZtError as e:
         print(f"ztca {args.verb}: {e}", file=sys.stderr)
         return 1
     except OSError as e:
