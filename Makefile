@@ -33,6 +33,7 @@ native-java:
 lint: venv
 	$(BIN)/ruff check zt tests scenarios bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 # The native suites make their test PKI with native/testpki/make_test_pki.py: use the venv's Python.
 test-cpp: venv

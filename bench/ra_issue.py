@@ -27,9 +27,9 @@ from pathlib import Path
 from tests.conftest import CaDir, make_ca, start_ra
 from zt.agent.material import build_csr, csr_pem
 from zt.ca.authority import Authority
-from zt.ca.keys import generate_key
 from zt.ca.layout import CaPaths
 from zt.clock import SystemClock
+from zt.pki.keys import generate_key
 from zt.ra.service import RegistrationAuthority
 from zt.ra.store import Store
 

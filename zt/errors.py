@@ -6,6 +6,7 @@
     │   └── CaExistsError      `ztca init` would overwrite an existing CA
     ├── StoreError             the state store cannot be opened or is inconsistent
     ├── SvidError              a certificate or SPIFFE ID breaks the X509-SVID rules
+    ├── InvalidValue           a value the core does not accept (an unknown revocation reason, ...)
     ├── RequestRejected        a client's request is refused; carries HTTP status and code
     │   ├── BadRequest         400 malformed CSR, JSON, name, unacceptable key
     │   ├── Unauthorized       401 missing/unknown/used/expired token, bad renewal proof
@@ -44,6 +45,14 @@ class StoreError(ZtError):
 
 class SvidError(ZtError):
     """A certificate or SPIFFE ID breaks a rule of the SPIFFE X509-SVID standard."""
+
+
+class InvalidValue(ZtError):
+    """A value handed to the core is not one it accepts.
+
+    The core (CA, store) says what is wrong in domain terms and knows nothing of HTTP; the RA's
+    error boundary turns it into 400 and `ztca` into a usage error.
+    """
 
 
 class RequestRejected(ZtError):

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import CaDir, RaServer, start_ra
 from zt.agent.material import build_csr, csr_pem
-from zt.ca.keys import generate_key
+from zt.pki.keys import generate_key
 
 
 @pytest.fixture

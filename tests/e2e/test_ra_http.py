@@ -17,10 +17,10 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from tests.conftest import RaServer
 from zt import svid
 from zt.agent.material import build_csr, csr_pem
-from zt.ca.keys import generate_key
 from zt.cli import ztca
 from zt.clock import FakeClock, utcnow
-from zt.ra.renewal_proof import make_renewal_proof
+from zt.pki.keys import generate_key
+from zt.pki.renewal_proof import make_renewal_proof
 
 SID = "spiffe://zt.lab/svc/a"
 

@@ -15,9 +15,9 @@ from tests.conftest import make_ca
 from zt.agent.material import Material, build_csr, material_from_response
 from zt.agent.writer import KEEP_GENERATIONS, CertDirWriter, read_current
 from zt.ca.authority import Authority
-from zt.ca.keys import KeyType, generate_key
 from zt.ca.layout import CaPaths
 from zt.clock import utcnow
+from zt.pki.keys import KeyType, generate_key
 from zt.spiffe import workload_id
 
 SID = "spiffe://zt.lab/svc/a"
@@ -107,7 +107,7 @@ def test_read_current_returns_none_for_missing_or_mismatched(tmp_path: Path) -> 
     other = issue(auth)
     gdir = (out / "current").resolve()
     (gdir / "key.pem").chmod(0o600)
-    from zt.ca.setup import key_pem
+    from zt.pki.encoding import key_pem
 
     (gdir / "key.pem").write_bytes(key_pem(other.key))
     assert read_current(out) is None

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from zt.cli import options
-from zt.cli.durations import host_port, parse_duration
+from zt import options
+from zt.durations import host_port, parse_duration
 from zt.errors import ConfigError
 
 

@@ -12,11 +12,11 @@ from cryptography.hazmat.primitives import serialization
 from tests.conftest import make_ca
 from zt.agent.material import build_csr, csr_pem
 from zt.ca.authority import Authority
-from zt.ca.keys import generate_key
 from zt.ca.layout import CaPaths
 from zt.clock import FakeClock
 from zt.errors import BadRequest, Forbidden, RequestRejected, Unauthorized
-from zt.ra.renewal_proof import make_renewal_proof
+from zt.pki.keys import generate_key
+from zt.pki.renewal_proof import make_renewal_proof
 from zt.ra.revocation import CrlState, is_crl_due, refresh_crl_if_due
 from zt.ra.service import RegistrationAuthority
 from zt.ra.store import Store
@@ -95,7 +95,7 @@ def test_csr_for_another_identity_is_forbidden_and_token_not_spent(ra: Registrat
 def test_csr_with_extra_san_is_forbidden(ra: RegistrationAuthority) -> None:
     token = ra.register("a").token
     key = generate_key()
-    from zt.ca.keys import signature_hash
+    from zt.pki.keys import signature_hash
 
     csr = (x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
            .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(SID),

@@ -13,8 +13,8 @@ import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from zt.ca.crl import crl_number
 from zt.errors import RemoteError
+from zt.pki.crls import crl_number
 
 TIMEOUT = httpx.Timeout(5.0, connect=3.0)
 

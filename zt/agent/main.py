@@ -17,15 +17,14 @@ from types import FrameType
 
 from cryptography import x509
 
-from zt import logjson
+from zt import logjson, options
 from zt.agent.ra_client import RaClient, read_pinned_bundle
 from zt.agent.runner import Agent, AgentConfig
 from zt.agent.signals import Notifier
-from zt.ca.keys import KeyType
-from zt.cli import options
 from zt.clock import SystemClock
 from zt.errors import ConfigError, RemoteError, SvidError, ZtError
 from zt.logjson import log_event
+from zt.pki.keys import KeyType
 from zt.spiffe import parse_spiffe_id, workload_id
 
 log = logging.getLogger("zt.agent")

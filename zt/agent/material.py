@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from zt.ca.keys import PrivateKey, signature_hash
 from zt.errors import ConfigError
+from zt.pki.keys import PrivateKey, signature_hash
 
 
 @dataclass(frozen=True)

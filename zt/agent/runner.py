@@ -23,11 +23,11 @@ from zt.agent.ra_client import RaClient
 from zt.agent.rotation import MIN_RENEW_INTERVAL, renewal_time, retry_delay
 from zt.agent.signals import Notifier
 from zt.agent.writer import CertDirWriter, read_current
-from zt.ca.keys import KeyType, generate_key
 from zt.clock import Clock, rfc3339
 from zt.errors import ConfigError, RemoteError
 from zt.logjson import log_event
-from zt.ra.renewal_proof import make_renewal_proof
+from zt.pki.keys import KeyType, generate_key
+from zt.pki.renewal_proof import make_renewal_proof
 
 log = logging.getLogger("zt.agent")
 

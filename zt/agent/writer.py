@@ -21,11 +21,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from zt.agent.material import Material
-from zt.ca.authority import load_certs, load_private_key, pem
-from zt.ca.setup import key_pem
 from zt.clock import rfc3339
 from zt.errors import CaError
 from zt.fsutil import PUBLIC_MODE, SECRET_MODE, fsync_dir, write_atomic, write_new
+from zt.pki.encoding import key_pem, load_certs, load_private_key, pem
 
 CURRENT = "current"
 KEEP_GENERATIONS = 3

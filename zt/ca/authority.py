@@ -12,37 +12,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 
-from zt.ca.keys import PrivateKey, signature_hash
 from zt.ca.layout import CaPaths
 from zt.ca.profiles import leaf_extensions, leaf_name
 from zt.errors import CaError
+from zt.pki.encoding import load_certs, load_private_key, pem
+from zt.pki.keys import PrivateKey, signature_hash
 from zt.spiffe import SpiffeId
 
 # Backdating absorbs small clock differences between the RA and relying parties.
 BACKDATE = dt.timedelta(seconds=30)
-
-
-def pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
-def load_certs(data: bytes, what: str) -> list[x509.Certificate]:
-    try:
-        certs = x509.load_pem_x509_certificates(data)
-    except ValueError as e:
-        raise CaError(f"{what}: not PEM certificates ({e})") from e
-    return certs
-
-
-def load_private_key(data: bytes, what: str) -> PrivateKey:
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as e:
-        raise CaError(f"{what}: cannot load private key ({e})") from e
-    return key  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from zt.ca.authority import Authority
-from zt.ca.keys import signature_hash
-from zt.errors import BadRequest
+from zt.errors import InvalidValue
+from zt.pki.keys import signature_hash
 
 # The names operators type, mapped to RFC 5280 5.3.1 reason codes.
 REASONS: dict[str, x509.ReasonFlags] = {
@@ -34,7 +34,7 @@ def parse_reason(name: str | None) -> str | None:
         return None
     key = name.strip().lower().replace("_", "-")
     if key not in REASONS:
-        raise BadRequest(f"unknown revocation reason {name!r}; use one of: {', '.join(REASONS)}")
+        raise InvalidValue(f"unknown revocation reason {name!r}; use one of: {', '.join(REASONS)}")
     return key
 
 
@@ -65,7 +65,3 @@ def sign_crl(
         builder = builder.add_revoked_certificate(rb.build())
     return builder.sign(authority.key, signature_hash(authority.key))  # type: ignore[arg-type]
 
-
-def crl_number(crl: x509.CertificateRevocationList) -> int:
-    ext = crl.extensions.get_extension_for_class(x509.CRLNumber)
-    return ext.value.crl_number

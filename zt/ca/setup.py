@@ -14,22 +14,16 @@ import os
 import shutil
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
-from zt.ca.authority import pem
-from zt.ca.keys import KeyType, PrivateKey, generate_key, signature_hash
 from zt.ca.layout import CaPaths
 from zt.ca.profiles import ca_extensions, ca_name
 from zt.errors import CaExistsError
 from zt.fsutil import READ_ONLY_MODE, SECRET_MODE, write_new
+from zt.pki.encoding import key_pem, pem
+from zt.pki.keys import KeyType, PrivateKey, generate_key, signature_hash
 
 ROOT_LIFETIME = dt.timedelta(days=3650)
 INTERMEDIATE_LIFETIME = dt.timedelta(days=365)
-
-
-def key_pem(key: PrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
 
 
 def _ca_cert(

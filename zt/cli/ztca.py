@@ -23,14 +23,14 @@ from zt.agent.material import build_csr, material_from_response
 from zt.agent.writer import CertDirWriter
 from zt.ca.authority import Authority
 from zt.ca.crl import REASONS, parse_reason
-from zt.ca.keys import KeyType, generate_key
 from zt.ca.layout import CaPaths
 from zt.ca.setup import create_ca_files
-from zt.cli.durations import parse_duration
 from zt.cli.table import render
 from zt.clock import Clock, SystemClock, rfc3339
+from zt.durations import parse_duration
 from zt.errors import RequestRejected, ZtError
 from zt.fsutil import write_secret
+from zt.pki.keys import KeyType, generate_key
 from zt.ra import tokens
 from zt.ra.revocation import crl_state, publish_crl
 from zt.ra.service import DEFAULT_TOKEN_TTL, MIN_LEAF_TTL, RegistrationAuthority

@@ -8,9 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from zt import logjson
-from zt.cli import options
-from zt.cli.durations import host_port
+from zt import logjson, options
+from zt.durations import host_port
 from zt.errors import ZtError
 from zt.logjson import log_event
 

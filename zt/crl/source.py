@@ -16,7 +16,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from zt.ca.crl import crl_number
+from zt.pki.crls import crl_number
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ import hashlib
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from zt.ca.keys import key_problem
 from zt.errors import BadRequest, Forbidden
+from zt.pki.keys import key_problem
 
 MAX_CSR_PEM = 16 * 1024
 

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from zt.errors import PayloadTooLarge, RequestRejected, StoreError
+from zt.errors import InvalidValue, PayloadTooLarge, RequestRejected, StoreError
 from zt.logjson import log_event
 from zt.ra import metrics
 
@@ -41,6 +41,11 @@ def install(app: FastAPI) -> None:
                   error=exc.code, reason=exc.reason, client=request.client.host if request.client else None)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return JSONResponse(error_body(exc.code, exc.reason), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(InvalidValue)
+    async def invalid_value(request: Request, exc: InvalidValue) -> JSONResponse:
+        metrics.REJECTED.labels(endpoint_of(request), "bad_request").inc()
+        return JSONResponse(error_body("bad_request", str(exc)), status_code=400)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

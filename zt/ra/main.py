@@ -12,10 +12,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from zt import logjson
-from zt.cli import options
-from zt.cli.durations import host_port, parse_duration
+from zt import logjson, options
 from zt.clock import SystemClock
+from zt.durations import host_port, parse_duration
 from zt.errors import ZtError
 from zt.logjson import log_event
 from zt.ra.settings import ENV_SETTINGS, RaSettings

@@ -13,12 +13,11 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-from zt.ca.authority import pem
-from zt.ca.keys import generate_key
-from zt.ca.setup import key_pem
 from zt.fsutil import write_atomic, write_secret
+from zt.pki.encoding import key_pem, pem, serial_hex
+from zt.pki.keys import generate_key
 from zt.ra.csr import spki_sha256
-from zt.ra.service import RegistrationAuthority, serial_hex
+from zt.ra.service import RegistrationAuthority
 from zt.ra.store import CertRecord, Store
 from zt.spiffe import SpiffeId
 

@@ -17,14 +17,15 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
-from zt.ca.authority import Authority, pem
+from zt.ca.authority import Authority
 from zt.ca.layout import CaPaths
 from zt.clock import Clock, rfc3339
 from zt.errors import BadRequest, CaError, NotFound, StoreError, SvidError, Unauthorized
 from zt.logjson import log_event
+from zt.pki.encoding import pem, serial_hex
+from zt.pki.renewal_proof import presented_chain, verify_renewal_proof
 from zt.ra import tokens
 from zt.ra.csr import authorize_csr_identity, parse_csr, spki_sha256
-from zt.ra.renewal_proof import presented_chain, verify_renewal_proof
 from zt.ra.revocation import PublishedCrl, revoke_and_publish
 from zt.ra.store import CertRecord, Identity, Store
 from zt.spiffe import parse_spiffe_id, validate_service_name, workload_id
@@ -49,10 +50,6 @@ class Registered:
     identity: Identity
     token: str
     expires_at: dt.datetime
-
-
-def serial_hex(cert: x509.Certificate) -> str:
-    return format(cert.serial_number, "x")
 
 
 def hash_admin_token(token: str) -> str:

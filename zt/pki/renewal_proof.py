@@ -29,8 +29,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
-from zt.ca.keys import PrivateKey
 from zt.errors import Unauthorized
+from zt.pki.keys import PrivateKey
 
 AUDIENCE = "zt-ra/v1/renew"
 TYPE = "zt-renew+jwt"
