@@ -12,8 +12,8 @@ from zt.durations import host_port, parse_duration
 from zt.errors import ConfigError
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser()
+def parser() -> options.LayeredParser:
+    p = options.LayeredParser()
     p.add_argument("--listen", type=host_port, default=("127.0.0.1", 1))
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--name", action="append")

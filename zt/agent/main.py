@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 import sys
@@ -30,8 +29,8 @@ from zt.spiffe import parse_spiffe_id, workload_id
 log = logging.getLogger("zt.agent")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="zt-agent", description="zt node agent: generates the workload's key locally, "
+def build_parser() -> options.LayeredParser:
+    p = options.LayeredParser(prog="zt-agent", description="zt node agent: generates the workload's key locally, "
                                 "bootstraps with a one-time token, renews with proof of the current certificate, "
                                 "writes the certificate directory atomically, fetches the CRL, signals the service.")
     p.add_argument("--ra", required=True, help="RA base URL, https://HOST:PORT")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections.abc import Sequence
@@ -16,8 +15,8 @@ from zt.logjson import log_event
 log = logging.getLogger("zt.crl")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="zt-crl", description="zt CRL publisher: serves <ca-dir>/crl/crl.der at /crl "
+def build_parser() -> options.LayeredParser:
+    p = options.LayeredParser(prog="zt-crl", description="zt CRL publisher: serves <ca-dir>/crl/crl.der at /crl "
                                 "(DER) and /crl.pem, with ETag and Cache-Control. Needs no key.")
     p.add_argument("--ca-dir", type=Path, default=Path("ca"), help="CA directory (default: ca)")
     p.add_argument("--crl-dir", type=Path, help="directory holding crl.der (default: <ca-dir>/crl)")

@@ -59,6 +59,7 @@ class Proc:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signal.SIGKILL)
         self.popen.wait(5)
+        self._log.close()
 
     def signal(self, sig: int) -> None:
         os.kill(self.popen.pid, sig)

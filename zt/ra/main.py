@@ -22,8 +22,8 @@ from zt.ra.settings import ENV_SETTINGS, RaSettings
 log = logging.getLogger("zt.ra")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="zt-ra", description="zt registration authority: issues SPIFFE X509-SVIDs "
+def build_parser() -> options.LayeredParser:
+    p = options.LayeredParser(prog="zt-ra", description="zt registration authority: issues SPIFFE X509-SVIDs "
                                 "over HTTPS to workloads holding a bootstrap token or a current certificate.")
     p.add_argument("--ca-dir", type=Path, default=Path("ca"), help="CA directory made by 'ztca init' (default: ca)")
     p.add_argument("--listen", type=host_port, default=("127.0.0.1", 8443), metavar="HOST:PORT",
