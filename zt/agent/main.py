@@ -128,6 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_event(log, "bootstrap_failed", logging.ERROR, reason=str(e), remote=True, permanent=not e.is_transient)
         print(f"zt-agent: remote error ({kind}): {e}", file=sys.stderr)
         return 1
+    except ConfigError as e:  # e.g. no usable identity and no token: the operator's to fix
+        log_event(log, "failed", logging.ERROR, reason=str(e))
+        print(f"zt-agent: {e}", file=sys.stderr)
+        return 2
     except ZtError as e:
         log_event(log, "failed", logging.ERROR, reason=str(e))
         print(f"zt-agent: {e}", file=sys.stderr)
