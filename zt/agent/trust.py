@@ -174,6 +174,8 @@ def verify_chain_with_openssl(key: PrivateKey, chain: Sequence[x509.Certificate]
 def verify_svid(key: PrivateKey, chain: Sequence[x509.Certificate], roots: Sequence[x509.Certificate],
                 spiffe_id: str) -> None:
     """Raise SvidError unless `chain` is a usable X509-SVID for `spiffe_id` and `key` under `roots`."""
+    if not roots:
+        raise SvidError("no trusted roots to verify against")
     if not chain:
         raise SvidError("no certificate in the chain")
     leaf = chain[0]
