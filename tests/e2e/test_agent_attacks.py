@@ -128,3 +128,41 @@ def test_agent_writes_the_pinned_bundle_not_the_one_the_ra_sent(ca: CaDir, tmp_p
     assert len(ignored["offered"]) == 2 and len(ignored["pinned"]) == 1  # type: ignore[arg-type]
     store = pkcs12.load_pkcs12((out / "truststore.p12").read_bytes(), (out / "keystore.pass").read_bytes())
     assert [c.certificate for c in store.additional_certs] == list(auth.roots)  # Java trusts the same
+
+
+def test_running_agent_keeps_its_identity_when_a_renewal_answer_does_not_verify(ca: CaDir, tmp_path: Path) -> None:
+    from zt.lab import process
+
+    good = Authority.load(CaPaths(ca.dir), "zt.lab")
+    other = Authority.load(CaPaths(make_ca(tmp_path / "other").dir), "zt.lab")
+    calls: list[str] = []
+
+    def respond(seen: Seen) -> Answer:
+        calls.append(seen.path)
+        auth = good if seen.path == "/v1/issue" else other  # renewals come back from a foreign CA
+        csr = x509.load_pem_x509_csr(json.loads(seen.body)["csr"].encode())
+        leaf = auth.sign_leaf(csr.public_key(), workload_id("zt.lab", "a"), dt.timedelta(seconds=20),  # type: ignore[arg-type]
+                              dt.datetime.now(dt.UTC), None)
+        doc = {"chain": auth.chain_pem(leaf).decode(), "bundle": auth.bundle_pem().decode()}
+        return Answer(200, json.dumps(doc).encode(), {"Content-Type": "application/json"})
+
+    cert, key = ra_server_files(ca, tmp_path / "ra-tls")
+    fake = FakeServer(respond, cert, key)
+    tok = tmp_path / "token"
+    tok.write_text(TOKEN)
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "zt.agent.main", "--ra", fake.url, "--bundle", str(ca.paths.bundle),
+            "--service", "a", "--out", str(out), "--token-file", str(tok), "--no-crl"]
+    proc = process.start("agent", argv, tmp_path / "agent.log")
+    try:
+        process.wait_until("first identity", lambda: (out / "svid.json").exists(), proc=proc)
+        first = json.loads((out / "svid.json").read_text())["serial"]
+        process.wait_until("a refused renewal", lambda: "renewal_failed" in proc.log_text(), timeout=40, proc=proc)
+        assert proc.alive()
+        assert json.loads((out / "svid.json").read_text())["serial"] == first
+    finally:
+        code = proc.stop()
+        fake.close()
+    failed = [e for e in events(proc.log_text()) if e["event"] == "renewal_failed"]
+    assert "does not verify against the pinned trust bundle" in str(failed[0]["reason"])
+    assert code == 0 and "/v1/renew" in calls
