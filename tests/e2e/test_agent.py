@@ -179,3 +179,32 @@ def test_agent_survives_ra_outage_and_keeps_current_identity(ca: CaDir, tmp_path
         agent.stop()
         ra.proc.stop()
     assert os.path.exists(out / "current")
+
+
+def test_operator_updates_the_bundle_by_restarting_with_a_new_pin(ra: RaServer, tmp_path: Path) -> None:
+    """The one way trust changes: the operator gives a new --bundle/--bundle-sha256 and restarts."""
+    import hashlib
+
+    from tests.conftest import make_ca
+
+    out = tmp_path / "out"
+    assert run(agent_argv(ra, "a", out, token_file(ra.ca, "a", tmp_path), "--once", "--no-crl")).returncode == 0
+    first = serial(out)
+    new_root = make_ca(tmp_path / "next").paths.bundle.read_bytes()
+    both = tmp_path / "bundle-next.pem"
+    both.write_bytes(ra.ca.paths.bundle.read_bytes() + new_root)  # old root kept while the new one rolls out
+    argv = agent_argv(ra, "a", out, None, "--once", "--no-crl", "--bundle-sha256",
+                      hashlib.sha256(both.read_bytes()).hexdigest())
+    argv[argv.index("--bundle") + 1] = str(both)
+    r = run(argv)
+    assert r.returncode == 0, r.stderr
+    assert "bundle_updated" in r.stderr and serial(out) == first  # same identity, new trust
+    assert (out / "bundle.pem").read_bytes() == both.read_bytes()
+
+    only_new = tmp_path / "bundle-only-new.pem"
+    only_new.write_bytes(new_root)
+    argv[argv.index("--bundle") + 1] = str(only_new)
+    argv[argv.index("--bundle-sha256") + 1] = hashlib.sha256(new_root).hexdigest()
+    r = run(argv)  # the identity on disk no longer verifies, and there is no token
+    assert r.returncode == 2 and "identity_not_reusable" in r.stderr and "no usable identity" in r.stderr
+    assert (out / "bundle.pem").read_bytes() == both.read_bytes()

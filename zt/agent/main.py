@@ -17,9 +17,11 @@ from types import FrameType
 from cryptography import x509
 
 from zt import logjson, options
-from zt.agent.ra_client import RaClient, read_pinned_bundle
+from zt.agent.crl_fetch import MAX_CRL_BYTES, CrlRefused
+from zt.agent.ra_client import RaClient
 from zt.agent.runner import Agent, AgentConfig
 from zt.agent.signals import Notifier
+from zt.agent.trust import read_pinned_bundle
 from zt.clock import SystemClock
 from zt.errors import ConfigError, RemoteError, SvidError, ZtError
 from zt.logjson import log_event
@@ -34,7 +36,8 @@ def build_parser() -> options.LayeredParser:
                                 "bootstraps with a one-time token, renews with proof of the current certificate, "
                                 "writes the certificate directory atomically, fetches the CRL, signals the service.")
     p.add_argument("--ra", required=True, help="RA base URL, https://HOST:PORT")
-    p.add_argument("--bundle", type=Path, required=True, help="trust bundle (PEM) the RA is verified with")
+    p.add_argument("--bundle", type=Path, required=True,
+                   help="trust bundle (PEM): the only CAs the agent trusts, for the RA and for what it writes")
     p.add_argument("--bundle-sha256", help="pin: the bundle file's SHA-256 (hex, or a sha256sum line)")
     p.add_argument("--token-file", type=Path, help="file holding the one-time bootstrap token")
     p.add_argument("--service", required=True, help="service name; the SPIFFE ID is spiffe://<td>/svc/<service>")
@@ -50,6 +53,8 @@ def build_parser() -> options.LayeredParser:
     p.add_argument("--touch", type=Path, help="file to touch after each write (Java service-b watches it)")
     p.add_argument("--crl-url", help="CRL URL (default: the CRL distribution point in the leaf)")
     p.add_argument("--crl-interval", type=float, default=5.0, help="seconds between CRL checks (default: 5)")
+    p.add_argument("--crl-max-bytes", type=int, default=MAX_CRL_BYTES,
+                   help=f"refuse a CRL download larger than this (default: {MAX_CRL_BYTES})")
     p.add_argument("--no-crl", action="store_true", help="do not fetch CRLs")
     p.add_argument("--once", action="store_true", help="bootstrap (and fetch the CRL once), then exit")
     p.add_argument("--bootstrap-timeout", type=float, default=300.0,
@@ -77,15 +82,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = options.parse(build_parser(), argv, "ZT_AGENT")
         logjson.setup("zt-agent", args.log_level)
         bundle = read_pinned_bundle(args.bundle, args.bundle_sha256)
-        td = args.trust_domain or trust_domain_of(bundle)
+        td = args.trust_domain or trust_domain_of(bundle.pem)
+        if args.crl_max_bytes <= 0:
+            raise ConfigError("--crl-max-bytes must be positive")
         spiffe_id = str(workload_id(td, args.service))
         cfg = AgentConfig(
             spiffe_id=spiffe_id, out=args.out, token_file=args.token_file, key_type=KeyType(args.key_type),
             ttl_seconds=args.ttl, renew_fraction=args.renew_at, jitter=args.jitter, crl_url=args.crl_url,
             crl_interval=args.crl_interval, fetch_crl=not args.no_crl, bootstrap_timeout=args.bootstrap_timeout,
+            roots=bundle.roots, crl_max_bytes=args.crl_max_bytes,
         )
         notifier = Notifier(args.signal_name, args.pid_file, args.touch)
-        ra = RaClient(args.ra, bundle)
+        ra = RaClient(args.ra, bundle.roots)
     except (ZtError, ValueError) as e:
         print(f"zt-agent: {e}", file=sys.stderr)
         return 2
@@ -99,21 +107,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     agent = Agent(cfg, ra, notifier, SystemClock(), stop)
-    log_event(log, "start", spiffe_id=spiffe_id, ra=args.ra, out=str(args.out), once=args.once)
+    log_event(log, "start", spiffe_id=spiffe_id, ra=args.ra, out=str(args.out), once=args.once,
+              bundle_sha256=bundle.sha256, bundle_roots=len(bundle.roots))
     try:
         agent.bootstrap()
         if cfg.fetch_crl:
             try:
                 agent.fetch_crl_once()
+            except CrlRefused:
+                pass  # logged as crl_refused; the last good crl.pem stays
             except RemoteError as e:
                 log_event(log, "crl_fetch_failed", logging.WARNING, reason=str(e))
         if args.once:
             return 0
         return agent.run()
     except RemoteError as e:
-        log_event(log, "bootstrap_failed", logging.ERROR, reason=str(e))
-        print(f"zt-agent: {e}", file=sys.stderr)
+        # The peer's fault, not the operator's: exit 1 (2 is for configuration errors).
+        kind = "transient, gave up" if e.is_transient else "permanent, not retried"
+        log_event(log, "bootstrap_failed", logging.ERROR, reason=str(e), remote=True, permanent=not e.is_transient)
+        print(f"zt-agent: remote error ({kind}): {e}", file=sys.stderr)
         return 1
+    except ConfigError as e:  # e.g. no usable identity and no token: the operator's to fix
+        log_event(log, "failed", logging.ERROR, reason=str(e))
+        print(f"zt-agent: {e}", file=sys.stderr)
+        return 2
     except ZtError as e:
         log_event(log, "failed", logging.ERROR, reason=str(e))
         print(f"zt-agent: {e}", file=sys.stderr)

@@ -7,12 +7,14 @@ self-signed) goes to the RA.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from zt.errors import ConfigError
+from zt.agent.trust import verify_svid
+from zt.errors import RemoteError, SvidError
 from zt.pki.keys import PrivateKey, signature_hash
 
 
@@ -54,18 +56,32 @@ def csr_pem(csr: x509.CertificateSigningRequest) -> str:
     return csr.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def material_from_response(key: PrivateKey, chain_pem: str, bundle_pem: str, spiffe_id: str) -> Material:
-    """Check what the RA sent before anything is written: it must be for our key and our ID."""
+def material_from_response(key: PrivateKey, chain_pem: str, bundle_pem: str, spiffe_id: str, *,
+                           roots: Sequence[x509.Certificate] | None = None) -> Material:
+    """Check what the RA sent before anything is written, and build the material to write.
+
+    The chain must verify against `roots` (the pinned bundle; `zt.agent.trust.verify_svid`), be
+    for our key and name our SPIFFE ID. The bundle written is `roots`, never the one the RA
+    sent: trust is only changed by the operator (a new pinned bundle). A caller that holds the
+    CA itself (`ztca issue`) may pass no `roots`, and then the CA's own bundle is the trust.
+    Anything wrong is the RA's fault, not the operator's: a permanent RemoteError (retrying the
+    same request cannot help), never a ConfigError.
+    """
     try:
         chain = x509.load_pem_x509_certificates(chain_pem.encode())
-        bundle = x509.load_pem_x509_certificates(bundle_pem.encode())
+        trusted = tuple(roots) if roots is not None else tuple(x509.load_pem_x509_certificates(bundle_pem.encode()))
     except ValueError as e:
-        raise ConfigError(f"RA answered with unreadable certificates: {e}") from e
-    leaf = chain[0]
-    if leaf.public_key() != key.public_key():
-        raise ConfigError("RA answered with a certificate for another key")
-    uris = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
-        x509.UniformResourceIdentifier)
-    if uris != [spiffe_id]:
-        raise ConfigError(f"RA answered with a certificate for {uris}, expected {spiffe_id}")
-    return Material(key, leaf, tuple(chain[1:]), tuple(bundle), spiffe_id)
+        raise RemoteError(f"RA answered with unreadable certificates: {e}", permanent=True) from e
+    try:
+        verify_svid(key, chain, trusted, spiffe_id)
+    except SvidError as e:
+        raise RemoteError(f"RA answered with a certificate we cannot use: {e}", permanent=True) from e
+    return Material(key, chain[0], tuple(chain[1:]), trusted, spiffe_id)
+
+
+def offered_bundle(bundle_pem: str) -> tuple[x509.Certificate, ...]:
+    """The bundle an RA answer carries, for comparing with the pinned one (never written)."""
+    try:
+        return tuple(x509.load_pem_x509_certificates(bundle_pem.encode()))
+    except ValueError:
+        return ()

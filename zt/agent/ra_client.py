@@ -1,41 +1,26 @@
-"""The agent's client for the RA: HTTPS trusted only through the trust bundle.
+"""The agent's client for the RA: HTTPS trusted only through the pinned trust bundle.
 
 The bundle file is the agent's one root of trust (optionally pinned by its SHA-256, as
-`bundle.pem.sha256` from `ztca init` gives it), never the system CA store.
+`bundle.pem.sha256` from `ztca init` gives it), never the system CA store: the context comes
+from `zt.agent.trust.tls_context` and httpx is handed that context as is (`verify=ctx`), with
+`trust_env=False` so no environment variable (SSL_CERT_FILE, proxies, netrc) changes whom we
+talk to or what we send. A server whose certificate does not chain to the bundle fails the
+handshake, before any request (and so before the bootstrap token) is sent.
 """
 
 from __future__ import annotations
 
-import hashlib
 import ssl
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
+from cryptography import x509
 
+from zt.agent.trust import tls_context
 from zt.errors import ConfigError, RemoteError
 
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
-
-
-def read_pinned_bundle(path: Path, sha256: str | None) -> bytes:
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise ConfigError(f"cannot read trust bundle {path}: {e}") from e
-    if sha256:
-        want = sha256.strip().split()[0].lower()
-        got = hashlib.sha256(data).hexdigest()
-        if got != want:
-            raise ConfigError(f"trust bundle {path} has SHA-256 {got}, pinned {want}: refusing to trust it")
-    return data
-
-
-def tls_context(bundle_pem: bytes) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH)
-    ctx.load_verify_locations(cadata=bundle_pem.decode())
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    return ctx
 
 
 def _is_untrusted(exc: BaseException) -> bool:
@@ -49,10 +34,12 @@ def _is_untrusted(exc: BaseException) -> bool:
 
 
 class RaClient:
-    def __init__(self, base_url: str, bundle_pem: bytes) -> None:
+    def __init__(self, base_url: str, roots: Sequence[x509.Certificate]) -> None:
         if not base_url.startswith("https://"):
             raise ConfigError(f"RA URL must be https://, got {base_url!r}")
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), verify=tls_context(bundle_pem), timeout=TIMEOUT)
+        self.tls = tls_context(roots)
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), verify=self.tls, timeout=TIMEOUT,
+                                  trust_env=False)
 
     def close(self) -> None:
         self._http.close()

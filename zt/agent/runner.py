@@ -2,7 +2,15 @@
 
 Long-running loops log, count and continue: a failed renewal is retried with backoff while
 the current certificate keeps being served; a failed CRL fetch leaves the last good CRL in
-place. Only a bootstrap that can never succeed (token refused) ends the agent.
+place. Only a bootstrap that can never succeed (token refused, RA not trusted, an answer that
+does not verify) ends the agent.
+
+Trust comes from the pinned bundle only (`cfg.roots`): every answer's chain is verified against
+it, and it is the bundle written. An RA answer carrying another bundle is logged
+(`ra_bundle_ignored`) and issuance goes on with the pinned one. The operator changes trust by
+giving the agent a new `--bundle` (and `--bundle-sha256`) and restarting it: on start, the
+identity on disk is reused only if it verifies against the new bundle, and is rewritten as a new
+generation carrying the new `bundle.pem` (`bundle_updated`); otherwise the agent bootstraps.
 """
 
 from __future__ import annotations
@@ -17,16 +25,17 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from zt.agent.crl_fetch import CrlFetcher
-from zt.agent.material import Material, build_csr, csr_pem, material_from_response
+from zt.agent.crl_fetch import MAX_CRL_BYTES, CrlFetcher, CrlRefused, state_from_file
+from zt.agent.material import Material, build_csr, csr_pem, material_from_response, offered_bundle
 from zt.agent.ra_client import RaClient
 from zt.agent.rotation import MIN_RENEW_INTERVAL, renewal_time, retry_delay
 from zt.agent.signals import Notifier
+from zt.agent.trust import fingerprint, same_certificates, verify_svid
 from zt.agent.writer import CertDirWriter, read_current
 from zt.clock import Clock, rfc3339
-from zt.errors import ConfigError, RemoteError
+from zt.errors import ConfigError, RemoteError, SvidError
 from zt.logjson import log_event
-from zt.pki.keys import KeyType, generate_key
+from zt.pki.keys import KeyType, PrivateKey, generate_key
 from zt.pki.renewal_proof import make_renewal_proof
 
 log = logging.getLogger("zt.agent")
@@ -45,6 +54,8 @@ class AgentConfig:
     crl_interval: float = 5.0
     fetch_crl: bool = True
     bootstrap_timeout: float = 300.0
+    roots: tuple[x509.Certificate, ...] = ()  # the pinned trust bundle
+    crl_max_bytes: int = MAX_CRL_BYTES
 
 
 def crl_url_of(leaf: x509.Certificate) -> str | None:
@@ -84,13 +95,45 @@ class Agent:
         self.notifier.notify(why)
 
     def _usable(self, m: Material | None) -> bool:
-        return (m is not None and m.spiffe_id == self.cfg.spiffe_id
-                and m.not_before - dt.timedelta(seconds=60) <= self.clock.now() < m.not_after)
+        """An identity on disk is reused only if it is ours, current, and verifies against the
+        pinned bundle (which may have changed since it was written)."""
+        if m is None or m.spiffe_id != self.cfg.spiffe_id:
+            return False
+        if not m.not_before - dt.timedelta(seconds=60) <= self.clock.now() < m.not_after:
+            return False
+        try:
+            verify_svid(m.key, m.chain, self.cfg.roots, self.cfg.spiffe_id)
+        except SvidError as e:
+            log_event(log, "identity_not_reusable", logging.WARNING, serial=m.serial, reason=str(e))
+            return False
+        return True
+
+    def _answer(self, key: PrivateKey, doc: dict[str, object]) -> Material:
+        """The material in an RA answer, verified against the pinned bundle; the RA's bundle is
+        compared with the pinned one and never written."""
+        chain, bundle = doc.get("chain"), doc.get("bundle")
+        if not isinstance(chain, str) or not isinstance(bundle, str):
+            raise RemoteError("RA answered without a chain or bundle", permanent=True)
+        m = material_from_response(key, chain, bundle, self.cfg.spiffe_id, roots=self.cfg.roots)
+        offered = offered_bundle(bundle)
+        if not same_certificates(offered, self.cfg.roots):
+            log_event(log, "ra_bundle_ignored", logging.WARNING,
+                      reason="the RA sent a bundle that differs from the pinned one; writing the pinned one",
+                      offered=sorted(fingerprint(c) for c in offered),
+                      pinned=sorted(fingerprint(c) for c in self.cfg.roots))
+        return m
 
     def bootstrap(self) -> Material:
         """Reuse a valid identity already on disk (agent restart), else spend the token."""
         existing = read_current(self.cfg.out)
         if existing is not None and self._usable(existing):
+            if not same_certificates(existing.bundle, self.cfg.roots):
+                updated = Material(existing.key, existing.leaf, existing.intermediates, self.cfg.roots,
+                                   existing.spiffe_id)
+                log_event(log, "bundle_updated", old=sorted(fingerprint(c) for c in existing.bundle),
+                          new=sorted(fingerprint(c) for c in self.cfg.roots))
+                self._install(updated, "bundle")
+                return updated
             self.current = existing
             log_event(log, "identity_reused", serial=existing.serial, not_after=rfc3339(existing.not_after))
             return existing
@@ -118,7 +161,7 @@ class Agent:
                 log_event(log, "bootstrap_retry", logging.WARNING, reason=str(e), retry_in=delay)
                 if self.stop.wait(delay):
                     raise
-        m = material_from_response(key, doc["chain"], doc["bundle"], self.cfg.spiffe_id)
+        m = self._answer(key, doc)
         self._install(m, "bootstrap")
         return m
 
@@ -130,7 +173,7 @@ class Agent:
         proof = make_renewal_proof(cur.key, cur.chain, cur.spiffe_id,
                                    csr.public_bytes(serialization.Encoding.DER), self.clock.now())
         doc = self.ra.renew(proof, csr_pem(csr), self.cfg.ttl_seconds)
-        m = material_from_response(key, doc["chain"], doc["bundle"], self.cfg.spiffe_id)
+        m = self._answer(key, doc)
         self._install(m, "renewal")
         return m
 
@@ -142,8 +185,17 @@ class Agent:
             url = self.cfg.crl_url or crl_url_of(self.current.leaf)
             if url is None:
                 return False
-            self._crl = CrlFetcher(url)
-        fetched = self._crl.fetch(self.current.intermediates + self.current.bundle)
+            issuers = self.current.intermediates + self.cfg.roots
+            crl_file = self.cfg.out / "crl.pem"
+            state = state_from_file(crl_file.read_bytes() if crl_file.is_file() else None, issuers)
+            if state.number >= 0:
+                log_event(log, "crl_state_loaded", crl_number=state.number, file=str(crl_file))
+            self._crl = CrlFetcher(url, state, self.cfg.crl_max_bytes)
+        try:
+            fetched = self._crl.fetch(self.current.intermediates + self.cfg.roots, self.clock.now())
+        except CrlRefused as e:
+            log_event(log, "crl_refused", logging.WARNING, why=e.why, url=self._crl.url, reason=str(e), **e.fields)
+            raise
         if fetched is None:
             return False
         self.writer.write_crl(fetched.pem)
@@ -184,6 +236,8 @@ class Agent:
             if self.cfg.fetch_crl and now >= next_crl:
                 try:
                     self.fetch_crl_once()
+                except CrlRefused:
+                    pass  # logged as crl_refused; the last good crl.pem stays
                 except RemoteError as e:
                     log_event(log, "crl_fetch_failed", logging.WARNING, reason=str(e))
                 except OSError as e:
