@@ -1,6 +1,6 @@
 """An X509-SVID conformance checker: one function per role, one finding per broken rule.
 
-It encodes every MUST of the SPIFFE X509-SVID standard (see shared/SPIFFE-X509-SVID-RULES.md),
+It encodes every MUST of the SPIFFE X509-SVID standard (see docs/svid-rules.md),
 so our CA's profiles are checked by something other than the code that built them, and so the
 lab can check every certificate a run issued. Each finding names the section it comes from.
 Path validation (5.1) is not done here: that is `openssl verify`'s and the services' job.

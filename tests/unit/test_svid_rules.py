@@ -1,4 +1,4 @@
-"""Our X509-SVID checker: one negative case per MUST in shared/SPIFFE-X509-SVID-RULES.md,
+"""Our X509-SVID checker: one negative case per MUST in docs/svid-rules.md,
 and our own CA's certificates pass it."""
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from cryptography import x509
 from zt import svid
 
 # pkilint's URI check accepts web schemes only, so it reports every spiffe:// SAN as invalid
-# URI syntax. That is a false positive for SVIDs (shared/SPIFFE-X509-SVID-RULES.md): we allow
+# URI syntax. That is a false positive for SVIDs (docs/svid-rules.md, "Outside validators"): we allow
 # exactly that finding code, and only when the URI it names is a spiffe:// URI.
 PKILINT_ALLOWED = {"pkix.invalid_uri_syntax": 'Invalid URI syntax: "spiffe://'}
 PKILINT_SEVERITY = "WARNING"  # report warnings and above; anything not allow-listed fails

@@ -1,5 +1,5 @@
 // SPIFFE ID syntax (spiffe/spiffe standards/SPIFFE-ID.md, summarised in
-// shared/SPIFFE-X509-SVID-RULES.md):
+// docs/svid-rules.md, section 1):
 //
 //   spiffe://<trust-domain><path>
 //   - scheme exactly "spiffe"; no userinfo, port, query or fragment;

@@ -1,5 +1,5 @@
 // The X509-SVID checks a validator makes on a leaf, beyond RFC 5280 path validation
-// (spiffe/spiffe standards/X509-SVID.md section 5.2; shared/SPIFFE-X509-SVID-RULES.md):
+// (spiffe/spiffe standards/X509-SVID.md section 5.2; docs/svid-rules.md, section 2):
 //
 //   - exactly one URI SAN, and it is a SPIFFE ID with a non-root path (2, 3.1);
 //   - basicConstraints cA=false: a signing certificate never authenticates (3.2, 4.1);

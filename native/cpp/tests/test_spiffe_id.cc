@@ -1,4 +1,4 @@
-// SPIFFE ID syntax, one case per rule (shared/SPIFFE-X509-SVID-RULES.md, "SPIFFE ID syntax").
+// SPIFFE ID syntax, one case per rule (docs/svid-rules.md, section 1).
 #include "spiffe_id.h"
 
 #include <gtest/gtest.h>
