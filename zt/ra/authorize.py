@@ -35,7 +35,8 @@ MIN_LEAF_TTL = dt.timedelta(seconds=30)
 
 # Names a workload may not register: the RA's own records use them (its TLS certificate is
 # recorded under "zt-ra"), and a service of that name must never reach them.
-RESERVED_SERVICE_NAMES = frozenset({"zt-ra"})
+RA_IDENTITY = "zt-ra"
+RESERVED_SERVICE_NAMES = frozenset({RA_IDENTITY})
 
 
 @dataclass(frozen=True)
@@ -135,23 +136,42 @@ def authorize_token(store: Store, conn: sqlite3.Connection, token_hash: str, csr
     return Grant(ident, lifetime, "token")
 
 
-def authorize_proof_chain(authority: Authority, chain: PresentedChain) -> x509.Certificate:
-    """The x5c leaf, if this RA's intermediate signed it.
+def authorize_proof_chain(authority: Authority, chain: PresentedChain, now: dt.datetime) -> x509.Certificate:
+    """The x5c leaf, if this CA issued it: signed by our intermediate, or (after
+    `ztca rotate-intermediate`) by a presented intermediate that one of our roots signed and
+    that is valid now.
 
     Why not cryptography's X.509 path validation (PolicyBuilder / ClientVerifier): our
     intermediate carries a URI name constraint (the trust domain, RFC 5280 4.2.1.10), and
     cryptography's verifier (50.x) refuses every such chain with "unsupported name
     constraint" (tests/unit/test_ra_authorize.py pins this, so an upgrade that supports it is
-    noticed). The remaining path checks are made against the record the RA keeps: the leaf must
-    be byte-for-byte a certificate this RA issued, unrevoked and unexpired
-    (`authorize_renewal`); presented intermediates are ignored, only ours counts.
+    noticed). The rest of path validation is done against the record the RA keeps: the leaf
+    must be byte-for-byte a certificate this RA issued, unrevoked and unexpired
+    (`authorize_renewal`).
     """
     leaf = chain.leaf
+    if _issued_by(leaf, authority.certificate):
+        return leaf
+    for inter in chain.intermediates:
+        if (inter.not_valid_before_utc <= now < inter.not_valid_after_utc and _is_ca(inter)
+                and any(_issued_by(inter, root) for root in authority.roots) and _issued_by(leaf, inter)):
+            return leaf
+    raise Unauthorized("certificate in the proof was not issued by this CA", code="unknown_certificate")
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     try:
-        leaf.verify_directly_issued_by(authority.certificate)
-    except (ValueError, TypeError, InvalidSignature) as e:
-        raise Unauthorized("certificate in the proof was not issued by this CA", code="unknown_certificate") from e
-    return leaf
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except (x509.ExtensionNotFound, ValueError):
+        return False
 
 
 def authorize_renewal(store: Store, conn: sqlite3.Connection, leaf: x509.Certificate, claims: dict[str, Any],

@@ -3,7 +3,8 @@
 Clients trust the RA only through the trust bundle, so the RA's certificate comes from the
 same CA. It is an SVID (`spiffe://<td>/zt/ra`) that also carries DNS and IP SANs (allowed by
 X509-SVID 2) so that ordinary HTTPS clients (curl, httpx) can verify it by host name.
-It is recorded in the store like every other certificate the CA signs.
+It is recorded in the store like every other certificate the CA signs, under the name
+`zt-ra`, which no workload may register (zt.ra.authorize.RESERVED_SERVICE_NAMES).
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ from pathlib import Path
 from zt.fsutil import write_atomic, write_secret
 from zt.pki.encoding import key_pem, pem, serial_hex
 from zt.pki.keys import generate_key
+from zt.ra.authorize import RA_IDENTITY
 from zt.ra.csr import spki_sha256
 from zt.ra.service import RegistrationAuthority
 from zt.ra.store import CertRecord, Store
 from zt.spiffe import SpiffeId
-
-RA_IDENTITY = "zt-ra"
 
 
 @dataclass(frozen=True)

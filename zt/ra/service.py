@@ -174,8 +174,8 @@ class RegistrationAuthority:
         """
         csr = parse_csr(csr_pem)
         lifetime = authorize_lifetime(ttl_seconds, self.leaf_ttl)
-        leaf = authorize_proof_chain(self.authority, presented_chain(proof))
         now = self.clock.now()
+        leaf = authorize_proof_chain(self.authority, presented_chain(proof), now)
         csr_der = csr.public_bytes(serialization.Encoding.DER)
         claims = verify_renewal_proof(proof, leaf, csr_der, now)
         grant = authorize_renewal(self.store, self.store.read(), leaf, claims, csr, now, lifetime)
