@@ -37,6 +37,7 @@ from zt.errors import BadRequest, ConfigError, InvalidValue, RequestRejected, Sv
 from zt.fsutil import write_secret
 from zt.pki.keys import KeyType, generate_key
 from zt.ra import tokens
+from zt.ra.authorize import max_leaf_lifetime
 from zt.ra.revocation import crl_state, publish_crl
 from zt.ra.service import DEFAULT_LEAF_TTL, DEFAULT_TOKEN_TTL, MIN_LEAF_TTL, RegistrationAuthority, normalise_serial
 from zt.ra.store import Store
@@ -144,13 +145,16 @@ def cmd_register(args: argparse.Namespace, clock: Clock) -> int:
 
 
 def cmd_issue(args: argparse.Namespace, clock: Clock) -> int:
-    ttl = args.ttl or DEFAULT_LEAF_TTL
+    ra = _open_ra(args.dir, clock)
+    maximum = max_leaf_lifetime(ra.store, DEFAULT_LEAF_TTL)
+    ttl = args.ttl or min(DEFAULT_LEAF_TTL, maximum)
     if ttl < MIN_LEAF_TTL:
         raise ConfigError(f"--ttl must be at least {int(MIN_LEAF_TTL.total_seconds())}s")
-    if ttl > DEFAULT_LEAF_TTL and not args.allow_long_ttl:
+    if ttl > maximum and not args.allow_long_ttl:
         raise ConfigError(f"--ttl {int(ttl.total_seconds())}s is longer than the RA's maximum leaf lifetime "
-                          f"({int(DEFAULT_LEAF_TTL.total_seconds())}s); pass --allow-long-ttl to issue it anyway")
-    ra = _open_ra(args.dir, clock, leaf_ttl=max(ttl, DEFAULT_LEAF_TTL))
+                          f"({int(maximum.total_seconds())}s, its --leaf-ttl); pass --allow-long-ttl to issue it "
+                          "anyway")
+    ra = _open_ra(args.dir, clock, leaf_ttl=max(ttl, MIN_LEAF_TTL))
     ident = ra.store.identity(args.service)
     if ident is None:
         raise RequestRejected(f"service {args.service!r} is not registered; run 'ztca register {args.service}' first")
@@ -280,9 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("issue", parents=[common], help="admin path: issue a key and certificate directly")
     s.add_argument("service")
     s.add_argument("--out", type=Path, help="certificate directory (default: certs/<service>)")
-    s.add_argument("--ttl", type=parse_duration, help="certificate lifetime (default and maximum: 1h)")
+    s.add_argument("--ttl", type=parse_duration,
+                   help="certificate lifetime (default: 1h; at most the RA's --leaf-ttl, 1h until zt-ra has run)")
     s.add_argument("--allow-long-ttl", action="store_true",
-                   help="allow a --ttl longer than the RA's maximum leaf lifetime (1h)")
+                   help="allow a --ttl longer than the RA's maximum leaf lifetime")
     s.add_argument("--key-type", choices=[k.value for k in KeyType], default="ec-p256")
     s.set_defaults(func=cmd_issue)
 

@@ -32,6 +32,8 @@ from zt.ra.csr import requested_uris
 from zt.ra.store import CertRecord, Identity, Store
 
 MIN_LEAF_TTL = dt.timedelta(seconds=30)
+# The store key where a running RA records its --leaf-ttl (zt.ra.server_cert).
+MAX_LEAF_TTL_META = "ra_leaf_ttl_seconds"
 
 # Names a workload may not register: the RA's own records use them (its TLS certificate is
 # recorded under "zt-ra"), and a service of that name must never reach them.
@@ -53,6 +55,12 @@ class Grant:
 @dataclass(frozen=True)
 class AdminGrant:
     actor: str
+
+
+def max_leaf_lifetime(store: Store, default: dt.timedelta) -> dt.timedelta:
+    """The RA's maximum leaf lifetime as its last start recorded it, else `default`."""
+    raw = store.meta(MAX_LEAF_TTL_META)
+    return dt.timedelta(seconds=float(raw)) if raw else default
 
 
 def authorize_lifetime(ttl_seconds: int | None, maximum: dt.timedelta) -> dt.timedelta:
