@@ -228,3 +228,38 @@ def test_renew_proof_older_than_its_lifetime_is_refused(ra: RegistrationAuthorit
     clock(ra).advance(6 * 60)
     with pytest.raises(Unauthorized, match="expired; sign a fresh one"):
         ra.renew(proof, csr)
+
+
+def test_renew_refused_when_an_ancestor_was_revoked_for_key_compromise(ra: RegistrationAuthority) -> None:
+    """Even if a descendant escaped the cascade (e.g. recorded by an older RA), the renewal
+    chain is walked under the lock: nothing renewed from a compromised key renews again."""
+    key_a, a, _ = bootstrap(ra)
+    key_b = generate_key()
+    b = ra.renew(*renew_request(ra, key_a, a, key_b))
+    with ra.store.write() as c:  # revoke A alone, as a schema-1 RA would have
+        Store.revoke(c, a.record.serial, ra.clock.now().timestamp(), "key-compromise")
+    assert not ra.store.certificate(b.record.serial).revoked  # type: ignore[union-attr]
+    with pytest.raises(Unauthorized) as e:
+        ra.renew(*renew_request(ra, key_b, b))
+    assert e.value.code == "revoked_certificate"
+    assert f"renewed from {a.record.serial}, revoked for key compromise" in e.value.reason
+
+
+def test_revoked_identity_cannot_issue_renew_or_admin_issue(ra: RegistrationAuthority) -> None:
+    key, issued, _ = bootstrap(ra)
+    pending = ra.register("a").token
+    done, _ = ra.revoke(service="a", reason="key-compromise")
+    assert done == [issued.record.serial]
+    with pytest.raises(Unauthorized) as e:
+        ra.renew(*renew_request(ra, key, issued))
+    assert e.value.code == "revoked_identity"
+    with pytest.raises(Forbidden):
+        ra.register("a")
+    with pytest.raises(Unauthorized) as e:
+        ra.issue(pending, csr_pem(build_csr(generate_key(), SID)))
+    assert e.value.code == "revoked_identity"
+    with pytest.raises(Forbidden) as e2:
+        ra.issue_direct("a", build_csr(generate_key(), SID), None)
+    assert e2.value.code == "revoked_identity"
+    token = ra.register("a", reenable=True).token
+    assert ra.issue(token, csr_pem(build_csr(generate_key(), SID))).record.identity == "a"

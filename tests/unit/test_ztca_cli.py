@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import stat
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from tests.conftest import CaDir
+from tests.conftest import CaDir, run_ztca
 from zt.ra.store import Store
 from zt.ra.tokens import token_hash
 
@@ -76,17 +77,52 @@ def test_revoke_by_serial_and_service_publishes_new_crl(ca: CaDir, tmp_path: Pat
     assert all(c["revoked"] for c in listed["certificates"])
 
 
-@pytest.mark.parametrize("argv, words", [
-    (("revoke", "zz-not-hex"), "not hexadecimal"),
-    (("revoke", "abcdef"), "no certificate with serial"),
-    (("revoke", "--service", "ghost"), "not registered"),
-    (("revoke",), "give a serial or --service"),
-    (("revoke", "ab", "--reason", "bored"), "unknown revocation reason"),
+@pytest.mark.parametrize("argv, code, words", [
+    (("revoke", "zz-not-hex"), 2, "not hexadecimal"),
+    (("revoke", "abcdef"), 1, "no certificate with serial"),
+    (("revoke", "--service", "ghost"), 1, "not registered"),
+    (("revoke",), 2, "give a serial or --service"),
+    (("revoke", "ab", "--reason", "bored"), 2, "unknown revocation reason"),
 ])
-def test_revoke_bad_input_gets_clear_error(ca: CaDir, argv: tuple[str, ...], words: str) -> None:
+def test_revoke_bad_input_gets_clear_error(ca: CaDir, argv: tuple[str, ...], code: int, words: str) -> None:
     r = ca.ztca(*argv)
-    assert r.code == 1
+    assert r.code == code
     assert words in r.err
+
+
+@pytest.mark.parametrize("argv, words", [
+    (("revoke", "--service", "svc", "--reason", "bored"), "unknown revocation reason"),
+    (("revoke", "ab", "--service", "svc"), "give a serial or --service"),
+    (("issue", "svc", "--ttl", "10s"), "--ttl must be at least 30s"),
+    (("issue", "svc", "--ttl", "2h"), "--allow-long-ttl"),
+    (("issue", "svc", "--ttl", "soon"), "invalid"),
+    (("register", "svc", "--ttl", "forever"), "invalid"),
+    (("no-such-verb",), "invalid choice"),
+])
+def test_ztca_usage_error_exits_2_with_one_line(ca: CaDir, argv: tuple[str, ...], words: str) -> None:
+    """Usage errors exit 2 with a message, like the daemons; operational failures exit 1."""
+    ca.register("svc")
+    r = ca.ztca(*argv)
+    assert r.code == 2, r
+    assert words in r.err
+    assert r.out == ""
+
+
+def test_init_bad_trust_domain_is_a_usage_error(tmp_path: Path) -> None:
+    r = run_ztca("init", "--dir", str(tmp_path / "x"), "--trust-domain", "Bad Domain")
+    assert r.code == 2 and "invalid trust domain" in r.err
+    assert len(r.err.strip().splitlines()) == 1
+
+
+def test_issue_respects_the_maximum_leaf_lifetime_unless_told(ca: CaDir, tmp_path: Path) -> None:
+    ca.register("svc")
+    r = ca.ztca("issue", "svc", "--out", str(tmp_path / "o"), "--ttl", "25h")
+    assert r.code == 2 and "longer than the RA's maximum leaf lifetime" in r.err
+    assert [c for c in ca.ztca("list", "--json").json()["certificates"] if c["identity"] == "svc"] == []
+    r = ca.ztca("issue", "svc", "--out", str(tmp_path / "o"), "--ttl", "25h", "--allow-long-ttl", "--json")
+    assert r.code == 0, r.err
+    not_after = dt.datetime.fromisoformat(r.json()["not_after"].replace("Z", "+00:00"))
+    assert not_after - dt.datetime.now(dt.UTC) > dt.timedelta(hours=24)
 
 
 def test_list_and_status_show_table_and_json(ca: CaDir, tmp_path: Path) -> None:

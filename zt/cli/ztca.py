@@ -1,11 +1,16 @@
 """`ztca`: the admin CLI. Every verb takes `--dir DIR` (default `ca`, env ZT_CA_DIR).
 
     ztca init [--trust-domain zt.lab] [--crl-url URL] [--force]
-    ztca register <service> [--ttl 1h] [--json]
-    ztca issue <service> [--out DIR] [--ttl 1h]
+              [--root-key-out PATH | --root-key-passphrase-file F]
+    ztca register <service> [--ttl 1h] [--json] [--reenable]
+    ztca issue <service> [--out DIR] [--ttl 1h] [--allow-long-ttl]
     ztca revoke <serial> | --service NAME [--reason key-compromise]
+    ztca rotate-intermediate (--root-key PATH | --root-key-passphrase-file F)
     ztca list [--json]
     ztca status [--json]
+
+Exit status: 0 done; 1 an operation failed (store, CA files, a refused request); 2 a usage
+error (bad flag or value, e.g. an unknown --reason), like the daemons.
 """
 
 from __future__ import annotations
@@ -24,16 +29,17 @@ from zt.agent.writer import CertDirWriter
 from zt.ca.authority import Authority
 from zt.ca.crl import REASONS, parse_reason
 from zt.ca.layout import CaPaths
-from zt.ca.setup import create_ca_files
+from zt.ca.setup import RootKeyCustody, create_ca_files, load_root_key, rotate_intermediate
 from zt.cli.table import render
 from zt.clock import Clock, SystemClock, rfc3339
 from zt.durations import parse_duration
-from zt.errors import RequestRejected, ZtError
+from zt.errors import BadRequest, ConfigError, InvalidValue, RequestRejected, SvidError, ZtError
 from zt.fsutil import write_secret
 from zt.pki.keys import KeyType, generate_key
 from zt.ra import tokens
+from zt.ra.authorize import max_leaf_lifetime
 from zt.ra.revocation import crl_state, publish_crl
-from zt.ra.service import DEFAULT_TOKEN_TTL, MIN_LEAF_TTL, RegistrationAuthority
+from zt.ra.service import DEFAULT_LEAF_TTL, DEFAULT_TOKEN_TTL, MIN_LEAF_TTL, RegistrationAuthority, normalise_serial
 from zt.ra.store import Store
 from zt.spiffe import validate_trust_domain
 
@@ -44,21 +50,42 @@ def _ts(seconds: float | None) -> str | None:
     return None if seconds is None else rfc3339(dt.datetime.fromtimestamp(seconds, dt.UTC))
 
 
-def _open_ra(directory: Path, clock: Clock) -> RegistrationAuthority:
+def _open_ra(directory: Path, clock: Clock, leaf_ttl: dt.timedelta = DEFAULT_LEAF_TTL) -> RegistrationAuthority:
     paths = CaPaths(directory)
     store = Store(paths.store)
     store.check()
     td = store.meta("trust_domain") or ""
     return RegistrationAuthority(store, Authority.load(paths, td), paths, clock,
-                                 leaf_ttl=dt.timedelta(days=365 * 100), crl_url=store.meta("crl_url"))
+                                 leaf_ttl=leaf_ttl, crl_url=store.meta("crl_url"))
+
+
+def _passphrase(path: Path | None) -> bytes | None:
+    """The first line of a passphrase file (never from argv, where `ps` would show it)."""
+    if path is None:
+        return None
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError as e:
+        raise ConfigError(f"cannot read passphrase file {path}: {e.strerror}") from e
+    phrase = lines[0] if lines else b""
+    if len(phrase) < 12:
+        raise ConfigError(f"passphrase in {path} is shorter than 12 characters")
+    return phrase
 
 
 def cmd_init(args: argparse.Namespace, clock: Clock) -> int:
     paths = CaPaths(args.dir)
-    td = validate_trust_domain(args.trust_domain)
+    try:
+        td = validate_trust_domain(args.trust_domain)
+    except SvidError as e:
+        raise ConfigError(str(e)) from e
     now = clock.now()
+    if args.root_key_out is not None and args.root_key_passphrase_file is not None:
+        raise ConfigError("give --root-key-out or --root-key-passphrase-file, not both")
+    custody = RootKeyCustody(out=args.root_key_out, passphrase=_passphrase(args.root_key_passphrase_file))
     root, inter = create_ca_files(paths, td, now, force=args.force, key_type=KeyType(args.key_type),
-                                  root_lifetime=args.root_ttl, intermediate_lifetime=args.intermediate_ttl)
+                                  root_lifetime=args.root_ttl, intermediate_lifetime=args.intermediate_ttl,
+                                  root_key=custody)
     admin = tokens.new_token(tokens.ADMIN_PREFIX)
     store = Store(paths.store)
     store.create({
@@ -72,19 +99,36 @@ def cmd_init(args: argparse.Namespace, clock: Clock) -> int:
            "bundle_sha256": paths.bundle_sha256.read_text().split()[0], "admin_token_file": str(paths.admin_token),
            "crl": str(paths.crl_der), "crl_url": args.crl_url, "crl_number": published.number,
            "root_not_after": rfc3339(root.not_valid_after_utc),
-           "intermediate_not_after": rfc3339(inter.not_valid_after_utc)}
+           "intermediate_not_after": rfc3339(inter.not_valid_after_utc), "root_key": custody.describe(paths)}
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
         print(f"created CA for trust domain {td} in {paths.dir}")
-        for k in ("root", "intermediate", "bundle", "bundle_sha256", "admin_token_file", "crl", "crl_url"):
+        for k in ("root", "intermediate", "bundle", "bundle_sha256", "admin_token_file", "crl", "crl_url",
+                  "root_key"):
             print(f"  {k:<17} {doc[k]}")
+    return 0
+
+
+def cmd_rotate_intermediate(args: argparse.Namespace, clock: Clock) -> int:
+    paths = CaPaths(args.dir)
+    store = Store(paths.store)
+    store.check()
+    td = store.meta("trust_domain") or ""
+    source = args.root_key or paths.root_key_encrypted
+    root_key = load_root_key(source, _passphrase(args.root_key_passphrase_file))
+    inter = rotate_intermediate(paths, td, root_key, clock.now(), lifetime=args.intermediate_ttl)
+    published = publish_crl(store, Authority.load(paths, td), paths, clock.now())
+    doc = {"intermediate": str(paths.intermediate_cert), "serial": format(inter.serial_number, "x"),
+           "intermediate_not_after": rfc3339(inter.not_valid_after_utc), "crl_number": published.number}
+    print(json.dumps(doc, indent=2) if args.json else
+          f"new intermediate {doc['serial']} (not after {doc['intermediate_not_after']}); restart zt-ra to use it")
     return 0
 
 
 def cmd_register(args: argparse.Namespace, clock: Clock) -> int:
     ra = _open_ra(args.dir, clock)
-    reg = ra.register(args.service, args.ttl, actor="ztca")
+    reg = ra.register(args.service, args.ttl, actor="ztca", reenable=args.reenable)
     doc = {"service": reg.identity.name, "spiffe_id": reg.identity.spiffe_id, "token": reg.token,
            "expires_at": rfc3339(reg.expires_at)}
     if args.token_file:
@@ -102,12 +146,20 @@ def cmd_register(args: argparse.Namespace, clock: Clock) -> int:
 
 def cmd_issue(args: argparse.Namespace, clock: Clock) -> int:
     ra = _open_ra(args.dir, clock)
+    maximum = max_leaf_lifetime(ra.store, DEFAULT_LEAF_TTL)
+    ttl = args.ttl or min(DEFAULT_LEAF_TTL, maximum)
+    if ttl < MIN_LEAF_TTL:
+        raise ConfigError(f"--ttl must be at least {int(MIN_LEAF_TTL.total_seconds())}s")
+    if ttl > maximum and not args.allow_long_ttl:
+        raise ConfigError(f"--ttl {int(ttl.total_seconds())}s is longer than the RA's maximum leaf lifetime "
+                          f"({int(maximum.total_seconds())}s, its --leaf-ttl); pass --allow-long-ttl to issue it "
+                          "anyway")
+    ra = _open_ra(args.dir, clock, leaf_ttl=max(ttl, MIN_LEAF_TTL))
     ident = ra.store.identity(args.service)
     if ident is None:
         raise RequestRejected(f"service {args.service!r} is not registered; run 'ztca register {args.service}' first")
     key = generate_key(KeyType(args.key_type))
-    ttl = int(args.ttl.total_seconds()) if args.ttl else 3600
-    issued = ra.issue_direct(args.service, build_csr(key, ident.spiffe_id), ttl, actor="ztca")
+    issued = ra.issue_direct(args.service, build_csr(key, ident.spiffe_id), int(ttl.total_seconds()), actor="ztca")
     m = material_from_response(key, issued.chain_pem, issued.bundle_pem, ident.spiffe_id)
     out = args.out or Path(f"certs/{args.service}")
     gen = CertDirWriter(out).write(m)
@@ -123,10 +175,16 @@ def cmd_issue(args: argparse.Namespace, clock: Clock) -> int:
 
 def cmd_revoke(args: argparse.Namespace, clock: Clock) -> int:
     if (args.serial is None) == (args.service is None):
-        raise RequestRejected("give a serial or --service NAME (not both)")
+        raise ConfigError("give a serial or --service NAME (not both)")
+    reason = parse_reason(args.reason)
+    serial = None
+    if args.serial is not None:
+        try:
+            serial = normalise_serial(args.serial)
+        except BadRequest as e:
+            raise ConfigError(e.reason) from e
     ra = _open_ra(args.dir, clock)
-    done, published = ra.revoke(serial=args.serial, service=args.service, reason=parse_reason(args.reason),
-                                actor="ztca")
+    done, published = ra.revoke(serial=serial, service=args.service, reason=reason, actor="ztca")
     doc = {"revoked": done, "crl_number": published.number, "crl": str(ra.paths.crl_der)}
     if args.json:
         print(json.dumps(doc, indent=2))
@@ -208,18 +266,28 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--root-ttl", type=parse_duration, default=parse_duration("3650d"))
     i.add_argument("--intermediate-ttl", type=parse_duration, default=parse_duration("365d"))
     i.add_argument("--force", action="store_true", help="replace an existing CA (its certificates become useless)")
+    i.add_argument("--root-key-out", type=Path, metavar="PATH",
+                   help="write the root key here (0600; must not exist nor be inside --dir) and keep it offline")
+    i.add_argument("--root-key-passphrase-file", type=Path, metavar="FILE",
+                   help="keep the root key in <dir>/root.key.enc, encrypted with the first line of FILE")
     i.set_defaults(func=cmd_init)
 
     r = sub.add_parser("register", parents=[common], help="create a service identity and a one-time bootstrap token")
     r.add_argument("service")
     r.add_argument("--ttl", type=parse_duration, default=DEFAULT_TOKEN_TTL, help="token lifetime (default: 1h)")
     r.add_argument("--token-file", type=Path, help="also write the token to this file (0600)")
+    r.add_argument("--reenable", action="store_true",
+                   help="re-enable a service that was revoked with 'revoke --service' (its old certificates stay "
+                        "revoked)")
     r.set_defaults(func=cmd_register)
 
     s = sub.add_parser("issue", parents=[common], help="admin path: issue a key and certificate directly")
     s.add_argument("service")
     s.add_argument("--out", type=Path, help="certificate directory (default: certs/<service>)")
-    s.add_argument("--ttl", type=parse_duration, help="certificate lifetime (default: 1h)")
+    s.add_argument("--ttl", type=parse_duration,
+                   help="certificate lifetime (default: 1h; at most the RA's --leaf-ttl, 1h until zt-ra has run)")
+    s.add_argument("--allow-long-ttl", action="store_true",
+                   help="allow a --ttl longer than the RA's maximum leaf lifetime")
     s.add_argument("--key-type", choices=[k.value for k in KeyType], default="ec-p256")
     s.set_defaults(func=cmd_issue)
 
@@ -228,6 +296,15 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--service", help="revoke all unexpired certificates of this service")
     v.add_argument("--reason", help=f"one of: {', '.join(REASONS)}")
     v.set_defaults(func=cmd_revoke)
+
+    ri = sub.add_parser("rotate-intermediate", parents=[common],
+                        help="sign a new intermediate CA with the offline root key")
+    ri.add_argument("--root-key", type=Path, metavar="PATH",
+                    help="the root key (PEM; default: <dir>/root.key.enc with --root-key-passphrase-file)")
+    ri.add_argument("--root-key-passphrase-file", type=Path, metavar="FILE",
+                    help="passphrase for an encrypted root key (first line)")
+    ri.add_argument("--intermediate-ttl", type=parse_duration, default=parse_duration("365d"))
+    ri.set_defaults(func=cmd_rotate_intermediate)
 
     ls = sub.add_parser("list", parents=[common], help="identities and issued certificates")
     ls.add_argument("--pem", action="store_true", help="with --json: include each certificate's PEM")
@@ -244,9 +321,11 @@ def main(argv: Sequence[str] | None = None, clock: Clock | None = None) -> int:
     except SystemExit as e:
         return int(e.code or 0)
     try:
-        if getattr(args, "ttl", None) is not None and args.verb == "issue" and args.ttl < MIN_LEAF_TTL:
-            raise RequestRejected(f"--ttl must be at least {int(MIN_LEAF_TTL.total_seconds())}s")
         return int(args.func(args, clock or SystemClock()))
+    except (ConfigError, InvalidValue) as e:
+        # A usage error: the operator can fix the command line. Exit 2, as argparse and the daemons do.
+        print(f"ztca {args.verb}: {e}", file=sys.stderr)
+        return 2
     except ZtError as e:
         print(f"ztca {args.verb}: {e}", file=sys.stderr)
         return 1

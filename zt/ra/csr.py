@@ -3,7 +3,7 @@
 The RA copies nothing from a CSR but its public key: the profile (extensions, lifetime) is
 ours. What the CSR must show: a valid self-signature (proof that the requester holds the
 private key, RFC 2986), an acceptable key, and exactly one SAN, a URI equal to the identity
-the credential allows.
+the credential allows (checked in zt.ra.authorize).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import hashlib
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from zt.errors import BadRequest, Forbidden
+from zt.errors import BadRequest
 from zt.pki.keys import key_problem
 
 MAX_CSR_PEM = 16 * 1024
@@ -49,19 +49,6 @@ def requested_uris(csr: x509.CertificateSigningRequest) -> list[x509.GeneralName
     except (ValueError, x509.DuplicateExtension) as e:
         raise BadRequest(f"csr extensions cannot be read: {e}", code="malformed_csr") from e
     return list(ext.value)
-
-
-def authorize_csr_identity(csr: x509.CertificateSigningRequest, spiffe_id: str) -> None:
-    """Accept only a CSR whose one and only SAN is the URI `spiffe_id`."""
-    names = requested_uris(csr)
-    if not names:
-        raise BadRequest(f"csr has no subjectAltName; it must name {spiffe_id} as its only URI SAN",
-                         code="missing_san")
-    asked = [n.value if isinstance(n, x509.UniformResourceIdentifier) else f"{type(n).__name__}:{n.value}"
-             for n in names]
-    if len(names) != 1 or not isinstance(names[0], x509.UniformResourceIdentifier) or names[0].value != spiffe_id:
-        raise Forbidden(f"csr asks for {', '.join(map(str, asked))}; this credential allows only {spiffe_id}",
-                        code="identity_mismatch")
 
 
 def spki_sha256(csr_or_cert: x509.CertificateSigningRequest | x509.Certificate) -> str:

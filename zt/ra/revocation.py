@@ -21,8 +21,9 @@ from cryptography.hazmat.primitives import serialization
 from zt.ca.authority import Authority
 from zt.ca.crl import RevokedEntry, sign_crl
 from zt.ca.layout import CaPaths
+from zt.errors import NotFound
 from zt.fsutil import write_atomic
-from zt.ra.store import Store
+from zt.ra.store import KEY_COMPROMISE, Store
 
 DEFAULT_CRL_VALIDITY = dt.timedelta(hours=1)
 
@@ -106,16 +107,58 @@ def _bump_revision(conn: sqlite3.Connection, store: Store) -> None:
     Store.set_meta(conn, "revocation_revision", str(rev))
 
 
+def _revoke_locked(conn: sqlite3.Connection, serials: list[str], now: dt.datetime, reason: str | None,
+                   actor: str) -> list[str]:
+    """Revoke under the caller's lock; a key-compromise revocation also revokes every certificate
+    renewed from the compromised key (whoever held it could have asked for those)."""
+    done: list[str] = []
+    for s in serials:
+        if Store.revoke(conn, s, now.timestamp(), reason):
+            done.append(s)
+            Store.audit(conn, now.timestamp(), actor, "revoke", s, "ok", reason)
+        if reason == KEY_COMPROMISE:
+            for child in Store.live_descendants(conn, s):
+                if Store.revoke(conn, child, now.timestamp(), reason):
+                    done.append(child)
+                    Store.audit(conn, now.timestamp(), actor, "revoke", child, "ok", f"{reason}: renewed from {s}")
+    return done
+
+
 def revoke_and_publish(
     store: Store, authority: Authority, paths: CaPaths, now: dt.datetime, *, serials: list[str],
     reason: str | None, actor: str,
 ) -> tuple[list[str], PublishedCrl]:
     """Revoke the given serials (unknown or already revoked ones are skipped) and publish."""
     with store.write() as conn:
-        done = [s for s in serials if Store.revoke(conn, s, now.timestamp(), reason)]
-        for s in done:
-            Store.audit(conn, now.timestamp(), actor, "revoke", s, "ok", reason)
+        done = _revoke_locked(conn, serials, now, reason, actor)
         if done:
             _bump_revision(conn, store)
+        published = _publish_locked(conn, store, authority, paths, now)
+    return done, published
+
+
+def revoke_identity_and_publish(
+    store: Store, authority: Authority, paths: CaPaths, now: dt.datetime, *, service: str,
+    reason: str | None, actor: str,
+) -> tuple[list[str], PublishedCrl]:
+    """Revoke a whole service in one transaction under the write lock.
+
+    The identity is marked revoked at `now`, every live certificate of it is revoked, its unused
+    bootstrap tokens are voided, and the CRL is published, all before the lock is released.
+    Issue and renew check the identity's state under the same lock before they record
+    anything, so no certificate signed while this runs can be recorded afterwards: a service
+    revoked here ends with zero live certificates, whatever was in flight.
+    """
+    with store.write() as conn:
+        ident = store.identity(service, conn)
+        if ident is None:
+            raise NotFound(f"service {service!r} is not registered", code="unknown_service")
+        Store.revoke_identity(conn, service, now.timestamp(), reason)
+        serials = Store.unexpired_serials(conn, service, ident.spiffe_id, now.timestamp())
+        done = _revoke_locked(conn, serials, now, reason, actor)
+        voided = Store.void_tokens(conn, service, now.timestamp())
+        Store.audit(conn, now.timestamp(), actor, "revoke-identity", ident.spiffe_id, "ok",
+                    f"{reason or 'no reason'}; {len(done)} certificate(s), {voided} token(s) voided")
+        _bump_revision(conn, store)
         published = _publish_locked(conn, store, authority, paths, now)
     return done, published

@@ -3,7 +3,8 @@
 Clients trust the RA only through the trust bundle, so the RA's certificate comes from the
 same CA. It is an SVID (`spiffe://<td>/zt/ra`) that also carries DNS and IP SANs (allowed by
 X509-SVID 2) so that ordinary HTTPS clients (curl, httpx) can verify it by host name.
-It is recorded in the store like every other certificate the CA signs.
+It is recorded in the store like every other certificate the CA signs, under the name
+`zt-ra`, which no workload may register (zt.ra.authorize.RESERVED_SERVICE_NAMES).
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ from pathlib import Path
 from zt.fsutil import write_atomic, write_secret
 from zt.pki.encoding import key_pem, pem, serial_hex
 from zt.pki.keys import generate_key
+from zt.ra.authorize import MAX_LEAF_TTL_META, RA_IDENTITY
 from zt.ra.csr import spki_sha256
 from zt.ra.service import RegistrationAuthority
 from zt.ra.store import CertRecord, Store
 from zt.spiffe import SpiffeId
-
-RA_IDENTITY = "zt-ra"
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,9 @@ def issue_server_certificate(ra: RegistrationAuthority, names: tuple[str, ...], 
     with ra.store.write() as c:
         Store.add_certificate(c, rec)
         Store.audit(c, now.timestamp(), RA_IDENTITY, "issue", rec.serial, "ok", "RA server certificate")
+        # What this RA allows as the longest leaf lifetime (--leaf-ttl), so that `ztca issue`, the
+        # admin path beside it, holds to the same maximum.
+        Store.set_meta(c, MAX_LEAF_TTL_META, str(ra.leaf_ttl.total_seconds()))
     d = ra.paths.ra_dir
     d.mkdir(mode=0o700, parents=True, exist_ok=True)
     key_path, cert_path = d / "server.key", d / "server.pem"
