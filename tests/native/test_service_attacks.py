@@ -146,7 +146,8 @@ class SClient:
 
     @property
     def text(self) -> str:
-        return "\n".join(self.lines)
+        # s_client prints the session's master key: keep it out of assertion messages and logs.
+        return "\n".join(line for line in self.lines if "Master-Key" not in line)
 
     def wait_for(self, what: str, timeout: float = 15.0) -> bool:
         """True once `what` appears in the output; False when s_client exited or time ran out."""

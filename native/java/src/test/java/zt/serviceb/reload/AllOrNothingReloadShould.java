@@ -108,6 +108,7 @@ class AllOrNothingReloadShould {
             String page = svc.metricsGet("/metrics");
             assertTrue(page.contains("mtls_cert_info{serial=\"" + oldSerial + "\""), page);
             assertFalse(page.contains(newSerial), "the new certificate was never published");
+            assertTrue(page.contains("mtls_reloads_total{result=\"failure\"} 1.0"), page);
             assertEquals(1.0, svc.service.metrics().reloads("failure"), "exactly one failed reload");
             assertEquals(0.0, svc.service.metrics().reloads("success"));
             assertEquals(oldSerial, svc.service.identity().serial());
