@@ -22,6 +22,9 @@ public record Config(Path certDir, HostPort listen, HostPort metricsListen, Path
      * Open connections allowed at once, per worker thread: each connection has its own thread
      * for its handshake and request reads (slow clients hold only that), and {@code --threads}
      * bounds the requests handled at once. 32 per worker gives 512 with the default 16.
+     * Measured (JDK 17, this lab's 2-core VM): 512 connections held in their handshake took
+     * the process from 27 to 540 threads and from 109 to 169 MB RSS (about 115 KiB each), and
+     * the 513th was refused at once; 100 such connections delay a /hello by well under a second.
      */
     public static final int CONNECTIONS_PER_THREAD = 32;
 
