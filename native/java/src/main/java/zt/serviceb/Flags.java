@@ -33,7 +33,9 @@ public final class Flags {
             "                               changes are also picked up at once by a directory watch and SIGHUP",
             "  --handshake-timeout-ms N     inbound and outbound TLS handshake timeout (default 5000)",
             "  --idle-timeout-ms N          keep-alive idle / request-read timeout (default 30000)",
-            "  --threads N                  worker threads (default 16)",
+            "  --threads N                  request worker threads (default 16); each open connection also has",
+            "                               its own thread for handshake and request reads, at most 32*N",
+            "                               connections at once (more are refused before the handshake)",
             "  --help                       print this help",
             "",
             "exit codes: 0 after SIGTERM/SIGINT, 2 for bad flags, 1 when the material cannot be loaded at start.",
@@ -48,10 +50,13 @@ public final class Flags {
 
     /** Thrown for {@code --help}. */
     public static final class HelpRequested extends Exception {
+        private static final long serialVersionUID = 1L;
     }
 
     /** A bad command line; the message says what is wrong (exit code 2). */
     public static final class UsageException extends Exception {
+        private static final long serialVersionUID = 1L;
+
         public UsageException(String message) {
             super(message);
         }

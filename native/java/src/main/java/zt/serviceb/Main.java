@@ -5,7 +5,6 @@ import java.time.Clock;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.atomic.AtomicReference;
 
-import sun.misc.Signal;
 import zt.serviceb.observe.JsonLog;
 import zt.serviceb.tls.TlsContext;
 
@@ -19,8 +18,8 @@ public final class Main {
     }
 
     public static void main(String[] args) {
-        // Before any SSLContext exists: no stateless session tickets (see TlsContext).
-        System.setProperty(TlsContext.STATELESS_TICKETS_PROPERTY, "false");
+        // Before any TLS is done: no stateless session tickets, no client renegotiation (see TlsContext).
+        TlsContext.configureJsse();
         System.exit(run(args, System.out, System.err));
     }
 
@@ -46,13 +45,7 @@ public final class Main {
         }
         CountDownLatch stopped = new CountDownLatch(1);
         AtomicReference<String> why = new AtomicReference<>("signal");
-        for (String name : new String[] {"TERM", "INT"}) {
-            Signal.handle(new Signal(name), s -> {
-                why.compareAndSet("signal", "SIG" + s.getName());
-                stopped.countDown();
-            });
-        }
-        Signal.handle(new Signal("HUP"), s -> new Thread(() -> service.reload("signal", true), "sighup").start());
+        handleSignals(service, stopped, why);
         try {
             stopped.await();
         } catch (InterruptedException e) {
@@ -60,5 +53,16 @@ public final class Main {
         }
         service.close(why.get());
         return 0;
+    }
+
+    /** SIGTERM/SIGINT count {@code stopped} down (exit 0); SIGHUP reloads (on its own thread). */
+    private static void handleSignals(ServiceB service, CountDownLatch stopped, AtomicReference<String> why) {
+        for (String name : new String[] {"TERM", "INT"}) {
+            Signals.handle(name, () -> {
+                why.compareAndSet("signal", "SIG" + name);
+                stopped.countDown();
+            });
+        }
+        Signals.handle("HUP", () -> new Thread(() -> service.reload("signal", true), "sighup").start());
     }
 }

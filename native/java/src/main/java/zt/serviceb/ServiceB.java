@@ -57,24 +57,21 @@ public final class ServiceB implements Closeable {
     private final Metrics metrics;
     private final TlsContext tls;
     private final StaleCrlMonitor staleMonitor;
-    private final AtomicReference<IdentityMaterial> identity;
-    private final AtomicReference<Policy> policy;
+    /** The one current snapshot: the only thing a reload changes, with one {@code set}. */
+    private final AtomicReference<ServiceState> state;
     private final ScheduledExecutorService timer;
     private final MtlsServer server;
     private final MetricsServer metricsServer;
     private final Reloader reloader;
 
-    // Reload bookkeeping, guarded by `this`: what is loaded, and what was last tried.
-    private Path loadedGeneration;
-    private Path attemptedGeneration;
-    private FileStamp loadedCrl;
-    private FileStamp attemptedCrl;
-    private FileStamp loadedPolicy;
-    private FileStamp attemptedPolicy;
+    // Reload bookkeeping, guarded by `this`: the sources of the last attempt (loaded or not).
+    private ServiceState.Sources attempted;
     private boolean closed;
 
     /** Startup failed: the message is for the operator; the exit code is 1. */
     public static final class StartupException extends Exception {
+        private static final long serialVersionUID = 1L;
+
         public StartupException(String message, Throwable cause) {
             super(message, cause);
         }
@@ -85,34 +82,23 @@ public final class ServiceB implements Closeable {
         this.log = log;
         this.clock = clock;
         this.reader = new CertDirReader(config.certDir());
+        this.staleMonitor = new StaleCrlMonitor(config.crlStale(), (next, mode) -> log.warn("crl_stale",
+                "next_update", rfc3339(next), "mode", mode.flag()));
         try {
-            loadedGeneration = reader.resolveCurrent();
-            attemptedGeneration = loadedGeneration;
-            IdentityMaterial id = IdentityMaterial.validate(reader.readGeneration(loadedGeneration), clock.instant());
-            identity = new AtomicReference<>(id);
-
-            Path crlPath = config.crlPath();
-            CrlIndex crl = CrlIndex.none();
-            loadedCrl = FileStamp.of(crlPath);
-            attemptedCrl = loadedCrl;
-            if (config.crlRequired() || loadedCrl.exists()) {
-                crl = CrlIndex.load(crlPath, id.caCertificates());
-            }
-
-            Policy p = Policy.allowAll();
-            loadedPolicy = FileStamp.of(config.policy());
-            attemptedPolicy = loadedPolicy;
-            if (config.policy() != null) {
-                p = Policy.load(config.policy());
-            }
-            policy = new AtomicReference<>(p);
-
-            staleMonitor = new StaleCrlMonitor(config.crlStale(), (next, mode) -> log.warn("crl_stale",
-                    "next_update", rfc3339(next), "mode", mode.flag()));
-            SvidVerifier verifier = new SvidVerifier(id.bundle(), id.spiffeId().trustDomain(), crl, staleMonitor,
-                    clock);
-            tls = new TlsContext(id, verifier);
-            metrics = new Metrics(() -> tls.verifier().crl().isStale(clock.instant()),
+            Path gen = reader.resolveCurrent();
+            // Stamps before reading: a file replaced in between differs at the next check.
+            FileStamp crlStamp = FileStamp.of(config.crlPath());
+            FileStamp policyStamp = FileStamp.of(config.policy());
+            IdentityMaterial id = IdentityMaterial.validate(reader.readGeneration(gen), clock.instant());
+            CrlIndex crl = config.crlRequired() || crlStamp.exists()
+                    ? CrlIndex.load(config.crlPath(), id.caCertificates()) : CrlIndex.none();
+            Policy p = config.policy() == null ? Policy.allowAll() : Policy.load(config.policy());
+            ServiceState initial = new ServiceState(id, verifierFor(id, crl), p,
+                    new ServiceState.Sources(gen, crlStamp, policyStamp));
+            state = new AtomicReference<>(initial);
+            attempted = initial.sources();
+            tls = new TlsContext(() -> state.get().identity(), () -> state.get().verifier());
+            metrics = new Metrics(() -> state.get().crl().isStale(clock.instant()),
                     Arrays.stream(RejectReason.values()).map(RejectReason::label).toList());
             metrics.identity(id.serial(), id.spiffeId().toString(), id.notAfter());
             metrics.crl(crl.entries(), crl.nextUpdate());
@@ -133,10 +119,12 @@ public final class ServiceB implements Closeable {
             return t;
         });
         OutboundCaller caller = new OutboundCaller(tls, timer, config.handshakeTimeoutMs(), config.idleTimeoutMs());
-        Router router = new Router(config.name(), () -> identity.get().spiffeId().toString(), policy::get,
+        Router router = new Router(config.name(), () -> state.get().identity().spiffeId().toString(),
+                () -> state.get().policy(),
                 config.expectPeer(), caller, metrics, log);
-        server = new MtlsServer(tls, config.listen().toSocketAddress(), config.threads(),
-                config.handshakeTimeoutMs(), new HttpConnection(router, config.idleTimeoutMs()), metrics, log, timer);
+        server = new MtlsServer(tls, config.listen().toSocketAddress(), config.maxConnections(),
+                config.handshakeTimeoutMs(), new HttpConnection(router, config.idleTimeoutMs(), config.threads()),
+                metrics, log, timer);
         try {
             server.start();
         } catch (IOException e) {
@@ -172,8 +160,8 @@ public final class ServiceB implements Closeable {
             }
         }
         s.reloader.start();
-        IdentityMaterial id = s.identity.get();
-        CrlIndex crl = s.tls.verifier().crl();
+        IdentityMaterial id = s.state.get().identity();
+        CrlIndex crl = s.state.get().crl();
         log.info("start", "listen", config.listen().host() + ":" + s.port(),
                 "metrics_listen", config.metricsListen().host() + ":" + s.metricsPort(),
                 "spiffe_id", id.spiffeId().toString(), "serial", id.serial(), "not_after", rfc3339(id.notAfter()),
@@ -196,13 +184,13 @@ public final class ServiceB implements Closeable {
     }
 
     public IdentityMaterial identity() {
-        return identity.get();
+        return state.get().identity();
     }
 
     private String healthJson() {
         Map<String, Object> m = new LinkedHashMap<>();
         m.put("status", "ok");
-        m.put("serial", identity.get().serial());
+        m.put("serial", state.get().identity().serial());
         try {
             return JSON.writeValueAsString(m);
         } catch (JsonProcessingException e) {
@@ -210,20 +198,28 @@ public final class ServiceB implements Closeable {
         }
     }
 
+    private SvidVerifier verifierFor(IdentityMaterial id, CrlIndex crl) {
+        return new SvidVerifier(id.bundle(), id.spiffeId().trustDomain(), crl, staleMonitor, clock);
+    }
+
     /**
-     * One reload attempt. Looks at what changed since the last load (the generation
-     * {@code current} points to, the CRL's and policy's stamps); loads and fully validates each
-     * changed part; swaps in what validated and keeps the old value of what did not. Unchanged
-     * state is a no-op (no log, no count), and a failed change is not retried until it changes
-     * again, unless {@code force} (SIGHUP). Also notices a CRL going stale by the clock.
+     * One reload attempt, all or nothing. Looks at what changed since the snapshot in use was
+     * built (the generation {@code current} points to, the CRL's and policy's stamps), builds a
+     * whole new snapshot from it, validating every part (identity and key, the CRL against the
+     * new identity's CAs, the policy), and publishes it with one reference swap, then empties
+     * the session caches. If any part fails, nothing changes: the old identity, bundle, CRL and
+     * policy all stay, one failed reload is counted, and every part's reason is logged.
+     * Unchanged state is a no-op (no log, no count), and a failed combination is not retried
+     * until something changes again, unless {@code force} (SIGHUP). Also notices a CRL going
+     * stale by the clock.
      */
     public synchronized void reload(String trigger, boolean force) {
         if (closed) {
             return;
         }
-        IdentityMaterial oldId = identity.get();
-        SvidVerifier oldVerifier = tls.verifier();
-        staleMonitor.check(oldVerifier.crl(), clock.instant());
+        ServiceState old = state.get();
+        ServiceState.Sources had = old.sources();
+        staleMonitor.check(old.crl(), clock.instant());
 
         Path gen;
         String genError = null;
@@ -234,81 +230,82 @@ public final class ServiceB implements Closeable {
             genError = e.getMessage();
         }
         FileStamp crlStamp = FileStamp.of(config.crlPath());
-        FileStamp policyStamp = FileStamp.of(config.policy());
-
-        boolean idChanged = gen == null ? force || attemptedGeneration != null
-                : !gen.equals(loadedGeneration) && (force || !gen.equals(attemptedGeneration));
-        // A CRL file that disappears keeps the loaded CRL: there is nothing new to load.
-        boolean crlChanged = crlStamp.exists() && !crlStamp.equals(loadedCrl)
-                && (force || !crlStamp.equals(attemptedCrl));
-        boolean policyChanged = config.policy() != null && !policyStamp.equals(loadedPolicy)
-                && (force || !policyStamp.equals(attemptedPolicy));
-        if (!idChanged && !crlChanged && !policyChanged) {
+        if (!crlStamp.exists()) {
+            // A CRL file that disappears keeps the loaded CRL: there is nothing new to load.
+            crlStamp = had.crl();
+        }
+        ServiceState.Sources wanted = new ServiceState.Sources(gen, crlStamp, FileStamp.of(config.policy()));
+        if (wanted.equals(had) || (!force && wanted.equals(attempted))) {
             return;
         }
+        attempted = wanted;
 
+        boolean idChanged = gen == null || !gen.equals(had.generation());
+        boolean crlChanged = !crlStamp.equals(had.crl());
+        boolean policyChanged = config.policy() != null && !wanted.policy().equals(had.policy());
+        List<String> parts = new ArrayList<>();
         List<String> failures = new ArrayList<>();
-        List<String> changed = new ArrayList<>();
-        IdentityMaterial newId = oldId;
+
+        IdentityMaterial id = old.identity();
         if (idChanged) {
-            attemptedGeneration = gen;
+            parts.add("identity");
             if (gen == null) {
                 failures.add(genError);
             } else {
                 try {
-                    newId = IdentityMaterial.validate(reader.readGeneration(gen), clock.instant());
-                    loadedGeneration = gen;
-                    changed.add("identity");
+                    id = IdentityMaterial.validate(reader.readGeneration(gen), clock.instant());
                 } catch (MaterialException e) {
                     failures.add(e.getMessage());
                 }
             }
         }
-        CrlIndex crl = oldVerifier.crl();
+        CrlIndex crl = old.crl();
         if (crlChanged) {
-            attemptedCrl = crlStamp;
+            parts.add("crl");
+        }
+        // A new identity may come with a new bundle: the CRL in use must verify against it too.
+        if (crlChanged || (id != old.identity() && crl.isConfigured() && FileStamp.of(config.crlPath()).exists())) {
             try {
-                crl = CrlIndex.load(config.crlPath(), newId.caCertificates());
-                loadedCrl = crlStamp;
-                changed.add("crl");
+                crl = CrlIndex.load(config.crlPath(), id.caCertificates());
             } catch (MaterialException e) {
                 failures.add(e.getMessage());
             }
         }
+        Policy policy = old.policy();
         if (policyChanged) {
-            attemptedPolicy = policyStamp;
+            parts.add("policy");
             try {
-                policy.set(Policy.load(config.policy()));
-                loadedPolicy = policyStamp;
-                changed.add("policy");
+                policy = Policy.load(config.policy());
             } catch (MaterialException e) {
                 failures.add(e.getMessage());
             }
         }
 
-        if (newId != oldId) {
-            identity.set(newId);
-            tls.swap(newId, new SvidVerifier(newId.bundle(), newId.spiffeId().trustDomain(), crl, staleMonitor,
-                    clock));
-            metrics.identity(newId.serial(), newId.spiffeId().toString(), newId.notAfter());
-        } else if (crl != oldVerifier.crl()) {
-            tls.swap(oldVerifier.withCrl(crl));
+        if (!failures.isEmpty()) {
+            metrics.reload(false);
+            log.error("reload", "result", "failure", "old_serial", old.identity().serial(),
+                    "new_serial", old.identity().serial(), "reason", String.join("; ", failures),
+                    "trigger", trigger, "changed", List.of(), "rejected", parts);
+            return;
         }
-        if (crl != oldVerifier.crl()) {
+
+        SvidVerifier verifier = id == old.identity() && crl == old.crl() ? old.verifier() : verifierFor(id, crl);
+        state.set(new ServiceState(id, verifier, policy, wanted));
+        tls.invalidateSessions();
+
+        if (id != old.identity()) {
+            metrics.identity(id.serial(), id.spiffeId().toString(), id.notAfter());
+        }
+        if (crl != old.crl()) {
             metrics.crl(crl.entries(), crl.nextUpdate());
-            logCrlLoaded(crl);
+            if (crlChanged) {
+                logCrlLoaded(crl);
+            }
             staleMonitor.check(crl, clock.instant());
         }
-
-        boolean ok = failures.isEmpty();
-        metrics.reload(ok);
-        if (ok) {
-            log.info("reload", "result", "success", "old_serial", oldId.serial(), "new_serial", newId.serial(),
-                    "trigger", trigger, "changed", changed);
-        } else {
-            log.error("reload", "result", "failure", "old_serial", oldId.serial(), "new_serial", newId.serial(),
-                    "reason", String.join("; ", failures), "trigger", trigger, "changed", changed);
-        }
+        metrics.reload(true);
+        log.info("reload", "result", "success", "old_serial", old.identity().serial(), "new_serial", id.serial(),
+                "trigger", trigger, "changed", parts);
     }
 
     private void logCrlLoaded(CrlIndex crl) {

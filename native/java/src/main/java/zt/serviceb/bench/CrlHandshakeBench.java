@@ -27,6 +27,7 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Locale;
 import java.util.Set;
+import java.util.function.Supplier;
 import javax.net.ssl.CertPathTrustManagerParameters;
 import javax.net.ssl.KeyManager;
 import javax.net.ssl.SSLContext;
@@ -59,7 +60,7 @@ public final class CrlHandshakeBench {
     }
 
     public static void main(String[] args) throws Exception {
-        System.setProperty(TlsContext.STATELESS_TICKETS_PROPERTY, "false");
+        TlsContext.configureJsse();
         if (args.length < 1) {
             System.err.println("usage: CrlHandshakeBench PKI_DIR [N] [WARMUP]  (PKI from make_test_pki.py all DIR --large-crl)");
             System.exit(2);
@@ -80,10 +81,10 @@ public final class CrlHandshakeBench {
                 crlFile.getFileName(), index.entries(), Files.size(crlFile) / 1024.0, loadMs);
 
         StaleCrlMonitor monitor = new StaleCrlMonitor(StaleMode.REFUSE, (a, b) -> { });
-        TrustManager noCrl = new SwappableTrustManager(new SvidVerifier(server.bundle(), "zt.lab", CrlIndex.none(),
-                monitor, Clock.systemUTC()));
-        TrustManager indexed = new SwappableTrustManager(new SvidVerifier(server.bundle(), "zt.lab", index,
-                monitor, Clock.systemUTC()));
+        TrustManager noCrl = new SwappableTrustManager(fixed(new SvidVerifier(server.bundle(), "zt.lab", CrlIndex.none(),
+                monitor, Clock.systemUTC())));
+        TrustManager indexed = new SwappableTrustManager(fixed(new SvidVerifier(server.bundle(), "zt.lab", index,
+                monitor, Clock.systemUTC())));
         TrustManager jdk = jdkRevocationTrustManager(server, crlFile);
 
         List<Mode> modes = List.of(new Mode("no CRL", noCrl), new Mode("indexed CRL (ours)", indexed),
@@ -158,9 +159,14 @@ public final class CrlHandshakeBench {
         return tmf.getTrustManagers()[0];
     }
 
+    /** A verifier that never changes: the bench has no reloads. */
+    private static Supplier<SvidVerifier> fixed(SvidVerifier verifier) {
+        return () -> verifier;
+    }
+
     private static SSLContext context(IdentityMaterial id, TrustManager tm) throws Exception {
         SSLContext ctx = SSLContext.getInstance("TLS");
-        ctx.init(new KeyManager[] {new SwappableKeyManager(id)}, new TrustManager[] {tm}, new SecureRandom());
+        ctx.init(new KeyManager[] {new SwappableKeyManager(() -> id)}, new TrustManager[] {tm}, new SecureRandom());
         return ctx;
     }
 
@@ -178,8 +184,8 @@ public final class CrlHandshakeBench {
             throws Exception {
         SSLContext serverCtx = context(server, m.trust);
         // The client checks the server the same way in every mode, so only the server's check differs.
-        SSLContext clientCtx = context(client, new SwappableTrustManager(new SvidVerifier(client.bundle(), "zt.lab",
-                CrlIndex.none(), new StaleCrlMonitor(StaleMode.WARN, (a, b) -> { }), Clock.systemUTC())));
+        SSLContext clientCtx = context(client, new SwappableTrustManager(fixed(new SvidVerifier(client.bundle(), "zt.lab",
+                CrlIndex.none(), new StaleCrlMonitor(StaleMode.WARN, (a, b) -> { }), Clock.systemUTC()))));
         try (SSLServerSocket ss = (SSLServerSocket) serverCtx.getServerSocketFactory().createServerSocket()) {
             ss.bind(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0));
             ss.setSSLParameters(paramsFor(serverCtx, true));

@@ -2,6 +2,8 @@ package zt.serviceb.http;
 
 /** A request the server answers with an error status and then closes the connection. */
 public final class HttpProtocolException extends Exception {
+    private static final long serialVersionUID = 1L;
+
     private final int status;
     private final String error;
 

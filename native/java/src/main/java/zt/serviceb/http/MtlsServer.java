@@ -11,11 +11,11 @@ import java.net.SocketTimeoutException;
 import java.security.cert.Certificate;
 import java.security.cert.X509Certificate;
 import java.util.Set;
-import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ScheduledFuture;
+import java.util.concurrent.SynchronousQueue;
 import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
@@ -32,11 +32,17 @@ import zt.serviceb.tls.HandshakeFailure;
 import zt.serviceb.tls.TlsContext;
 
 /**
- * The mTLS listener: one accept thread that only accepts, and a bounded pool of workers that
- * each run an explicit {@code startHandshake()} under a hard deadline (socket timeout plus a
- * watchdog that closes the socket, so a client trickling bytes cannot stretch it), count and
- * log the outcome, then serve HTTP on the connection. A slow or hostile client holds one worker
- * at most until its deadline; it never blocks the accept loop or other connections.
+ * The mTLS listener: one accept thread that only accepts, and one thread per open connection
+ * (up to a cap) that runs an explicit {@code startHandshake()} under a hard deadline (socket
+ * timeout plus a watchdog that closes the socket, so a client trickling bytes cannot stretch
+ * it), counts and logs the outcome, then reads request heads under the idle deadline and serves
+ * them. Only the handling of a complete request takes one of the {@code --threads} worker
+ * permits ({@link HttpConnection}), so clients that are slow to handshake or to send a request
+ * hold nothing but their own thread until their deadline, and cannot starve the workers: the
+ * fixed pool of 16 that used to run handshakes was exhausted by 16 slow clients (issue 9).
+ *
+ * <p>At most {@code maxConnections} connections are open at once; one more is refused at once
+ * (closed before any TLS, logged as {@code overload}) rather than queued behind slow ones.
  */
 public final class MtlsServer implements Closeable {
     private static final int BACKLOG = 128;
@@ -51,13 +57,14 @@ public final class MtlsServer implements Closeable {
     private final Metrics metrics;
     private final JsonLog log;
     private final ScheduledExecutorService timer;
-    private final ThreadPoolExecutor workers;
+    private final int maxConnections;
+    private final ThreadPoolExecutor connections;
     private final Set<Socket> open = ConcurrentHashMap.newKeySet();
     private final AtomicBoolean running = new AtomicBoolean();
     private ServerSocket serverSocket;
     private Thread acceptThread;
 
-    public MtlsServer(TlsContext tls, InetSocketAddress listen, int threads, int handshakeTimeoutMs,
+    public MtlsServer(TlsContext tls, InetSocketAddress listen, int maxConnections, int handshakeTimeoutMs,
                       HttpConnection http, Metrics metrics, JsonLog log, ScheduledExecutorService timer) {
         this.tls = tls;
         this.factory = tls.context().getSocketFactory();
@@ -67,10 +74,13 @@ public final class MtlsServer implements Closeable {
         this.metrics = metrics;
         this.log = log;
         this.timer = timer;
+        this.maxConnections = maxConnections;
         AtomicInteger n = new AtomicInteger();
-        this.workers = new ThreadPoolExecutor(threads, threads, 60, TimeUnit.SECONDS,
-                new ArrayBlockingQueue<>(threads * 32), r -> {
-                    Thread t = new Thread(r, "mtls-worker-" + n.incrementAndGet());
+        // No queue: a connection gets a thread at once (an idle one is reused for 30 s) or, at
+        // the cap, is refused; a queue would make new clients wait behind slow ones.
+        this.connections = new ThreadPoolExecutor(0, maxConnections, 30, TimeUnit.SECONDS, new SynchronousQueue<>(),
+                r -> {
+                    Thread t = new Thread(r, "mtls-conn-" + n.incrementAndGet());
                     t.setDaemon(true);
                     return t;
                 });
@@ -111,9 +121,10 @@ public final class MtlsServer implements Closeable {
             }
             open.add(s);
             try {
-                workers.execute(() -> handle(s));
+                connections.execute(() -> handle(s));
             } catch (RejectedExecutionException e) {
-                log.warn("overload", "peer_addr", peerAddr(s), "reason", "all workers busy and queue full");
+                log.warn("overload", "peer_addr", peerAddr(s), "reason", maxConnections
+                        + " connections open (the cap); refused before the handshake");
                 close(s);
             }
         }
@@ -224,12 +235,12 @@ public final class MtlsServer implements Closeable {
                 // closing anyway
             }
         }
-        workers.shutdownNow();
+        connections.shutdownNow();
         for (Socket s : open) {
             close(s);
         }
         try {
-            workers.awaitTermination(2, TimeUnit.SECONDS);
+            connections.awaitTermination(2, TimeUnit.SECONDS);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }

@@ -5,6 +5,8 @@ package zt.serviceb.identity;
  * validate. The message says what and where; secrets never appear in it.
  */
 public class MaterialException extends Exception {
+    private static final long serialVersionUID = 1L;
+
     public MaterialException(String message) {
         super(message);
     }

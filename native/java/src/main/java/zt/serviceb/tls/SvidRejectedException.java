@@ -8,6 +8,8 @@ import java.security.cert.CertificateException;
  * and the {@code handshake_rejected} log line.
  */
 public final class SvidRejectedException extends CertificateException {
+    private static final long serialVersionUID = 1L;
+
     private final RejectReason reason;
     private final String peerSpiffeId;
     private final String peerSerial;

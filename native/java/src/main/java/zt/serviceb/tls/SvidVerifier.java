@@ -47,11 +47,6 @@ public final class SvidVerifier {
         return crl;
     }
 
-    /** The same bundle and trust domain with another CRL. */
-    public SvidVerifier withCrl(CrlIndex newCrl) {
-        return new SvidVerifier(bundle, trustDomain, newCrl, staleMonitor, clock);
-    }
-
     /** Returns the peer's SPIFFE ID, or throws with the contract reason. */
     public SpiffeId verify(X509Certificate[] chain) throws SvidRejectedException {
         if (chain == null || chain.length == 0) {

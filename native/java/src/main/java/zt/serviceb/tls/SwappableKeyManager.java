@@ -8,14 +8,16 @@ import java.util.ArrayDeque;
 import java.util.Deque;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.atomic.AtomicReference;
+import java.util.function.Supplier;
 import javax.net.ssl.SSLEngine;
 import javax.net.ssl.X509ExtendedKeyManager;
 
 import zt.serviceb.identity.IdentityMaterial;
 
 /**
- * The key manager of the one, stable SSLContext: it presents whatever identity is current.
+ * The key manager of the one, stable SSLContext: it presents the identity of the service's
+ * current snapshot (read through {@code current} on every handshake; a reload swaps the snapshot,
+ * never this object).
  *
  * <p>JSSE asks for an alias first and then, in separate calls, for that alias's key and chain.
  * A swap between those calls must not pair a new certificate with an old key, so every identity
@@ -26,30 +28,36 @@ public final class SwappableKeyManager extends X509ExtendedKeyManager {
     /** Identities kept resolvable after being replaced (in-flight handshakes). */
     private static final int RETAINED = 4;
 
-    private final AtomicReference<Entry> current = new AtomicReference<>();
+    private final Supplier<IdentityMaterial> current;
     private final Map<String, Entry> byAlias = new ConcurrentHashMap<>();
     private final Deque<String> order = new ArrayDeque<>();
 
-    public SwappableKeyManager(IdentityMaterial initial) {
-        swap(initial);
+    public SwappableKeyManager(Supplier<IdentityMaterial> current) {
+        this.current = current;
     }
 
-    /** Makes {@code material} the identity of every handshake that starts from now on. */
-    public void swap(IdentityMaterial material) {
-        Entry e = new Entry("identity-" + material.generation().getFileName() + "-" + material.serial(),
-                material.key(), material.chain().toArray(new X509Certificate[0]));
-        synchronized (order) {
-            byAlias.put(e.alias, e);
-            order.addLast(e.alias);
-            while (order.size() > RETAINED) {
-                byAlias.remove(order.removeFirst());
-            }
-            current.set(e);
+    /** The current identity's entry, made resolvable by its alias on first use. */
+    private Entry entry() {
+        IdentityMaterial material = current.get();
+        String alias = "identity-" + material.generation().getFileName() + "-" + material.serial();
+        Entry known = byAlias.get(alias);
+        if (known != null) {
+            return known;
         }
+        Entry e = new Entry(alias, material.key(), material.chain().toArray(new X509Certificate[0]));
+        synchronized (order) {
+            if (byAlias.putIfAbsent(alias, e) == null) {
+                order.addLast(alias);
+                while (order.size() > RETAINED) {
+                    byAlias.remove(order.removeFirst());
+                }
+            }
+        }
+        return e;
     }
 
     private String aliasFor(String keyType) {
-        Entry e = current.get();
+        Entry e = entry();
         return e.key.getAlgorithm().equals(keyType) ? e.alias : null;
     }
 

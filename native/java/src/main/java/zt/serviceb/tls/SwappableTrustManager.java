@@ -2,30 +2,23 @@ package zt.serviceb.tls;
 
 import java.net.Socket;
 import java.security.cert.X509Certificate;
-import java.util.concurrent.atomic.AtomicReference;
+import java.util.function.Supplier;
 import javax.net.ssl.SSLEngine;
 import javax.net.ssl.X509ExtendedTrustManager;
 
 /**
- * The trust manager of the one, stable SSLContext: it delegates to the current
- * {@link SvidVerifier} (bundle + CRL index), swapped atomically on reload.
+ * The trust manager of the one, stable SSLContext: it delegates to the {@link SvidVerifier}
+ * (bundle + CRL index) of the service's current snapshot, read on every check; a reload swaps
+ * the snapshot, never this object.
  *
  * <p>Being an X509ExtendedTrustManager, JSSE uses it as is (no wrapper adding hostname checks):
  * peers are identified by SPIFFE ID, never by host name. Both directions apply the same rules.
  */
 public final class SwappableTrustManager extends X509ExtendedTrustManager {
-    private final AtomicReference<SvidVerifier> current;
+    private final Supplier<SvidVerifier> current;
 
-    public SwappableTrustManager(SvidVerifier initial) {
-        current = new AtomicReference<>(initial);
-    }
-
-    public void swap(SvidVerifier verifier) {
-        current.set(verifier);
-    }
-
-    public SvidVerifier current() {
-        return current.get();
+    public SwappableTrustManager(Supplier<SvidVerifier> current) {
+        this.current = current;
     }
 
     private void check(X509Certificate[] chain) throws SvidRejectedException {

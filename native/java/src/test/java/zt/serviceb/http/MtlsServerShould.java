@@ -79,6 +79,43 @@ class MtlsServerShould {
     }
 
     @Test
+    void refuse_a_tls_1_2_client_that_offers_only_cbc_suites() throws Exception {
+        SSLContext ctx = client("client");
+        String[] tls12 = {"TLSv1.2"};
+        String[] cbc = {"TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384",
+            "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA",
+            "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA", "TLS_RSA_WITH_AES_128_CBC_SHA256"};
+        IOException e = assertThrows(IOException.class, () -> TestClient.connect(ctx, svc.port(), tls12, cbc));
+        assertTrue(String.valueOf(e.getMessage()).contains("handshake_failure"), e.toString());
+        Map<String, Object> logged = svc.log.await("handshake_rejected", r -> "protocol".equals(r.get("reason"))
+                && String.valueOf(r.get("detail")).contains("cipher suites in common"));
+        assertTrue(String.valueOf(logged.get("peer_addr")).startsWith("127.0.0.1:"), logged.toString());
+
+        // The twin: the same client offering AEAD suites is served.
+        String[] aead = {"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"};
+        try (var c = TestClient.connect(ctx, svc.port(), tls12, aead)) {
+            assertEquals(200, c.get("/hello").status());
+            assertTrue(c.socket().getSession().getCipherSuite().contains("_GCM_"));
+        }
+    }
+
+    @Test
+    void refuse_client_initiated_renegotiation_on_tls_1_2() throws Exception {
+        try (var c = TestClient.connect(client("client"), svc.port(), new String[] {"TLSv1.2"})) {
+            assertEquals(200, c.get("/hello").status());
+            // On an established TLS 1.2 connection the JDK client's startHandshake() sends a new
+            // ClientHello: a client-initiated renegotiation. A server that allowed it would go on
+            // to answer the next request; ours answers the ClientHello with a fatal alert.
+            c.socket().startHandshake();
+            IOException e = assertThrows(IOException.class, () -> c.get("/hello"));
+            assertTrue(String.valueOf(e.getMessage()).contains("handshake_failure"), e.toString());
+        }
+        try (var c = TestClient.connect(client("client"), svc.port(), new String[] {"TLSv1.2"})) {
+            assertEquals(200, c.get("/hello").status(), "a new connection is served as usual");
+        }
+    }
+
+    @Test
     void keep_a_connection_alive_across_requests() throws Exception {
         try (var c = TestClient.connect(client("client"), svc.port())) {
             for (int i = 0; i < 3; i++) {

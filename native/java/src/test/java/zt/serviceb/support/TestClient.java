@@ -75,13 +75,27 @@ public final class TestClient {
     }
 
     public static Connection connect(SSLContext ctx, int port, String[] protocols) throws IOException {
+        return connect(ctx, port, protocols, null);
+    }
+
+    /** {@code suites} null: the JDK's defaults. */
+    public static Connection connect(SSLContext ctx, int port, String[] protocols, String[] suites)
+            throws IOException {
         SSLSocket s = (SSLSocket) ctx.getSocketFactory().createSocket("127.0.0.1", port);
-        s.setSoTimeout(10_000);
-        if (protocols != null) {
-            s.setEnabledProtocols(protocols);
+        try {
+            s.setSoTimeout(10_000);
+            if (protocols != null) {
+                s.setEnabledProtocols(protocols);
+            }
+            if (suites != null) {
+                s.setEnabledCipherSuites(suites);
+            }
+            s.startHandshake();
+            return new Connection(s);
+        } catch (IOException | RuntimeException e) {
+            s.close();
+            throw e;
         }
-        s.startHandshake();
-        return new Connection(s);
     }
 
     /**
