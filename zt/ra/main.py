@@ -16,6 +16,7 @@ from zt import logjson, options
 from zt.clock import SystemClock
 from zt.durations import host_port, parse_duration
 from zt.errors import ZtError
+from zt.httpedge import EdgeConfig, add_edge_arguments, limits_from
 from zt.logjson import log_event
 from zt.ra.settings import ENV_SETTINGS, RaSettings
 
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--server-cert-ttl", type=parse_duration, default=parse_duration("7d"),
                    help="lifetime of the RA's own TLS certificate, re-issued at every start (default: 7d)")
     p.add_argument("--max-body", type=int, default=64 * 1024, help="largest request body in bytes (default: 65536)")
+    add_edge_arguments(p)
     p.add_argument("--durability", choices=["full", "normal"], default="full",
                    help="store fsync level: full survives power loss, normal survives a process kill (default: full)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -47,14 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from(args: argparse.Namespace) -> RaSettings:
     host, port = args.listen
+    limits = limits_from(args)
     names = tuple(args.server_name or ["127.0.0.1"])
     if host not in ("0.0.0.0", "::", "") and host not in names:
         names += (host,)
     return RaSettings(
         ca_dir=args.ca_dir.resolve(), host=host, port=port, workers=max(1, args.workers), leaf_ttl=args.leaf_ttl,
         crl_url=args.crl_url, crl_check_interval=args.crl_check_interval, server_names=names,
-        server_cert_ttl=args.server_cert_ttl, max_body=args.max_body, durable=args.durability == "full",
-        log_level=args.log_level,
+        server_cert_ttl=args.server_cert_ttl, max_body=args.max_body, header_timeout=limits.header_timeout,
+        max_connections=limits.max_connections, durable=args.durability == "full", log_level=args.log_level,
     )
 
 
@@ -78,11 +81,10 @@ def serve(settings: RaSettings, cert: Path, key: Path) -> None:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    config = uvicorn.Config(
-        "zt.ra.asgi:app_from_env", factory=True, host=settings.host, port=settings.port,
+    config = EdgeConfig(
+        "zt.ra.asgi:app_from_env", settings.edge_limits, factory=True, host=settings.host, port=settings.port,
         workers=settings.workers, ssl_certfile=str(cert), ssl_keyfile=str(key), log_config=None,
         access_log=False, timeout_graceful_shutdown=5, server_header=False,
-        h11_max_incomplete_event_size=16 * 1024,
     )
     if settings.workers == 1:
         uvicorn.Server(config).run()
@@ -110,7 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ra.store.close()
         log_event(log, "start", listen=f"{settings.host}:{settings.port}", workers=settings.workers,
                   trust_domain=ra.authority.trust_domain, server_serial=files.serial,
-                  server_names=list(settings.server_names), leaf_ttl_seconds=settings.leaf_ttl.total_seconds())
+                  server_names=list(settings.server_names), leaf_ttl_seconds=settings.leaf_ttl.total_seconds(),
+                  header_timeout_seconds=settings.header_timeout, max_connections=settings.max_connections)
         serve(settings, files.cert, files.key)
     except ZtError as e:
         log_event(log, "start_failed", logging.ERROR, reason=str(e))
