@@ -15,10 +15,10 @@ from pathlib import Path
 from zt import logjson, options
 from zt.clock import SystemClock
 from zt.durations import host_port, parse_duration
-from zt.errors import ZtError
+from zt.errors import ConfigError, ZtError
 from zt.httpedge import EdgeConfig, add_edge_arguments, limits_from
 from zt.logjson import log_event
-from zt.ra.settings import ENV_SETTINGS, RaSettings
+from zt.ra.settings import ENV_SETTINGS, MAX_LEAF_TTL, RaSettings
 
 log = logging.getLogger("zt.ra")
 
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="HTTPS listen address (default: 127.0.0.1:8443)")
     p.add_argument("--workers", type=int, default=1, help="worker processes sharing the store (default: 1)")
     p.add_argument("--leaf-ttl", type=parse_duration, default=parse_duration("1h"),
-                   help="default and maximum leaf lifetime, e.g. 1h, 5m; minimum 30s (default: 1h)")
+                   help="default and maximum leaf lifetime, e.g. 1h, 5m; 30s to 366d (default: 1h)")
     p.add_argument("--crl-url", help="CRL distribution point put in leaves (default: the one given to ztca init)")
     p.add_argument("--crl-check-interval", type=float, default=10.0,
                    help="seconds between checks whether the CRL must be re-issued (default: 10)")
@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from(args: argparse.Namespace) -> RaSettings:
     host, port = args.listen
     limits = limits_from(args)
+    if args.leaf_ttl > MAX_LEAF_TTL:
+        raise ConfigError(f"--leaf-ttl must be at most {MAX_LEAF_TTL.days}d")
     names = tuple(args.server_name or ["127.0.0.1"])
     if host not in ("0.0.0.0", "::", "") and host not in names:
         names += (host,)

@@ -16,6 +16,9 @@ from pathlib import Path
 from zt.httpedge import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, EdgeLimits
 
 ENV_SETTINGS = "ZT_RA_SETTINGS_JSON"
+# The longest leaf lifetime an RA may be configured for, and so the upper bound of
+# `ttl_seconds` in the API schema. X509-SVIDs are short-lived; a year is already generous.
+MAX_LEAF_TTL = dt.timedelta(days=366)
 
 
 @dataclass(frozen=True)
