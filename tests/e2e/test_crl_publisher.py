@@ -79,28 +79,34 @@ def test_openssl_crl_check_refuses_revoked_and_accepts_good(ca: CaDir, crl_serve
 def test_ra_reissues_crl_before_next_update_without_revocations(tmp_path: Path) -> None:
     ca = make_ca(tmp_path, "--crl-validity", "4s")
     logs = tmp_path / "logs"
-    crl = start_crl(ca, logs)
-    ra = start_ra(ca, logs)
+    ra = start_ra(ca, logs)  # first: it keeps the 4 s CRL fresh, or zt-crl's /healthz may see it stale
     try:
-        first = x509.load_der_x509_crl(httpx.get(crl.url + "/crl").content)
-        seen: list[x509.CertificateRevocationList] = []
-
-        def newer() -> bool:
-            c = x509.load_der_x509_crl(httpx.get(crl.url + "/crl").content)
-            if crl_number(c) > crl_number(first):
-                seen.append(c)
-                return True
-            return False
-
-        process.wait_until("a re-issued CRL", newer, timeout=10)
-        assert first.next_update_utc is not None
-        assert seen[0].next_update_utc is not None
-        assert seen[0].last_update_utc < first.next_update_utc  # issued before the old one lapsed
-        assert seen[0].next_update_utc > first.next_update_utc
-        assert httpx.get(crl.url + "/healthz").status_code == 200
+        crl = start_crl(ca, logs)
+        try:
+            check_reissue(crl)
+        finally:
+            crl.proc.stop()
     finally:
         ra.proc.stop()
-        crl.proc.stop()
+
+
+def check_reissue(crl: CrlServer) -> None:
+    first = x509.load_der_x509_crl(httpx.get(crl.url + "/crl").content)
+    seen: list[x509.CertificateRevocationList] = []
+
+    def newer() -> bool:
+        c = x509.load_der_x509_crl(httpx.get(crl.url + "/crl").content)
+        if crl_number(c) > crl_number(first):
+            seen.append(c)
+            return True
+        return False
+
+    process.wait_until("a re-issued CRL", newer, timeout=10)
+    assert first.next_update_utc is not None
+    assert seen[0].next_update_utc is not None
+    assert seen[0].last_update_utc < first.next_update_utc  # issued before the old one lapsed
+    assert seen[0].next_update_utc > first.next_update_utc
+    assert httpx.get(crl.url + "/healthz").status_code == 200
 
 
 def test_no_crl_yet_is_503_not_500(tmp_path: Path) -> None:
