@@ -106,6 +106,7 @@ class EdgeConfig(uvicorn.Config):
 
     A subclass rather than fields on the side because uvicorn hands the config object to
     each worker process (pickled) and to every protocol instance: the limits travel with it.
+    The loop is always asyncio's selector loop (never uvloop): that is the one subclassed here.
     """
 
     def __init__(self, app: Any, limits: EdgeLimits, **kwargs: Any) -> None:
