@@ -6,19 +6,26 @@ import contextlib
 import datetime as dt
 import io
 import json
+import socket
+import ssl
 import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from tests.conftest import RaServer
+from tests.conftest import RaServer, make_ca, start_ra
 from zt import svid
 from zt.agent.material import build_csr, csr_pem
 from zt.cli import ztca
 from zt.clock import FakeClock, utcnow
+from zt.lab.ports import free_port
 from zt.pki.keys import generate_key
 from zt.pki.renewal_proof import make_renewal_proof
 
@@ -220,3 +227,107 @@ def test_renewal_with_expired_certificate_is_401(ra: RaServer, tmp_path: Path) -
     key = load_pem_private_key((out / "key.pem").read_bytes(), None)
     _, r = renew(ra, key, (out / "chain.pem").read_text(), "spiffe://zt.lab/svc/old")
     assert_error(r, 401, "expired_certificate")
+
+
+@pytest.mark.parametrize("ttl", [10**15, 2**63, 366 * 86400 + 1, 29, -1])
+def test_ttl_out_of_range_is_400_and_spends_no_token(ra: RaServer, ttl: int) -> None:
+    """10**15 used to reach timedelta() and come back as a 500 with a traceback in the log."""
+    token = ra.ca.register("a")
+    body = assert_error(issue(ra, token, csr_pem(build_csr(generate_key(), SID)), ttl_seconds=ttl), 400, "bad_ttl")
+    assert body["reason"].startswith("ttl_seconds:")
+    assert issue(ra, token, csr_pem(build_csr(generate_key(), SID))).status_code == 200
+
+
+def test_renew_ttl_out_of_range_is_400(ra: RaServer) -> None:
+    with ra.client() as c:
+        r = c.post("/v1/renew", json={"csr": csr_pem(build_csr(generate_key(), SID)), "proof": "a.b.c",
+                                      "ttl_seconds": 10**15})
+    assert_error(r, 400, "bad_ttl")
+
+
+def test_schema_states_the_ttl_bounds_and_only_the_api_is_served(ra: RaServer) -> None:
+    with ra.client() as c:
+        spec = c.get("/openapi.json").json()
+        ttl = spec["components"]["schemas"]["IssueRequest"]["properties"]["ttl_seconds"]["anyOf"][0]
+        assert ttl["minimum"] == 30 and ttl["maximum"] == 366 * 86400
+        for path in ("/docs", "/redoc"):
+            assert_error(c.get(path), 404, "not_found")
+        r = c.get("/v1/status/", headers={"Host": "evil.example"})  # no redirect built from Host
+        assert_error(r, 404, "not_found")
+        assert "location" not in r.headers
+
+
+def test_chunked_oversized_body_is_413(ra: RaServer) -> None:
+    """No Content-Length: the limit is found while streaming (it used to come back as 400)."""
+    token = ra.ca.register("a")
+
+    def ten_megabytes() -> Iterator[bytes]:
+        yield b'{"csr": "'
+        for _ in range(160):
+            yield b"A" * 65536
+
+    with ra.client() as c:
+        r = c.post("/v1/issue", content=ten_megabytes(),
+                   headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    body = assert_error(r, 413, "payload_too_large")
+    assert "65536 bytes" in body["reason"]
+    assert r.headers["connection"] == "close"
+    assert issue(ra, token, csr_pem(build_csr(generate_key(), SID))).status_code == 200
+
+
+def test_chunked_oversized_body_stops_the_server_reading(ra: RaServer) -> None:
+    """After its 413 the server closes: a client that keeps sending is cut off, not drained."""
+    ctx = ssl.create_default_context(cafile=str(ra.ca.paths.bundle))
+    u = httpx.URL(ra.url)
+    assert u.port is not None
+    chunk = b"10000\r\n" + b"A" * 0x10000 + b"\r\n"
+    with socket.create_connection(("127.0.0.1", u.port), timeout=10) as raw, \
+            ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+        s.sendall(b"POST /v1/issue HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n" + chunk * 2)
+        answer = b""
+        while b"payload_too_large" not in answer:
+            data = s.recv(65536)
+            assert data, f"closed without an answer: {answer!r}"
+            answer += data
+        assert answer.startswith(b"HTTP/1.1 413") and b"connection: close" in answer.lower(), answer
+        sent_after, t0, cut = 0, time.monotonic(), False
+        while not cut and sent_after < 10 * 1024 * 1024 and time.monotonic() - t0 < 20:
+            try:
+                s.sendall(chunk)
+                sent_after += len(chunk)
+            except (OSError, ssl.SSLError):
+                cut = True
+    assert cut, f"the server kept reading: {sent_after} bytes in {time.monotonic() - t0:.1f} s after its 413"
+    print(f"the server cut the upload off after {sent_after} more bytes, {time.monotonic() - t0:.2f} s")
+
+
+def test_expired_intermediate_is_503_ca_unavailable_not_a_store_error(tmp_path: Path) -> None:
+    """The RA started while its intermediate was valid; now it has expired and signing fails."""
+    ca = make_ca(tmp_path, "--intermediate-ttl", "20s")
+    ra = start_ra(ca, tmp_path / "logs")
+    try:
+        token = ca.register("a")
+        inter = x509.load_pem_x509_certificate(ca.paths.intermediate_cert.read_bytes())
+        time.sleep(max(0.0, inter.not_valid_after_utc.timestamp() - time.time() + 1))
+        # The RA's own TLS certificate is capped at the intermediate's notAfter and has expired
+        # with it: verification is off because the answer, not the handshake, is under test.
+        r = httpx.post(ra.url + "/v1/issue", json={"csr": csr_pem(build_csr(generate_key(), SID))},
+                       headers={"Authorization": f"Bearer {token}"}, verify=False, timeout=10)
+        body = assert_error(r, 503, "ca_unavailable")
+        assert "intermediate CA expired at" in body["reason"] and "store" not in body["reason"]
+        log = (tmp_path / "logs").glob("zt-ra-*.log")
+        assert any('"event":"ca_error"' in p.read_text() for p in log)
+    finally:
+        ra.proc.stop()
+
+
+def test_ra_refuses_to_start_with_an_expired_intermediate(tmp_path: Path) -> None:
+    ca = make_ca(tmp_path)
+    with contextlib.redirect_stdout(io.StringIO()):  # a CA made two days ago whose intermediate lived one
+        assert ztca.main(["init", "--dir", str(ca.dir), "--force", "--intermediate-ttl", "1d"],
+                         clock=FakeClock(utcnow() - dt.timedelta(days=2))) == 0
+    out = subprocess.run([sys.executable, "-m", "zt.ra.main", "--ca-dir", str(ca.dir), "--listen",
+                          f"127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1, out.stderr
+    assert "intermediate CA expired" in out.stderr and "Traceback" not in out.stderr

@@ -5,49 +5,77 @@
     GET /healthz   200 while a CRL is served and not past nextUpdate, else 503
     GET /metrics   Prometheus text
 
+Nothing else: no /docs, /redoc or /openapi.json, no trailing-slash redirects (their Location
+would be built from the client's Host header); any other path is 404 and any other method 405,
+as JSON {error, reason} like every error here.
+
 Caches may keep the CRL for `max_age` seconds but never past nextUpdate; plain HTTP is the
-norm for CRLs (RFC 5280 8: they are signed, and HTTPS for them would be circular).
+norm for CRLs (RFC 5280 8: they are signed, and HTTPS for them would be circular). A CRL file
+that is refused (see zt.crl.source) never replaces the one being served.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from email.utils import format_datetime
 from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from zt import __version__
 from zt.clock import Clock, SystemClock, rfc3339
 from zt.crl.source import CrlSnapshot, CrlSource
 
+log = logging.getLogger("zt.crl")
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
 
 def create_app(crl_der: Path, max_age: int = 5, clock: Clock | None = None) -> FastAPI:
     clock = clock or SystemClock()
-    source = CrlSource(crl_der)
     registry = CollectorRegistry()
+    refused = Counter("zt_crl_refused_total", "CRL files refused (unreadable, not a CRL, no CRL number or "
+                      "nextUpdate); the last good one is served instead", registry=registry)
+    source = CrlSource(crl_der, on_refused=refused.inc)
     served = Counter("zt_crl_requests_total", "CRL requests", ["format", "code"], registry=registry)
     number = Gauge("zt_crl_number", "CRL number being served", registry=registry)
     next_update = Gauge("zt_crl_next_update_seconds", "nextUpdate of the served CRL, Unix time", registry=registry)
     entries = Gauge("zt_crl_entries", "revoked serials in the served CRL", registry=registry)
-    app = FastAPI(title="zt CRL publisher", version=__version__,
-                  description="Serves the intermediate CA's current CRL.")
+    app = FastAPI(title="zt CRL publisher", version=__version__, docs_url=None, redoc_url=None, openapi_url=None,
+                  redirect_slashes=False, description="Serves the intermediate CA's current CRL.")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "error")
+        return JSONResponse({"error": code, "reason": str(exc.detail)}, status_code=exc.status_code,
+                            headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error", extra={"event": "internal_error", "fields": {}})
+        return JSONResponse({"error": "internal", "reason": "internal error; the publisher's log has the details"},
+                            status_code=500)
 
     def unavailable() -> JSONResponse:
-        return JSONResponse({"error": "unavailable", "reason": "no CRL has been published yet"}, status_code=503,
-                            headers={"Retry-After": "1"})
+        return JSONResponse({"error": "unavailable", "reason": source.problem or "no CRL is being served"},
+                            status_code=503, headers={"Retry-After": "1"})
+
+    def current() -> CrlSnapshot | None:
+        snap = source.current()
+        if snap is not None:
+            number.set(snap.number)
+            entries.set(snap.entries)
+            next_update.set(snap.next_update.timestamp())
+        return snap
 
     def serve(request: Request, fmt: str) -> Response:
-        snap = source.current()
+        snap = current()
         if snap is None:
             served.labels(fmt, "503").inc()
             return unavailable()
-        number.set(snap.number)
-        entries.set(snap.entries)
-        if snap.next_update:
-            next_update.set(snap.next_update.timestamp())
         headers = _cache_headers(snap, clock.now(), max_age)
         if request.headers.get("if-none-match") in (snap.etag, "*"):
             served.labels(fmt, "304").inc()
@@ -67,26 +95,33 @@ def create_app(crl_der: Path, max_age: int = 5, clock: Clock | None = None) -> F
 
     @app.get("/healthz", summary="200 while a current CRL is served")
     def healthz() -> JSONResponse:
-        snap = source.current()
+        """ok (200); degraded (200: the file on disk was refused, the last good CRL is served and
+        `problem` says why); stale (503: past nextUpdate); unavailable (503: nothing good to serve)."""
+        snap = current()
+        problem = source.problem
         if snap is None:
-            return unavailable()
-        stale = snap.next_update is not None and clock.now() >= snap.next_update
-        body = {"status": "stale" if stale else "ok", "crl_number": snap.number, "entries": snap.entries,
-                "next_update": rfc3339(snap.next_update) if snap.next_update else None}
+            return JSONResponse({"status": "unavailable", "error": "unavailable",
+                                 "reason": problem or "no CRL is being served"}, status_code=503,
+                                headers={"Retry-After": "1"})
+        stale = clock.now() >= snap.next_update
+        body: dict[str, object] = {"status": "stale" if stale else "degraded" if problem else "ok",
+                                   "crl_number": snap.number, "entries": snap.entries,
+                                   "next_update": rfc3339(snap.next_update)}
+        if problem:
+            body["problem"] = problem
         return JSONResponse(body, status_code=503 if stale else 200)
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics")
     def metrics() -> Response:
+        current()
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
 
 
 def _cache_headers(snap: CrlSnapshot, now: dt.datetime, max_age: int) -> dict[str, str]:
-    left = int((snap.next_update - now).total_seconds()) if snap.next_update else max_age
+    left = int((snap.next_update - now).total_seconds())
     age = max(0, min(max_age, left))  # never cacheable past nextUpdate
-    headers = {"ETag": snap.etag, "Cache-Control": f"public, max-age={age}, must-revalidate",
-               "Last-Modified": format_datetime(snap.this_update, usegmt=True)}
-    if snap.next_update:
-        headers["Expires"] = format_datetime(snap.next_update, usegmt=True)
-    return headers
+    return {"ETag": snap.etag, "Cache-Control": f"public, max-age={age}, must-revalidate",
+            "Last-Modified": format_datetime(snap.this_update, usegmt=True),
+            "Expires": format_datetime(snap.next_update, usegmt=True)}

@@ -34,8 +34,8 @@ from zt.errors import StoreError
 from zt.logjson import log_event
 from zt.ra import http_errors, metrics
 from zt.ra.revocation import crl_state, refresh_crl_if_due
-from zt.ra.service import Issued, RegistrationAuthority
-from zt.ra.settings import RaSettings
+from zt.ra.service import MIN_LEAF_TTL, Issued, RegistrationAuthority
+from zt.ra.settings import MAX_LEAF_TTL, RaSettings
 from zt.ra.store import Store
 from zt.ra.tokens import bearer_token
 
@@ -67,7 +67,9 @@ class RegisterResponse(BaseModel):
 
 class IssueRequest(Strict):
     csr: str = Field(max_length=PEM_MAX, description="PEM PKCS#10 request whose only SAN is the SPIFFE ID")
-    ttl_seconds: int | None = Field(default=None, description="shorter lifetime than the RA default, >= 30")
+    ttl_seconds: int | None = Field(
+        default=None, ge=int(MIN_LEAF_TTL.total_seconds()), le=int(MAX_LEAF_TTL.total_seconds()),
+        description="a lifetime shorter than the RA's --leaf-ttl, which is also the default; seconds")
 
 
 class RenewRequest(IssueRequest):
@@ -162,11 +164,18 @@ def create_app(settings: RaSettings, clock: Clock | None = None) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    # Only the API and its schema: no /docs or /redoc (they load scripts from a CDN), and no
+    # trailing-slash redirects (their Location is built from the client's Host header).
     app = FastAPI(title="zt registration authority", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None, redirect_slashes=False,
                   description="Issues SPIFFE X509-SVIDs for registered workloads. Errors are JSON "
-                              "{error, reason} with a 4xx status.")
+                              "{error, reason} with a 4xx status, or 503 when the RA cannot reach its "
+                              "store (unavailable) or cannot sign (ca_unavailable).")
     http_errors.install(app)
     app.state.ra = ra
+    # Inside `count` (middleware added later wraps it): BaseHTTPMiddleware reads the body in a
+    # task group, which would wrap BodyLimit's 413 in an ExceptionGroup that FastAPI turns into 400.
+    app.add_middleware(http_errors.BodyLimit, limit=settings.max_body)
 
     @app.middleware("http")
     async def count(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -232,5 +241,4 @@ def create_app(settings: RaSettings, clock: Clock | None = None) -> FastAPI:
         data, content_type = metrics.render()
         return Response(data, media_type=content_type)
 
-    app.add_middleware(http_errors.BodyLimit, limit=settings.max_body)
     return app

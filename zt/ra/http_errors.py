@@ -15,13 +15,16 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from zt.errors import InvalidValue, PayloadTooLarge, RequestRejected, StoreError
+from zt.clock import rfc3339
+from zt.errors import CaError, InvalidValue, RequestRejected, StoreError
 from zt.logjson import log_event
 from zt.ra import metrics
 
 log = logging.getLogger("zt.ra")
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
+# Fields whose range errors get the same code as the service's own range check.
+_FIELD_CODES = {"ttl_seconds": "bad_ttl", "token_ttl_seconds": "bad_ttl"}
 
 
 def error_body(code: str, reason: str) -> dict[str, str]:
@@ -51,18 +54,27 @@ def install(app: FastAPI) -> None:
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         first = errors[0] if errors else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+        code = _FIELD_CODES.get(loc[-1], "bad_request") if loc else "bad_request"
         if first.get("type") == "json_invalid":
             reason = "request body is not valid JSON"
         else:
-            reason = f"{where or 'body'}: {first.get('msg', 'invalid')}"
-        metrics.REJECTED.labels(endpoint_of(request), "bad_request").inc()
-        return JSONResponse(error_body("bad_request", reason), status_code=400)
+            reason = f"{'.'.join(loc) or 'body'}: {first.get('msg', 'invalid')}"
+        metrics.REJECTED.labels(endpoint_of(request), code).inc()
+        return JSONResponse(error_body(code, reason), status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "error")
-        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 413:
+            headers["Connection"] = "close"  # the rest of the body is not read: end the connection
+            metrics.REJECTED.labels(endpoint_of(request), code).inc()
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(CaError)
+    async def ca_error(request: Request, exc: CaError) -> JSONResponse:
+        return _ca_unavailable(request, exc)
 
     @app.exception_handler(StoreError)
     async def store_error(request: Request, exc: StoreError) -> JSONResponse:
@@ -77,8 +89,35 @@ def install(app: FastAPI) -> None:
                             status_code=500)
 
 
+def _ca_unavailable(request: Request, exc: CaError) -> JSONResponse:
+    """The CA side cannot sign (an expired intermediate, unreadable CA files): not the client's
+    fault and not the store's. The client gets a short reason, the log the whole cause (which
+    may name files). No Retry-After: an operator has to act first."""
+    log_event(log, "ca_error", logging.ERROR, endpoint=endpoint_of(request), reason=str(exc))
+    metrics.REJECTED.labels(endpoint_of(request), "ca_unavailable").inc()
+    reason = "the RA cannot sign: its CA material is unusable; the RA log has the cause"
+    ra = getattr(request.app.state, "ra", None)
+    if ra is not None and ra.clock.now() >= ra.authority.not_after:
+        reason = f"the RA cannot sign: its intermediate CA expired at {rfc3339(ra.authority.not_after)}"
+    return JSONResponse(error_body("ca_unavailable", reason), status_code=503)
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """A streamed body went over the limit.
+
+    Raised inside receive(), so it surfaces wherever the body is read. It must be an
+    HTTPException: FastAPI's body parsing turns any other exception into 400 "There was an
+    error parsing the body", and re-raises HTTPException to the handler above (413 JSON).
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(status_code=413, detail=f"request body is larger than {limit} bytes")
+
+
 class BodyLimit:
-    """Refuse request bodies over `limit` bytes with 413, declared or streamed."""
+    """Refuse request bodies over `limit` bytes with 413, declared (Content-Length, refused before
+    reading) or streamed (chunked: refused at the first chunk over the limit). Either way the
+    answer carries `Connection: close`, so the server stops reading the rest."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -105,7 +144,7 @@ class BodyLimit:
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > self.limit:
-                    raise PayloadTooLarge(f"request body is larger than {self.limit} bytes")
+                    raise BodyTooLarge(self.limit)
             return msg
 
         await self.app(scope, limited, send)

@@ -15,9 +15,10 @@ from pathlib import Path
 from zt import logjson, options
 from zt.clock import SystemClock
 from zt.durations import host_port, parse_duration
-from zt.errors import ZtError
+from zt.errors import ConfigError, ZtError
+from zt.httpedge import EdgeConfig, add_edge_arguments, limits_from
 from zt.logjson import log_event
-from zt.ra.settings import ENV_SETTINGS, RaSettings
+from zt.ra.settings import ENV_SETTINGS, MAX_LEAF_TTL, RaSettings
 
 log = logging.getLogger("zt.ra")
 
@@ -30,7 +31,7 @@ def build_parser() -> options.LayeredParser:
                    help="HTTPS listen address (default: 127.0.0.1:8443)")
     p.add_argument("--workers", type=int, default=1, help="worker processes sharing the store (default: 1)")
     p.add_argument("--leaf-ttl", type=parse_duration, default=parse_duration("1h"),
-                   help="default and maximum leaf lifetime, e.g. 1h, 5m; minimum 30s (default: 1h)")
+                   help="default and maximum leaf lifetime, e.g. 1h, 5m; 30s to 366d (default: 1h)")
     p.add_argument("--crl-url", help="CRL distribution point put in leaves (default: the one given to ztca init)")
     p.add_argument("--crl-check-interval", type=float, default=10.0,
                    help="seconds between checks whether the CRL must be re-issued (default: 10)")
@@ -39,6 +40,7 @@ def build_parser() -> options.LayeredParser:
     p.add_argument("--server-cert-ttl", type=parse_duration, default=parse_duration("7d"),
                    help="lifetime of the RA's own TLS certificate, re-issued at every start (default: 7d)")
     p.add_argument("--max-body", type=int, default=64 * 1024, help="largest request body in bytes (default: 65536)")
+    add_edge_arguments(p)
     p.add_argument("--durability", choices=["full", "normal"], default="full",
                    help="store fsync level: full survives power loss, normal survives a process kill (default: full)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -47,14 +49,17 @@ def build_parser() -> options.LayeredParser:
 
 def settings_from(args: argparse.Namespace) -> RaSettings:
     host, port = args.listen
+    limits = limits_from(args)
+    if args.leaf_ttl > MAX_LEAF_TTL:
+        raise ConfigError(f"--leaf-ttl must be at most {MAX_LEAF_TTL.days}d")
     names = tuple(args.server_name or ["127.0.0.1"])
     if host not in ("0.0.0.0", "::", "") and host not in names:
         names += (host,)
     return RaSettings(
         ca_dir=args.ca_dir.resolve(), host=host, port=port, workers=max(1, args.workers), leaf_ttl=args.leaf_ttl,
         crl_url=args.crl_url, crl_check_interval=args.crl_check_interval, server_names=names,
-        server_cert_ttl=args.server_cert_ttl, max_body=args.max_body, durable=args.durability == "full",
-        log_level=args.log_level,
+        server_cert_ttl=args.server_cert_ttl, max_body=args.max_body, header_timeout=limits.header_timeout,
+        max_connections=limits.max_connections, durable=args.durability == "full", log_level=args.log_level,
     )
 
 
@@ -78,11 +83,10 @@ def serve(settings: RaSettings, cert: Path, key: Path) -> None:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    config = uvicorn.Config(
-        "zt.ra.asgi:app_from_env", factory=True, host=settings.host, port=settings.port,
+    config = EdgeConfig(
+        "zt.ra.asgi:app_from_env", settings.edge_limits, factory=True, host=settings.host, port=settings.port,
         workers=settings.workers, ssl_certfile=str(cert), ssl_keyfile=str(key), log_config=None,
         access_log=False, timeout_graceful_shutdown=5, server_header=False,
-        h11_max_incomplete_event_size=16 * 1024,
     )
     if settings.workers == 1:
         uvicorn.Server(config).run()
@@ -110,7 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ra.store.close()
         log_event(log, "start", listen=f"{settings.host}:{settings.port}", workers=settings.workers,
                   trust_domain=ra.authority.trust_domain, server_serial=files.serial,
-                  server_names=list(settings.server_names), leaf_ttl_seconds=settings.leaf_ttl.total_seconds())
+                  server_names=list(settings.server_names), leaf_ttl_seconds=settings.leaf_ttl.total_seconds(),
+                  header_timeout_seconds=settings.header_timeout, max_connections=settings.max_connections)
         serve(settings, files.cert, files.key)
     except ZtError as e:
         log_event(log, "start_failed", logging.ERROR, reason=str(e))

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from zt.ca.authority import Authority
 from zt.ca.layout import CaPaths
 from zt.clock import Clock, rfc3339
-from zt.errors import BadRequest, CaError, NotFound, StoreError, SvidError, Unauthorized
+from zt.errors import BadRequest, NotFound, SvidError, Unauthorized
 from zt.logjson import log_event
 from zt.pki.encoding import pem, serial_hex
 from zt.pki.renewal_proof import presented_chain, verify_renewal_proof
@@ -121,11 +121,10 @@ class RegistrationAuthority:
 
     def _sign(self, grant: Grant, csr: x509.CertificateSigningRequest, now: dt.datetime) -> CertRecord:
         ident = grant.identity
-        try:
-            cert = self.authority.sign_leaf(csr.public_key(), parse_spiffe_id(ident.spiffe_id),  # type: ignore[arg-type]
-                                            grant.lifetime, now, self.crl_url)
-        except CaError as e:
-            raise StoreError(str(e)) from e
+        # A CaError (an expired intermediate, unreadable CA files) propagates as itself: the
+        # HTTP boundary answers 503 ca_unavailable, not "cannot reach its store".
+        cert = self.authority.sign_leaf(csr.public_key(), parse_spiffe_id(ident.spiffe_id),  # type: ignore[arg-type]
+                                        grant.lifetime, now, self.crl_url)
         return CertRecord(
             serial=serial_hex(cert), identity=ident.name, spiffe_id=ident.spiffe_id,
             not_before=cert.not_valid_before_utc.timestamp(), not_after=cert.not_valid_after_utc.timestamp(),

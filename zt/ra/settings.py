@@ -13,7 +13,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from zt.httpedge import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, EdgeLimits
+
 ENV_SETTINGS = "ZT_RA_SETTINGS_JSON"
+# The longest leaf lifetime an RA may be configured for, and so the upper bound of
+# `ttl_seconds` in the API schema. X509-SVIDs are short-lived; a year is already generous.
+MAX_LEAF_TTL = dt.timedelta(days=366)
 
 
 @dataclass(frozen=True)
@@ -28,8 +33,14 @@ class RaSettings:
     server_names: tuple[str, ...] = ("127.0.0.1",)
     server_cert_ttl: dt.timedelta = dt.timedelta(days=7)
     max_body: int = 64 * 1024
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
     durable: bool = True
     log_level: str = "info"
+
+    @property
+    def edge_limits(self) -> EdgeLimits:
+        return EdgeLimits(header_timeout=self.header_timeout, max_connections=self.max_connections)
 
     def to_json(self) -> str:
         d = dataclasses.asdict(self)

@@ -1,0 +1,186 @@
+"""uvicorn, bounded at the connection level: what the RA and the CRL publisher need in front of them.
+
+uvicorn closes an *idle* keep-alive connection after `timeout_keep_alive`, and h11 caps the
+size of a request head (`h11_max_incomplete_event_size`), but nothing bounds the *time* a
+client may take to send that head: a slowloris client that opens a connection and sends one
+header byte every few seconds holds a socket, a file descriptor and a protocol object for
+as long as it likes (measured before this module: more than 30 s, no limit). A TLS server has
+the same hole one step earlier: asyncio gives a half-done handshake 60 s, and a closing TLS
+connection whose peer never answers close_notify another 30 s.
+
+This module closes both holes with three small pieces, each on uvicorn's public API:
+
+- `HeadTimeoutProtocol` (uvicorn's h11 protocol) arms a timer whenever it waits for a request
+  head (connection made, previous response finished) and closes the connection when the
+  timer fires before h11 has parsed a complete head. Data arriving does not reset it, which
+  is what defeats a byte-at-a-time drip. Bodies are not covered: the RA and the publisher
+  read at most a small body (`--max-body`), and the concurrency cap bounds the rest.
+- The same protocol refuses connections over `max_connections` per process: every request
+  on such a connection gets 503 JSON `{"error": "over_capacity"}` and `Connection: close`.
+  uvicorn's own `limit_concurrency` answers a plain-text 503; ours is counted when the
+  connection is made, so half-sent heads count against the cap from the first byte.
+- `EdgeConfig` runs the server on an asyncio loop whose `create_server` passes
+  `ssl_handshake_timeout` and `ssl_shutdown_timeout` (the same `header_timeout`), so a
+  half-done TLS handshake and an unanswered close_notify are bounded too.
+
+A legitimate client sends its TLS handshake and head in a few milliseconds; the default
+header timeout (10 s) leaves room for a loaded machine. Limits are per worker process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import h11
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.server import ServerState
+
+from zt.durations import parse_duration
+from zt.errors import ConfigError
+from zt.logjson import log_event
+
+log = logging.getLogger("zt.edge")
+
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_MAX_CONNECTIONS = 1000
+MAX_HEAD_BYTES = 16 * 1024  # h11's cap on an incomplete head (request line + headers)
+
+
+@dataclass(frozen=True)
+class EdgeLimits:
+    """How long a client may take to send its TLS handshake and each request head, and how
+    many connections one worker process keeps open at most."""
+
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+
+    def __post_init__(self) -> None:
+        if not self.header_timeout > 0:
+            raise ConfigError(f"--header-timeout must be more than 0 (got {self.header_timeout}s)")
+        if self.max_connections < 1:
+            raise ConfigError(f"--max-connections must be at least 1 (got {self.max_connections})")
+
+
+def add_edge_arguments(parser: argparse.ArgumentParser) -> None:
+    """The two flags both daemons take, with one help text."""
+    parser.add_argument("--header-timeout", type=parse_duration, default=parse_duration(f"{DEFAULT_HEADER_TIMEOUT:g}s"),
+                        help="close a connection whose TLS handshake or request head is not complete within this "
+                             f"time, e.g. 5s (default: {DEFAULT_HEADER_TIMEOUT:g}s)")
+    parser.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS,
+                        help="open connections per worker process; requests on connections over it get 503 "
+                             f"over_capacity (default: {DEFAULT_MAX_CONNECTIONS})")
+
+
+def limits_from(args: argparse.Namespace) -> EdgeLimits:
+    return EdgeLimits(header_timeout=args.header_timeout.total_seconds(), max_connections=args.max_connections)
+
+
+class _HandshakeBoundedLoop(asyncio.SelectorEventLoop):
+    """An asyncio loop whose TLS servers bound the handshake and the closing handshake.
+
+    uvicorn creates its servers with `loop.create_server(..., ssl=...)` and no timeouts, so
+    asyncio's defaults (60 s handshake, 30 s shutdown) apply; this loop supplies ours.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self._tls_timeout = timeout
+
+    async def create_server(self, *args: Any, **kwargs: Any) -> asyncio.Server:
+        if kwargs.get("ssl") is not None:
+            kwargs.setdefault("ssl_handshake_timeout", self._tls_timeout)
+            kwargs.setdefault("ssl_shutdown_timeout", self._tls_timeout)
+        return await super().create_server(*args, **kwargs)
+
+
+class EdgeConfig(uvicorn.Config):
+    """`uvicorn.Config` with `HeadTimeoutProtocol` and the bounded loop.
+
+    A subclass rather than fields on the side because uvicorn hands the config object to
+    each worker process (pickled) and to every protocol instance: the limits travel with it.
+    The loop is always asyncio's selector loop (never uvloop): that is the one subclassed here.
+    """
+
+    def __init__(self, app: Any, limits: EdgeLimits, **kwargs: Any) -> None:
+        kwargs.setdefault("h11_max_incomplete_event_size", MAX_HEAD_BYTES)
+        super().__init__(app, http=HeadTimeoutProtocol, loop="asyncio", **kwargs)
+        self.limits = limits
+
+    def get_loop_factory(self) -> Callable[[], asyncio.AbstractEventLoop]:
+        return functools.partial(_HandshakeBoundedLoop, self.limits.header_timeout)
+
+
+def _over_capacity_app(limit: int) -> Callable[..., Any]:
+    body = json.dumps({"error": "over_capacity",
+                       "reason": f"the server has {limit} connections open, its limit; retry later"}).encode()
+
+    async def app(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        await send({"type": "http.response.start", "status": 503, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+            (b"retry-after", b"1"), (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+class HeadTimeoutProtocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for each request head and a connection cap."""
+
+    def __init__(self, config: uvicorn.Config, server_state: ServerState, app_state: dict[str, Any],
+                 _loop: asyncio.AbstractEventLoop | None = None) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.limits = config.limits if isinstance(config, EdgeConfig) else EdgeLimits()
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.limits.max_connections:
+            # This connection's requests get a 503 and it is closed after the answer; the
+            # deadline below still applies to it.
+            self.app = cast(Any, _over_capacity_app(self.limits.max_connections))
+            log_event(log, "over_capacity", logging.WARNING, client=self._peer(),
+                      limit=self.limits.max_connections)
+        self._arm_head_timer()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:  # a whole head was parsed (or the connection failed)
+            self._cancel_head_timer()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        # Keep-alive: the next head is due within the same deadline, counted from now. (uvicorn's
+        # keep-alive timer alone stops at the first byte of the next request.)
+        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+            self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def _arm_head_timer(self) -> None:
+        self._cancel_head_timer()
+        self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_deadline_passed)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_deadline_passed(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+            return
+        log_event(log, "header_timeout", client=self._peer(), timeout_seconds=self.limits.header_timeout)
+        self.transport.close()
+
+    def _peer(self) -> str | None:
+        return f"{self.client[0]}:{self.client[1]}" if self.client else None
