@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import io
 import json
 import ssl
@@ -13,11 +14,19 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography import x509
 
+from zt.agent.material import Material, build_csr
+from zt.agent.writer import CertDirWriter
+from zt.ca.authority import Authority
 from zt.ca.layout import CaPaths
 from zt.cli import ztca
+from zt.clock import FakeClock, utcnow
 from zt.lab import process
 from zt.lab.ports import free_port
+from zt.pki.keys import generate_key
+from zt.ra.service import RegistrationAuthority
+from zt.ra.store import Store
 
 
 @dataclass
@@ -57,6 +66,27 @@ class CaDir:
         r = self.ztca("register", service, "--json", *extra)
         assert r.code == 0, r.err
         return str(r.json()["token"])
+
+    def issue_expired(self, service: str, out: Path) -> Material:
+        """A certificate our CA issued and recorded a minute ago for 50 s: expired ten seconds ago.
+
+        Made through the RA's service layer on a clock set back, and written in the agent's
+        layout without the agent's checks (`ztca issue` and the agent refuse to write a
+        certificate that has already expired; tests need one to present).
+        """
+        past = FakeClock(utcnow() - dt.timedelta(seconds=60))
+        store = Store(self.paths.store)
+        ra = RegistrationAuthority(store, Authority.load(self.paths, store.meta("trust_domain") or ""), self.paths,
+                                   past, leaf_ttl=dt.timedelta(seconds=50))
+        ident = store.identity(service)
+        assert ident is not None, f"{service} is not registered"
+        key = generate_key()
+        issued = ra.issue_direct(service, build_csr(key, ident.spiffe_id), 50, actor="test")
+        chain = x509.load_pem_x509_certificates(issued.chain_pem.encode())
+        bundle = tuple(x509.load_pem_x509_certificates(issued.bundle_pem.encode()))
+        material = Material(key, chain[0], tuple(chain[1:]), bundle, ident.spiffe_id)
+        CertDirWriter(out).write(material)
+        return material
 
 
 def make_ca(tmp: Path, *extra: str) -> CaDir:

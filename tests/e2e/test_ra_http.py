@@ -22,14 +22,11 @@ from cryptography.hazmat.primitives import serialization
 from tests.conftest import RaServer, make_ca, start_ra
 from zt import svid
 from zt.agent.material import build_csr, csr_pem
-from zt.ca.authority import Authority
 from zt.cli import ztca
 from zt.clock import FakeClock, utcnow
 from zt.lab.ports import free_port
 from zt.pki.keys import generate_key
 from zt.pki.renewal_proof import make_renewal_proof
-from zt.ra.service import RegistrationAuthority
-from zt.ra.store import Store
 
 SID = "spiffe://zt.lab/svc/a"
 
@@ -221,16 +218,8 @@ def test_openssl_req_and_curl_get_a_certificate_that_openssl_verifies(ra: RaServ
 def test_renewal_with_expired_certificate_is_401(ra: RaServer, tmp_path: Path) -> None:
     """A certificate our CA issued, on record, but expired: renewal must go back to a token."""
     ra.ca.register("old")
-    # Issued a minute ago for 50 s, through the RA's own service layer on its store (so the
-    # certificate is on record); `ztca issue` itself refuses to write a certificate that has
-    # already expired, since the agent's checks run on what it writes.
-    past = FakeClock(utcnow() - dt.timedelta(seconds=60))
-    store = Store(ra.ca.paths.store)
-    old_ra = RegistrationAuthority(store, Authority.load(ra.ca.paths, "zt.lab"), ra.ca.paths, past,
-                                   leaf_ttl=dt.timedelta(seconds=50))
-    key = generate_key()
-    issued = old_ra.issue_direct("old", build_csr(key, "spiffe://zt.lab/svc/old"), 50, actor="test")
-    _, r = renew(ra, key, issued.chain_pem, "spiffe://zt.lab/svc/old")
+    old = ra.ca.issue_expired("old", tmp_path / "old")
+    _, r = renew(ra, old.key, (tmp_path / "old" / "chain.pem").read_text(), "spiffe://zt.lab/svc/old")
     assert_error(r, 401, "expired_certificate")
 
 

@@ -4,9 +4,6 @@ alert or HTTP error, and the server's own count of handshake failures by reason.
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
-import io
 import json
 import os
 import signal
@@ -18,8 +15,6 @@ from urllib.parse import quote
 import pytest
 
 from tests.conftest import CaDir, make_ca
-from zt.cli import ztca
-from zt.clock import FakeClock, utcnow
 from zt.lab import metrics_scrape, mtls_client, process
 from zt.lab.identity import LabIdentity
 from zt.lab.services import RunningService, start_service, wait_ready
@@ -141,16 +136,8 @@ def test_expired_certificate_is_refused(pair: Pair, service: str) -> None:
     name = f"expired-{service}"
     pair.ca.register(name)
     out = pair.tmp / "ids" / name
-    # Issued by our CA a minute ago for 50 s: expired ten seconds ago.
-    r = _ztca_at(utcnow() - dt.timedelta(seconds=60), "issue", name, "--dir", str(pair.ca.dir), "--out", str(out),
-                 "--ttl", "50s")
-    assert r == 0
+    pair.ca.issue_expired(name, out)
     refused(pair, service, LabIdentity(name, TD + name, out), "expired")
-
-
-def _ztca_at(when: dt.datetime, *argv: str) -> int:
-    with contextlib.redirect_stdout(io.StringIO()):
-        return ztca.main(list(argv), clock=FakeClock(when))
 
 
 @pytest.mark.parametrize("service", KINDS)

@@ -123,6 +123,7 @@ class SClient:
 
     popen: subprocess.Popen[str]
     lines: list[str] = field(default_factory=list)
+    reader: threading.Thread | None = None
 
     @classmethod
     def connect(cls, port: int, identity: LabIdentity, bundle: Path) -> SClient:
@@ -136,7 +137,8 @@ class SClient:
         popen = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                  text=True)
         c = cls(popen)
-        threading.Thread(target=c._read, args=(popen.stdout,), daemon=True).start()
+        c.reader = threading.Thread(target=c._read, args=(popen.stdout,), daemon=True)
+        c.reader.start()
         return c
 
     def _read(self, out: IO[str] | None) -> None:
@@ -177,7 +179,10 @@ class SClient:
         except subprocess.TimeoutExpired:
             self.popen.kill()
             self.popen.wait(5)
-        time.sleep(0.2)
+        if self.reader is not None:
+            self.reader.join(5)  # the pipe ends with the process: the reader has the last lines
+        if self.popen.stdout is not None:
+            self.popen.stdout.close()
         return self.text
 
 
