@@ -42,7 +42,7 @@ def ra_server_files(ca: CaDir, d: Path) -> tuple[Path, Path]:
     """A TLS certificate for 127.0.0.1 from the pinned CA: the fake RA is trusted on the wire."""
     auth = Authority.load(CaPaths(ca.dir), "zt.lab")
     key = generate_key()
-    leaf = auth.sign_leaf(key.public_key(), workload_id("zt.lab", "fake-ra"), dt.timedelta(hours=1),  # type: ignore[arg-type]
+    leaf = auth.sign_leaf(key.public_key(), workload_id("zt.lab", "fake-ra"), dt.timedelta(hours=1),
                           dt.datetime.now(dt.UTC), None, ip_addresses=["127.0.0.1"])
     d.mkdir(parents=True, exist_ok=True)
     (d / "chain.pem").write_bytes(auth.chain_pem(leaf))

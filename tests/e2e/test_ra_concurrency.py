@@ -16,7 +16,7 @@ from zt.pki.keys import generate_key
 
 
 @pytest.fixture
-def ra2(ca: CaDir, tmp_path: Path):  # type: ignore[no-untyped-def]
+def ra2(ca: CaDir, tmp_path: Path):
     srv = start_ra(ca, tmp_path / "logs", "--workers", "2")
     yield srv
     srv.proc.stop()

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -31,12 +32,12 @@ from zt.pki.renewal_proof import make_renewal_proof
 SID = "spiffe://zt.lab/svc/a"
 
 
-def issue(ra: RaServer, token: str, csr: str, **extra: object):  # type: ignore[no-untyped-def]
+def issue(ra: RaServer, token: str, csr: str, **extra: object):
     with ra.client() as c:
         return c.post("/v1/issue", json={"csr": csr, **extra}, headers={"Authorization": f"Bearer {token}"})
 
 
-def assert_error(r, status: int, code: str) -> dict:  # type: ignore[no-untyped-def,type-arg]
+def assert_error(r, status: int, code: str) -> dict[str, Any]:
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("application/json")
     body = r.json()
@@ -134,7 +135,7 @@ def test_register_needs_the_admin_credential(ra: RaServer) -> None:
     assert r.status_code == 200
 
 
-def renew(ra: RaServer, key, chain_pem: str, spiffe_id: str):  # type: ignore[no-untyped-def]
+def renew(ra: RaServer, key, chain_pem: str, spiffe_id: str):
     new_key = generate_key()
     csr = build_csr(new_key, spiffe_id)
     chain = x509.load_pem_x509_certificates(chain_pem.encode())

@@ -142,8 +142,8 @@ def test_concurrent_renewals_during_revoke_service_end_with_zero_live_certificat
 def test_revoke_service_voids_tokens_and_reregistering_needs_reenable(ra: RaServer) -> None:
     token = ra.ca.register("svc")  # outstanding, unused
     bootstrap(ra, "svc")
-    r = ztca_cli(ra.ca, "revoke", "--service", "svc", "--json")
-    assert r.returncode == 0, r.stderr
+    revoked = ztca_cli(ra.ca, "revoke", "--service", "svc", "--json")
+    assert revoked.returncode == 0, revoked.stderr
     with ra.client() as c:
         r = c.post("/v1/issue", json={"csr": csr_pem(build_csr(generate_key(), sid("svc")))},
                    headers={"Authorization": f"Bearer {token}"})
@@ -171,8 +171,8 @@ def test_revoke_service_publishes_a_crl_listing_every_certificate(ra: RaServer) 
     with ra.client() as c:
         _, r = renew(c, key, chain, sid("svc"))
     assert r.status_code == 200
-    r = ztca_cli(ra.ca, "revoke", "--service", "svc", "--json")
-    doc = json.loads(r.stdout)
+    revoked = ztca_cli(ra.ca, "revoke", "--service", "svc", "--json")
+    doc = json.loads(revoked.stdout)
     assert len(doc["revoked"]) == 2
     crl = x509.load_der_x509_crl(ra.ca.paths.crl_der.read_bytes())
     assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == doc["crl_number"]

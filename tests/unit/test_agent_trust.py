@@ -31,7 +31,7 @@ def authority(tmp_path: Path, name: str = "ca") -> Authority:
 
 def leaf(auth: Authority, key: PrivateKey, *, service: str = "a",
          lifetime: dt.timedelta = dt.timedelta(hours=1)) -> x509.Certificate:
-    return auth.sign_leaf(key.public_key(), workload_id("zt.lab", service), lifetime,  # type: ignore[arg-type]
+    return auth.sign_leaf(key.public_key(), workload_id("zt.lab", service), lifetime,
                           dt.datetime.now(dt.UTC), None)
 
 

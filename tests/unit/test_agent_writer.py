@@ -25,7 +25,7 @@ SID = "spiffe://zt.lab/svc/a"
 
 def issue(auth: Authority, kind: KeyType = KeyType.EC_P256) -> Material:
     key = generate_key(kind)
-    leaf = auth.sign_leaf(key.public_key(), workload_id("zt.lab", "a"), dt.timedelta(hours=1), utcnow(), None)  # type: ignore[arg-type]
+    leaf = auth.sign_leaf(key.public_key(), workload_id("zt.lab", "a"), dt.timedelta(hours=1), utcnow(), None)
     return material_from_response(key, auth.chain_pem(leaf).decode(), auth.bundle_pem().decode(), SID)
 
 

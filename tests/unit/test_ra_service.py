@@ -37,14 +37,14 @@ def clock(ra: RegistrationAuthority) -> FakeClock:
     return ra.clock
 
 
-def bootstrap(ra: RegistrationAuthority, service: str = "a"):  # type: ignore[no-untyped-def]
+def bootstrap(ra: RegistrationAuthority, service: str = "a"):
     token = ra.register(service).token
     key = generate_key()
     issued = ra.issue(token, csr_pem(build_csr(key, f"spiffe://zt.lab/svc/{service}")))
     return key, issued, token
 
 
-def renew_request(ra: RegistrationAuthority, key, issued, new_key=None):  # type: ignore[no-untyped-def]
+def renew_request(ra: RegistrationAuthority, key, issued, new_key=None):
     new_key = new_key or generate_key()
     csr = build_csr(new_key, issued.record.spiffe_id)
     chain = x509.load_pem_x509_certificates(issued.chain_pem.encode())

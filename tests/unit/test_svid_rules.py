@@ -60,7 +60,7 @@ def test_spiffe_id_of_refuses_two_uris() -> None:
     assert str(svid.spiffe_id_of(build(uris=[GOOD]))) == GOOD
 
 
-def test_our_ca_profiles_pass_the_checker(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_our_ca_profiles_pass_the_checker(tmp_path) -> None:
     from tests.conftest import make_ca
 
     ca = make_ca(tmp_path)
