@@ -45,17 +45,19 @@ def main(argv: Sequence[str] | None = None, registry: Mapping[int, Milestone] = 
     except ValueError as e:
         print(f"zt-lab: {e}", file=sys.stderr)
         return 2
-    from zt.lab import pytest_plugin
-
     files = [str(m.scenario_path(REPO)) for m in selected if m.has_scenario(REPO)]
     for m in selected:
         what = m.scenario if m.has_scenario(REPO) else f"no scenario yet ({m.scenario} missing): UNKNOWN"
         print(f"[lab] milestone {m.number}: {m.title}: {what}", flush=True)
     if not files:  # nothing to run, no lab to start: the report says so, and the run fails
+        from zt.lab import pytest_plugin
+
         ls = pytest_plugin.new_session(args.runtime, args.reports, args.seed, args.keep, list(sys.argv))
         doc = pytest_plugin.conclude(ls, selected, print)
         return 0 if doc["verdict"] == "pass" else 1
     import pytest
+
+    from zt.lab.selection import Selection
 
     pytest_args = [*files, "-p", "no:cacheprovider", "-q", "-rfE", "--capture=no", f"--rootdir={REPO}",
                    f"--lab-runtime={args.runtime}", f"--lab-reports={args.reports}",
@@ -66,7 +68,7 @@ def main(argv: Sequence[str] | None = None, registry: Mapping[int, Milestone] = 
         pytest_args.append("--lab-keep")
     if args.keyword:
         pytest_args += ["-k", args.keyword]
-    return int(pytest.main(pytest_args, plugins=[pytest_plugin.Selection(selected)]))
+    return int(pytest.main(pytest_args, plugins=[Selection(selected)]))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ Fixtures (named for what a scenario needs, not how it is made):
     foreign_identity  foreign_identity("service-a") -> same SPIFFE ID, unrelated CA (an impostor)
 
 Scenario modules declare `pytestmark = pytest.mark.milestone(N)`. `zt-lab run` tells the
-plugin which milestones it selected (`Selection`), and every criterion of each is judged,
+plugin which milestones it selected (zt.lab.selection), and every criterion of each is judged,
 also of a milestone that has no scenario yet; run as plain pytest, the milestones collected
 are judged. A criterion with no operations is `unknown`, and the session fails.
 """
@@ -36,6 +36,7 @@ from zt.lab.history import History
 from zt.lab.identity import LabIdentity
 from zt.lab.milestones import Milestone
 from zt.lab.runtime import RunningLab, Runtime
+from zt.lab.selection import SELECTED
 from zt.lab.topology import Topology
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,18 +59,6 @@ class LabSession:
 
 
 _KEY = pytest.StashKey[LabSession]()
-_SELECTED = pytest.StashKey[list[Milestone]]()
-
-
-class Selection:
-    """The milestones `zt-lab run` selected, handed to pytest.main as a plugin object."""
-
-    def __init__(self, selected: list[Milestone]) -> None:
-        self.selected = selected
-
-    def pytest_configure(self, config: pytest.Config) -> None:
-        config.stash[_SELECTED] = self.selected
-
 
 def new_session(runtime: str, reports: Path, seed: int | None, keep: bool, argv: list[str]) -> LabSession:
     """A run's identity and places: run id, report directory, working directory, seed."""
@@ -187,7 +176,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     ls = session.config.stash.get(_KEY, None)
     if ls is None:
         return
-    selected = session.config.stash.get(_SELECTED, None)
+    selected = session.config.stash.get(SELECTED, None)
     if selected is None:  # plain pytest: judge the milestones whose scenarios ran
         if ls.lab is None or not ls.milestones:
             return
