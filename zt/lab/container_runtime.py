@@ -100,6 +100,7 @@ class ContainerLab(core.LabCore):
              network: str | None, aliases: tuple[str, ...] = (), ports: tuple[int, ...] = (),
              entrypoint: list[str] | None = None, env: dict[str, str] | None = None, **kwargs: Any) -> Box:
         """Create (not start) a container of the run; the caller starts it."""
+        _ = self.docker  # the engine answers, and testcontainers' settings are made before its import
         from testcontainers.core.container import DockerContainer
 
         tc = DockerContainer(image(kind)).with_name(f"{self.run}-{name}").with_command(command)
