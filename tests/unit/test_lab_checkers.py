@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import time
 import xml.etree.ElementTree as ET
@@ -154,3 +155,18 @@ def test_only_milestone_one_is_registered_and_its_scenario_exists() -> None:
     assert sorted(milestones.REGISTRY) == [1]
     assert milestones.REGISTRY[1].has_scenario()
     assert all(c.milestone == 1 for c in milestones.REGISTRY[1].criteria)
+
+
+def test_lab_sees_the_system_from_outside_only() -> None:
+    """zt/lab imports no internals of the CA, RA, agent, CRL publisher or CLI: it runs them as
+    commands and talks to them over their APIs, the same way in both runtimes."""
+    allowed = {"zt.spiffe", "zt.svid", "zt.fsutil", "zt.errors", "zt.clock", "zt.logjson"}
+    lab = Path(checkers.__file__).parent
+    found = []
+    for f in sorted(lab.glob("*.py")):
+        for node in ast.walk(ast.parse(f.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            found += [f"{f.name}: {n}" for n in names
+                      if n.startswith("zt.") and not n.startswith("zt.lab") and n not in allowed]
+    assert found == []
