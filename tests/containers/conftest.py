@@ -1,7 +1,8 @@
 """Capabilities the container tests need, decided in one place.
 
 On a developer's machine without a Docker engine (or without the images) these tests skip and
-say what to run; in CI (`CI=true`) nothing may skip, so the same missing capability fails.
+say what to run, and the session ends with one line that counts them; in CI (`CI=true`)
+nothing may skip, so the same missing capability fails.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -88,3 +90,15 @@ def compose_model(compose: list[str]) -> dict[str, object]:
                          "sys.stdout)"], input=r.stdout, capture_output=True, text=True, timeout=60)
     require(py.returncode == 0, f"cannot parse docker-compose's output without python3-yaml: {py.stderr[-200:]}")
     return dict(json.loads(py.stdout))
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> Iterator[None]:
+    """One line at the end (after pytest's short summary), not only one skip reason per test."""
+    yield
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "tests/containers/" in r.nodeid]
+    if skipped:
+        reasons = sorted({str(r.longrepr[2]).removeprefix("Skipped: ") for r in skipped
+                          if isinstance(r.longrepr, tuple)})
+        terminalreporter.write_line(f"CONTAINER TESTS NOT RUN: {len(skipped)} skipped: {'; '.join(reasons)}",
+                                    yellow=True, bold=True)

@@ -1,9 +1,11 @@
 """The container runtime brings the Milestone 1 topology up for real, and takes it all down.
 
 One lab for the module (a bring-up is a few seconds); each test asserts one property of the
-deployment: service-a calls service-b by network alias over mTLS, identities are copied out of
-the agents' volumes, the isolation holds at run time, the agent's signal crosses containers,
-and nothing of the run is left afterwards, also when the bring-up fails half-way.
+deployment that is the container runtime's own: service-a calls service-b by network alias
+over mTLS, identities are copied out of the agents' volumes, the isolation holds at run time,
+the agent's signal crosses containers, a wait notices a container that exited, and nothing of
+the run is left afterwards, also when the bring-up fails half-way. The milestone scenarios
+themselves run on containers once, in `make test`'s last step (`zt-lab run --runtime docker`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import importlib.util
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,8 +23,8 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.containers.conftest import REPO, docker, require
-from zt.lab import metrics_scrape, mtls_client
+from tests.containers.conftest import docker, require
+from zt.lab import metrics_scrape, mtls_client, process
 from zt.lab.container_runtime import LABEL_PID, LABEL_RUN, ContainerLab, ContainerRuntime, sweep_stale
 from zt.lab.identity import LabIdentity
 from zt.lab.topology import ServiceSpec, Topology
@@ -139,15 +140,21 @@ def test_failed_bring_up_leaves_nothing_behind(runtime: ContainerRuntime, tmp_pa
     assert leftovers(f"zt.lab.work_dir={tmp_path / 'work'}") == []
 
 
-def test_m1_scenario_passes_on_containers(runtime: ContainerRuntime, tmp_path: Path) -> None:
-    """The Milestone 1 scenario, unchanged, through `zt-lab run --runtime docker` (its own lab)."""
-    r = subprocess.run([sys.executable, "-m", "zt.lab.cli", "run", "--milestone", "1", "--runtime", "docker",
-                        "--reports", str(tmp_path / "reports")], cwd=REPO, capture_output=True, text=True,
-                       timeout=280)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
-    assert "verdict: PASS" in r.stdout
-    summary = json.loads((tmp_path / "reports" / "latest" / "summary.json").read_text())
-    assert summary["runtime"] == "docker" and summary["verdict"] == "pass"
+def test_wait_fails_fast_when_the_awaited_container_exits(runtime: ContainerRuntime, tmp_path: Path) -> None:
+    """The lab's one wait helper watches a container as it does a process: it stops waiting
+    when the container has exited, and says how, with its log."""
+    lab = runtime.create(Topology(), tmp_path / "work")
+    try:
+        box = lab._start(lab._box("dies", "agent", ["--no-such-flag"], mounts=[], network=None))
+        t0 = time.monotonic()
+        with pytest.raises(process.WaitTimeout) as e:
+            lab._wait("dies to write its identity", box, lambda: False, timeout=90)
+        assert time.monotonic() - t0 < 45
+    finally:
+        lab.stop()
+    msg = str(e.value)
+    assert msg.startswith("dies is exited (exit code 2) while waiting for dies to write its identity"), msg
+    assert "zt-agent: error: the following arguments are required" in msg  # from the container's log
 
 
 def test_sweep_removes_a_dead_runs_leftovers_but_not_a_live_ones(runtime: ContainerRuntime) -> None:

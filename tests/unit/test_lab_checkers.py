@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from zt.lab import checkers, report
+import pytest
+
+from zt.lab import checkers, cli, milestones, report
 from zt.lab.history import History, Operation
 
 
@@ -85,3 +88,85 @@ def test_report_writes_all_forms_and_latest_link(tmp_path: Path) -> None:
     assert (tmp_path / "latest").resolve() == run_dir.resolve()
     assert "<svg" in (run_dir / "report.html").read_text()
     assert History.read_jsonl(run_dir / "history.jsonl").operations()[0].criterion == "t.c"
+
+
+def test_predicate_that_raises_is_unknown_with_the_exception_text_not_a_crash() -> None:
+    h = History()
+    h.record("m1.a_calls_b", "A", "call", "B", "ok", 0, status=200, body={})  # no callee_id: mutual_call raises
+    v = checkers.check(checkers.Criterion("m1.a_calls_b", 1, "t", checkers.mutual_call), h)
+    assert v.result == "unknown" and v.violations == ()
+    assert len(v.errors) == 1 and "mutual_call raised KeyError: 'callee_id'" in v.errors[0]
+    assert v.to_json()["errors"] == list(v.errors)
+
+
+def test_a_definite_failure_still_wins_over_an_unjudgeable_operation() -> None:
+    def picky(o: Operation) -> str | None:
+        return "bad" if o.details["x"] == 1 else None
+
+    h = History()
+    h.record("t.c", "test", "op", "x", "ok", 0, x=1)
+    h.record("t.c", "test", "op", "x", "ok", 0)  # no "x": picky raises
+    v = checkers.check(checkers.Criterion("t.c", 9, "t", picky), h)
+    assert v.result == "fail" and v.violations == ("test op x: bad",) and len(v.errors) == 1
+
+
+FAKE = milestones.Milestone(9, "a milestone with no scenario yet", (
+    checkers.Criterion("m9.one", 9, "first criterion", must_be_ok),
+    checkers.Criterion("m9.two", 9, "second criterion", must_be_ok)), Path("scenarios/test_m9_does_not_exist.py"))
+
+
+def test_registered_milestone_without_scenario_is_unknown_and_fails_the_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A test-only registry: `all` runs every registered milestone, and one without a scenario
+    module is judged UNKNOWN (no lab is started for it) and fails the run."""
+    code = cli.main(["run", "--milestone", "all", "--reports", str(tmp_path)], registry={9: FAKE})
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "milestone 9: a milestone with no scenario yet: no scenario yet" in out
+    assert "verdict: FAIL" in out
+    doc = json.loads((tmp_path / "latest" / "summary.json").read_text())
+    m9 = doc["milestones"]["9"]
+    assert doc["verdict"] == "fail" and m9["verdict"] == "unknown" and m9["title"] == FAKE.title
+    assert [(c["id"], c["verdict"]) for c in m9["criteria"]] == [("m9.one", "unknown"), ("m9.two", "unknown")]
+    assert all("scenarios/test_m9_does_not_exist.py does not exist" in c["note"] for c in m9["criteria"])
+    assert "no scenario yet" in (tmp_path / "latest" / "report.md").read_text()
+
+
+def test_all_judges_a_milestone_without_scenario_next_to_one_that_passed() -> None:
+    registry = {1: milestones.REGISTRY[1], 9: FAKE}
+    selected = milestones.select("all", registry)
+    assert [m.number for m in selected] == [1, 9]
+    h = History()
+    h.record("m9.one", "test", "op", "x", "ok", 0)  # evidence alone does not make up for a missing scenario
+    verdicts = {v.criterion.id: v for v in milestones.judge(selected, h)}
+    assert verdicts["m9.two"].result == "unknown" and verdicts["m9.two"].note
+    assert verdicts["m1.a_calls_b"].note is None
+
+
+def test_unknown_milestone_is_refused_naming_the_defined_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["run", "--milestone", "7"]) == 2
+    assert "no milestone '7': the lab defines 1 (or all)" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="the lab defines 1, 9"):
+        milestones.select("nine", {1: milestones.REGISTRY[1], 9: FAKE})
+
+
+def test_only_milestone_one_is_registered_and_its_scenario_exists() -> None:
+    """Milestones 2 to 5 are registered by the issues that bring their scenarios."""
+    assert sorted(milestones.REGISTRY) == [1]
+    assert milestones.REGISTRY[1].has_scenario()
+    assert all(c.milestone == 1 for c in milestones.REGISTRY[1].criteria)
+
+
+def test_lab_sees_the_system_from_outside_only() -> None:
+    """zt/lab imports no internals of the CA, RA, agent, CRL publisher or CLI: it runs them as
+    commands and talks to them over their APIs, the same way in both runtimes."""
+    allowed = {"zt.spiffe", "zt.svid", "zt.fsutil", "zt.errors", "zt.clock", "zt.logjson"}
+    lab = Path(checkers.__file__).parent
+    found = []
+    for f in sorted(lab.glob("*.py")):
+        for node in ast.walk(ast.parse(f.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            found += [f"{f.name}: {n}" for n in names
+                      if n.startswith("zt.") and not n.startswith("zt.lab") and n not in allowed]
+    assert found == []

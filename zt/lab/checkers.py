@@ -4,8 +4,10 @@ Each criterion names the operations that are evidence for it and a predicate tha
 one operation, whether what was observed is what the criterion demands. The verdict is:
 - pass: at least one relevant operation, and every one of them satisfies the predicate;
 - fail: some relevant operation definitely contradicts it;
-- unknown: no relevant operation was seen, or some outcome is unknown (a timeout), and none
-  failed. Unknown is never a pass; CI treats it as a failure.
+- unknown: no relevant operation was seen, or some outcome is unknown (a timeout), or the
+  predicate could not judge an operation (it raised, e.g. on a missing key in the details:
+  the exception text is kept in `errors`), and none failed. Unknown is never a pass; CI
+  treats it as a failure. A checker never crashes on the evidence it judges.
 """
 
 from __future__ import annotations
@@ -39,34 +41,44 @@ class Verdict:
     violations: tuple[str, ...]
     first: float | None
     last: float | None
+    errors: tuple[str, ...] = ()  # operations the predicate could not judge, with the exception
+    note: str | None = None  # why there is no evidence, when the lab knows (no scenario yet)
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.criterion.id, "milestone": self.criterion.milestone, "title": self.criterion.title,
                 "verdict": self.result, "evidence": {"operations": self.operations, "ok": self.ok,
                                                      "fail": self.failed, "unknown": self.unknown},
-                "violations": list(self.violations[:20]), "window": {"first": self.first, "last": self.last}}
+                "violations": list(self.violations[:20]), "errors": list(self.errors[:20]), "note": self.note,
+                "window": {"first": self.first, "last": self.last}}
 
 
-def check(criterion: Criterion, history: History) -> Verdict:
+def check(criterion: Criterion, history: History, *, note: str | None = None) -> Verdict:
     ops = history.operations(criterion.id)
     violations: list[str] = []
+    errors: list[str] = []
     unknown = 0
     for o in ops:
         if o.outcome == "unknown":
             unknown += 1
             continue
-        why = criterion.predicate(o)
+        try:
+            why = criterion.predicate(o)
+        except Exception as e:  # noqa: BLE001 - evidence the predicate cannot read is no verdict, not a crash
+            name = getattr(criterion.predicate, "__name__", "?")
+            errors.append(f"{o.actor} {o.op} {o.target}: predicate {name} raised {type(e).__name__}: {e}")
+            continue
         if why is not None:
             violations.append(f"{o.actor} {o.op} {o.target}: {why}")
     if violations:
         result: Result = "fail"
-    elif not ops or unknown:
+    elif not ops or unknown or errors:
         result = "unknown"
     else:
         result = "pass"
     return Verdict(criterion, result, len(ops), sum(o.outcome == "ok" for o in ops),
                    sum(o.outcome == "fail" for o in ops), unknown, tuple(violations),
-                   min((o.start for o in ops), default=None), max((o.end for o in ops), default=None))
+                   min((o.start for o in ops), default=None), max((o.end for o in ops), default=None),
+                   tuple(errors), note)
 
 
 # -- predicates ------------------------------------------------------------------------------------
@@ -143,9 +155,3 @@ M1 = (
     Criterion("m1.certs_valid", 1, "every certificate issued passes openssl verify, pkilint and the SVID rules",
               validated),
 )
-
-MILESTONES: dict[int, tuple[Criterion, ...]] = {1: M1}
-
-
-def criteria_for(milestones: list[int]) -> list[Criterion]:
-    return [c for m in milestones for c in MILESTONES.get(m, ())]

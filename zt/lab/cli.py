@@ -1,34 +1,33 @@
 """`zt-lab`: the lab's main job. Bring the real system up, run the milestones' scenarios
 against it, print the verdicts, and write the report.
 
-    zt-lab run [--milestone 1|all] [--runtime process] [--reports DIR] [--seed N]
+    zt-lab run [--milestone N|all] [--runtime process|docker] [--reports DIR] [--seed N]
 
-Exit code 0 only when every criterion of the selected milestones passed.
+`all` is every milestone the lab registers (zt.lab.milestones). A registered milestone
+without a scenario module yet is still judged: its criteria are UNKNOWN, which fails the
+run. Exit code 0 only when every criterion of the selected milestones passed.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from zt.lab import milestones
+from zt.lab.milestones import Milestone
+
 REPO = Path(__file__).resolve().parents[2]
-SCENARIOS = REPO / "scenarios"
 
 
-def scenario_files(milestone: str) -> list[Path]:
-    files = sorted(SCENARIOS.glob("test_m*_*.py"))
-    if milestone != "all":
-        files = [f for f in files if f.name.startswith(f"test_m{milestone}_")]
-    return files
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(registry: Mapping[int, Milestone] = milestones.REGISTRY) -> argparse.ArgumentParser:
+    known = ", ".join(f"{n} ({registry[n].title})" for n in sorted(registry))
     p = argparse.ArgumentParser(prog="zt-lab", description="zt lab: run the real system and judge its milestones")
     sub = p.add_subparsers(dest="verb", required=True)
     r = sub.add_parser("run", help="start the lab, run scenarios, write reports/<run-id>/ and reports/latest")
-    r.add_argument("--milestone", default="all", help="1..5 or all (default: all)")
+    r.add_argument("--milestone", default="all",
+                   help=f"a milestone the lab defines, or all of them (default: all). Defined: {known}")
     r.add_argument("--runtime", default="process", choices=["process", "docker"],
                    help="how components run: local processes, or containers (docs/containers.md)")
     r.add_argument("--keep", action="store_true", help="keep the run's working directory (CA, keys) in .lab/")
@@ -38,15 +37,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    files = scenario_files(args.milestone)
-    if not files:
-        print(f"zt-lab: no scenarios for milestone {args.milestone!r} in {SCENARIOS}", file=sys.stderr)
+def main(argv: Sequence[str] | None = None, registry: Mapping[int, Milestone] = milestones.REGISTRY) -> int:
+    """`registry` is the lab's own; tests pass one of their own."""
+    args = build_parser(registry).parse_args(argv)
+    try:
+        selected = milestones.select(args.milestone, registry)
+    except ValueError as e:
+        print(f"zt-lab: {e}", file=sys.stderr)
         return 2
+    files = [str(m.scenario_path(REPO)) for m in selected if m.has_scenario(REPO)]
+    for m in selected:
+        what = m.scenario if m.has_scenario(REPO) else f"no scenario yet ({m.scenario} missing): UNKNOWN"
+        print(f"[lab] milestone {m.number}: {m.title}: {what}", flush=True)
+    if not files:  # nothing to run, no lab to start: the report says so, and the run fails
+        from zt.lab import pytest_plugin
+
+        ls = pytest_plugin.new_session(args.runtime, args.reports, args.seed, args.keep, list(sys.argv))
+        doc = pytest_plugin.conclude(ls, selected, print)
+        return 0 if doc["verdict"] == "pass" else 1
     import pytest
 
-    pytest_args = [*map(str, files), "-p", "no:cacheprovider", "-q", "-rfE", "--capture=no", f"--rootdir={REPO}",
+    from zt.lab.selection import Selection
+
+    pytest_args = [*files, "-p", "no:cacheprovider", "-q", "-rfE", "--capture=no", f"--rootdir={REPO}",
                    f"--lab-runtime={args.runtime}", f"--lab-reports={args.reports}",
                    "-W", "ignore::DeprecationWarning"]
     if args.seed is not None:
@@ -55,8 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pytest_args.append("--lab-keep")
     if args.keyword:
         pytest_args += ["-k", args.keyword]
-    print(f"[lab] milestone(s) {args.milestone}: {', '.join(f.name for f in files)}", flush=True)
-    return int(pytest.main(pytest_args))
+    return int(pytest.main(pytest_args, plugins=[Selection(selected)]))
 
 
 if __name__ == "__main__":

@@ -17,127 +17,61 @@ Readiness is real, as in the process runtime: HTTP health, the agents' files, an
 handshake. Teardown removes every container, network and volume of the run, also after a
 failure; everything carries the label `zt.lab.run`, and what a run whose process died left
 behind is swept at the next start.
+
+This module is the lab itself; the nouns it uses live next to it: `box` (one container),
+`cert_copy` (an agent's directory copied out of its volume), `sweep` (dead runs' leftovers),
+and `core` (all that the process runtime shares: command lines, readiness, identities,
+revocation, logs).
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
-import shutil
-import ssl
-import tarfile
-import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from zt.agent.writer import point_current
 from zt.fsutil import write_secret
-from zt.lab import host_identities, mtls_client
+from zt.lab import cert_copy, core, process
+from zt.lab.box import HARDENED, IMAGES, LABEL_PID, LABEL_RUN, Box, image, image_tag, testcontainers_defaults
+from zt.lab.core import progress
 from zt.lab.host_identities import LabError
 from zt.lab.identity import LabIdentity
-from zt.lab.process_runtime import progress
 from zt.lab.runtime import bring_up
+from zt.lab.sweep import sweep_stale
 from zt.lab.topology import ServiceSpec, Topology
 
 if TYPE_CHECKING:
     import docker
-    from docker.models.containers import Container
-    from testcontainers.core.container import DockerContainer
     from testcontainers.core.network import Network
 
-IMAGES = {"ra": "zt-ra", "crl": "zt-crl", "agent": "zt-agent", "cpp": "zt-service-a", "java": "zt-service-b"}
+__all__ = ["LABEL_PID", "LABEL_RUN", "ContainerLab", "ContainerRuntime", "sweep_stale"]
+
 RA_ALIAS, CRL_ALIAS = "ra.zt.lab", "crl.zt.lab"
 RA_PORT, CRL_PORT = 8443, 8444
 PORTS = {"cpp": (8080, 9080), "java": (8081, 9081)}  # mTLS, metrics: the services' defaults
 CA, CA_CRL, CRL, TRUST = "/var/lib/zt/ca", "/var/lib/zt/ca/crl", "/var/lib/zt/crl", "/var/lib/zt/trust"
 TOKEN, CERTS, RUN = "/var/lib/zt/token", "/var/lib/zt/certs", "/run/zt"
-LABEL_RUN, LABEL_PID = "zt.lab.run", "zt.lab.pid"
 PUBLIC_CA_FILES = ("root.pem", "intermediate.pem", "bundle.pem", "bundle.pem.sha256")  # never a key
-# As in compose.yaml: read-only root filesystem, no capabilities, no privilege gain.
-HARDENED: dict[str, Any] = {"read_only": True, "cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"]}
 
 
-def testcontainers_defaults() -> None:
-    """This host has no registry (no Ryuk image to pull) and publishes on loopback only.
-
-    Must run before testcontainers is imported: it reads some settings at import time.
-    """
-    os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
-    os.environ.setdefault("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
-
-
-def image_tag() -> str:
-    """Which build of the images (scripts/build-images.sh tags them `dev` unless told)."""
-    return os.environ.get("ZT_IMAGE_TAG", "dev")
-
-
-def image(kind: str) -> str:
-    return f"{IMAGES[kind]}:{image_tag()}"
-
-
-@dataclass
-class Box:
-    """One container of the run, by role name (`ra`, `agent-service-a`, ...)."""
-
-    name: str
-    tc: DockerContainer
-    started: bool = False
-    ports: dict[int, int] = field(default_factory=dict)  # container port -> published port
-
-    @property
-    def container(self) -> Container:
-        return self.tc.get_wrapped_container()
-
-    def running(self) -> tuple[bool, str]:
-        c = self.container
-        c.reload()
-        state = c.attrs.get("State", {})
-        return c.status == "running", f"{c.status} (exit code {state.get('ExitCode')})"
-
-    def logs(self, tail: int | None = None) -> bytes:
-        return self.container.logs(stdout=True, stderr=True, tail=tail if tail else "all")
-
-    def log_tail(self, n: int = 30) -> str:
-        return self.logs(n).decode(errors="replace")
-
-    def exec(self, *argv: str) -> tuple[int, str]:
-        r = self.container.exec_run(list(argv), demux=False)
-        out = r.output if isinstance(r.output, bytes) else b""
-        return int(r.exit_code or 0), out.decode(errors="replace")
-
-    def port(self, container_port: int) -> int:
-        if container_port not in self.ports:
-            self.ports[container_port] = int(self.tc.get_exposed_port(container_port))
-        return self.ports[container_port]
-
-    def read_tar(self, path: str) -> tarfile.TarFile:
-        stream, _ = self.container.get_archive(path)
-        return tarfile.open(fileobj=io.BytesIO(b"".join(stream)))
-
-
-class ContainerLab:
+class ContainerLab(core.LabCore):
     runtime_name = "docker"
 
     def __init__(self, topology: Topology, work_dir: Path) -> None:
-        """Nothing is created yet (no engine call): stop() and collect_logs() work at any point."""
-        self.topology = topology
-        self.work_dir = work_dir
-        self.ca_dir = work_dir / "ca"  # public CA certificates copied out (scenarios read intermediate.pem)
-        self.logs = work_dir / "logs"
+        """Nothing is created yet (no engine call): stop() and collect_logs() work at any point.
+
+        `ca_dir` holds only the public CA certificates, copied out (scenarios read intermediate.pem).
+        """
+        super().__init__(topology, work_dir)
         self.run = f"zt-{uuid.uuid4().hex[:8]}"
         self.labels = {LABEL_RUN: self.run, LABEL_PID: str(os.getpid()), "zt.lab.work_dir": str(work_dir)}
         self._docker: docker.DockerClient | None = None
         self.boxes: dict[str, Box] = {}
         self.networks: dict[str, Network] = {}
         self.volumes: list[str] = []
-        self._clients: dict[str, LabIdentity] = {}
         self._stopped = False
 
     # -- containers, volumes ---------------------------------------------------------------------
@@ -166,6 +100,7 @@ class ContainerLab:
              network: str | None, aliases: tuple[str, ...] = (), ports: tuple[int, ...] = (),
              entrypoint: list[str] | None = None, env: dict[str, str] | None = None, **kwargs: Any) -> Box:
         """Create (not start) a container of the run; the caller starts it."""
+        _ = self.docker  # the engine answers, and testcontainers' settings are made before its import
         from testcontainers.core.container import DockerContainer
 
         tc = DockerContainer(image(kind)).with_name(f"{self.run}-{name}").with_command(command)
@@ -203,21 +138,8 @@ class ContainerLab:
             raise LabError(f"{box.name} exited with {code}; log tail:\n{box.log_tail()}")
 
     def _wait(self, what: str, box: Box, check: Callable[[], bool], timeout: float = 60.0) -> None:
-        """Retry `check` until true; fail at once, with the log, if the container stops."""
-        t0, last = time.monotonic(), "never checked"
-        while time.monotonic() - t0 < timeout:
-            alive, state = box.running()
-            if not alive:
-                raise LabError(f"{box.name} is {state} while waiting for {what}; log tail:\n{box.log_tail()}")
-            try:
-                if check():
-                    return
-                last = "check returned false"
-            except Exception as e:  # noqa: BLE001 - any probe failure means "not ready yet"
-                last = f"{type(e).__name__}: {e}"
-            time.sleep(0.2)
-        raise LabError(f"gave up waiting for {what} after {time.monotonic() - t0:.1f}s; last error: {last}; "
-                       f"{box.name} log tail:\n{box.log_tail()}")
+        """The lab's one wait helper, watching the container: it fails at once if it stops."""
+        process.wait_until(what, check, timeout=timeout, interval=0.2, proc=box)
 
     # -- bring-up ------------------------------------------------------------------------------
 
@@ -244,7 +166,7 @@ class ContainerLab:
         self._run_once(init)
         self.ca_dir.mkdir(parents=True, exist_ok=True)
         for f in PUBLIC_CA_FILES:
-            self._copy_file(init, f"{CA}/{f}", self.ca_dir / f)
+            init.copy_file(f"{CA}/{f}", self.ca_dir / f)
         for s in self.topology.services:  # one-time tokens, straight into each agent's token volume
             self._run_once(self._box(f"register-{s.name}", "ra", ["register", s.name, "--dir", CA, "--token-file",
                                                                    f"{TOKEN}/token"], entrypoint=["ztca"],
@@ -274,92 +196,42 @@ class ContainerLab:
             "--ca-dir", CA, "--listen", f"0.0.0.0:{RA_PORT}", "--server-name", RA_ALIAS, "--server-name", "127.0.0.1",
             "--leaf-ttl", f"{self.topology.leaf_ttl_seconds}s", "--workers", str(self.topology.ra_workers),
             "--crl-check-interval", "1"], mounts=ca, network="pki", aliases=(RA_ALIAS,), ports=(RA_PORT,)))
-        tls = ssl.create_default_context(cafile=str(self.bundle()))
-        self._wait("zt-ra /v1/status", box, lambda: httpx.get(self.ra_url() + "/v1/status", verify=tls,
-                                                               timeout=2).status_code == 200)
+        self._wait("zt-ra /v1/status", box, lambda: core.ra_status_ok(self.ra_url(), self.bundle()))
 
     def _start_crl(self) -> None:
         box = self._start(self._box("crl", "crl", ["--crl-dir", CRL, "--listen", f"0.0.0.0:{CRL_PORT}"],
                                     mounts=[(self.volume("crl"), CRL, "ro")], network="pki", aliases=(CRL_ALIAS,),
                                     ports=(CRL_PORT,)))
-        self._wait("zt-crl /healthz", box, lambda: httpx.get(self.crl_url() + "/healthz", timeout=2).status_code == 200)
+        self._wait("zt-crl /healthz", box, lambda: core.http_ok(self.crl_url() + "/healthz"))
 
     def _start_agent(self, s: ServiceSpec) -> None:
-        pin = (self.ca_dir / "bundle.pem.sha256").read_text().split()[0]
-        argv = ["--ra", f"https://{RA_ALIAS}:{RA_PORT}", "--bundle", f"{TRUST}/bundle.pem", "--bundle-sha256", pin,
-                "--token-file", f"{TOKEN}/token", "--service", s.name, "--out", CERTS,
-                "--crl-interval", str(self.topology.crl_interval)]
-        if self.topology.agent_ttl_seconds:
-            argv += ["--ttl", str(self.topology.agent_ttl_seconds)]
+        argv = core.agent_args(self.topology, s, ra_url=f"https://{RA_ALIAS}:{RA_PORT}", bundle=f"{TRUST}/bundle.pem",
+                               bundle_sha256=core.bundle_pin(self.ca_dir), token=f"{TOKEN}/token", out=CERTS,
+                               pid_file=f"{RUN}/{s.name}.pid")
         mounts = [(self.volume("trust"), TRUST, "ro"), (self.volume(f"token-{s.name}"), TOKEN, "ro"),
                   (self.volume(f"certs-{s.name}"), CERTS, "rw")]
         if s.reload == "signal":
-            argv += ["--signal", "HUP", "--pid-file", f"{RUN}/{s.name}.pid"]
             mounts.append((self.volume(f"run-{s.name}"), RUN, "ro"))
-        else:
-            argv += ["--touch", f"{CERTS}/reload.stamp"]
         box = self._start(self._box(f"agent-{s.name}", "agent", argv, mounts=mounts, network="pki"))
         self._wait(f"agent-{s.name} to write identity and CRL", box, lambda: box.exec(
             "test", "-s", f"{CERTS}/current/svid.json", "-a", "-s", f"{CERTS}/crl.pem")[0] == 0)
 
     def _start_service(self, s: ServiceSpec) -> None:
         tls, metrics = PORTS[s.language]
-        argv = ["--cert-dir", CERTS, "--listen", f"0.0.0.0:{tls}", "--metrics-listen", f"0.0.0.0:{metrics}",
-                "--expect-peer", self.topology.spiffe_id(s.expect_peer), "--name", s.name,
-                "--crl-stale", self.topology.crl_stale]
+        signal = s.reload == "signal"  # the agent's SIGHUP must reach us: join its PID namespace
+        argv = core.service_args(
+            name=s.name, cert_dir=CERTS, listen=f"0.0.0.0:{tls}", metrics_listen=f"0.0.0.0:{metrics}",
+            expect_peer=self.topology.spiffe_id(s.expect_peer), crl_stale=self.topology.crl_stale,
+            pid_file=f"{RUN}/{s.name}.pid" if signal else None)
         mounts = [(self.volume(f"certs-{s.name}"), CERTS, "ro")]
         extra: dict[str, Any] = {}
-        if s.reload == "signal":  # the agent's SIGHUP must reach us: join its PID namespace
-            argv += ["--pid-file", f"{RUN}/{s.name}.pid"]
+        if signal:
             mounts.append((self.volume(f"run-{s.name}"), RUN, "rw"))
             extra["pid_mode"] = f"container:{self.boxes[f'agent-{s.name}'].container.id}"
         box = self._start(self._box(s.name, s.language, argv, mounts=mounts, network="mesh",
                                     aliases=(f"{s.name}.zt.lab",), ports=(tls, metrics), **extra))
-        self._wait(f"{s.name} /healthz", box, lambda: httpx.get(self.metrics_url(s.name) + "/healthz",
-                                                                 timeout=2).status_code == 200)
-        probe = self.client_identity("lab-probe")
-        self._wait(f"{s.name} mTLS handshake", box, lambda: mtls_client.handshake_ok(
-            "127.0.0.1", box.port(tls), self.bundle(), probe), timeout=30)
-
-    # -- copying out -------------------------------------------------------------------------
-
-    def _copy_file(self, box: Box, src: str, dest: Path) -> None:
-        with box.read_tar(src) as tar:
-            member = tar.next()
-            data = tar.extractfile(member) if member is not None else None
-            if data is None:
-                raise LabError(f"{src} in {box.name} is not a regular file")
-            dest.write_bytes(data.read())
-
-    def _sync_cert_dir(self, service: str) -> Path:
-        """A local copy of the agent's directory: the generation `current` points to now, the
-        `current` link and the convenience links, and crl.pem, in the agent's own layout."""
-        box = self.boxes[f"agent-{service}"]
-        local = self.work_dir / "certs" / service
-        local.mkdir(parents=True, exist_ok=True)
-        for attempt in range(3):  # the agent may rotate (and prune) between readlink and the copy
-            code, out = box.exec("readlink", f"{CERTS}/current")
-            gen = PurePosixPath(out.strip()).name
-            if code != 0 or not gen.startswith("gen-"):
-                raise LabError(f"agent-{service} has no current generation: {out.strip()}")
-            if (local / gen / "svid.json").exists():
-                break
-            tmp = local / f".{gen}.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            try:
-                with box.read_tar(f"{CERTS}/{gen}") as tar:
-                    tar.extractall(tmp, filter="data")
-            except Exception as e:
-                if attempt == 2:
-                    raise LabError(f"cannot copy {gen} out of agent-{service}: {e}") from e
-                continue
-            (tmp / gen).rename(local / gen)
-            tmp.rmdir()
-            break
-        point_current(local, gen)  # the same layout as the agent's own directory
-        with contextlib.suppress(Exception):  # absent until the agent's first CRL fetch
-            self._copy_file(box, f"{CERTS}/crl.pem", local / "crl.pem")
-        return local
+        core.wait_service(s.name, box, self.metrics_url(s.name), "127.0.0.1", box.port(tls), self.bundle(),
+                          self.client_identity("lab-probe"))
 
     # -- what scenarios use ----------------------------------------------------------------------
 
@@ -382,12 +254,10 @@ class ContainerLab:
     def crl_url(self) -> str:
         return f"http://127.0.0.1:{self._published('crl', CRL_PORT)}"
 
-    def bundle(self) -> Path:
-        return self.ca_dir / "bundle.pem"
-
     def agent_identity(self, service: str) -> LabIdentity:
         """Copied out of the agent's volume at each call, so serials are the current ones."""
-        return LabIdentity(service, self.topology.spiffe_id(service), self._sync_cert_dir(service))
+        local = cert_copy.sync_from(self.boxes[f"agent-{service}"], CERTS, self.work_dir / "certs" / service)
+        return LabIdentity(service, self.topology.spiffe_id(service), local)
 
     def ztca(self, *args: str) -> dict[str, Any]:
         """`ztca VERB --dir <CA volume> --json ...` inside the RA container (which holds the CA)."""
@@ -397,35 +267,14 @@ class ContainerLab:
             raise LabError(f"ztca {verb} in the RA container failed ({code}): {out.strip()[-500:]}")
         return dict(json.loads(out)) if out.strip() else {}
 
-    def client_identity(self, name: str, *, ttl_seconds: int | None = None) -> LabIdentity:
-        """Registered in the RA container, bootstrapped by an agent on the host over the RA's
-        published port (the RA's certificate also names 127.0.0.1)."""
-        if name not in self._clients:
-            token = self.work_dir / "run" / f"client-{name}.token"
-            token.parent.mkdir(parents=True, exist_ok=True)
-            write_secret(token, str(self.ztca("register", name)["token"]).encode() + b"\n")
-            self._clients[name] = host_identities.bootstrap_with_agent(
-                self.ra_url(), self.bundle(), token, name, self.topology.spiffe_id(name),
-                self.work_dir / "clients" / name, ttl_seconds=ttl_seconds, log=self.logs / "host-agents.log")
-        return self._clients[name]
+    def register(self, name: str, token_file: Path) -> None:
+        """Registered in the RA container (which holds the CA); the token comes back as JSON and
+        goes straight into a 0600 file on the host. The RA's certificate also names 127.0.0.1,
+        so the host's agent bootstraps over the published port."""
+        write_secret(token_file, str(self.ztca("register", name)["token"]).encode() + b"\n")
 
-    def foreign_identity(self, name: str) -> LabIdentity:
-        """Same trust domain name and SPIFFE ID shape, an unrelated root: made on the host."""
-        return host_identities.foreign_identity(self.work_dir, self.topology.trust_domain, name)
-
-    def issued_certificates(self) -> list[str]:
-        return [str(c["pem"]) for c in self.ztca("list", "--pem")["certificates"]]
-
-    def revoke(self, *, serial: str | None = None, service: str | None = None,
-               reason: str | None = None) -> dict[str, Any]:
-        args = ["revoke"] + ([serial] if serial else ["--service", service or ""])
-        if reason:
-            args += ["--reason", reason]
-        return self.ztca(*args)
-
-    def collect_logs(self, dest: Path) -> list[Path]:
-        """One file per container (stdout and stderr as the engine kept them), plus the host's."""
-        dest.mkdir(parents=True, exist_ok=True)
+    def _component_logs(self, dest: Path) -> list[Path]:
+        """One file per container: stdout and stderr as the engine kept them."""
         copied = []
         for name, box in self.boxes.items():
             target = dest / f"{name}.log"
@@ -433,10 +282,6 @@ class ContainerLab:
                 target.write_bytes(box.logs())
             except Exception as e:  # noqa: BLE001 - a lost log must not hide the others
                 target.write_text(f"(logs of {name} unavailable: {e})\n")
-            copied.append(target)
-        for f in sorted(self.logs.glob("*.log")):
-            target = dest / f.name
-            target.write_bytes(f.read_bytes())
             copied.append(target)
         return copied
 
@@ -467,31 +312,6 @@ class ContainerLab:
             attempt(f"volume {v}", self._remove_volume, v)
         progress(f"removed run {self.run}: {len(self.boxes)} containers, {len(self.networks)} networks, "
                  f"{len(self.volumes)} volumes" + (f"; left over: {'; '.join(failed)}" if failed else ""))
-
-
-def _pid_alive(pid: str) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def sweep_stale(client: docker.DockerClient) -> None:
-    """Remove what runs left behind whose process is gone (SIGKILL, a lost machine session):
-    never a live run's, so concurrent runs on one engine do not disturb each other."""
-    filters: dict[str, str | list[str] | bool] = {"label": LABEL_RUN}
-    found: list[tuple[str, dict[str, str] | None, Any]] = []  # containers first: they hold the rest
-    found += [(f"container {c.name}", c.labels, c) for c in client.containers.list(all=True, filters=filters)]
-    found += [(f"network {n.name}", n.attrs.get("Labels"), n) for n in client.networks.list(filters=filters)]
-    found += [(f"volume {v.name}", v.attrs.get("Labels"), v) for v in client.volumes.list(filters=filters)]
-    for what, labels, obj in found:
-        if not _pid_alive((labels or {}).get(LABEL_PID, "")):
-            progress(f"sweeping {what} of a dead run ({(labels or {}).get(LABEL_RUN)})")
-            with contextlib.suppress(Exception):
-                obj.remove(**({} if what.startswith("network") else {"force": True}))
 
 
 class ContainerRuntime:

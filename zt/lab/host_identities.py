@@ -17,6 +17,7 @@ from typing import Any
 
 from zt.errors import ZtError
 from zt.lab.identity import LabIdentity
+from zt.spiffe import workload_id
 
 
 class LabError(ZtError):
@@ -59,4 +60,4 @@ def foreign_identity(work_dir: Path, trust_domain: str, name: str) -> LabIdentit
             host_ztca(foreign, "init", "--trust-domain", trust_domain)
         host_ztca(foreign, "register", name)
         host_ztca(foreign, "issue", name, "--out", str(out))
-    return LabIdentity(name, f"spiffe://{trust_domain}/svc/{name}", out)
+    return LabIdentity(name, str(workload_id(trust_domain, name)), out)

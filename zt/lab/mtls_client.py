@@ -70,9 +70,16 @@ def _peer(sock: ssl.SSLSocket) -> tuple[str | None, str | None]:
     return (uris[0] if len(uris) == 1 else None), format(cert.serial_number, "x")
 
 
-def context(bundle: Path, identity: LabIdentity | None) -> ssl.SSLContext:
+def context(bundle: Path, identity: LabIdentity | None, *, check_hostname: bool = False) -> ssl.SSLContext:
+    """A client context that trusts exactly `bundle`: never the system store (no
+    create_default_context(), no load_default_certs(), no certifi), so SSL_CERT_FILE or a CA
+    an administrator added cannot make the lab accept a server our CA did not certify.
+
+    No host name check by default (SPIFFE: the identity is the URI SAN, which callers check);
+    `check_hostname` for the RA, whose certificate also names the addresses it serves on.
+    """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False  # SPIFFE: the identity is the URI SAN, not a host name
+    ctx.check_hostname = check_hostname
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.load_verify_locations(cafile=str(bundle))
     if identity is not None:

@@ -1,9 +1,11 @@
-"""Starting, waiting for and stopping local processes: the ground floor of the process runtime.
+"""Starting, waiting for and stopping local processes, and the lab's one readiness wait.
 
 Every process is started in its own session (so a stop reaches its children too), with its
 output going to a log file, and is stopped by PID: SIGTERM, a grace period, then SIGKILL.
 Readiness is a real check (an HTTP answer, a TLS handshake) retried until a deadline, never
-a sleep; a wait that gives up says what it waited for, how long, and the last error.
+a sleep. `wait_until` is the only such loop in the lab, for processes and containers alike:
+a wait that gives up, or whose process or container died meanwhile, says what it waited for,
+how long, the last error, and the tail of the component's log.
 """
 
 from __future__ import annotations
@@ -16,13 +18,26 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 from zt.errors import ZtError
 
 
 class WaitTimeout(ZtError):
-    """A readiness wait ran out of time."""
+    """A readiness wait ran out of time, or what it waited on exited first."""
+
+
+class Watched(Protocol):
+    """What a wait watches besides its check: a process or a container that may die."""
+
+    name: str
+
+    def exit_state(self) -> str | None:
+        """None while it runs; else how it ended ("exited with 1", "exited (exit code 2)")."""
+        ...
+
+    def log_tail(self, n: int = 30) -> str:
+        ...
 
 
 @dataclass
@@ -39,6 +54,9 @@ class Proc:
 
     def alive(self) -> bool:
         return self.popen.poll() is None
+
+    def exit_state(self) -> str | None:
+        return None if self.alive() else f"exited with {self.popen.returncode}"
 
     def stop(self, grace: float = 5.0) -> int | None:
         """SIGTERM, wait `grace` seconds, then SIGKILL; returns the exit code."""
@@ -70,6 +88,9 @@ class Proc:
         except OSError:
             return ""
 
+    def log_tail(self, n: int = 30) -> str:
+        return "\n".join(self.log_text().splitlines()[-n:])
+
 
 def start(name: str, argv: Sequence[str], log_path: Path, *, env: dict[str, str] | None = None,
           cwd: Path | None = None) -> Proc:
@@ -96,21 +117,31 @@ def start_ready(name: str, argv: Sequence[str], log_path: Path, what: str, check
 
 
 def wait_until(what: str, check: Callable[[], bool], timeout: float = 30.0, interval: float = 0.1,
-               proc: Proc | None = None) -> None:
-    """Retry `check` until it returns True; exceptions count as 'not yet' and are reported."""
-    deadline = time.monotonic() + timeout
-    last: str = "never checked"
+               proc: Watched | None = None) -> None:
+    """Retry `check` until it returns True; exceptions count as 'not yet' and are reported.
+
+    `proc` is the process or container being waited for: if it exits, the wait fails at once
+    (not at the deadline), saying so. Either failure names what was awaited, for how long,
+    the last error and the tail of its log.
+    """
     start_t = time.monotonic()
-    while time.monotonic() < deadline:
-        if proc is not None and not proc.alive():
-            tail = proc.log_text()[-2000:]
-            raise WaitTimeout(f"{proc.name} exited with {proc.popen.returncode} while waiting for {what}; "
-                              f"log tail:\n{tail}")
+    deadline = start_t + timeout
+    last: str = "never checked"
+
+    def failure(head: str) -> WaitTimeout:
+        waited = f"{time.monotonic() - start_t:.1f}s"
+        tail = f"; {proc.name} log tail:\n{proc.log_tail()}" if proc is not None else ""
+        return WaitTimeout(f"{head} (waited {waited} of {timeout:g}s for {what}; last error: {last}){tail}")
+
+    while True:
+        if proc is not None and (state := proc.exit_state()) is not None:
+            raise failure(f"{proc.name} {state} while waiting for {what}")
         try:
             if check():
                 return
             last = "check returned false"
         except Exception as e:  # noqa: BLE001 - any failure of a readiness probe means "not ready yet"
             last = f"{type(e).__name__}: {e}"
+        if time.monotonic() >= deadline:
+            raise failure(f"gave up waiting for {what}")
         time.sleep(interval)
-    raise WaitTimeout(f"gave up waiting for {what} after {time.monotonic() - start_t:.1f}s; last error: {last}")

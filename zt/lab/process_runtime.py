@@ -5,53 +5,47 @@ in 0600 files), start the RA and the CRL publisher, run each agent (bootstrap wi
 then keep renewing), then start each service on the files its agent wrote. Each component
 has its own directory, log file and ports. Readiness is real: the RA's /v1/status over TLS,
 the publisher's /healthz, the agents' files, each service's /healthz plus an mTLS handshake.
-Teardown stops everything by PID, in reverse order, also after a failure.
+Teardown stops everything by PID, in reverse order, also after a failure. What the test
+reads of the CA (issued certificates, revocations) goes through `ztca --json`, as in the
+container runtime (zt.lab.core).
 """
 
 from __future__ import annotations
 
-import ssl
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from zt.lab import host_identities, process, services
+from zt.lab import core, host_identities, process, services
+from zt.lab.core import progress
 from zt.lab.identity import LabIdentity
 from zt.lab.ports import free_port
 from zt.lab.runtime import bring_up
 from zt.lab.topology import ServiceSpec, Topology
-from zt.ra.store import Store
 
-
-def progress(msg: str) -> None:
-    print(f"[lab] {msg}", flush=True)
+__all__ = ["ProcessLab", "ProcessRuntime", "progress"]
 
 
 def python_cmd(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
-class ProcessLab:
+class ProcessLab(core.LabCore):
     runtime_name = "process"
 
     def __init__(self, topology: Topology, work_dir: Path) -> None:
-        self.topology = topology
-        self.work_dir = work_dir
-        self.ca_dir = work_dir / "ca"
-        self.logs = work_dir / "logs"
+        super().__init__(topology, work_dir)
         self.run_dir = work_dir / "run"
         self.procs: list[process.Proc] = []
         self.ports: dict[str, int] = {}
-        self._clients: dict[str, LabIdentity] = {}
-        self.started_at = time.time()
 
-    # -- CLI helpers ---------------------------------------------------------------------------
+    # -- the CA, on the host ---------------------------------------------------------------------
 
     def ztca(self, *args: str) -> dict[str, Any]:
         return host_identities.host_ztca(self.ca_dir, *args)
+
+    def register(self, name: str, token_file: Path) -> None:
+        self.ztca("register", name, "--token-file", str(token_file))  # ztca writes it 0600
 
     def _start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> process.Proc:
         progress(f"starting {name}")
@@ -72,7 +66,7 @@ class ProcessLab:
         tokens = {}
         for s in self.topology.services:
             tokens[s.name] = self.run_dir / f"{s.name}.token"
-            self.ztca("register", s.name, "--token-file", str(tokens[s.name]))
+            self.register(s.name, tokens[s.name])
         progress(f"registered {', '.join(tokens)}")
         self._start_ra()
         self._start_crl()
@@ -87,18 +81,13 @@ class ProcessLab:
             "zt.ra.main", "--ca-dir", str(self.ca_dir), "--listen", f"127.0.0.1:{self.ports['ra']}",
             "--leaf-ttl", f"{self.topology.leaf_ttl_seconds}s", "--workers", str(self.topology.ra_workers),
             "--crl-check-interval", "1"))
-        tls = ssl.create_default_context(cafile=str(self.bundle()))
-
-        def ready() -> bool:
-            return httpx.get(self.ra_url() + "/v1/status", verify=tls, timeout=2).status_code == 200
-
-        process.wait_until("zt-ra /v1/status", ready, timeout=30, proc=p)
+        process.wait_until("zt-ra /v1/status", lambda: core.ra_status_ok(self.ra_url(), self.bundle()),
+                           timeout=30, proc=p)
 
     def _start_crl(self) -> None:
         p = self._start("zt-crl", python_cmd("zt.crl.main", "--ca-dir", str(self.ca_dir), "--listen",
                                              f"127.0.0.1:{self.ports['crl']}"))
-        process.wait_until("zt-crl /healthz", lambda: httpx.get(self.crl_url() + "/healthz").status_code == 200,
-                           timeout=30, proc=p)
+        process.wait_until("zt-crl /healthz", lambda: core.http_ok(self.crl_url() + "/healthz"), timeout=30, proc=p)
 
     def cert_dir(self, service: str) -> Path:
         return self.work_dir / "certs" / service
@@ -108,17 +97,10 @@ class ProcessLab:
 
     def _start_agent(self, s: ServiceSpec, token: Path) -> None:
         out = self.cert_dir(s.name)
-        argv = python_cmd(
-            "zt.agent.main", "--ra", self.ra_url(), "--bundle", str(self.bundle()),
-            "--bundle-sha256", (self.ca_dir / "bundle.pem.sha256").read_text().split()[0],
-            "--token-file", str(token), "--service", s.name, "--out", str(out),
-            "--crl-interval", str(self.topology.crl_interval))
-        if self.topology.agent_ttl_seconds:
-            argv += ["--ttl", str(self.topology.agent_ttl_seconds)]
-        if s.reload == "signal":
-            argv += ["--signal", "HUP", "--pid-file", str(self.pid_file(s.name))]
-        else:
-            argv += ["--touch", str(out / "reload.stamp")]
+        argv = python_cmd("zt.agent.main", *core.agent_args(
+            self.topology, s, ra_url=self.ra_url(), bundle=str(self.bundle()),
+            bundle_sha256=core.bundle_pin(self.ca_dir), token=str(token), out=str(out),
+            pid_file=str(self.pid_file(s.name))))
         p = self._start(f"agent-{s.name}", argv)
         process.wait_until(f"agent-{s.name} to write identity and CRL",
                            lambda: (out / "svid.json").exists() and (out / "crl.pem").exists(), timeout=60, proc=p)
@@ -146,46 +128,8 @@ class ProcessLab:
     def crl_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['crl']}"
 
-    def bundle(self) -> Path:
-        return self.ca_dir / "bundle.pem"
-
     def agent_identity(self, service: str) -> LabIdentity:
         return LabIdentity(service, self.topology.spiffe_id(service), self.cert_dir(service))
-
-    def client_identity(self, name: str, *, ttl_seconds: int | None = None) -> LabIdentity:
-        if name not in self._clients:
-            token = self.run_dir / f"client-{name}.token"
-            self.ztca("register", name, "--token-file", str(token))
-            self._clients[name] = host_identities.bootstrap_with_agent(
-                self.ra_url(), self.bundle(), token, name, self.topology.spiffe_id(name),
-                self.work_dir / "clients" / name, ttl_seconds=ttl_seconds, log=self.logs / "host-agents.log")
-        return self._clients[name]
-
-    def foreign_identity(self, name: str) -> LabIdentity:
-        return host_identities.foreign_identity(self.work_dir, self.topology.trust_domain, name)
-
-    def issued_certificates(self) -> list[str]:
-        store = Store(self.ca_dir / "zt.db")
-        try:
-            return [c.pem for c in store.certificates()]
-        finally:
-            store.close()
-
-    def revoke(self, *, serial: str | None = None, service: str | None = None,
-               reason: str | None = None) -> dict[str, Any]:
-        args = ["revoke"] + ([serial] if serial else ["--service", service or ""])
-        if reason:
-            args += ["--reason", reason]
-        return self.ztca(*args)
-
-    def collect_logs(self, dest: Path) -> list[Path]:
-        dest.mkdir(parents=True, exist_ok=True)
-        copied = []
-        for f in sorted(self.logs.glob("*.log")):
-            target = dest / f.name
-            target.write_bytes(f.read_bytes())
-            copied.append(target)
-        return copied
 
     def stop(self) -> None:
         for p in reversed(self.procs):

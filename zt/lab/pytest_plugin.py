@@ -7,8 +7,10 @@ Fixtures (named for what a scenario needs, not how it is made):
     client_identity   client_identity("load") -> a registered identity the test can call with
     foreign_identity  foreign_identity("service-a") -> same SPIFFE ID, unrelated CA (an impostor)
 
-Scenario modules declare `pytestmark = pytest.mark.milestone(N)`; the milestones collected
-are the ones judged. A criterion with no operations is `unknown`, and the session fails.
+Scenario modules declare `pytestmark = pytest.mark.milestone(N)`. `zt-lab run` tells the
+plugin which milestones it selected (zt.lab.selection), and every criterion of each is judged,
+also of a milestone that has no scenario yet; run as plain pytest, the milestones collected
+are judged. A criterion with no operations is `unknown`, and the session fails.
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ from typing import Any
 
 import pytest
 
-from zt.lab import checkers, environment, report
+from zt.lab import environment, milestones, report
 from zt.lab.history import History
 from zt.lab.identity import LabIdentity
+from zt.lab.milestones import Milestone
 from zt.lab.runtime import RunningLab, Runtime
+from zt.lab.selection import SELECTED
 from zt.lab.topology import Topology
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,6 +60,27 @@ class LabSession:
 
 _KEY = pytest.StashKey[LabSession]()
 
+def new_session(runtime: str, reports: Path, seed: int | None, keep: bool, argv: list[str]) -> LabSession:
+    """A run's identity and places: run id, report directory, working directory, seed."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    run_id = f"{stamp}-m{os.getpid()}-{runtime}"
+    return LabSession(run_id=run_id, report_dir=reports / run_id, work_dir=REPO / ".lab" / run_id,
+                      runtime_name=runtime, seed=seed or random.SystemRandom().randrange(2**31), argv=argv, keep=keep)
+
+
+def conclude(ls: LabSession, selected: list[Milestone], out: Callable[[str], object]) -> dict[str, Any]:
+    """Judge every criterion of the selected milestones, write the report, print the verdicts."""
+    verdicts = milestones.judge(selected, ls.history)
+    env = environment.describe(ls.argv, ls.seed, ls.runtime_name)
+    doc = report.summary(ls.run_id, verdicts, ls.history, env, ls.started, time.time(), ls.logs,
+                         titles={m.number: m.title for m in selected})
+    report.write(ls.report_dir, doc, ls.history)
+    out("")
+    for line in report.verdict_table(doc).splitlines():
+        out(line)
+    out(f"[lab] verdict: {doc['verdict'].upper()}; report: {ls.report_dir}/report.html")
+    return doc
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("zt-lab")
@@ -69,16 +94,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "milestone(n): the milestone whose exit criteria a scenario provides")
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     runtime = config.getoption("--lab-runtime")
     if runtime not in RUNTIMES:  # argparse does not check a default taken from ZT_LAB_RUNTIME
         raise pytest.UsageError(f"--lab-runtime/ZT_LAB_RUNTIME must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
-    run_id = f"{stamp}-m{os.getpid()}-{runtime}"
-    seed = config.getoption("--lab-seed") or random.SystemRandom().randrange(2**31)
-    config.stash[_KEY] = LabSession(
-        run_id=run_id, report_dir=Path(config.getoption("--lab-reports")) / run_id,
-        work_dir=REPO / ".lab" / run_id, runtime_name=runtime, seed=seed, argv=list(sys.argv),
-        keep=bool(config.getoption("--lab-keep")))
+    config.stash[_KEY] = new_session(runtime, Path(config.getoption("--lab-reports")), config.getoption("--lab-seed"),
+                                     bool(config.getoption("--lab-keep")), list(sys.argv))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -154,17 +174,14 @@ def foreign_identity(lab: RunningLab) -> Callable[[str], LabIdentity]:
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     ls = session.config.stash.get(_KEY, None)
-    if ls is None or ls.lab is None or not ls.milestones:
+    if ls is None:
         return
-    verdicts = [checkers.check(c, ls.history) for c in checkers.criteria_for(sorted(ls.milestones))]
-    env = environment.describe(ls.argv, ls.seed, ls.runtime_name)
-    doc = report.summary(ls.run_id, verdicts, ls.history, env, ls.started, time.time(), ls.logs)
-    report.write(ls.report_dir, doc, ls.history)
+    selected = session.config.stash.get(SELECTED, None)
+    if selected is None:  # plain pytest: judge the milestones whose scenarios ran
+        if ls.lab is None or not ls.milestones:
+            return
+        selected = [milestones.REGISTRY[n] for n in sorted(ls.milestones) if n in milestones.REGISTRY]
     tr: Any = session.config.pluginmanager.get_plugin("terminalreporter")
-    out = tr.write_line if tr is not None else print
-    out("")
-    for line in report.verdict_table(doc).splitlines():
-        out(line)
-    out(f"[lab] verdict: {doc['verdict'].upper()}; report: {ls.report_dir}/report.html")
+    doc = conclude(ls, selected, tr.write_line if tr is not None else print)
     if doc["verdict"] != "pass" and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

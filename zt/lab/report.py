@@ -27,10 +27,11 @@ def _ts(t: float | None) -> str | None:
 
 
 def summary(run_id: str, verdicts: list[Verdict], history: History, env: dict[str, Any], started: float,
-            finished: float, logs: list[str]) -> dict[str, Any]:
+            finished: float, logs: list[str], titles: dict[int, str] | None = None) -> dict[str, Any]:
     milestones: dict[str, Any] = {}
     for v in verdicts:
-        m = milestones.setdefault(str(v.criterion.milestone), {"criteria": [], "verdict": "pass"})
+        m = milestones.setdefault(str(v.criterion.milestone), {
+            "title": (titles or {}).get(v.criterion.milestone), "criteria": [], "verdict": "pass"})
         m["criteria"].append(v.to_json())
     for m in milestones.values():
         results = {c["verdict"] for c in m["criteria"]}
@@ -54,7 +55,8 @@ def markdown(doc: dict[str, Any]) -> str:
              f"- revision: {doc['environment']['git_revision']}"
              f"{' (dirty)' if doc['environment']['git_dirty'] else ''}", ""]
     for m, body in sorted(doc["milestones"].items()):
-        lines += [f"## Milestone {m}: {body['verdict'].upper()}", "",
+        title = f" ({body['title']})" if body.get("title") else ""
+        lines += [f"## Milestone {m}{title}: {body['verdict'].upper()}", "",
                   "| criterion | verdict | operations | ok | fail | unknown |", "|---|---|---|---|---|---|"]
         for c in body["criteria"]:
             e = c["evidence"]
@@ -63,6 +65,10 @@ def markdown(doc: dict[str, Any]) -> str:
         for c in body["criteria"]:
             for v in c["violations"]:
                 lines.append(f"- `{c['id']}` violation: {v}")
+            for e in c.get("errors", []):
+                lines.append(f"- `{c['id']}` not judged: {e}")
+        notes = sorted({c["note"] for c in body["criteria"] if c.get("note")})
+        lines += [f"- {n}" for n in notes]
         lines.append("")
     env = doc["environment"]
     lines += ["## Environment", "", f"- command: `{' '.join(env['command_line'])}`", f"- seed: {env['seed']}",
@@ -107,7 +113,8 @@ def html_page(doc: dict[str, Any], history: History) -> str:
         for c in body["criteria"]:
             e = c["evidence"]
             color = {"pass": COLORS["ok"], "fail": COLORS["fail"], "unknown": COLORS["unknown"]}[c["verdict"]]
-            viol = "<br>".join(html.escape(v) for v in c["violations"])
+            viol = "<br>".join(html.escape(v) for v in [*c["violations"], *c.get("errors", []),
+                                                        *([c["note"]] if c.get("note") else [])])
             rows.append(f"<tr><td>{m}</td><td>{html.escape(c['title'])}<br><code>{c['id']}</code></td>"
                         f"<td style='color:{color};font-weight:bold'>{MARK[c['verdict']]}</td>"
                         f"<td>{e['operations']}</td><td>{e['ok']}</td><td>{e['fail']}</td><td>{e['unknown']}</td>"
@@ -138,7 +145,9 @@ def junit(doc: dict[str, Any]) -> str:
             inner = ""
             if c["verdict"] != "pass":
                 failures += 1
-                msg = f"{c['verdict']}: " + ("; ".join(c["violations"]) or "no relevant operations were observed")
+                why = [*c["violations"], *c.get("errors", [])]
+                why = why or [c.get("note") or "no relevant operations were observed"]
+                msg = f"{c['verdict']}: " + "; ".join(why)
                 inner = f"<failure message={quoteattr(msg[:1000])}>{escape(json.dumps(c['evidence']))}</failure>"
             cases.append(f'<testcase classname="zt.lab.milestone{m}" name={name}>{inner}</testcase>')
     return (f'<?xml version="1.0" encoding="utf-8"?>\n<testsuite name="zt-lab" tests="{total}" '
@@ -165,4 +174,7 @@ def verdict_table(doc: dict[str, Any]) -> str:
     for _, body in sorted(doc["milestones"].items()):
         for c in body["criteria"]:
             lines.append(f"{c['id']:<22} {MARK[c['verdict']]:<8} {c['evidence']['operations']:>5}  {c['title']}")
+            lines += [f"{'':<22} {'':<8} {'':>5}  ! {e}" for e in c.get("errors", [])]
+        lines += [f"  milestone {m}: {n}" for m, n in sorted({(c['milestone'], c["note"]) for c in body["criteria"]
+                                                                if c.get("note")})]
     return "\n".join(lines)

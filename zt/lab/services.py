@@ -6,10 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from zt.errors import ZtError
-from zt.lab import mtls_client, process
+from zt.lab import core, process
 from zt.lab.identity import LabIdentity
 from zt.lab.ports import free_port
 
@@ -47,17 +45,12 @@ def start_service(kind: str, name: str, cert_dir: Path, run_dir: Path, *, expect
                   extra: tuple[str, ...] = ()) -> RunningService:
     tls, metrics = tls_port or free_port(), metrics_port or free_port()
     pid_file = run_dir / f"{name}.pid"
-    argv = [str(binary_for(kind)), "--cert-dir", str(cert_dir), "--listen", f"127.0.0.1:{tls}",
-            "--metrics-listen", f"127.0.0.1:{metrics}", "--expect-peer", expect_peer, "--name", name,
-            "--pid-file", str(pid_file), "--crl-stale", crl_stale, *extra]
+    argv = [str(binary_for(kind)), *core.service_args(
+        name=name, cert_dir=str(cert_dir), listen=f"127.0.0.1:{tls}", metrics_listen=f"127.0.0.1:{metrics}",
+        expect_peer=expect_peer, crl_stale=crl_stale, pid_file=str(pid_file)), *extra]
     proc = process.start(name, argv, run_dir / "logs" / f"{name}.log", cwd=run_dir)
     return RunningService(name, proc, tls, metrics, cert_dir, pid_file)
 
 
 def wait_ready(svc: RunningService, bundle: Path, probe: LabIdentity | None, timeout: float = 60.0) -> None:
-    process.wait_until(f"{svc.name} /healthz", lambda: httpx.get(svc.metrics_url + "/healthz").status_code == 200,
-                       timeout=timeout, proc=svc.proc)
-    if probe is not None:
-        process.wait_until(f"{svc.name} mTLS handshake",
-                           lambda: mtls_client.handshake_ok("127.0.0.1", svc.tls_port, bundle, probe),
-                           timeout=30, proc=svc.proc)
+    core.wait_service(svc.name, svc.proc, svc.metrics_url, "127.0.0.1", svc.tls_port, bundle, probe, timeout=timeout)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from zt.spiffe import workload_id
+
 
 @dataclass(frozen=True)
 class ServiceSpec:
@@ -44,4 +46,5 @@ class Topology:
         raise KeyError(f"no service {name!r} in the topology")
 
     def spiffe_id(self, service: str) -> str:
-        return f"spiffe://{self.trust_domain}/svc/{service}"
+        """spiffe://<td>/svc/<service>, built and validated by zt.spiffe."""
+        return str(workload_id(self.trust_domain, service))

@@ -32,7 +32,9 @@ def pkilint_command() -> list[str]:
 
 def openssl_verify(cert_pem: Path, bundle: Path, intermediate: Path) -> str:
     is_ca = _is_ca(cert_pem)
-    args = ["openssl", "verify", "-x509_strict", "-CAfile", str(bundle)]
+    # -no-CApath -no-CAstore: with only -CAfile, openssl verify also trusts the system's CA
+    # directory (/etc/ssl/certs, SSL_CERT_DIR); our certificates must chain to the bundle alone.
+    args = ["openssl", "verify", "-x509_strict", "-no-CApath", "-no-CAstore", "-CAfile", str(bundle)]
     if not is_ca:
         args += ["-untrusted", str(intermediate), "-purpose", "sslclient"]
     r = subprocess.run([*args, str(cert_pem)], capture_output=True, text=True, timeout=30)

@@ -1,0 +1,60 @@
+"""The lab's milestones, in one registry: number, title, exit criteria, scenario module.
+
+`zt-lab run --milestone all` runs every milestone registered here, and judges every one of
+its criteria. A registered milestone whose scenario module does not exist yet still appears
+in the report: each of its criteria `unknown` (no evidence, with a note saying why), which
+fails the run, so a milestone cannot pass by having nothing to run. Milestones 2 to 5 are
+registered by the issues that bring their scenarios.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from zt.lab import checkers
+from zt.lab.checkers import Criterion, Verdict
+from zt.lab.history import History
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Milestone:
+    number: int
+    title: str
+    criteria: tuple[Criterion, ...]
+    scenario: Path  # the pytest module that produces the evidence, relative to the repository
+
+    def scenario_path(self, repo: Path = REPO) -> Path:
+        return repo / self.scenario
+
+    def has_scenario(self, repo: Path = REPO) -> bool:
+        return self.scenario_path(repo).is_file()
+
+
+REGISTRY: dict[int, Milestone] = {
+    1: Milestone(1, "service-a and service-b call each other over mTLS with certificates from our CA", checkers.M1,
+                 Path("scenarios/test_m1_mtls.py")),
+}
+
+
+def select(spec: str, registry: Mapping[int, Milestone] = REGISTRY) -> list[Milestone]:
+    """`all` (every registered milestone, in order) or one registered number; ValueError otherwise."""
+    if spec == "all":
+        return [registry[n] for n in sorted(registry)]
+    try:
+        return [registry[int(spec)]]
+    except (ValueError, KeyError):
+        known = ", ".join(map(str, sorted(registry)))
+        raise ValueError(f"no milestone {spec!r}: the lab defines {known} (or all)") from None
+
+
+def judge(selected: Sequence[Milestone], history: History, repo: Path = REPO) -> list[Verdict]:
+    """Every criterion of every selected milestone, judged on the run's history."""
+    verdicts = []
+    for m in selected:
+        note = None if m.has_scenario(repo) else f"no scenario yet: {m.scenario} does not exist"
+        verdicts += [checkers.check(c, history, note=note) for c in m.criteria]
+    return verdicts
