@@ -30,7 +30,7 @@ from zt.lab.identity import LabIdentity
 from zt.lab.topology import ServiceSpec, Topology
 
 if TYPE_CHECKING:
-    import docker
+    import docker as docker_sdk  # the SDK's types; `docker` here is the CLI helper from conftest
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def runtime(images: list[str]) -> ContainerRuntime:
     return ContainerRuntime()
 
 
-def runtime_client() -> docker.DockerClient:
+def runtime_client() -> docker_sdk.DockerClient:
     from testcontainers.core.docker_client import DockerClient
 
     return DockerClient().client

@@ -34,12 +34,12 @@ def test_failed_bring_up_stops_every_started_process(tmp_path: Path, monkeypatch
     started: list[int] = []
     real_start = ProcessRuntime.start
 
-    def spy(self: ProcessRuntime, topology: Topology, work_dir: Path):  # type: ignore[no-untyped-def]
+    def spy(self: ProcessRuntime, topology: Topology, work_dir: Path):
         from zt.lab import process
 
         original = process.start
 
-        def recording(*a, **kw):  # type: ignore[no-untyped-def]
+        def recording(*a, **kw):
             p = original(*a, **kw)
             started.append(p.pid)
             return p
