@@ -36,7 +36,8 @@ native-java:
 	./native/java/build.sh
 
 lint: venv
-	$(BIN)/ruff check zt tests scenarios bench
+	$(BIN)/ruff check zt tests scenarios bench conftest.py
+	$(BIN)/ruff format --check zt tests scenarios bench conftest.py
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 

@@ -36,8 +36,7 @@ from zt.ra.store import Store
 
 def prepare(ca: CaDir, n: int) -> list[tuple[str, str]]:
     paths = CaPaths(ca.dir)
-    ra = RegistrationAuthority(Store(paths.store, durable=False), Authority.load(paths, "zt.lab"), paths,
-                               SystemClock())
+    ra = RegistrationAuthority(Store(paths.store, durable=False), Authority.load(paths, "zt.lab"), paths, SystemClock())
     jobs = []
     for i in range(n):
         reg = ra.register(f"b{i}", dt.timedelta(hours=1))
@@ -63,6 +62,7 @@ def run_case(workers: int, durability: str, requests: int, clients: int) -> dict
         lock = threading.Lock()
         local = threading.local()
         try:
+
             def one(job: tuple[str, str]) -> None:
                 client = getattr(local, "client", None)
                 if client is None:
@@ -80,7 +80,7 @@ def run_case(workers: int, durability: str, requests: int, clients: int) -> dict
             for j in warm:
                 one(j)
             latencies.clear()
-            rest = jobs[len(warm):]
+            rest = jobs[len(warm) :]
             start = time.perf_counter()
             with ThreadPoolExecutor(clients) as pool:
                 list(pool.map(one, rest))
@@ -88,10 +88,17 @@ def run_case(workers: int, durability: str, requests: int, clients: int) -> dict
         finally:
             ra.proc.stop()
     ms = [x * 1000 for x in latencies]
-    return {"workers": workers, "durability": durability, "requests": len(rest), "errors": errors[0],
-            "certs_per_s": round(len(latencies) / wall, 1), "p50_ms": round(percentile(ms, 50), 2),
-            "p95_ms": round(percentile(ms, 95), 2), "p99_ms": round(percentile(ms, 99), 2),
-            "mean_ms": round(statistics.fmean(ms), 2)}
+    return {
+        "workers": workers,
+        "durability": durability,
+        "requests": len(rest),
+        "errors": errors[0],
+        "certs_per_s": round(len(latencies) / wall, 1),
+        "p50_ms": round(percentile(ms, 50), 2),
+        "p95_ms": round(percentile(ms, 95), 2),
+        "p99_ms": round(percentile(ms, 99), 2),
+        "mean_ms": round(statistics.fmean(ms), 2),
+    }
 
 
 def service_layer_rate(requests: int) -> float:
@@ -100,8 +107,9 @@ def service_layer_rate(requests: int) -> float:
         ca = make_ca(Path(tmp))
         jobs = prepare(ca, requests)
         paths = CaPaths(ca.dir)
-        ra = RegistrationAuthority(Store(paths.store, durable=False), Authority.load(paths, "zt.lab"), paths,
-                                   SystemClock())
+        ra = RegistrationAuthority(
+            Store(paths.store, durable=False), Authority.load(paths, "zt.lab"), paths, SystemClock()
+        )
         start = time.perf_counter()
         for token, csr in jobs:
             ra.issue(token, csr)
@@ -131,12 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     by = {(r["workers"], r["durability"]): r for r in results}
     for d in ("full", "normal"):
         one, many = by[(1, d)], by[(args.workers, d)]
-        print(f"ratio {args.workers} workers / 1 worker ({d}): "
-              f"{float(many['certs_per_s']) / float(one['certs_per_s']):.2f}x")
+        print(
+            f"ratio {args.workers} workers / 1 worker ({d}): "
+            f"{float(many['certs_per_s']) / float(one['certs_per_s']):.2f}x"
+        )
     print(f"service layer in-process: {ceiling:.0f} certs/s")
     if args.json:
-        args.json.write_text(json.dumps({"service_layer_certs_per_s": round(ceiling, 1), "http": results},
-                                        indent=2))
+        args.json.write_text(json.dumps({"service_layer_certs_per_s": round(ceiling, 1), "http": results}, indent=2))
     return 0 if all(r["errors"] == 0 for r in results) else 1
 
 

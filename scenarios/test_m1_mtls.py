@@ -27,12 +27,16 @@ NO_CERT_ALERTS = ("no_client_cert", "bad_certificate", "handshake_failure")
 UNTRUSTED_ALERTS = ("untrusted", "certificate_unknown", "bad_certificate")
 
 
-@pytest.mark.parametrize("caller, callee, criterion", [
-    ("service-a", "service-b", "m1.a_calls_b"),
-    ("service-b", "service-a", "m1.b_calls_a"),
-])
-def test_service_calls_its_peer_over_mtls(lab: RunningLab, history: History, operator: LabIdentity, caller: str,
-                                          callee: str, criterion: str) -> None:
+@pytest.mark.parametrize(
+    "caller, callee, criterion",
+    [
+        ("service-a", "service-b", "m1.a_calls_b"),
+        ("service-b", "service-a", "m1.b_calls_a"),
+    ],
+)
+def test_service_calls_its_peer_over_mtls(
+    lab: RunningLab, history: History, operator: LabIdentity, caller: str, callee: str, criterion: str
+) -> None:
     op = clients.call_through(lab, history, criterion, caller, callee, operator)
     assert checkers.mutual_call(op) is None, checkers.mutual_call(op)
 
@@ -46,22 +50,23 @@ def test_curl_with_service_a_certificate_reaches_service_b(lab: RunningLab, hist
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_client_without_certificate_is_refused(lab: RunningLab, history: History, service: str) -> None:
-    op = clients.attempt_refused(lab, history, "m1.no_client_cert", service, None, NO_CERT_ALERTS,
-                                 "no_client_cert")
+    op = clients.attempt_refused(lab, history, "m1.no_client_cert", service, None, NO_CERT_ALERTS, "no_client_cert")
     assert checkers.refused_for(op) is None, checkers.refused_for(op)
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_certificate_from_foreign_ca_is_refused(lab: RunningLab, history: History,
-                                                foreign_identity: Callable[[str], LabIdentity], service: str) -> None:
+def test_certificate_from_foreign_ca_is_refused(
+    lab: RunningLab, history: History, foreign_identity: Callable[[str], LabIdentity], service: str
+) -> None:
     impostor = foreign_identity("operator")  # our SPIFFE ID, someone else's CA
     op = clients.attempt_refused(lab, history, "m1.foreign_ca", service, impostor, UNTRUSTED_ALERTS, "untrusted")
     assert checkers.refused_for(op) is None, checkers.refused_for(op)
 
 
 @pytest.mark.parametrize("caller, callee", [("service-a", "service-b"), ("service-b", "service-a")])
-def test_call_refuses_peer_with_wrong_identity(lab: RunningLab, history: History, operator: LabIdentity,
-                                               caller: str, callee: str) -> None:
+def test_call_refuses_peer_with_wrong_identity(
+    lab: RunningLab, history: History, operator: LabIdentity, caller: str, callee: str
+) -> None:
     wrong = lab.topology.spiffe_id("not-" + callee)
     op = clients.call_through(lab, history, "m1.wrong_identity", caller, callee, operator, expect=wrong)
     assert checkers.rejected_with(op) is None, checkers.rejected_with(op)

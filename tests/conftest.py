@@ -78,8 +78,13 @@ class CaDir:
         """
         past = FakeClock(utcnow() - dt.timedelta(seconds=60))
         store = Store(self.paths.store)
-        ra = RegistrationAuthority(store, Authority.load(self.paths, store.meta("trust_domain") or ""), self.paths,
-                                   past, leaf_ttl=dt.timedelta(seconds=50))
+        ra = RegistrationAuthority(
+            store,
+            Authority.load(self.paths, store.meta("trust_domain") or ""),
+            self.paths,
+            past,
+            leaf_ttl=dt.timedelta(seconds=50),
+        )
         ident = store.identity(service)
         assert ident is not None, f"{service} is not registered"
         key = generate_key()
@@ -117,8 +122,18 @@ class RaServer:
 
 def start_ra(ca: CaDir, logs: Path, *extra: str, name: str = "zt-ra", port: int | None = None) -> RaServer:
     port = port or free_port()
-    argv = [sys.executable, "-m", "zt.ra.main", "--ca-dir", str(ca.dir), "--listen", f"127.0.0.1:{port}",
-            "--crl-check-interval", "0.5", *extra]
+    argv = [
+        sys.executable,
+        "-m",
+        "zt.ra.main",
+        "--ca-dir",
+        str(ca.dir),
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--crl-check-interval",
+        "0.5",
+        *extra,
+    ]
     url = f"https://127.0.0.1:{port}"
     tls = ssl.create_default_context(cafile=str(ca.paths.bundle))
 
@@ -143,11 +158,20 @@ class CrlServer:
 
 
 def start_crl(ca: CaDir, logs: Path, *extra: str) -> CrlServer:
-    argv = [sys.executable, "-m", "zt.crl.main", "--ca-dir", str(ca.dir), "--listen",
-            f"127.0.0.1:{ca.crl_port}", *extra]
+    argv = [
+        sys.executable,
+        "-m",
+        "zt.crl.main",
+        "--ca-dir",
+        str(ca.dir),
+        "--listen",
+        f"127.0.0.1:{ca.crl_port}",
+        *extra,
+    ]
     url = f"http://127.0.0.1:{ca.crl_port}"
-    proc = process.start_ready("zt-crl", argv, logs / "zt-crl.log", "zt-crl /healthz",
-                               lambda: httpx.get(url + "/healthz").status_code == 200)
+    proc = process.start_ready(
+        "zt-crl", argv, logs / "zt-crl.log", "zt-crl /healthz", lambda: httpx.get(url + "/healthz").status_code == 200
+    )
     return CrlServer(url, proc)
 
 

@@ -105,8 +105,9 @@ class RemoteError(ZtError):
     callers can tell "retry later" (transport, 429, 5xx) from "give up" (401, 403, 400).
     """
 
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
-                 permanent: bool = False) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, code: str | None = None, permanent: bool = False
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code

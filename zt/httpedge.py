@@ -71,12 +71,20 @@ class EdgeLimits:
 
 def add_edge_arguments(parser: argparse.ArgumentParser) -> None:
     """The two flags both daemons take, with one help text."""
-    parser.add_argument("--header-timeout", type=parse_duration, default=parse_duration(f"{DEFAULT_HEADER_TIMEOUT:g}s"),
-                        help="close a connection whose TLS handshake or request head is not complete within this "
-                             f"time, e.g. 5s (default: {DEFAULT_HEADER_TIMEOUT:g}s)")
-    parser.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS,
-                        help="open connections per worker process; requests on connections over it get 503 "
-                             f"over_capacity (default: {DEFAULT_MAX_CONNECTIONS})")
+    parser.add_argument(
+        "--header-timeout",
+        type=parse_duration,
+        default=parse_duration(f"{DEFAULT_HEADER_TIMEOUT:g}s"),
+        help="close a connection whose TLS handshake or request head is not complete within this "
+        f"time, e.g. 5s (default: {DEFAULT_HEADER_TIMEOUT:g}s)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        help="open connections per worker process; requests on connections over it get 503 "
+        f"over_capacity (default: {DEFAULT_MAX_CONNECTIONS})",
+    )
 
 
 def limits_from(args: argparse.Namespace) -> EdgeLimits:
@@ -119,13 +127,23 @@ class EdgeConfig(uvicorn.Config):
 
 
 def _over_capacity_app(limit: int) -> Callable[..., Any]:
-    body = json.dumps({"error": "over_capacity",
-                       "reason": f"the server has {limit} connections open, its limit; retry later"}).encode()
+    body = json.dumps(
+        {"error": "over_capacity", "reason": f"the server has {limit} connections open, its limit; retry later"}
+    ).encode()
 
     async def app(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
-        await send({"type": "http.response.start", "status": 503, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-            (b"retry-after", b"1"), (b"connection", b"close")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 503,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"retry-after", b"1"),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     return app
@@ -134,8 +152,13 @@ def _over_capacity_app(limit: int) -> Callable[..., Any]:
 class HeadTimeoutProtocol(H11Protocol):
     """uvicorn's h11 protocol with a deadline for each request head and a connection cap."""
 
-    def __init__(self, config: uvicorn.Config, server_state: ServerState, app_state: dict[str, Any],
-                 _loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.limits = config.limits if isinstance(config, EdgeConfig) else EdgeLimits()
         self._head_timer: asyncio.TimerHandle | None = None
@@ -146,8 +169,7 @@ class HeadTimeoutProtocol(H11Protocol):
             # This connection's requests get a 503 and it is closed after the answer; the
             # deadline below still applies to it.
             self.app = cast(Any, _over_capacity_app(self.limits.max_connections))
-            log_event(log, "over_capacity", logging.WARNING, client=self._peer(),
-                      limit=self.limits.max_connections)
+            log_event(log, "over_capacity", logging.WARNING, client=self._peer(), limit=self.limits.max_connections)
         self._arm_head_timer()
 
     def data_received(self, data: bytes) -> None:

@@ -52,7 +52,7 @@ def parse_spiffe_id(text: str) -> SpiffeId:
         raise SvidError(f"SPIFFE ID longer than {MAX_ID_BYTES} bytes (SPIFFE-ID 2.3)")
     if not text.startswith(SCHEME_PREFIX):
         raise SvidError(f"not a SPIFFE ID (scheme must be lowercase 'spiffe://'): {text!r}")
-    rest = text[len(SCHEME_PREFIX):]
+    rest = text[len(SCHEME_PREFIX) :]
     trust_domain, slash, path = rest.partition("/")
     for bad, what in (("@", "userinfo"), (":", "port"), ("?", "query"), ("#", "fragment"), ("%", "percent-encoding")):
         if bad in rest:
@@ -74,9 +74,7 @@ def parse_spiffe_id(text: str) -> SpiffeId:
 def validate_service_name(name: str) -> str:
     """A service name is one safe path segment; refuse anything else with a clear reason."""
     if not _SERVICE_NAME.fullmatch(name) or name in (".", ".."):
-        raise SvidError(
-            f"invalid service name {name!r}: 1-64 characters of A-Z a-z 0-9 . - _, not '.' or '..'"
-        )
+        raise SvidError(f"invalid service name {name!r}: 1-64 characters of A-Z a-z 0-9 . - _, not '.' or '..'")
     return name
 
 

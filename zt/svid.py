@@ -98,8 +98,10 @@ def check_leaf(cert: x509.Certificate) -> list[Finding]:
     else:
         assert isinstance(eku.value, x509.ExtendedKeyUsage)
         usages = set(eku.value)
-        for need, name in ((ExtendedKeyUsageOID.SERVER_AUTH, "serverAuth"),
-                           (ExtendedKeyUsageOID.CLIENT_AUTH, "clientAuth")):
+        for need, name in (
+            (ExtendedKeyUsageOID.SERVER_AUTH, "serverAuth"),
+            (ExtendedKeyUsageOID.CLIENT_AUTH, "clientAuth"),
+        ):
             if need not in usages:
                 findings.append(Finding("4.4", f"a leaf EKU must include {name}"))
     return findings

@@ -69,8 +69,11 @@ def compose_command() -> list[str] | None:
 @pytest.fixture(scope="session")
 def compose() -> list[str]:
     cmd = compose_command()
-    require(cmd is not None, "neither `docker compose` nor docker-compose is installed "
-                             "(scripts/docker-engine.sh start installs Debian's docker-compose)")
+    require(
+        cmd is not None,
+        "neither `docker compose` nor docker-compose is installed "
+        "(scripts/docker-engine.sh start installs Debian's docker-compose)",
+    )
     assert cmd is not None
     return [*cmd, "-f", str(REPO / "compose.yaml")]
 
@@ -86,8 +89,13 @@ def compose_model(compose: list[str]) -> dict[str, object]:
     assert r.returncode == 0, r.stderr
     # docker-compose v1 prints YAML; Debian's package depends on python3-yaml, so the system
     # Python that runs docker-compose can parse it.
-    py = subprocess.run(["/usr/bin/python3", "-c", "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), "
-                         "sys.stdout)"], input=r.stdout, capture_output=True, text=True, timeout=60)
+    py = subprocess.run(
+        ["/usr/bin/python3", "-c", "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"],
+        input=r.stdout,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     require(py.returncode == 0, f"cannot parse docker-compose's output without python3-yaml: {py.stderr[-200:]}")
     return dict(json.loads(py.stdout))
 
@@ -98,7 +106,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> Iterat
     yield
     skipped = [r for r in terminalreporter.stats.get("skipped", []) if "tests/containers/" in r.nodeid]
     if skipped:
-        reasons = sorted({str(r.longrepr[2]).removeprefix("Skipped: ") for r in skipped
-                          if isinstance(r.longrepr, tuple)})
-        terminalreporter.write_line(f"CONTAINER TESTS NOT RUN: {len(skipped)} skipped: {'; '.join(reasons)}",
-                                    yellow=True, bold=True)
+        reasons = sorted(
+            {str(r.longrepr[2]).removeprefix("Skipped: ") for r in skipped if isinstance(r.longrepr, tuple)}
+        )
+        terminalreporter.write_line(
+            f"CONTAINER TESTS NOT RUN: {len(skipped)} skipped: {'; '.join(reasons)}", yellow=True, bold=True
+        )

@@ -35,8 +35,10 @@ if TYPE_CHECKING:
 
 @pytest.fixture(scope="module")
 def runtime(images: list[str]) -> ContainerRuntime:
-    require(importlib.util.find_spec("testcontainers") is not None,
-            "testcontainers is not installed in this venv (pip install testcontainers)")
+    require(
+        importlib.util.find_spec("testcontainers") is not None,
+        "testcontainers is not installed in this venv (pip install testcontainers)",
+    )
     return ContainerRuntime()
 
 
@@ -73,8 +75,12 @@ def operator(lab: ContainerLab) -> LabIdentity:
 def test_service_a_calls_service_b_by_network_alias(lab: ContainerLab, operator: LabIdentity) -> None:
     target = lab.service_url("service-b", from_service=True) + "/hello"
     assert target == "https://service-b:8081/hello"
-    r = mtls_client.get(f"{lab.service_url('service-a')}/call?target={quote(target, safe='')}", bundle=lab.bundle(),
-                        identity=operator, expect_peer=lab.topology.spiffe_id("service-a"))
+    r = mtls_client.get(
+        f"{lab.service_url('service-a')}/call?target={quote(target, safe='')}",
+        bundle=lab.bundle(),
+        identity=operator,
+        expect_peer=lab.topology.spiffe_id("service-a"),
+    )
     assert r.ok and r.status == 200, (r.error, r.detail, r.body)
     assert r.body["peer"] == lab.topology.spiffe_id("service-b")
     assert r.body["response"]["caller"] == lab.topology.spiffe_id("service-a")
@@ -83,8 +89,9 @@ def test_service_a_calls_service_b_by_network_alias(lab: ContainerLab, operator:
 
 
 @pytest.mark.parametrize("service", ["service-a", "service-b"])
-def test_agent_identity_is_a_local_copy_in_the_agent_layout(lab: ContainerLab, operator: LabIdentity,
-                                                            service: str) -> None:
+def test_agent_identity_is_a_local_copy_in_the_agent_layout(
+    lab: ContainerLab, operator: LabIdentity, service: str
+) -> None:
     ident = lab.agent_identity(service)
     gen = ident.generation()
     assert gen.parent == ident.cert_dir and gen.name.startswith("gen-")
@@ -103,8 +110,12 @@ def test_services_cannot_reach_the_ra(lab: ContainerLab, service: str) -> None:
 
 
 def test_ca_volume_is_mounted_only_on_the_ca_side(lab: ContainerLab) -> None:
-    holders = {name for name, box in lab.boxes.items()
-               for m in box.container.attrs["Mounts"] if m.get("Name") == f"{lab.run}-ca"}
+    holders = {
+        name
+        for name, box in lab.boxes.items()
+        for m in box.container.attrs["Mounts"]
+        if m.get("Name") == f"{lab.run}-ca"
+    }
     assert holders == {"ca-init", "ra", *(f"register-{s.name}" for s in lab.topology.services)}
 
 
@@ -119,10 +130,16 @@ def test_new_crl_reaches_service_a_by_signal_across_containers(lab: ContainerLab
         entries = metrics_scrape.value(metrics_scrape.scrape(lab.metrics_url("service-a")), "mtls_crl_entries")
         time.sleep(0.3)
     assert entries >= 1
-    reloads = [json.loads(line) for line in lab.boxes["service-a"].logs().decode().splitlines()
-               if line.startswith("{") and '"event":"reload"' in line]
-    assert any(e.get("trigger") == "signal" and e.get("result") == "success" for e in reloads
-               if e["ts"] >= time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(since))), reloads[-3:]
+    reloads = [
+        json.loads(line)
+        for line in lab.boxes["service-a"].logs().decode().splitlines()
+        if line.startswith("{") and '"event":"reload"' in line
+    ]
+    assert any(
+        e.get("trigger") == "signal" and e.get("result") == "success"
+        for e in reloads
+        if e["ts"] >= time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(since))
+    ), reloads[-3:]
     r = mtls_client.get(lab.service_url("service-a") + "/hello", bundle=lab.bundle(), identity=victim)
     assert not r.ok and r.error == "tls_refused"
 
@@ -133,8 +150,12 @@ def test_issued_certificates_come_from_the_ra_container(lab: ContainerLab) -> No
 
 
 def test_failed_bring_up_leaves_nothing_behind(runtime: ContainerRuntime, tmp_path: Path) -> None:
-    broken = Topology(services=(ServiceSpec("service-a", "cpp", "build/service-a", "service-z", "signal"),
-                                ServiceSpec("service-z", "cobol", "none", "service-a", "watch")))
+    broken = Topology(
+        services=(
+            ServiceSpec("service-a", "cpp", "build/service-a", "service-z", "signal"),
+            ServiceSpec("service-z", "cobol", "none", "service-a", "watch"),
+        )
+    )
     with pytest.raises(KeyError):
         runtime.start(broken, tmp_path / "work")
     assert leftovers(f"zt.lab.work_dir={tmp_path / 'work'}") == []

@@ -12,8 +12,7 @@ CALLER = '"caller":"spiffe://zt.lab/svc/service-a"'
 
 
 def run_demo(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(REPO / "demo.sh"), "mvp", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=280)
+    return subprocess.run([str(REPO / "demo.sh"), "mvp", *args], cwd=REPO, capture_output=True, text=True, timeout=280)
 
 
 def test_demo_with_processes_shows_service_a_reaching_service_b() -> None:
@@ -23,8 +22,7 @@ def test_demo_with_processes_shows_service_a_reaching_service_b() -> None:
     assert "service-a -> service-b over mTLS: OK" in r.stdout
 
 
-def test_demo_with_compose_curls_service_b_from_service_a_and_tears_down(
-        images: list[str], compose: list[str]) -> None:
+def test_demo_with_compose_curls_service_b_from_service_a_and_tears_down(images: list[str], compose: list[str]) -> None:
     r = run_demo("--compose")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     assert CALLER in r.stdout
@@ -38,6 +36,7 @@ def test_demo_with_compose_curls_service_b_from_service_a_and_tears_down(
 
 @pytest.mark.parametrize("args", [[], ["--bogus"]])
 def test_demo_rejects_unknown_commands(args: list[str]) -> None:
-    r = subprocess.run([str(REPO / "demo.sh"), *(["mvp", *args] if args else ["nope"])], capture_output=True,
-                       text=True, timeout=30)
+    r = subprocess.run(
+        [str(REPO / "demo.sh"), *(["mvp", *args] if args else ["nope"])], capture_output=True, text=True, timeout=30
+    )
     assert r.returncode == 2 and "usage" in r.stderr

@@ -17,8 +17,22 @@ from zt.lab import process
 
 
 def agent_argv(ra: RaServer, service: str, out: Path, token_file: Path | None, *extra: str) -> list[str]:
-    argv = [sys.executable, "-m", "zt.agent.main", "--ra", ra.url, "--bundle", str(ra.ca.paths.bundle),
-            "--service", service, "--out", str(out), "--crl-interval", "0.5", *extra]
+    argv = [
+        sys.executable,
+        "-m",
+        "zt.agent.main",
+        "--ra",
+        ra.url,
+        "--bundle",
+        str(ra.ca.paths.bundle),
+        "--service",
+        service,
+        "--out",
+        str(out),
+        "--crl-interval",
+        "0.5",
+        *extra,
+    ]
     if token_file is not None:
         argv += ["--token-file", str(token_file)]
     return argv
@@ -72,12 +86,16 @@ def test_spent_token_fails_with_reason_and_writes_nothing(ra: RaServer, tmp_path
     assert not (tmp_path / "two" / "current").exists()
 
 
-@pytest.mark.parametrize("extra, words", [
-    (("--bundle-sha256", "00" * 32), "refusing to trust it"),
-    (("--service", "../etc"), "invalid service name"),
-])
-def test_bad_configuration_exits_2_with_message(ra: RaServer, tmp_path: Path, extra: tuple[str, ...],
-                                                words: str) -> None:
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (("--bundle-sha256", "00" * 32), "refusing to trust it"),
+        (("--service", "../etc"), "invalid service name"),
+    ],
+)
+def test_bad_configuration_exits_2_with_message(
+    ra: RaServer, tmp_path: Path, extra: tuple[str, ...], words: str
+) -> None:
     r = run(agent_argv(ra, "a", tmp_path / "o", token_file(ra.ca, "a", tmp_path), "--once", *extra))
     assert r.returncode == 2 and words in r.stderr
 
@@ -107,8 +125,9 @@ HUP_COUNTER = textwrap.dedent("""
 """)
 
 
-def test_daemon_renews_before_expiry_and_signals_the_service(ra: RaServer, crl_server: CrlServer,
-                                                             tmp_path: Path) -> None:
+def test_daemon_renews_before_expiry_and_signals_the_service(
+    ra: RaServer, crl_server: CrlServer, tmp_path: Path
+) -> None:
     counter = tmp_path / "hups"
     svc = process.start("fake-service", [sys.executable, "-c", HUP_COUNTER, str(counter)], tmp_path / "svc.log")
     touched = tmp_path / "touched"
@@ -116,17 +135,36 @@ def test_daemon_renews_before_expiry_and_signals_the_service(ra: RaServer, crl_s
     agent = None
     try:
         process.wait_until("fake service pid file", lambda: Path(str(counter) + ".pid").exists(), proc=svc)
-        agent = process.start("agent", agent_argv(ra, "a", out, token_file(ra.ca, "a", tmp_path), "--ttl", "30",
-                                                  "--signal", "HUP", "--pid-file", str(counter) + ".pid",
-                                                  "--touch", str(touched)), tmp_path / "agent.log")
+        agent = process.start(
+            "agent",
+            agent_argv(
+                ra,
+                "a",
+                out,
+                token_file(ra.ca, "a", tmp_path),
+                "--ttl",
+                "30",
+                "--signal",
+                "HUP",
+                "--pid-file",
+                str(counter) + ".pid",
+                "--touch",
+                str(touched),
+            ),
+            tmp_path / "agent.log",
+        )
         process.wait_until("first identity", lambda: (out / "svid.json").exists(), proc=agent)
         first = serial(out)
         process.wait_until("a renewal", lambda: serial(out) != first, timeout=40, proc=agent)
         leaf = x509.load_pem_x509_certificate((out / "cert.pem").read_bytes())
         assert leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
-            x509.UniformResourceIdentifier) == ["spiffe://zt.lab/svc/a"]
-        process.wait_until("SIGHUPs for bootstrap, crl and renewal",
-                           lambda: counter.exists() and int(counter.read_text() or 0) >= 3, proc=svc)
+            x509.UniformResourceIdentifier
+        ) == ["spiffe://zt.lab/svc/a"]
+        process.wait_until(
+            "SIGHUPs for bootstrap, crl and renewal",
+            lambda: counter.exists() and int(counter.read_text() or 0) >= 3,
+            proc=svc,
+        )
         assert touched.exists()
         certs = {c["serial"]: c for c in ra.ca.ztca("list", "--json").json()["certificates"]}
         assert certs[serial(out)]["via"] == "renew"
@@ -141,8 +179,7 @@ def test_daemon_renews_before_expiry_and_signals_the_service(ra: RaServer, crl_s
 
 def test_agent_refreshes_crl_after_revocation(ra: RaServer, crl_server: CrlServer, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    agent = process.start("agent", agent_argv(ra, "a", out, token_file(ra.ca, "a", tmp_path)),
-                          tmp_path / "agent.log")
+    agent = process.start("agent", agent_argv(ra, "a", out, token_file(ra.ca, "a", tmp_path)), tmp_path / "agent.log")
     try:
         process.wait_until("first CRL", lambda: (out / "crl.pem").exists(), proc=agent)
         ra.ca.register("victim")
@@ -193,8 +230,9 @@ def test_operator_updates_the_bundle_by_restarting_with_a_new_pin(ra: RaServer, 
     new_root = make_ca(tmp_path / "next").paths.bundle.read_bytes()
     both = tmp_path / "bundle-next.pem"
     both.write_bytes(ra.ca.paths.bundle.read_bytes() + new_root)  # old root kept while the new one rolls out
-    argv = agent_argv(ra, "a", out, None, "--once", "--no-crl", "--bundle-sha256",
-                      hashlib.sha256(both.read_bytes()).hexdigest())
+    argv = agent_argv(
+        ra, "a", out, None, "--once", "--no-crl", "--bundle-sha256", hashlib.sha256(both.read_bytes()).hexdigest()
+    )
     argv[argv.index("--bundle") + 1] = str(both)
     r = run(argv)
     assert r.returncode == 0, r.stderr

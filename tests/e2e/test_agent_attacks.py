@@ -24,13 +24,33 @@ from zt.spiffe import workload_id
 TOKEN = "ztb_attack_test_token_value"
 
 
-def agent(ra_url: str, ca: CaDir, out: Path, tmp_path: Path, *extra: str,
-          env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def agent(
+    ra_url: str, ca: CaDir, out: Path, tmp_path: Path, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     tok = tmp_path / "token"
     tok.write_text(TOKEN)
-    argv = [sys.executable, "-m", "zt.agent.main", "--ra", ra_url, "--bundle", str(ca.paths.bundle),
-            "--bundle-sha256", ca.paths.bundle_sha256.read_text(), "--service", "a", "--out", str(out),
-            "--token-file", str(tok), "--once", "--no-crl", "--bootstrap-timeout", "5", *extra]
+    argv = [
+        sys.executable,
+        "-m",
+        "zt.agent.main",
+        "--ra",
+        ra_url,
+        "--bundle",
+        str(ca.paths.bundle),
+        "--bundle-sha256",
+        ca.paths.bundle_sha256.read_text(),
+        "--service",
+        "a",
+        "--out",
+        str(out),
+        "--token-file",
+        str(tok),
+        "--once",
+        "--no-crl",
+        "--bootstrap-timeout",
+        "5",
+        *extra,
+    ]
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})})
 
 
@@ -42,8 +62,14 @@ def ra_server_files(ca: CaDir, d: Path) -> tuple[Path, Path]:
     """A TLS certificate for 127.0.0.1 from the pinned CA: the fake RA is trusted on the wire."""
     auth = Authority.load(CaPaths(ca.dir), "zt.lab")
     key = generate_key()
-    leaf = auth.sign_leaf(key.public_key(), workload_id("zt.lab", "fake-ra"), dt.timedelta(hours=1),
-                          dt.datetime.now(dt.UTC), None, ip_addresses=["127.0.0.1"])
+    leaf = auth.sign_leaf(
+        key.public_key(),
+        workload_id("zt.lab", "fake-ra"),
+        dt.timedelta(hours=1),
+        dt.datetime.now(dt.UTC),
+        None,
+        ip_addresses=["127.0.0.1"],
+    )
     d.mkdir(parents=True, exist_ok=True)
     (d / "chain.pem").write_bytes(auth.chain_pem(leaf))
     (d / "key.pem").write_bytes(key_pem(key))
@@ -55,10 +81,18 @@ def issuing_with(auth: Authority, bundle_pem: bytes) -> object:
 
     def respond(seen: Seen) -> Answer:
         csr = x509.load_pem_x509_csr(json.loads(seen.body)["csr"].encode())
-        leaf = auth.sign_leaf(csr.public_key(), workload_id("zt.lab", "a"), dt.timedelta(hours=1),  # type: ignore[arg-type]
-                              dt.datetime.now(dt.UTC), None)
-        doc = {"chain": auth.chain_pem(leaf).decode(), "bundle": bundle_pem.decode(),
-               "serial": format(leaf.serial_number, "x")}
+        leaf = auth.sign_leaf(
+            csr.public_key(),
+            workload_id("zt.lab", "a"),
+            dt.timedelta(hours=1),  # type: ignore[arg-type]
+            dt.datetime.now(dt.UTC),
+            None,
+        )
+        doc = {
+            "chain": auth.chain_pem(leaf).decode(),
+            "bundle": bundle_pem.decode(),
+            "serial": format(leaf.serial_number, "x"),
+        }
         return Answer(200, json.dumps(doc).encode(), {"Content-Type": "application/json"})
 
     return respond
@@ -70,10 +104,20 @@ def test_agent_sends_no_token_to_a_server_trusted_only_by_the_system_store(ca: C
     fake = FakeServer(lambda seen: Answer(200, b"{}"), public.cert_file, public.key_file)
     try:
         # The setup is effective: a client using the default store (as the agent did) trusts it.
-        probe = subprocess.run([sys.executable, "-c", "import ssl, sys, urllib.request; "
-                                "print(urllib.request.urlopen(sys.argv[1], context=ssl.create_default_context())"
-                                ".status)", fake.url + "/probe"],
-                               capture_output=True, text=True, timeout=30, env={**os.environ, **env})
+        probe = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import ssl, sys, urllib.request; "
+                "print(urllib.request.urlopen(sys.argv[1], context=ssl.create_default_context())"
+                ".status)",
+                fake.url + "/probe",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, **env},
+        )
         assert probe.stdout.strip() == "200", probe.stderr
         fake.seen.clear()
         out = tmp_path / "out"
@@ -89,8 +133,7 @@ def test_agent_sends_no_token_to_a_server_trusted_only_by_the_system_store(ca: C
     assert start["bundle_roots"] == 1
 
 
-def test_agent_treats_an_answer_that_does_not_verify_as_a_permanent_remote_error(ca: CaDir,
-                                                                                  tmp_path: Path) -> None:
+def test_agent_treats_an_answer_that_does_not_verify_as_a_permanent_remote_error(ca: CaDir, tmp_path: Path) -> None:
     # The RA is trusted on the wire, but signs with a CA outside the pinned bundle (same trust
     # domain name, other keys): the agent must refuse the answer, blame the RA, and not retry.
     other = Authority.load(CaPaths(make_ca(tmp_path / "other").dir), "zt.lab")
@@ -141,8 +184,13 @@ def test_running_agent_keeps_its_identity_when_a_renewal_answer_does_not_verify(
         calls.append(seen.path)
         auth = good if seen.path == "/v1/issue" else other  # renewals come back from a foreign CA
         csr = x509.load_pem_x509_csr(json.loads(seen.body)["csr"].encode())
-        leaf = auth.sign_leaf(csr.public_key(), workload_id("zt.lab", "a"), dt.timedelta(seconds=20),  # type: ignore[arg-type]
-                              dt.datetime.now(dt.UTC), None)
+        leaf = auth.sign_leaf(
+            csr.public_key(),
+            workload_id("zt.lab", "a"),
+            dt.timedelta(seconds=20),  # type: ignore[arg-type]
+            dt.datetime.now(dt.UTC),
+            None,
+        )
         doc = {"chain": auth.chain_pem(leaf).decode(), "bundle": auth.bundle_pem().decode()}
         return Answer(200, json.dumps(doc).encode(), {"Content-Type": "application/json"})
 
@@ -151,8 +199,22 @@ def test_running_agent_keeps_its_identity_when_a_renewal_answer_does_not_verify(
     tok = tmp_path / "token"
     tok.write_text(TOKEN)
     out = tmp_path / "out"
-    argv = [sys.executable, "-m", "zt.agent.main", "--ra", fake.url, "--bundle", str(ca.paths.bundle),
-            "--service", "a", "--out", str(out), "--token-file", str(tok), "--no-crl"]
+    argv = [
+        sys.executable,
+        "-m",
+        "zt.agent.main",
+        "--ra",
+        fake.url,
+        "--bundle",
+        str(ca.paths.bundle),
+        "--service",
+        "a",
+        "--out",
+        str(out),
+        "--token-file",
+        str(tok),
+        "--no-crl",
+    ]
     proc = process.start("agent", argv, tmp_path / "agent.log")
     try:
         process.wait_until("first identity", lambda: (out / "svid.json").exists(), proc=proc)

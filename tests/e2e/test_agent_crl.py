@@ -44,19 +44,36 @@ def publisher() -> Iterator[CrlPublisher]:
     p.server.close()
 
 
-def crl(ca: CaDir, number: int, *, next_update_in: dt.timedelta = dt.timedelta(hours=1),
-        revoked: tuple[int, ...] = ()) -> bytes:
+def crl(
+    ca: CaDir, number: int, *, next_update_in: dt.timedelta = dt.timedelta(hours=1), revoked: tuple[int, ...] = ()
+) -> bytes:
     auth = Authority.load(CaPaths(ca.dir), "zt.lab")
     now = dt.datetime.now(dt.UTC)
     entries = [RevokedEntry(s, now - dt.timedelta(minutes=1)) for s in revoked]
     return sign_crl(auth, entries, number, now - dt.timedelta(minutes=2), now + next_update_in).public_bytes(
-        serialization.Encoding.DER)
+        serialization.Encoding.DER
+    )
 
 
 def run_once(ra: RaServer, out: Path, tmp_path: Path, crl_url: str, *extra: str) -> subprocess.CompletedProcess[str]:
     """One `zt-agent --once` run; the first bootstraps, later ones reuse the identity (a restart)."""
-    argv = [sys.executable, "-m", "zt.agent.main", "--ra", ra.url, "--bundle", str(ra.ca.paths.bundle),
-            "--service", "a", "--out", str(out), "--crl-url", crl_url, "--once", *extra]
+    argv = [
+        sys.executable,
+        "-m",
+        "zt.agent.main",
+        "--ra",
+        ra.url,
+        "--bundle",
+        str(ra.ca.paths.bundle),
+        "--service",
+        "a",
+        "--out",
+        str(out),
+        "--crl-url",
+        crl_url,
+        "--once",
+        *extra,
+    ]
     if not (out / "current").exists():
         tok = tmp_path / "token"
         assert ra.ca.ztca("register", "a", "--token-file", str(tok)).code == 0
@@ -65,16 +82,16 @@ def run_once(ra: RaServer, out: Path, tmp_path: Path, crl_url: str, *extra: str)
 
 
 def events(stderr: str, name: str) -> list[dict[str, object]]:
-    return [e for e in (json.loads(line) for line in stderr.splitlines() if line.startswith("{"))
-            if e["event"] == name]
+    return [e for e in (json.loads(line) for line in stderr.splitlines() if line.startswith("{")) if e["event"] == name]
 
 
 def written_number(out: Path) -> int:
     return crl_number(x509.load_pem_x509_crl((out / "crl.pem").read_bytes()))
 
 
-def test_restarted_agent_refuses_a_crl_older_than_the_one_on_disk(ra: RaServer, publisher: CrlPublisher,
-                                                                   tmp_path: Path) -> None:
+def test_restarted_agent_refuses_a_crl_older_than_the_one_on_disk(
+    ra: RaServer, publisher: CrlPublisher, tmp_path: Path
+) -> None:
     out = tmp_path / "out"
     publisher.serve(crl(ra.ca, 5, revoked=(0x1234,)))
     first = run_once(ra, out, tmp_path, publisher.url)
@@ -119,12 +136,16 @@ def endless() -> Iterator[bytes]:
         yield chunk
 
 
-@pytest.mark.parametrize("answer, why_field", [
-    (lambda: Answer(200, chunks=endless()), "read"),  # no Content-Length: counted while reading
-    (lambda: Answer(200, headers={"Content-Length": str(64 << 20)}, chunks=endless()), "announced"),
-])
-def test_agent_stops_reading_an_oversized_crl(ra: RaServer, publisher: CrlPublisher, tmp_path: Path,
-                                              answer: object, why_field: str) -> None:
+@pytest.mark.parametrize(
+    "answer, why_field",
+    [
+        (lambda: Answer(200, chunks=endless()), "read"),  # no Content-Length: counted while reading
+        (lambda: Answer(200, headers={"Content-Length": str(64 << 20)}, chunks=endless()), "announced"),
+    ],
+)
+def test_agent_stops_reading_an_oversized_crl(
+    ra: RaServer, publisher: CrlPublisher, tmp_path: Path, answer: object, why_field: str
+) -> None:
     out = tmp_path / "out"
     publisher.answer = answer()  # type: ignore[operator]
     r = run_once(ra, out, tmp_path, publisher.url, "--crl-max-bytes", str(1 << 20))
@@ -136,5 +157,3 @@ def test_agent_stops_reading_an_oversized_crl(ra: RaServer, publisher: CrlPublis
     # The agent hung up long before the end: it never took the 64 MiB (socket buffers hold a few MiB).
     assert publisher.server.bytes_sent < 16 << 20, publisher.server.bytes_sent
     assert publisher.server.aborted.is_set()
-
-

@@ -67,9 +67,22 @@ def test_openssl_crl_check_refuses_revoked_and_accepts_good(ca: CaDir, crl_serve
     (tmp_path / "crl.pem").write_bytes(httpx.get(crl_server.url + "/crl.pem").content)
 
     def verify(name: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["openssl", "verify", "-crl_check", "-CRLfile", str(tmp_path / "crl.pem"),
-                               "-CAfile", str(ca.paths.bundle), "-untrusted", str(ca.paths.intermediate_cert),
-                               str(tmp_path / name / "cert.pem")], capture_output=True, text=True)
+        return subprocess.run(
+            [
+                "openssl",
+                "verify",
+                "-crl_check",
+                "-CRLfile",
+                str(tmp_path / "crl.pem"),
+                "-CAfile",
+                str(ca.paths.bundle),
+                "-untrusted",
+                str(ca.paths.intermediate_cert),
+                str(tmp_path / name / "cert.pem"),
+            ],
+            capture_output=True,
+            text=True,
+        )
 
     good, bad = verify("good"), verify("bad")
     assert good.returncode == 0, good.stdout + good.stderr
@@ -114,11 +127,15 @@ def test_no_crl_yet_is_503_not_500(tmp_path: Path) -> None:
     (ca.paths.crl_der).unlink()
     logs = tmp_path / "logs"
     port = free_port()
-    proc = process.start("zt-crl", [sys.executable, "-m", "zt.crl.main", "--ca-dir", str(ca.dir), "--listen",
-                                    f"127.0.0.1:{port}"], logs / "crl.log")
+    proc = process.start(
+        "zt-crl",
+        [sys.executable, "-m", "zt.crl.main", "--ca-dir", str(ca.dir), "--listen", f"127.0.0.1:{port}"],
+        logs / "crl.log",
+    )
     try:
-        process.wait_until("zt-crl answering", lambda: httpx.get(f"http://127.0.0.1:{port}/crl").status_code == 503,
-                           proc=proc)
+        process.wait_until(
+            "zt-crl answering", lambda: httpx.get(f"http://127.0.0.1:{port}/crl").status_code == 503, proc=proc
+        )
         r = httpx.get(f"http://127.0.0.1:{port}/crl")
         assert r.json()["error"] == "unavailable"
     finally:
@@ -130,8 +147,12 @@ def crl_without_number(ca: CaDir) -> bytes:
     key = serialization.load_pem_private_key(ca.paths.intermediate_key.read_bytes(), None)
     inter = x509.load_pem_x509_certificate(ca.paths.intermediate_cert.read_bytes())
     now = dt.datetime.now(dt.UTC)
-    builder = (x509.CertificateRevocationListBuilder().issuer_name(inter.subject)
-               .last_update(now - dt.timedelta(minutes=1)).next_update(now + dt.timedelta(hours=1)))
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(inter.subject)
+        .last_update(now - dt.timedelta(minutes=1))
+        .next_update(now + dt.timedelta(hours=1))
+    )
     return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)  # type: ignore[arg-type]
 
 
@@ -143,8 +164,9 @@ def publish(ca: CaDir, der: bytes) -> None:
 
 
 @pytest.mark.parametrize("bad, reason", [("no-crl-number", "no CRL number"), ("not-a-crl", "not a DER CRL")])
-def test_bad_crl_file_is_refused_and_the_last_good_one_served(ca: CaDir, crl_server: CrlServer, bad: str,
-                                                              reason: str, tmp_path: Path) -> None:
+def test_bad_crl_file_is_refused_and_the_last_good_one_served(
+    ca: CaDir, crl_server: CrlServer, bad: str, reason: str, tmp_path: Path
+) -> None:
     good = httpx.get(crl_server.url + "/crl")
     assert good.status_code == 200
     publish(ca, crl_without_number(ca) if bad == "no-crl-number" else b"\x30\x03garbage")
@@ -162,14 +184,18 @@ def test_bad_crl_file_is_refused_and_the_last_good_one_served(ca: CaDir, crl_ser
     fresh = httpx.get(crl_server.url + "/healthz").json()
     assert fresh["status"] == "ok" and "problem" not in fresh
     assert crl_number(x509.load_der_x509_crl(httpx.get(crl_server.url + "/crl").content)) > crl_number(
-        x509.load_der_x509_crl(good.content))
+        x509.load_der_x509_crl(good.content)
+    )
 
 
 def test_crl_without_number_at_start_is_503_with_the_reason_not_500(ca: CaDir, tmp_path: Path) -> None:
     publish(ca, crl_without_number(ca))
     port = free_port()
-    proc = process.start("zt-crl", [sys.executable, "-m", "zt.crl.main", "--ca-dir", str(ca.dir), "--listen",
-                                    f"127.0.0.1:{port}"], tmp_path / "logs" / "crl.log")
+    proc = process.start(
+        "zt-crl",
+        [sys.executable, "-m", "zt.crl.main", "--ca-dir", str(ca.dir), "--listen", f"127.0.0.1:{port}"],
+        tmp_path / "logs" / "crl.log",
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         process.wait_until("zt-crl answering", lambda: httpx.get(url + "/healthz").status_code == 503, proc=proc)
@@ -184,16 +210,20 @@ def test_crl_without_number_at_start_is_503_with_the_reason_not_500(ca: CaDir, t
     assert '"event":"crl_refused"' in (tmp_path / "logs" / "crl.log").read_text()
 
 
-@pytest.mark.parametrize("method, path, status, code", [
-    ("GET", "/docs", 404, "not_found"),
-    ("GET", "/redoc", 404, "not_found"),
-    ("GET", "/openapi.json", 404, "not_found"),
-    ("GET", "/crl/", 404, "not_found"),
-    ("GET", "/nope", 404, "not_found"),
-    ("POST", "/crl", 405, "method_not_allowed"),
-])
-def test_publisher_serves_only_its_endpoints(crl_server: CrlServer, method: str, path: str, status: int,
-                                             code: str) -> None:
+@pytest.mark.parametrize(
+    "method, path, status, code",
+    [
+        ("GET", "/docs", 404, "not_found"),
+        ("GET", "/redoc", 404, "not_found"),
+        ("GET", "/openapi.json", 404, "not_found"),
+        ("GET", "/crl/", 404, "not_found"),
+        ("GET", "/nope", 404, "not_found"),
+        ("POST", "/crl", 405, "method_not_allowed"),
+    ],
+)
+def test_publisher_serves_only_its_endpoints(
+    crl_server: CrlServer, method: str, path: str, status: int, code: str
+) -> None:
     r = httpx.request(method, crl_server.url + path, headers={"Host": "evil.example"})
     assert r.status_code == status, r.text
     assert "location" not in r.headers  # no redirect built from the client's Host header

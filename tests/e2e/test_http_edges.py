@@ -191,10 +191,13 @@ def test_crl_publisher_over_max_connections_is_503_json(ca: CaDir, tmp_path: Pat
         crl.proc.stop()
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--header-timeout", "0s"], "--header-timeout must be more than 0"),
-    (["--max-connections", "0"], "--max-connections must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--header-timeout", "0s"], "--header-timeout must be more than 0"),
+        (["--max-connections", "0"], "--max-connections must be at least 1"),
+    ],
+)
 def test_bad_edge_flags_are_a_usage_error(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     from zt.crl import main as crl_main
     from zt.ra import main as ra_main

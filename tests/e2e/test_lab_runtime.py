@@ -63,31 +63,50 @@ def _ca(name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(hours=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
     return key, cert
 
 
-def _server_leaf(ca_key: ec.EllipticCurvePrivateKey, ca: x509.Certificate
-                 ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+def _server_leaf(
+    ca_key: ec.EllipticCurvePrivateKey, ca: x509.Certificate
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([]))
-            .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(minutes=30))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                                        x509.UniformResourceIdentifier("spiffe://zt.lab/svc/ra")]),
-                           critical=True)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(minutes=30))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    x509.UniformResourceIdentifier("spiffe://zt.lab/svc/ra"),
+                ]
+            ),
+            critical=True,
+        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     return key, cert
 
 
@@ -109,9 +128,12 @@ def system_trusted_impostor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("SSL_CERT_FILE", str(store / "system-ca.pem"))
     monkeypatch.setenv("SSL_CERT_DIR", str(store))
     (tmp_path / "leaf.pem").write_bytes(_pem(leaf))
-    write_secret(tmp_path / "leaf.key", leaf_key.private_bytes(serialization.Encoding.PEM,
-                                                               serialization.PrivateFormat.PKCS8,
-                                                               serialization.NoEncryption()))
+    write_secret(
+        tmp_path / "leaf.key",
+        leaf_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+    )
     ours = tmp_path / "our-bundle.pem"
     ours.write_bytes(_pem(_ca("our root")[1]))
     port = free_port()
@@ -120,9 +142,23 @@ def system_trusted_impostor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         with socket.create_connection(("127.0.0.1", port), timeout=1):
             return True
 
-    server = process.start_ready("impostor", ["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-www",
-                                              "-cert", str(tmp_path / "leaf.pem"), "-key", str(tmp_path / "leaf.key")],
-                                 tmp_path / "impostor.log", "openssl s_server listening", listening)
+    server = process.start_ready(
+        "impostor",
+        [
+            "openssl",
+            "s_server",
+            "-accept",
+            f"127.0.0.1:{port}",
+            "-www",
+            "-cert",
+            str(tmp_path / "leaf.pem"),
+            "-key",
+            str(tmp_path / "leaf.key"),
+        ],
+        tmp_path / "impostor.log",
+        "openssl s_server listening",
+        listening,
+    )
     try:
         yield f"https://127.0.0.1:{port}", ours, tmp_path / "leaf.pem"
     finally:
@@ -130,7 +166,8 @@ def system_trusted_impostor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_lab_clients_refuse_a_server_only_the_system_store_trusts(
-        system_trusted_impostor: tuple[str, Path, Path]) -> None:
+    system_trusted_impostor: tuple[str, Path, Path],
+) -> None:
     url, ours, _ = system_trusted_impostor
     # The attack works on a client that trusts the system store: it accepts the impostor.
     assert httpx.get(url + "/v1/status", verify=ssl.create_default_context(), timeout=5).status_code == 200
@@ -143,11 +180,16 @@ def test_lab_clients_refuse_a_server_only_the_system_store_trusts(
 
 
 def test_openssl_verify_validator_ignores_the_system_ca_directory(
-        system_trusted_impostor: tuple[str, Path, Path]) -> None:
+    system_trusted_impostor: tuple[str, Path, Path],
+) -> None:
     _, ours, leaf = system_trusted_impostor
     # Plain `openssl verify -CAfile ours` also trusts SSL_CERT_DIR: it accepts the impostor's leaf.
-    plain = subprocess.run(["openssl", "verify", "-x509_strict", "-CAfile", str(ours), str(leaf)],
-                           capture_output=True, text=True, timeout=30)
+    plain = subprocess.run(
+        ["openssl", "verify", "-x509_strict", "-CAfile", str(ours), str(leaf)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert plain.returncode == 0, plain.stdout + plain.stderr
     verdict = validators.openssl_verify(leaf, ours, ours)
     assert "unable to get local issuer certificate" in verdict, verdict
@@ -157,13 +199,23 @@ def test_openssl_verify_validator_ignores_the_system_ca_directory(
 
 
 def test_wait_fails_fast_with_the_log_when_the_awaited_process_exits(tmp_path: Path) -> None:
-    proc = process.start("dies", [sys.executable, "-c", "import sys, time; time.sleep(0.5); "
-                                  "print('bind failed: address in use', flush=True); sys.exit(3)"],
-                         tmp_path / "dies.log")
+    proc = process.start(
+        "dies",
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; time.sleep(0.5); print('bind failed: address in use', flush=True); sys.exit(3)",
+        ],
+        tmp_path / "dies.log",
+    )
     t0 = time.monotonic()
     with pytest.raises(process.WaitTimeout) as e:
-        process.wait_until("dies /healthz", lambda: httpx.get(f"http://127.0.0.1:{free_port()}/healthz").is_success,
-                           timeout=60, proc=proc)
+        process.wait_until(
+            "dies /healthz",
+            lambda: httpx.get(f"http://127.0.0.1:{free_port()}/healthz").is_success,
+            timeout=60,
+            proc=proc,
+        )
     assert time.monotonic() - t0 < 30  # noticed the exit, did not sit out the 60 s
     msg = str(e.value)
     assert msg.startswith("dies exited with 3 while waiting for dies /healthz"), msg
@@ -171,8 +223,11 @@ def test_wait_fails_fast_with_the_log_when_the_awaited_process_exits(tmp_path: P
 
 
 def test_wait_that_gives_up_says_what_how_long_and_the_last_error(tmp_path: Path) -> None:
-    proc = process.start("sleeper", [sys.executable, "-c", "import time; print('still starting', flush=True); "
-                                     "time.sleep(60)"], tmp_path / "sleeper.log")
+    proc = process.start(
+        "sleeper",
+        [sys.executable, "-c", "import time; print('still starting', flush=True); time.sleep(60)"],
+        tmp_path / "sleeper.log",
+    )
     try:
         with pytest.raises(process.WaitTimeout) as e:
             process.wait_until("sleeper ready", lambda: (tmp_path / "never").exists(), timeout=1, proc=proc)

@@ -79,8 +79,9 @@ def test_expired_token_is_401(ra: RaServer) -> None:
     assert_error(issue(ra, token, csr_pem(build_csr(generate_key(), SID))), 401, "expired_token")
 
 
-@pytest.mark.parametrize("auth, code", [(None, "missing_token"), ("Bearer ztb_unknown", "unknown_token"),
-                                        ("Basic abc", "missing_token")])
+@pytest.mark.parametrize(
+    "auth, code", [(None, "missing_token"), ("Bearer ztb_unknown", "unknown_token"), ("Basic abc", "missing_token")]
+)
 def test_missing_or_unknown_token_is_401(ra: RaServer, auth: str | None, code: str) -> None:
     headers = {"Authorization": auth} if auth else {}
     with ra.client() as c:
@@ -95,26 +96,33 @@ def test_csr_for_another_identity_is_403(ra: RaServer) -> None:
     assert "spiffe://zt.lab/svc/a" in body["reason"]
 
 
-@pytest.mark.parametrize("body, code", [
-    (b"{not json", "bad_request"),
-    (b'{"csr": 5}', "bad_request"),
-    (b'{"csr": "garbage"}', "malformed_csr"),
-    (b'{"csr": "x", "extra": 1}', "bad_request"),
-    (b"[]", "bad_request"),
-])
+@pytest.mark.parametrize(
+    "body, code",
+    [
+        (b"{not json", "bad_request"),
+        (b'{"csr": 5}', "bad_request"),
+        (b'{"csr": "garbage"}', "malformed_csr"),
+        (b'{"csr": "x", "extra": 1}', "bad_request"),
+        (b"[]", "bad_request"),
+    ],
+)
 def test_malformed_json_or_csr_is_400(ra: RaServer, body: bytes, code: str) -> None:
     token = ra.ca.register("a")
     with ra.client() as c:
-        r = c.post("/v1/issue", content=body, headers={"Authorization": f"Bearer {token}",
-                                                       "Content-Type": "application/json"})
+        r = c.post(
+            "/v1/issue", content=body, headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        )
     assert_error(r, 400, code)
 
 
 def test_oversized_body_is_413_and_token_survives(ra: RaServer) -> None:
     token = ra.ca.register("a")
     with ra.client() as c:
-        r = c.post("/v1/issue", content=b'{"csr": "' + b"A" * 200_000 + b'"}',
-                   headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        r = c.post(
+            "/v1/issue",
+            content=b'{"csr": "' + b"A" * 200_000 + b'"}',
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
     assert_error(r, 413, "payload_too_large")
     assert issue(ra, token, csr_pem(build_csr(generate_key(), SID))).status_code == 200
 
@@ -122,14 +130,17 @@ def test_oversized_body_is_413_and_token_survives(ra: RaServer) -> None:
 def test_register_needs_the_admin_credential(ra: RaServer) -> None:
     with ra.client() as c:
         assert_error(c.post("/v1/register", json={"service": "x"}), 401, "missing_credential")
-        assert_error(c.post("/v1/register", json={"service": "x"}, headers={"Authorization": "Bearer zta_wrong"}),
-                     401, "invalid_credential")
-        ok = c.post("/v1/register", json={"service": "x"},
-                    headers={"Authorization": f"Bearer {ra.ca.admin_token()}"})
+        assert_error(
+            c.post("/v1/register", json={"service": "x"}, headers={"Authorization": "Bearer zta_wrong"}),
+            401,
+            "invalid_credential",
+        )
+        ok = c.post("/v1/register", json={"service": "x"}, headers={"Authorization": f"Bearer {ra.ca.admin_token()}"})
         assert ok.status_code == 201, ok.text
         assert ok.json()["spiffe_id"] == "spiffe://zt.lab/svc/x"
-        bad = c.post("/v1/register", json={"service": "../x"},
-                     headers={"Authorization": f"Bearer {ra.ca.admin_token()}"})
+        bad = c.post(
+            "/v1/register", json={"service": "../x"}, headers={"Authorization": f"Bearer {ra.ca.admin_token()}"}
+        )
         assert_error(bad, 400, "bad_service_name")
     r = issue(ra, ok.json()["token"], csr_pem(build_csr(generate_key(), "spiffe://zt.lab/svc/x")))
     assert r.status_code == 200
@@ -160,8 +171,11 @@ def test_renewal_with_revoked_certificate_is_401(ra: RaServer) -> None:
     key = generate_key()
     first = issue(ra, token, csr_pem(build_csr(key, SID))).json()
     with ra.client() as c:
-        rv = c.post("/v1/revoke", json={"serial": first["serial"], "reason": "key-compromise"},
-                    headers={"Authorization": f"Bearer {ra.ca.admin_token()}"})
+        rv = c.post(
+            "/v1/revoke",
+            json={"serial": first["serial"], "reason": "key-compromise"},
+            headers={"Authorization": f"Bearer {ra.ca.admin_token()}"},
+        )
     assert rv.status_code == 200 and rv.json()["revoked"] == [first["serial"]]
     _, r = renew(ra, key, first["chain"], SID)
     assert_error(r, 401, "revoked_certificate")
@@ -195,24 +209,82 @@ def test_openssl_req_and_curl_get_a_certificate_that_openssl_verifies(ra: RaServ
     """Independent tools end to end: openssl makes the key and CSR, curl talks to the RA."""
     token = ra.ca.register("a")
     key, csr = tmp_path / "k.pem", tmp_path / "r.pem"
-    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                    "-keyout", str(key), "-out", str(csr), "-subj", "/O=zt", "-addext", f"subjectAltName=URI:{SID}"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(csr),
+            "-subj",
+            "/O=zt",
+            "-addext",
+            f"subjectAltName=URI:{SID}",
+        ],
+        check=True,
+        capture_output=True,
+    )
     body = tmp_path / "body.json"
     body.write_text(json.dumps({"csr": csr.read_text()}))
-    out = subprocess.run(["curl", "-sS", "--fail-with-body", "--cacert", str(ra.ca.paths.bundle),
-                          "-H", f"Authorization: Bearer {token}", "-H", "Content-Type: application/json",
-                          "--data-binary", f"@{body}", ra.url + "/v1/issue"], check=True, capture_output=True)
+    out = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "--fail-with-body",
+            "--cacert",
+            str(ra.ca.paths.bundle),
+            "-H",
+            f"Authorization: Bearer {token}",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            f"@{body}",
+            ra.url + "/v1/issue",
+        ],
+        check=True,
+        capture_output=True,
+    )
     doc = json.loads(out.stdout)
     (tmp_path / "cert.pem").write_text(doc["certificate"])
     (tmp_path / "chain.pem").write_text(doc["chain"])
-    v = subprocess.run(["openssl", "verify", "-CAfile", str(ra.ca.paths.bundle), "-untrusted",
-                        str(ra.ca.paths.intermediate_cert), "-purpose", "sslclient", str(tmp_path / "cert.pem")],
-                       capture_output=True, text=True)
+    v = subprocess.run(
+        [
+            "openssl",
+            "verify",
+            "-CAfile",
+            str(ra.ca.paths.bundle),
+            "-untrusted",
+            str(ra.ca.paths.intermediate_cert),
+            "-purpose",
+            "sslclient",
+            str(tmp_path / "cert.pem"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert v.returncode == 0 and ": OK" in v.stdout, v.stdout + v.stderr
-    v = subprocess.run(["openssl", "verify", "-CAfile", str(ra.ca.paths.bundle), "-untrusted",
-                        str(ra.ca.paths.intermediate_cert), "-purpose", "sslserver", str(tmp_path / "cert.pem")],
-                       capture_output=True, text=True)
+    v = subprocess.run(
+        [
+            "openssl",
+            "verify",
+            "-CAfile",
+            str(ra.ca.paths.bundle),
+            "-untrusted",
+            str(ra.ca.paths.intermediate_cert),
+            "-purpose",
+            "sslserver",
+            str(tmp_path / "cert.pem"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert v.returncode == 0, v.stdout + v.stderr
 
 
@@ -235,8 +307,9 @@ def test_ttl_out_of_range_is_400_and_spends_no_token(ra: RaServer, ttl: int) -> 
 
 def test_renew_ttl_out_of_range_is_400(ra: RaServer) -> None:
     with ra.client() as c:
-        r = c.post("/v1/renew", json={"csr": csr_pem(build_csr(generate_key(), SID)), "proof": "a.b.c",
-                                      "ttl_seconds": 10**15})
+        r = c.post(
+            "/v1/renew", json={"csr": csr_pem(build_csr(generate_key(), SID)), "proof": "a.b.c", "ttl_seconds": 10**15}
+        )
     assert_error(r, 400, "bad_ttl")
 
 
@@ -262,8 +335,11 @@ def test_chunked_oversized_body_is_413(ra: RaServer) -> None:
             yield b"A" * 65536
 
     with ra.client() as c:
-        r = c.post("/v1/issue", content=ten_megabytes(),
-                   headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        r = c.post(
+            "/v1/issue",
+            content=ten_megabytes(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
     body = assert_error(r, 413, "payload_too_large")
     assert "65536 bytes" in body["reason"]
     assert r.headers["connection"] == "close"
@@ -276,10 +352,14 @@ def test_chunked_oversized_body_stops_the_server_reading(ra: RaServer) -> None:
     u = httpx.URL(ra.url)
     assert u.port is not None
     chunk = b"10000\r\n" + b"A" * 0x10000 + b"\r\n"
-    with socket.create_connection(("127.0.0.1", u.port), timeout=10) as raw, \
-            ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
-        s.sendall(b"POST /v1/issue HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                  b"Transfer-Encoding: chunked\r\n\r\n" + chunk * 2)
+    with (
+        socket.create_connection(("127.0.0.1", u.port), timeout=10) as raw,
+        ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s,
+    ):
+        s.sendall(
+            b"POST /v1/issue HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" + chunk * 2
+        )
         answer = b""
         while b"payload_too_large" not in answer:
             data = s.recv(65536)
@@ -307,8 +387,13 @@ def test_expired_intermediate_is_503_ca_unavailable_not_a_store_error(tmp_path: 
         time.sleep(max(0.0, inter.not_valid_after_utc.timestamp() - time.time() + 1))
         # The RA's own TLS certificate is capped at the intermediate's notAfter and has expired
         # with it: verification is off because the answer, not the handshake, is under test.
-        r = httpx.post(ra.url + "/v1/issue", json={"csr": csr_pem(build_csr(generate_key(), SID))},
-                       headers={"Authorization": f"Bearer {token}"}, verify=False, timeout=10)
+        r = httpx.post(
+            ra.url + "/v1/issue",
+            json={"csr": csr_pem(build_csr(generate_key(), SID))},
+            headers={"Authorization": f"Bearer {token}"},
+            verify=False,
+            timeout=10,
+        )
         body = assert_error(r, 503, "ca_unavailable")
         assert "intermediate CA expired at" in body["reason"] and "store" not in body["reason"]
         log = (tmp_path / "logs").glob("zt-ra-*.log")
@@ -320,9 +405,18 @@ def test_expired_intermediate_is_503_ca_unavailable_not_a_store_error(tmp_path: 
 def test_ra_refuses_to_start_with_an_expired_intermediate(tmp_path: Path) -> None:
     ca = make_ca(tmp_path)
     with contextlib.redirect_stdout(io.StringIO()):  # a CA made two days ago whose intermediate lived one
-        assert ztca.main(["init", "--dir", str(ca.dir), "--force", "--intermediate-ttl", "1d"],
-                         clock=FakeClock(utcnow() - dt.timedelta(days=2))) == 0
-    out = subprocess.run([sys.executable, "-m", "zt.ra.main", "--ca-dir", str(ca.dir), "--listen",
-                          f"127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=60)
+        assert (
+            ztca.main(
+                ["init", "--dir", str(ca.dir), "--force", "--intermediate-ttl", "1d"],
+                clock=FakeClock(utcnow() - dt.timedelta(days=2)),
+            )
+            == 0
+        )
+    out = subprocess.run(
+        [sys.executable, "-m", "zt.ra.main", "--ca-dir", str(ca.dir), "--listen", f"127.0.0.1:{free_port()}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 1, out.stderr
     assert "intermediate CA expired" in out.stderr and "Traceback" not in out.stderr

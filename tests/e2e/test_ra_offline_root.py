@@ -28,8 +28,11 @@ def test_ra_starts_and_issues_with_no_root_key_in_its_directory(tmp_path: Path) 
     try:
         token = ca.register("svc")
         with ra.client() as c:
-            r = c.post("/v1/issue", json={"csr": csr_pem(build_csr(generate_key(), "spiffe://zt.lab/svc/svc"))},
-                       headers={"Authorization": f"Bearer {token}"})
+            r = c.post(
+                "/v1/issue",
+                json={"csr": csr_pem(build_csr(generate_key(), "spiffe://zt.lab/svc/svc"))},
+                headers={"Authorization": f"Bearer {token}"},
+            )
         assert r.status_code == 200, r.text
     finally:
         ra.proc.stop()
@@ -45,8 +48,9 @@ def test_after_rotate_intermediate_old_leaves_renew_onto_the_new_intermediate(tm
         token = ca.register("svc")
         key = generate_key()
         with ra.client() as c:
-            first = c.post("/v1/issue", json={"csr": csr_pem(build_csr(key, SID))},
-                           headers={"Authorization": f"Bearer {token}"}).json()
+            first = c.post(
+                "/v1/issue", json={"csr": csr_pem(build_csr(key, SID))}, headers={"Authorization": f"Bearer {token}"}
+            ).json()
     finally:
         ra.proc.stop()
     old_inter = ca.paths.intermediate_cert.read_bytes()

@@ -49,16 +49,24 @@ def sid(service: str) -> str:
 def ztca_cli(ca: CaDir, *argv: str) -> subprocess.CompletedProcess[str]:
     """The real CLI, as an operator runs it: its own process, its own connection to the store."""
     verb, *rest = argv
-    return subprocess.run([sys.executable, "-m", "zt.cli.ztca", verb, "--dir", str(ca.dir), *rest],
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "zt.cli.ztca", verb, "--dir", str(ca.dir), *rest],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def bootstrap(ra: RaServer, service: str) -> tuple[PrivateKey, str]:
     token = ra.ca.register(service)
     key = generate_key()
     with ra.client() as c:
-        r = c.post("/v1/issue", json={"csr": csr_pem(build_csr(key, sid(service)))},
-                   headers={"Authorization": f"Bearer {token}"})
+        r = c.post(
+            "/v1/issue",
+            json={"csr": csr_pem(build_csr(key, sid(service)))},
+            headers={"Authorization": f"Bearer {token}"},
+        )
     assert r.status_code == 200, r.text
     return key, r.json()["chain"]
 
@@ -101,8 +109,11 @@ class Attacker:
 def live_certificates(ca: CaDir, service: str) -> list[dict[str, Any]]:
     r = ztca_cli(ca, "list", "--json")
     assert r.returncode == 0, r.stderr
-    return [c for c in json.loads(r.stdout)["certificates"]
-            if c["identity"] == service and not c["revoked"] and not c["expired"]]
+    return [
+        c
+        for c in json.loads(r.stdout)["certificates"]
+        if c["identity"] == service and not c["revoked"] and not c["expired"]
+    ]
 
 
 def test_concurrent_renewals_during_revoke_service_end_with_zero_live_certificates(ra2: RaServer) -> None:
@@ -124,8 +135,10 @@ def test_concurrent_renewals_during_revoke_service_end_with_zero_live_certificat
         assert not any(t.is_alive() for t in threads)
 
         live = live_certificates(ra2.ca, service)
-        assert live == [], (f"round {round_}: {len(live)} certificate(s) survived revoke --service, e.g. "
-                            f"{[c['serial'] for c in live[:3]]}")
+        assert live == [], (
+            f"round {round_}: {len(live)} certificate(s) survived revoke --service, e.g. "
+            f"{[c['serial'] for c in live[:3]]}"
+        )
         renewed = sum(a.renewed for a in attackers)
         assert renewed >= ATTACKERS, f"round {round_}: the attack never got going ({renewed} renewals)"
         for a in attackers:
@@ -145,14 +158,16 @@ def test_revoke_service_voids_tokens_and_reregistering_needs_reenable(ra: RaServ
     revoked = ztca_cli(ra.ca, "revoke", "--service", "svc", "--json")
     assert revoked.returncode == 0, revoked.stderr
     with ra.client() as c:
-        r = c.post("/v1/issue", json={"csr": csr_pem(build_csr(generate_key(), sid("svc")))},
-                   headers={"Authorization": f"Bearer {token}"})
+        r = c.post(
+            "/v1/issue",
+            json={"csr": csr_pem(build_csr(generate_key(), sid("svc")))},
+            headers={"Authorization": f"Bearer {token}"},
+        )
     assert r.status_code == 401 and r.json()["error"] == "revoked_identity", r.text
 
     # Registering a revoked service again is refused, over HTTP and by ztca, unless re-enabled.
     with ra.client() as c:
-        r = c.post("/v1/register", json={"service": "svc"},
-                   headers={"Authorization": f"Bearer {ra.ca.admin_token()}"})
+        r = c.post("/v1/register", json={"service": "svc"}, headers={"Authorization": f"Bearer {ra.ca.admin_token()}"})
     assert r.status_code == 403 and r.json()["error"] == "revoked_identity", r.text
     refused = ztca_cli(ra.ca, "register", "svc")
     assert refused.returncode == 1 and "--reenable" in refused.stderr
@@ -160,8 +175,11 @@ def test_revoke_service_voids_tokens_and_reregistering_needs_reenable(ra: RaServ
     assert again.returncode == 0, again.stderr
     new_token = json.loads(again.stdout)["token"]
     with ra.client() as c:
-        r = c.post("/v1/issue", json={"csr": csr_pem(build_csr(generate_key(), sid("svc")))},
-                   headers={"Authorization": f"Bearer {new_token}"})
+        r = c.post(
+            "/v1/issue",
+            json={"csr": csr_pem(build_csr(generate_key(), sid("svc")))},
+            headers={"Authorization": f"Bearer {new_token}"},
+        )
     assert r.status_code == 200, r.text
     assert len(live_certificates(ra.ca, "svc")) == 1  # only the new one; the old stay revoked
 
@@ -218,8 +236,9 @@ def test_revocation_for_another_reason_leaves_descendants_renewable(ra: RaServer
 
 def test_zt_ra_service_name_is_reserved_and_revoke_cannot_reach_the_ras_certificate(ra: RaServer) -> None:
     with ra.client() as c:
-        r = c.post("/v1/register", json={"service": "zt-ra"},
-                   headers={"Authorization": f"Bearer {ra.ca.admin_token()}"})
+        r = c.post(
+            "/v1/register", json={"service": "zt-ra"}, headers={"Authorization": f"Bearer {ra.ca.admin_token()}"}
+        )
     assert r.status_code == 400 and r.json()["error"] == "reserved_service_name", r.text
     assert "reserved" in r.json()["reason"]
     cli = ztca_cli(ra.ca, "register", "zt-ra")
@@ -234,8 +253,7 @@ def test_zt_ra_service_name_is_reserved_and_revoke_cannot_reach_the_ras_certific
     cli = ztca_cli(ra.ca, "revoke", "--service", "zt-ra", "--reason", "key-compromise", "--json")
     assert cli.returncode == 0, cli.stderr
     assert json.loads(cli.stdout)["revoked"] == []
-    ra_cert = [c for c in json.loads(ztca_cli(ra.ca, "list", "--json").stdout)["certificates"]
-               if c["via"] == "server"]
+    ra_cert = [c for c in json.loads(ztca_cli(ra.ca, "list", "--json").stdout)["certificates"] if c["via"] == "server"]
     assert ra_cert and not any(c["revoked"] for c in ra_cert)
     with ra.client() as c:  # the RA still serves with its certificate
         assert c.get("/v1/status").status_code == 200

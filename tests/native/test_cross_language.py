@@ -43,8 +43,9 @@ class Pair:
         return mtls_client.get(self.services[service].url + path, bundle=self.ca.paths.bundle, identity=identity)
 
     def failures(self, service: str, reason: str) -> float:
-        return metrics_scrape.value(metrics_scrape.scrape(self.services[service].metrics_url),
-                                    "mtls_handshake_failures_total", reason=reason)
+        return metrics_scrape.value(
+            metrics_scrape.scrape(self.services[service].metrics_url), "mtls_handshake_failures_total", reason=reason
+        )
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +113,9 @@ def refused(pair: Pair, service: str, identity: LabIdentity | None, reason: str)
     r = pair.get(service, "/hello", identity)
     assert not r.ok, f"{service} accepted a request it must refuse: {r}"
     assert r.error == "tls_refused" and r.reason in CLIENT_SEES[(service, reason)], r
-    process.wait_until(f"{service} to count a {reason} failure", lambda: pair.failures(service, reason) > before,
-                       timeout=5)
+    process.wait_until(
+        f"{service} to count a {reason} failure", lambda: pair.failures(service, reason) > before, timeout=5
+    )
     return r
 
 
@@ -152,8 +154,9 @@ def test_revoked_certificate_is_refused_once_crl_is_loaded(pair: Pair, service: 
     tmp.write_bytes(crl)
     os.replace(tmp, svc.cert_dir / "crl.pem")  # what the agent does
     os.kill(int(svc.pid_file.read_text()), signal.SIGHUP)  # and its signal (service-b also watches)
-    process.wait_until(f"{service} to refuse the revoked certificate",
-                       lambda: not pair.get(service, "/hello", victim).ok, timeout=15)
+    process.wait_until(
+        f"{service} to refuse the revoked certificate", lambda: not pair.get(service, "/hello", victim).ok, timeout=15
+    )
     refused(pair, service, victim, "revoked")
     assert pair.get(service, "/hello", pair.ids["client"]).status == 200  # others unaffected
 

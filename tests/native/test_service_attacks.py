@@ -43,11 +43,20 @@ SLOW_HANDSHAKE_TIMEOUT_MS = 20_000
 PROMPT_S = 5.0
 # A TLS record header announcing a 512-byte handshake record that never comes.
 HALF_CLIENT_HELLO = bytes([0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
-CBC_ONLY = ":".join([
-    "ECDHE-ECDSA-AES128-SHA256", "ECDHE-ECDSA-AES256-SHA384", "ECDHE-RSA-AES128-SHA256",
-    "ECDHE-RSA-AES256-SHA384", "ECDHE-ECDSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA",
-    "ECDHE-RSA-AES128-SHA", "ECDHE-RSA-AES256-SHA", "AES128-SHA256", "AES128-SHA",
-])
+CBC_ONLY = ":".join(
+    [
+        "ECDHE-ECDSA-AES128-SHA256",
+        "ECDHE-ECDSA-AES256-SHA384",
+        "ECDHE-RSA-AES128-SHA256",
+        "ECDHE-RSA-AES256-SHA384",
+        "ECDHE-ECDSA-AES128-SHA",
+        "ECDHE-ECDSA-AES256-SHA",
+        "ECDHE-RSA-AES128-SHA",
+        "ECDHE-RSA-AES256-SHA",
+        "AES128-SHA256",
+        "AES128-SHA",
+    ]
+)
 AEAD_ONLY = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305"
 # In TLS 1.2 the client reads the server's Finished only once the server accepted its certificate.
 HANDSHAKE_DONE = "SSL_connect:SSLv3/TLS read finished"
@@ -70,8 +79,13 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     try:
         for kind in KINDS:
             p.services[kind] = start_service(
-                kind, kind, p.ids[kind].cert_dir, tmp, expect_peer=TD + "client",
-                extra=("--handshake-timeout-ms", str(SLOW_HANDSHAKE_TIMEOUT_MS)))
+                kind,
+                kind,
+                p.ids[kind].cert_dir,
+                tmp,
+                expect_peer=TD + "client",
+                extra=("--handshake-timeout-ms", str(SLOW_HANDSHAKE_TIMEOUT_MS)),
+            )
         for svc in p.services.values():
             wait_ready(svc, ca.paths.bundle, p.ids["client"])
         yield p
@@ -110,8 +124,9 @@ def test_tls12_client_offering_only_cbc_suites_is_refused(pair: Pair, service: s
     r = mtls_client.get(url, bundle=pair.ca.paths.bundle, identity=pair.ids["client"], ctx=_tls12(pair, CBC_ONLY))
     assert not r.ok, f"{service} accepted a CBC-only TLS 1.2 client: {r}"
     assert r.error == "tls_refused" and r.reason == "handshake_failure", r
-    process.wait_until(f"{service} to count a protocol failure", lambda: pair.failures(service, "protocol") > before,
-                       timeout=5)
+    process.wait_until(
+        f"{service} to count a protocol failure", lambda: pair.failures(service, "protocol") > before, timeout=5
+    )
     # The twin: the same client offering AEAD suites is served over TLS 1.2.
     ok = mtls_client.get(url, bundle=pair.ca.paths.bundle, identity=pair.ids["client"], ctx=_tls12(pair, AEAD_ONLY))
     assert ok.ok and ok.status == 200 and ok.tls_version == "TLSv1.2", ok
@@ -130,12 +145,26 @@ class SClient:
         openssl = shutil.which("openssl")
         assert openssl, "the openssl command line tool is needed for the renegotiation probe"
         gen = identity.generation()
-        argv = [openssl, "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2", "-state",
-                # -cert sends only the leaf; -cert_chain adds the intermediate the servers need.
-                "-cert", str(gen / "cert.pem"), "-cert_chain", str(gen / "chain.pem"), "-key", str(gen / "key.pem"),
-                "-CAfile", str(bundle)]
-        popen = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                 text=True)
+        argv = [
+            openssl,
+            "s_client",
+            "-connect",
+            f"127.0.0.1:{port}",
+            "-tls1_2",
+            "-state",
+            # -cert sends only the leaf; -cert_chain adds the intermediate the servers need.
+            "-cert",
+            str(gen / "cert.pem"),
+            "-cert_chain",
+            str(gen / "chain.pem"),
+            "-key",
+            str(gen / "key.pem"),
+            "-CAfile",
+            str(bundle),
+        ]
+        popen = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         c = cls(popen)
         c.reader = threading.Thread(target=c._read, args=(popen.stdout,), daemon=True)
         c.reader.start()
@@ -207,8 +236,12 @@ def _handshakes_completed(out: str) -> int:
 
 @pytest.mark.parametrize("service", KINDS)
 def test_client_initiated_renegotiation_is_refused(pair: Pair, service: str) -> None:
-    out = renegotiate(pair.services[service].tls_port, pair.ids["client"], pair.ca.paths.bundle,
-                      "GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    out = renegotiate(
+        pair.services[service].tls_port,
+        pair.ids["client"],
+        pair.ca.paths.bundle,
+        "GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    )
     after = out.split("RENEGOTIATING", 1)[1]
     assert "write client hello" in after, f"the probe sent no renegotiating ClientHello:\n{out}"
     assert _handshakes_completed(out) == 1, f"{service} completed a renegotiation:\n{out}"
@@ -223,10 +256,24 @@ def test_renegotiation_probe_sees_a_server_that_allows_it(pair: Pair, tmp_path: 
     identity = pair.ids["service-b"]
     gen = identity.generation()
     port = free_port()
-    argv = ["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-tls1_2", "-www", "-client_renegotiation",
-            "-cert", str(gen / "cert.pem"), "-key", str(gen / "key.pem"), "-cert_chain", str(gen / "chain.pem")]
-    server = process.start_ready("s_server", argv, tmp_path / "s_server.log", "openssl s_server to listen",
-                                 lambda: _accepts(port), timeout=15)
+    argv = [
+        "openssl",
+        "s_server",
+        "-accept",
+        f"127.0.0.1:{port}",
+        "-tls1_2",
+        "-www",
+        "-client_renegotiation",
+        "-cert",
+        str(gen / "cert.pem"),
+        "-key",
+        str(gen / "key.pem"),
+        "-cert_chain",
+        str(gen / "chain.pem"),
+    ]
+    server = process.start_ready(
+        "s_server", argv, tmp_path / "s_server.log", "openssl s_server to listen", lambda: _accepts(port), timeout=15
+    )
     try:
         out = renegotiate(port, pair.ids["client"], pair.ca.paths.bundle, "GET / HTTP/1.0\r\n\r\n")
     finally:

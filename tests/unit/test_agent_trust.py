@@ -29,14 +29,15 @@ def authority(tmp_path: Path, name: str = "ca") -> Authority:
     return Authority.load(CaPaths(make_ca(tmp_path / name).dir), "zt.lab")
 
 
-def leaf(auth: Authority, key: PrivateKey, *, service: str = "a",
-         lifetime: dt.timedelta = dt.timedelta(hours=1)) -> x509.Certificate:
-    return auth.sign_leaf(key.public_key(), workload_id("zt.lab", service), lifetime,
-                          dt.datetime.now(dt.UTC), None)
+def leaf(
+    auth: Authority, key: PrivateKey, *, service: str = "a", lifetime: dt.timedelta = dt.timedelta(hours=1)
+) -> x509.Certificate:
+    return auth.sign_leaf(key.public_key(), workload_id("zt.lab", service), lifetime, dt.datetime.now(dt.UTC), None)
 
 
 def test_tls_context_holds_exactly_the_pinned_roots_whatever_the_environment(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     auth = authority(tmp_path)
     if SYSTEM_STORE.exists():
         monkeypatch.setenv("SSL_CERT_FILE", str(SYSTEM_STORE))
@@ -60,13 +61,16 @@ def test_pinned_bundle_with_wrong_checksum_is_refused(tmp_path: Path) -> None:
         read_pinned_bundle(ca.paths.bundle, "ab" * 32)
 
 
-@pytest.mark.parametrize("case, reason", [
-    ("foreign_ca", "does not verify against the pinned trust bundle"),
-    ("no_intermediate", "unable to get local issuer certificate"),
-    ("expired", "certificate has expired"),
-    ("other_key", "another key"),
-    ("other_id", "we asked for spiffe://zt.lab/svc/a"),
-])
+@pytest.mark.parametrize(
+    "case, reason",
+    [
+        ("foreign_ca", "does not verify against the pinned trust bundle"),
+        ("no_intermediate", "unable to get local issuer certificate"),
+        ("expired", "certificate has expired"),
+        ("other_key", "another key"),
+        ("other_id", "we asked for spiffe://zt.lab/svc/a"),
+    ],
+)
 def test_verify_svid_refuses(tmp_path: Path, case: str, reason: str) -> None:
     auth = authority(tmp_path)
     key = generate_key()

@@ -126,8 +126,9 @@ def test_material_from_response_refuses_wrong_key_or_identity(tmp_path: Path) ->
     with pytest.raises(RemoteError, match="another key") as e1:
         material_from_response(stranger, auth.chain_pem(m.leaf).decode(), auth.bundle_pem().decode(), SID)
     with pytest.raises(RemoteError, match=re.escape("we asked for spiffe://zt.lab/svc/b")) as e2:
-        material_from_response(m.key, auth.chain_pem(m.leaf).decode(), auth.bundle_pem().decode(),
-                               "spiffe://zt.lab/svc/b")
+        material_from_response(
+            m.key, auth.chain_pem(m.leaf).decode(), auth.bundle_pem().decode(), "spiffe://zt.lab/svc/b"
+        )
     assert e1.value.permanent and e2.value.permanent  # the RA's fault; retrying cannot help
     csr = build_csr(m.key, SID)
     assert csr.is_signature_valid

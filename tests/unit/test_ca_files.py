@@ -97,8 +97,12 @@ def test_serials_are_random_and_at_least_64_bits(tmp_path: Path) -> None:
     ca = make_ca(tmp_path)
     auth = Authority.load(CaPaths(ca.dir), "zt.lab")
     key = ec.generate_private_key(ec.SECP256R1())
-    serials = {auth.sign_leaf(key.public_key(), workload_id("zt.lab", "a"), dt.timedelta(hours=1), utcnow(),
-                              None).serial_number for _ in range(50)}
+    serials = {
+        auth.sign_leaf(
+            key.public_key(), workload_id("zt.lab", "a"), dt.timedelta(hours=1), utcnow(), None
+        ).serial_number
+        for _ in range(50)
+    }
     assert len(serials) == 50
     assert all(s.bit_length() >= 64 for s in serials)
 
@@ -133,10 +137,13 @@ def test_init_root_key_out_writes_it_outside_the_ca_dir_0600(tmp_path: Path) -> 
     assert not any("PRIVATE KEY" in p.read_text(errors="ignore") for p in (tmp_path / "ca").glob("root*"))
 
 
-@pytest.mark.parametrize("where, words", [
-    ("inside", "inside the CA directory"),
-    ("exists", "exists; refusing to overwrite"),
-])
+@pytest.mark.parametrize(
+    "where, words",
+    [
+        ("inside", "inside the CA directory"),
+        ("exists", "exists; refusing to overwrite"),
+    ],
+)
 def test_init_root_key_out_refuses_unsafe_paths(tmp_path: Path, where: str, words: str) -> None:
     ca_dir = tmp_path / "ca"
     if where == "inside":

@@ -62,9 +62,14 @@ def test_refused_for_needs_both_sides_evidence() -> None:
 
 def test_mutual_call_compares_every_serial() -> None:
     h = History()
-    good = {"status": 200, "callee_id": "B", "callee_agent_serial": "b1", "caller_id": "A", "caller_agent_serial": "a1",
-            "body": {"peer": "B", "peer_serial": "b1", "response": {"caller": "A", "caller_serial": "a1",
-                                                                      "serial": "b1"}}}
+    good = {
+        "status": 200,
+        "callee_id": "B",
+        "callee_agent_serial": "b1",
+        "caller_id": "A",
+        "caller_agent_serial": "a1",
+        "body": {"peer": "B", "peer_serial": "b1", "response": {"caller": "A", "caller_serial": "a1", "serial": "b1"}},
+    }
     assert checkers.mutual_call(h.record("m", "A", "call", "B", "ok", 0, **good)) is None
     stale = json.loads(json.dumps(good))
     stale["body"]["response"]["caller_serial"] = "a0"
@@ -75,8 +80,17 @@ def test_report_writes_all_forms_and_latest_link(tmp_path: Path) -> None:
     h = History()
     h.record("t.c", "test", "op", "x", "ok", time.time() - 1)
     verdicts = [checkers.check(C, h), checkers.check(checkers.Criterion("t.d", 9, "never seen", must_be_ok), h)]
-    env = {"runtime": "process", "git_revision": "abc", "git_dirty": False, "command_line": ["zt-lab"], "seed": 1,
-           "python": "3", "openssl": "o", "java": "j", "packages": {}}
+    env = {
+        "runtime": "process",
+        "git_revision": "abc",
+        "git_dirty": False,
+        "command_line": ["zt-lab"],
+        "seed": 1,
+        "python": "3",
+        "openssl": "o",
+        "java": "j",
+        "packages": {},
+    }
     doc = report.summary("run1", verdicts, h, env, time.time() - 2, time.time(), [])
     run_dir = tmp_path / "run1"
     report.write(run_dir, doc, h)
@@ -110,13 +124,20 @@ def test_a_definite_failure_still_wins_over_an_unjudgeable_operation() -> None:
     assert v.result == "fail" and v.violations == ("test op x: bad",) and len(v.errors) == 1
 
 
-FAKE = milestones.Milestone(9, "a milestone with no scenario yet", (
-    checkers.Criterion("m9.one", 9, "first criterion", must_be_ok),
-    checkers.Criterion("m9.two", 9, "second criterion", must_be_ok)), Path("scenarios/test_m9_does_not_exist.py"))
+FAKE = milestones.Milestone(
+    9,
+    "a milestone with no scenario yet",
+    (
+        checkers.Criterion("m9.one", 9, "first criterion", must_be_ok),
+        checkers.Criterion("m9.two", 9, "second criterion", must_be_ok),
+    ),
+    Path("scenarios/test_m9_does_not_exist.py"),
+)
 
 
 def test_registered_milestone_without_scenario_is_unknown_and_fails_the_run(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A test-only registry: `all` runs every registered milestone, and one without a scenario
     module is judged UNKNOWN (no lab is started for it) and fails the run."""
     code = cli.main(["run", "--milestone", "all", "--reports", str(tmp_path)], registry={9: FAKE})
@@ -165,8 +186,14 @@ def test_lab_sees_the_system_from_outside_only() -> None:
     found = []
     for f in sorted(lab.glob("*.py")):
         for node in ast.walk(ast.parse(f.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
-            found += [f"{f.name}: {n}" for n in names
-                      if n.startswith("zt.") and not n.startswith("zt.lab") and n not in allowed]
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            )
+            found += [
+                f"{f.name}: {n}"
+                for n in names
+                if n.startswith("zt.") and not n.startswith("zt.lab") and n not in allowed
+            ]
     assert found == []

@@ -20,11 +20,14 @@ from zt.ra.store import SCHEMA_VERSION, Identity, Store
 from zt.spiffe import parse_spiffe_id
 
 
-@pytest.mark.parametrize("asked, maximum, expected", [
-    (None, 600, 600),
-    (30, 600, 30),
-    (600, 600, 600),
-])
+@pytest.mark.parametrize(
+    "asked, maximum, expected",
+    [
+        (None, 600, 600),
+        (30, 600, 30),
+        (600, 600, 600),
+    ],
+)
 def test_authorize_lifetime_grants_within_bounds(asked: int | None, maximum: int, expected: int) -> None:
     assert authorize_lifetime(asked, dt.timedelta(seconds=maximum)) == dt.timedelta(seconds=expected)
 
@@ -57,8 +60,9 @@ def test_cryptography_path_validation_still_refuses_uri_name_constraints(tmp_pat
     ca = make_ca(tmp_path)
     authority = Authority.load(CaPaths(ca.dir), "zt.lab")
     now = dt.datetime.now(dt.UTC)
-    leaf = authority.sign_leaf(generate_key().public_key(), parse_spiffe_id("spiffe://zt.lab/svc/a"),
-                               dt.timedelta(hours=1), now, None)
+    leaf = authority.sign_leaf(
+        generate_key().public_key(), parse_spiffe_id("spiffe://zt.lab/svc/a"), dt.timedelta(hours=1), now, None
+    )
     verifier = PolicyBuilder().store(TrustStore(list(authority.roots))).time(now).build_client_verifier()
     with pytest.raises(VerificationError, match="unsupported name constraint"):
         verifier.verify(leaf, [authority.certificate])
@@ -71,7 +75,8 @@ def test_schema_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
     conn.executescript(
         "DROP INDEX certificates_renews; ALTER TABLE certificates DROP COLUMN renews;"
         "ALTER TABLE identities DROP COLUMN revoked_at; ALTER TABLE identities DROP COLUMN revocation_reason;"
-        "UPDATE meta SET value='1' WHERE key='schema_version';")
+        "UPDATE meta SET value='1' WHERE key='schema_version';"
+    )
     conn.close()
     assert ca.ztca("register", "svc").code == 0
     store = Store(ca.paths.store)

@@ -28,8 +28,14 @@ SID = "spiffe://zt.lab/svc/a"
 def ra(tmp_path: Path) -> RegistrationAuthority:
     ca = make_ca(tmp_path)
     paths = CaPaths(ca.dir)
-    return RegistrationAuthority(Store(paths.store), Authority.load(paths, "zt.lab"), paths, FakeClock(),
-                                 leaf_ttl=dt.timedelta(minutes=10), crl_url=None)
+    return RegistrationAuthority(
+        Store(paths.store),
+        Authority.load(paths, "zt.lab"),
+        paths,
+        FakeClock(),
+        leaf_ttl=dt.timedelta(minutes=10),
+        crl_url=None,
+    )
 
 
 def clock(ra: RegistrationAuthority) -> FakeClock:
@@ -48,8 +54,9 @@ def renew_request(ra: RegistrationAuthority, key, issued, new_key=None):
     new_key = new_key or generate_key()
     csr = build_csr(new_key, issued.record.spiffe_id)
     chain = x509.load_pem_x509_certificates(issued.chain_pem.encode())
-    proof = make_renewal_proof(key, chain, issued.record.spiffe_id, csr.public_bytes(serialization.Encoding.DER),
-                               ra.clock.now())
+    proof = make_renewal_proof(
+        key, chain, issued.record.spiffe_id, csr.public_bytes(serialization.Encoding.DER), ra.clock.now()
+    )
     return proof, csr_pem(csr)
 
 
@@ -97,19 +104,27 @@ def test_csr_with_extra_san_is_forbidden(ra: RegistrationAuthority) -> None:
     key = generate_key()
     from zt.pki.keys import signature_hash
 
-    csr = (x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
-           .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(SID),
-                                                       x509.DNSName("evil.example")]), critical=False)
-           .sign(key, signature_hash(key)))  # type: ignore[arg-type]
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(SID), x509.DNSName("evil.example")]),
+            critical=False,
+        )
+        .sign(key, signature_hash(key))
+    )  # type: ignore[arg-type]
     with pytest.raises(Forbidden):
         ra.issue(token, csr_pem(csr))
 
 
-@pytest.mark.parametrize("csr, code", [
-    ("", "malformed_csr"),
-    ("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n", "malformed_csr"),
-    ("hello", "malformed_csr"),
-])
+@pytest.mark.parametrize(
+    "csr, code",
+    [
+        ("", "malformed_csr"),
+        ("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n", "malformed_csr"),
+        ("hello", "malformed_csr"),
+    ],
+)
 def test_garbage_csr_is_bad_request(ra: RegistrationAuthority, csr: str, code: str) -> None:
     token = ra.register("a").token
     with pytest.raises(BadRequest) as e:
@@ -204,8 +219,8 @@ def test_crl_is_due_rules() -> None:
     v = dt.timedelta(hours=1)
     assert is_crl_due(CrlState(0, 0, 0, 0), 100, v)
     assert not is_crl_due(CrlState(3, 100 + 3000, 2, 2), 100, v)
-    assert is_crl_due(CrlState(3, 100 + 1700, 2, 2), 100, v)   # less than half left
-    assert is_crl_due(CrlState(3, 100 + 3000, 2, 3), 100, v)   # a revocation is not yet covered
+    assert is_crl_due(CrlState(3, 100 + 1700, 2, 2), 100, v)  # less than half left
+    assert is_crl_due(CrlState(3, 100 + 3000, 2, 3), 100, v)  # a revocation is not yet covered
 
 
 def test_crl_refresh_reissues_before_next_update_with_increasing_number(ra: RegistrationAuthority) -> None:

@@ -13,13 +13,16 @@ T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 HOUR = dt.timedelta(hours=1)
 
 
-@pytest.mark.parametrize("elapsed, fraction, expected", [
-    (dt.timedelta(minutes=29), 0.5, False),
-    (dt.timedelta(minutes=30), 0.5, True),
-    (dt.timedelta(minutes=44), 0.75, False),
-    (dt.timedelta(minutes=46), 0.75, True),
-    (dt.timedelta(hours=2), 0.5, True),
-])
+@pytest.mark.parametrize(
+    "elapsed, fraction, expected",
+    [
+        (dt.timedelta(minutes=29), 0.5, False),
+        (dt.timedelta(minutes=30), 0.5, True),
+        (dt.timedelta(minutes=44), 0.75, False),
+        (dt.timedelta(minutes=46), 0.75, True),
+        (dt.timedelta(hours=2), 0.5, True),
+    ],
+)
 def test_should_rotate_at_fraction_of_lifetime(elapsed: dt.timedelta, fraction: float, expected: bool) -> None:
     assert should_rotate(T0 + elapsed, T0, T0 + HOUR, fraction) is expected
 

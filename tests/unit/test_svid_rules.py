@@ -23,21 +23,24 @@ def test_check_leaf_accepts_conformant_leaf() -> None:
     assert svid.check_leaf(build(uris=[GOOD])) == []
 
 
-@pytest.mark.parametrize("cert_kwargs, section, words", [
-    ({"uris": [GOOD, "spiffe://zt.lab/svc/b"]}, "2", "exactly one URI SAN"),
-    ({"uris": ["https://zt.lab/svc/a"]}, "2", "not a valid SPIFFE ID"),
-    ({"uris": []}, "2", "URI SAN"),
-    ({"uris": ["spiffe://zt.lab"]}, "3.1", "non-root path"),
-    ({"uris": [GOOD], "empty_subject": True, "san_critical": False}, "3.1", "critical SAN"),
-    ({"uris": [GOOD], "ca": True, "ku": {"digital_signature": True}}, "4.1", "cA=false"),
-    ({"uris": [GOOD], "with_ku": False}, "4.3", "must be present"),
-    ({"uris": [GOOD], "ku_critical": False}, "4.3", "critical"),
-    ({"uris": [GOOD], "ku": {"digital_signature": False}}, "4.3", "digitalSignature"),
-    ({"uris": [GOOD], "ku": {"key_cert_sign": True}}, "4.3", "keyCertSign"),
-    ({"uris": [GOOD], "ku": {"crl_sign": True}}, "4.3", "cRLSign"),
-    ({"uris": [GOOD], "eku": [ExtendedKeyUsageOID.SERVER_AUTH]}, "4.4", "clientAuth"),
-    ({"uris": [GOOD], "eku": [ExtendedKeyUsageOID.CLIENT_AUTH]}, "4.4", "serverAuth"),
-])
+@pytest.mark.parametrize(
+    "cert_kwargs, section, words",
+    [
+        ({"uris": [GOOD, "spiffe://zt.lab/svc/b"]}, "2", "exactly one URI SAN"),
+        ({"uris": ["https://zt.lab/svc/a"]}, "2", "not a valid SPIFFE ID"),
+        ({"uris": []}, "2", "URI SAN"),
+        ({"uris": ["spiffe://zt.lab"]}, "3.1", "non-root path"),
+        ({"uris": [GOOD], "empty_subject": True, "san_critical": False}, "3.1", "critical SAN"),
+        ({"uris": [GOOD], "ca": True, "ku": {"digital_signature": True}}, "4.1", "cA=false"),
+        ({"uris": [GOOD], "with_ku": False}, "4.3", "must be present"),
+        ({"uris": [GOOD], "ku_critical": False}, "4.3", "critical"),
+        ({"uris": [GOOD], "ku": {"digital_signature": False}}, "4.3", "digitalSignature"),
+        ({"uris": [GOOD], "ku": {"key_cert_sign": True}}, "4.3", "keyCertSign"),
+        ({"uris": [GOOD], "ku": {"crl_sign": True}}, "4.3", "cRLSign"),
+        ({"uris": [GOOD], "eku": [ExtendedKeyUsageOID.SERVER_AUTH]}, "4.4", "clientAuth"),
+        ({"uris": [GOOD], "eku": [ExtendedKeyUsageOID.CLIENT_AUTH]}, "4.4", "serverAuth"),
+    ],
+)
 def test_check_leaf_finds_each_broken_rule(cert_kwargs: dict, section: str, words: str) -> None:  # type: ignore[type-arg]
     findings = svid.check_leaf(build(**cert_kwargs))
     assert any(f.section == section and words in f.rule for f in findings), findings

@@ -50,8 +50,16 @@ def test_issue_writes_agent_layout_for_registered_service_only(ca: CaDir, tmp_pa
     r = ca.ztca("issue", "svc", "--out", str(out), "--ttl", "10m", "--json")
     assert r.code == 0, r.err
     assert (out / "current").is_symlink()
-    for f in ("key.pem", "cert.pem", "chain.pem", "bundle.pem", "keystore.p12", "truststore.p12", "svid.json",
-              "crl.pem"):
+    for f in (
+        "key.pem",
+        "cert.pem",
+        "chain.pem",
+        "bundle.pem",
+        "keystore.p12",
+        "truststore.p12",
+        "svid.json",
+        "crl.pem",
+    ):
         assert (out / f).exists(), f
     assert stat.S_IMODE(os.stat(out / "current" / "key.pem").st_mode) == 0o600
     leaf = x509.load_pem_x509_certificate((out / "cert.pem").read_bytes())
@@ -77,28 +85,34 @@ def test_revoke_by_serial_and_service_publishes_new_crl(ca: CaDir, tmp_path: Pat
     assert all(c["revoked"] for c in listed["certificates"])
 
 
-@pytest.mark.parametrize("argv, code, words", [
-    (("revoke", "zz-not-hex"), 2, "not hexadecimal"),
-    (("revoke", "abcdef"), 1, "no certificate with serial"),
-    (("revoke", "--service", "ghost"), 1, "not registered"),
-    (("revoke",), 2, "give a serial or --service"),
-    (("revoke", "ab", "--reason", "bored"), 2, "unknown revocation reason"),
-])
+@pytest.mark.parametrize(
+    "argv, code, words",
+    [
+        (("revoke", "zz-not-hex"), 2, "not hexadecimal"),
+        (("revoke", "abcdef"), 1, "no certificate with serial"),
+        (("revoke", "--service", "ghost"), 1, "not registered"),
+        (("revoke",), 2, "give a serial or --service"),
+        (("revoke", "ab", "--reason", "bored"), 2, "unknown revocation reason"),
+    ],
+)
 def test_revoke_bad_input_gets_clear_error(ca: CaDir, argv: tuple[str, ...], code: int, words: str) -> None:
     r = ca.ztca(*argv)
     assert r.code == code
     assert words in r.err
 
 
-@pytest.mark.parametrize("argv, words", [
-    (("revoke", "--service", "svc", "--reason", "bored"), "unknown revocation reason"),
-    (("revoke", "ab", "--service", "svc"), "give a serial or --service"),
-    (("issue", "svc", "--ttl", "10s"), "--ttl must be at least 30s"),
-    (("issue", "svc", "--ttl", "2h"), "--allow-long-ttl"),
-    (("issue", "svc", "--ttl", "soon"), "invalid"),
-    (("register", "svc", "--ttl", "forever"), "invalid"),
-    (("no-such-verb",), "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (("revoke", "--service", "svc", "--reason", "bored"), "unknown revocation reason"),
+        (("revoke", "ab", "--service", "svc"), "give a serial or --service"),
+        (("issue", "svc", "--ttl", "10s"), "--ttl must be at least 30s"),
+        (("issue", "svc", "--ttl", "2h"), "--allow-long-ttl"),
+        (("issue", "svc", "--ttl", "soon"), "invalid"),
+        (("register", "svc", "--ttl", "forever"), "invalid"),
+        (("no-such-verb",), "invalid choice"),
+    ],
+)
 def test_ztca_usage_error_exits_2_with_one_line(ca: CaDir, argv: tuple[str, ...], words: str) -> None:
     """Usage errors exit 2 with a message, like the daemons; operational failures exit 1."""
     ca.register("svc")

@@ -54,8 +54,7 @@ def parse_crl(data: bytes) -> x509.CertificateRevocationList:
     return x509.load_pem_x509_crl(data) if data.lstrip().startswith(b"-----") else x509.load_der_x509_crl(data)
 
 
-def issuer_of(crl: x509.CertificateRevocationList,
-              issuers: Sequence[x509.Certificate]) -> x509.Certificate | None:
+def issuer_of(crl: x509.CertificateRevocationList, issuers: Sequence[x509.Certificate]) -> x509.Certificate | None:
     """The issuer among `issuers` whose key signed `crl` (matched by name, then signature)."""
     for c in issuers:
         if c.subject == crl.issuer and crl.is_signature_valid(c.public_key()):  # type: ignore[arg-type]
@@ -107,15 +106,22 @@ class CrlFetcher:
                     raise RemoteError(f"CRL {self.url}: HTTP {r.status_code}", status=r.status_code)
                 declared = r.headers.get("Content-Length")
                 if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-                    raise CrlRefused(f"CRL {self.url}: {declared} bytes announced, more than the cap of "
-                                     f"{self.max_bytes}", "too_large", announced=int(declared),
-                                     max_bytes=self.max_bytes)
+                    raise CrlRefused(
+                        f"CRL {self.url}: {declared} bytes announced, more than the cap of {self.max_bytes}",
+                        "too_large",
+                        announced=int(declared),
+                        max_bytes=self.max_bytes,
+                    )
                 body = bytearray()
                 for chunk in r.iter_bytes():
                     body += chunk
                     if len(body) > self.max_bytes:
-                        raise CrlRefused(f"CRL {self.url}: more than the cap of {self.max_bytes} bytes, "
-                                         "stopped reading", "too_large", read=len(body), max_bytes=self.max_bytes)
+                        raise CrlRefused(
+                            f"CRL {self.url}: more than the cap of {self.max_bytes} bytes, stopped reading",
+                            "too_large",
+                            read=len(body),
+                            max_bytes=self.max_bytes,
+                        )
                 etag = r.headers.get("ETag")
         except httpx.HTTPError as e:
             raise RemoteError(f"CRL {self.url}: {type(e).__name__}: {e}") from e
@@ -133,8 +139,11 @@ class CrlFetcher:
         except ValueError as e:
             raise CrlRefused(f"CRL {self.url}: not a CRL: {e}", "unreadable") from e
         if issuer_of(crl, issuers) is None:
-            raise CrlRefused(f"CRL {self.url}: signature does not verify against our intermediate or roots",
-                             "bad_signature", issuer=crl.issuer.rfc4514_string())
+            raise CrlRefused(
+                f"CRL {self.url}: signature does not verify against our intermediate or roots",
+                "bad_signature",
+                issuer=crl.issuer.rfc4514_string(),
+            )
         try:
             number = crl_number(crl)
         except x509.ExtensionNotFound as e:  # RFC 5280 5.2.3: conforming CRL issuers MUST include it
@@ -143,24 +152,39 @@ class CrlFetcher:
         if next_update is None:  # RFC 5280 5.1.2.5: conforming CRL issuers MUST include nextUpdate
             raise CrlRefused(f"CRL {self.url}: no nextUpdate", "no_next_update", crl_number=number)
         if next_update <= now:
-            raise CrlRefused(f"CRL {self.url}: number {number} expired at {rfc3339(next_update)} (now "
-                             f"{rfc3339(now)}): refused", "expired", crl_number=number,
-                             next_update=rfc3339(next_update), now=rfc3339(now))
+            raise CrlRefused(
+                f"CRL {self.url}: number {number} expired at {rfc3339(next_update)} (now {rfc3339(now)}): refused",
+                "expired",
+                crl_number=number,
+                next_update=rfc3339(next_update),
+                now=rfc3339(now),
+            )
         if crl.last_update_utc > now + CLOCK_SKEW:
-            raise CrlRefused(f"CRL {self.url}: number {number} is dated in the future "
-                             f"({rfc3339(crl.last_update_utc)})", "not_yet_valid", crl_number=number,
-                             this_update=rfc3339(crl.last_update_utc), now=rfc3339(now))
+            raise CrlRefused(
+                f"CRL {self.url}: number {number} is dated in the future ({rfc3339(crl.last_update_utc)})",
+                "not_yet_valid",
+                crl_number=number,
+                this_update=rfc3339(crl.last_update_utc),
+                now=rfc3339(now),
+            )
         der = crl.public_bytes(serialization.Encoding.DER)
         if number < self.state.number:
-            raise CrlRefused(f"CRL {self.url}: number {number} is older than {self.state.number} "
-                             "(rollback refused)", "rollback", crl_number=number, have_number=self.state.number)
+            raise CrlRefused(
+                f"CRL {self.url}: number {number} is older than {self.state.number} (rollback refused)",
+                "rollback",
+                crl_number=number,
+                have_number=self.state.number,
+            )
         if number == self.state.number:
             if der != self.state.der:
-                raise CrlRefused(f"CRL {self.url}: number {number} again but with other content: refused",
-                                 "conflicting_number", crl_number=number, have_number=self.state.number)
+                raise CrlRefused(
+                    f"CRL {self.url}: number {number} again but with other content: refused",
+                    "conflicting_number",
+                    crl_number=number,
+                    have_number=self.state.number,
+                )
             self._etag = self._pending_etag
             return None  # the one we already wrote (e.g. first fetch after a restart)
         self.state = CrlState(number, der)
         self._etag = self._pending_etag
-        return FetchedCrl(crl.public_bytes(serialization.Encoding.PEM), number, rfc3339(next_update),
-                          len(list(crl)))
+        return FetchedCrl(crl.public_bytes(serialization.Encoding.PEM), number, rfc3339(next_update), len(list(crl)))

@@ -32,19 +32,30 @@ log = logging.getLogger("zt.agent")
 
 
 def build_parser() -> options.LayeredParser:
-    p = options.LayeredParser(prog="zt-agent", description="zt node agent: generates the workload's key locally, "
-                                "bootstraps with a one-time token, renews with proof of the current certificate, "
-                                "writes the certificate directory atomically, fetches the CRL, signals the service.")
+    p = options.LayeredParser(
+        prog="zt-agent",
+        description="zt node agent: generates the workload's key locally, "
+        "bootstraps with a one-time token, renews with proof of the current certificate, "
+        "writes the certificate directory atomically, fetches the CRL, signals the service.",
+    )
     p.add_argument("--ra", required=True, help="RA base URL, https://HOST:PORT")
-    p.add_argument("--bundle", type=Path, required=True,
-                   help="trust bundle (PEM): the only CAs the agent trusts, for the RA and for what it writes")
+    p.add_argument(
+        "--bundle",
+        type=Path,
+        required=True,
+        help="trust bundle (PEM): the only CAs the agent trusts, for the RA and for what it writes",
+    )
     p.add_argument("--bundle-sha256", help="pin: the bundle file's SHA-256 (hex, or a sha256sum line)")
     p.add_argument("--token-file", type=Path, help="file holding the one-time bootstrap token")
     p.add_argument("--service", required=True, help="service name; the SPIFFE ID is spiffe://<td>/svc/<service>")
     p.add_argument("--trust-domain", help="trust domain (default: read from the bundle's root certificate)")
     p.add_argument("--out", type=Path, required=True, help="certificate directory to maintain")
-    p.add_argument("--key-type", choices=[k.value for k in KeyType], default=KeyType.EC_P256.value,
-                   help="key algorithm for the workload's keys (default: ec-p256)")
+    p.add_argument(
+        "--key-type",
+        choices=[k.value for k in KeyType],
+        default=KeyType.EC_P256.value,
+        help="key algorithm for the workload's keys (default: ec-p256)",
+    )
     p.add_argument("--ttl", type=int, help="ask for this lifetime in seconds (default: the RA's)")
     p.add_argument("--renew-at", type=float, default=0.5, help="renew at this fraction of the lifetime (default 0.5)")
     p.add_argument("--jitter", type=float, default=0.1, help="renew up to this fraction earlier (default 0.1)")
@@ -53,12 +64,20 @@ def build_parser() -> options.LayeredParser:
     p.add_argument("--touch", type=Path, help="file to touch after each write (Java service-b watches it)")
     p.add_argument("--crl-url", help="CRL URL (default: the CRL distribution point in the leaf)")
     p.add_argument("--crl-interval", type=float, default=5.0, help="seconds between CRL checks (default: 5)")
-    p.add_argument("--crl-max-bytes", type=int, default=MAX_CRL_BYTES,
-                   help=f"refuse a CRL download larger than this (default: {MAX_CRL_BYTES})")
+    p.add_argument(
+        "--crl-max-bytes",
+        type=int,
+        default=MAX_CRL_BYTES,
+        help=f"refuse a CRL download larger than this (default: {MAX_CRL_BYTES})",
+    )
     p.add_argument("--no-crl", action="store_true", help="do not fetch CRLs")
     p.add_argument("--once", action="store_true", help="bootstrap (and fetch the CRL once), then exit")
-    p.add_argument("--bootstrap-timeout", type=float, default=300.0,
-                   help="give up bootstrapping after this many seconds of transient failures (default: 300)")
+    p.add_argument(
+        "--bootstrap-timeout",
+        type=float,
+        default=300.0,
+        help="give up bootstrapping after this many seconds of transient failures (default: 300)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 
@@ -87,10 +106,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError("--crl-max-bytes must be positive")
         spiffe_id = str(workload_id(td, args.service))
         cfg = AgentConfig(
-            spiffe_id=spiffe_id, out=args.out, token_file=args.token_file, key_type=KeyType(args.key_type),
-            ttl_seconds=args.ttl, renew_fraction=args.renew_at, jitter=args.jitter, crl_url=args.crl_url,
-            crl_interval=args.crl_interval, fetch_crl=not args.no_crl, bootstrap_timeout=args.bootstrap_timeout,
-            roots=bundle.roots, crl_max_bytes=args.crl_max_bytes,
+            spiffe_id=spiffe_id,
+            out=args.out,
+            token_file=args.token_file,
+            key_type=KeyType(args.key_type),
+            ttl_seconds=args.ttl,
+            renew_fraction=args.renew_at,
+            jitter=args.jitter,
+            crl_url=args.crl_url,
+            crl_interval=args.crl_interval,
+            fetch_crl=not args.no_crl,
+            bootstrap_timeout=args.bootstrap_timeout,
+            roots=bundle.roots,
+            crl_max_bytes=args.crl_max_bytes,
         )
         notifier = Notifier(args.signal_name, args.pid_file, args.touch)
         ra = RaClient(args.ra, bundle.roots)
@@ -107,8 +135,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     agent = Agent(cfg, ra, notifier, SystemClock(), stop)
-    log_event(log, "start", spiffe_id=spiffe_id, ra=args.ra, out=str(args.out), once=args.once,
-              bundle_sha256=bundle.sha256, bundle_roots=len(bundle.roots))
+    log_event(
+        log,
+        "start",
+        spiffe_id=spiffe_id,
+        ra=args.ra,
+        out=str(args.out),
+        once=args.once,
+        bundle_sha256=bundle.sha256,
+        bundle_roots=len(bundle.roots),
+    )
     try:
         agent.bootstrap()
         if cfg.fetch_crl:

@@ -56,8 +56,9 @@ def csr_pem(csr: x509.CertificateSigningRequest) -> str:
     return csr.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def material_from_response(key: PrivateKey, chain_pem: str, bundle_pem: str, spiffe_id: str, *,
-                           roots: Sequence[x509.Certificate] | None = None) -> Material:
+def material_from_response(
+    key: PrivateKey, chain_pem: str, bundle_pem: str, spiffe_id: str, *, roots: Sequence[x509.Certificate] | None = None
+) -> Material:
     """Check what the RA sent before anything is written, and build the material to write.
 
     The chain must verify against `roots` (the pinned bundle; `zt.agent.trust.verify_svid`), be

@@ -38,8 +38,7 @@ class RaClient:
         if not base_url.startswith("https://"):
             raise ConfigError(f"RA URL must be https://, got {base_url!r}")
         self.tls = tls_context(roots)
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), verify=self.tls, timeout=TIMEOUT,
-                                  trust_env=False)
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), verify=self.tls, timeout=TIMEOUT, trust_env=False)
 
     def close(self) -> None:
         self._http.close()
@@ -55,8 +54,11 @@ class RaClient:
         except ValueError as e:
             raise RemoteError(f"RA {path}: HTTP {r.status_code} with a non-JSON body", status=r.status_code) from e
         if r.status_code != 200:
-            raise RemoteError(f"RA {path}: HTTP {r.status_code} {doc.get('error')}: {doc.get('reason')}",
-                              status=r.status_code, code=doc.get("error"))
+            raise RemoteError(
+                f"RA {path}: HTTP {r.status_code} {doc.get('error')}: {doc.get('reason')}",
+                status=r.status_code,
+                code=doc.get("error"),
+            )
         return dict(doc)
 
     def issue(self, token: str, csr_pem: str, ttl_seconds: int | None) -> dict[str, Any]:

@@ -16,8 +16,13 @@ MIN_RENEW_INTERVAL = dt.timedelta(seconds=1)
 MAX_RETRY = dt.timedelta(seconds=30)
 
 
-def renewal_time(not_before: dt.datetime, not_after: dt.datetime, fraction: float = 0.5, jitter: float = 0.1,
-                 rng: random.Random | None = None) -> dt.datetime:
+def renewal_time(
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    fraction: float = 0.5,
+    jitter: float = 0.1,
+    rng: random.Random | None = None,
+) -> dt.datetime:
     """When to renew a certificate valid from `not_before` (or from when we got it) to `not_after`."""
     lifetime = not_after - not_before
     offset = fraction - (rng or random).uniform(0, jitter) if jitter > 0 else fraction

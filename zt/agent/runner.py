@@ -71,8 +71,9 @@ def crl_url_of(leaf: x509.Certificate) -> str | None:
 
 
 class Agent:
-    def __init__(self, cfg: AgentConfig, ra: RaClient, notifier: Notifier, clock: Clock,
-                 stop: threading.Event | None = None) -> None:
+    def __init__(
+        self, cfg: AgentConfig, ra: RaClient, notifier: Notifier, clock: Clock, stop: threading.Event | None = None
+    ) -> None:
         self.cfg = cfg
         self.ra = ra
         self.notifier = notifier
@@ -90,8 +91,16 @@ class Agent:
         gen = self.writer.write(m)
         self.current = m
         self.received_at = self.clock.now()
-        log_event(log, "identity_written", spiffe_id=m.spiffe_id, serial=m.serial, old_serial=old,
-                  not_after=rfc3339(m.not_after), generation=gen, why=why)
+        log_event(
+            log,
+            "identity_written",
+            spiffe_id=m.spiffe_id,
+            serial=m.serial,
+            old_serial=old,
+            not_after=rfc3339(m.not_after),
+            generation=gen,
+            why=why,
+        )
         self.notifier.notify(why)
 
     def _usable(self, m: Material | None) -> bool:
@@ -117,10 +126,14 @@ class Agent:
         m = material_from_response(key, chain, bundle, self.cfg.spiffe_id, roots=self.cfg.roots)
         offered = offered_bundle(bundle)
         if not same_certificates(offered, self.cfg.roots):
-            log_event(log, "ra_bundle_ignored", logging.WARNING,
-                      reason="the RA sent a bundle that differs from the pinned one; writing the pinned one",
-                      offered=sorted(fingerprint(c) for c in offered),
-                      pinned=sorted(fingerprint(c) for c in self.cfg.roots))
+            log_event(
+                log,
+                "ra_bundle_ignored",
+                logging.WARNING,
+                reason="the RA sent a bundle that differs from the pinned one; writing the pinned one",
+                offered=sorted(fingerprint(c) for c in offered),
+                pinned=sorted(fingerprint(c) for c in self.cfg.roots),
+            )
         return m
 
     def bootstrap(self) -> Material:
@@ -128,10 +141,15 @@ class Agent:
         existing = read_current(self.cfg.out)
         if existing is not None and self._usable(existing):
             if not same_certificates(existing.bundle, self.cfg.roots):
-                updated = Material(existing.key, existing.leaf, existing.intermediates, self.cfg.roots,
-                                   existing.spiffe_id)
-                log_event(log, "bundle_updated", old=sorted(fingerprint(c) for c in existing.bundle),
-                          new=sorted(fingerprint(c) for c in self.cfg.roots))
+                updated = Material(
+                    existing.key, existing.leaf, existing.intermediates, self.cfg.roots, existing.spiffe_id
+                )
+                log_event(
+                    log,
+                    "bundle_updated",
+                    old=sorted(fingerprint(c) for c in existing.bundle),
+                    new=sorted(fingerprint(c) for c in self.cfg.roots),
+                )
                 self._install(updated, "bundle")
                 return updated
             self.current = existing
@@ -170,8 +188,9 @@ class Agent:
         cur = self.current
         key = generate_key(self.cfg.key_type)  # a new key every rotation
         csr = build_csr(key, self.cfg.spiffe_id)
-        proof = make_renewal_proof(cur.key, cur.chain, cur.spiffe_id,
-                                   csr.public_bytes(serialization.Encoding.DER), self.clock.now())
+        proof = make_renewal_proof(
+            cur.key, cur.chain, cur.spiffe_id, csr.public_bytes(serialization.Encoding.DER), self.clock.now()
+        )
         doc = self.ra.renew(proof, csr_pem(csr), self.cfg.ttl_seconds)
         m = self._answer(key, doc)
         self._install(m, "renewal")
@@ -199,8 +218,9 @@ class Agent:
         if fetched is None:
             return False
         self.writer.write_crl(fetched.pem)
-        log_event(log, "crl_written", crl_number=fetched.number, entries=fetched.entries,
-                  next_update=fetched.next_update)
+        log_event(
+            log, "crl_written", crl_number=fetched.number, entries=fetched.entries, next_update=fetched.next_update
+        )
         self.notifier.notify("crl")
         return True
 
@@ -231,8 +251,15 @@ class Agent:
                     failures += 1
                     next_renew = now + retry_delay(now, self.current.not_after, failures)
                     level = logging.ERROR if now >= self.current.not_after else logging.WARNING
-                    log_event(log, "renewal_failed", level, reason=str(e), failures=failures,
-                              retry_at=rfc3339(next_renew), current_not_after=rfc3339(self.current.not_after))
+                    log_event(
+                        log,
+                        "renewal_failed",
+                        level,
+                        reason=str(e),
+                        failures=failures,
+                        retry_at=rfc3339(next_renew),
+                        current_not_after=rfc3339(self.current.not_after),
+                    )
             if self.cfg.fetch_crl and now >= next_crl:
                 try:
                     self.fetch_crl_once()

@@ -51,8 +51,7 @@ class Notifier:
             pid = int(self.pid_file.read_text().strip())
             os.kill(pid, parse_signal(self.signal_name))
         except (OSError, ValueError) as e:
-            log_event(log, "notify_failed", logging.WARNING, how="signal", pid_file=str(self.pid_file),
-                      reason=str(e))
+            log_event(log, "notify_failed", logging.WARNING, how="signal", pid_file=str(self.pid_file), reason=str(e))
             return False
         log_event(log, "notified", how="signal", signal=self.signal_name, pid=pid, why=why)
         return True

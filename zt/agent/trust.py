@@ -120,8 +120,14 @@ def _memory_file(data: bytes) -> Iterator[str]:
         yield str(p)
 
 
-def _handshake(client: ssl.SSLObject, server: ssl.SSLObject, c_in: ssl.MemoryBIO, c_out: ssl.MemoryBIO,
-               s_in: ssl.MemoryBIO, s_out: ssl.MemoryBIO) -> None:
+def _handshake(
+    client: ssl.SSLObject,
+    server: ssl.SSLObject,
+    c_in: ssl.MemoryBIO,
+    c_out: ssl.MemoryBIO,
+    s_in: ssl.MemoryBIO,
+    s_out: ssl.MemoryBIO,
+) -> None:
     done = {"client": False, "server": False}
     for _ in range(HANDSHAKE_ROUNDS):
         for name, side in (("client", client), ("server", server)):
@@ -138,8 +144,9 @@ def _handshake(client: ssl.SSLObject, server: ssl.SSLObject, c_in: ssl.MemoryBIO
     raise SvidError("the loopback handshake did not complete")
 
 
-def verify_chain_with_openssl(key: PrivateKey, chain: Sequence[x509.Certificate],
-                              roots: Sequence[x509.Certificate]) -> None:
+def verify_chain_with_openssl(
+    key: PrivateKey, chain: Sequence[x509.Certificate], roots: Sequence[x509.Certificate]
+) -> None:
     """Path validation (X509-SVID 5.1, RFC 5280 6) of `chain` against `roots` only, by OpenSSL.
 
     Both ends of an in-memory mTLS handshake present `key` + `chain` and trust only `roots`;
@@ -165,14 +172,17 @@ def verify_chain_with_openssl(key: PrivateKey, chain: Sequence[x509.Certificate]
     try:
         _handshake(client, server, c_in, c_out, s_in, s_out)
     except ssl.SSLCertVerificationError as e:
-        raise SvidError(f"the chain does not verify against the pinned trust bundle: {e.verify_message} "
-                        f"(OpenSSL verify code {e.verify_code})") from e
+        raise SvidError(
+            f"the chain does not verify against the pinned trust bundle: {e.verify_message} "
+            f"(OpenSSL verify code {e.verify_code})"
+        ) from e
     except ssl.SSLError as e:
         raise SvidError(f"the chain does not verify against the pinned trust bundle: {e.reason or e}") from e
 
 
-def verify_svid(key: PrivateKey, chain: Sequence[x509.Certificate], roots: Sequence[x509.Certificate],
-                spiffe_id: str) -> None:
+def verify_svid(
+    key: PrivateKey, chain: Sequence[x509.Certificate], roots: Sequence[x509.Certificate], spiffe_id: str
+) -> None:
     """Raise SvidError unless `chain` is a usable X509-SVID for `spiffe_id` and `key` under `roots`."""
     if not roots:
         raise SvidError("no trusted roots to verify against")

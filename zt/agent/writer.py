@@ -29,8 +29,16 @@ from zt.pki.encoding import key_pem, load_certs, load_private_key, pem
 CURRENT = "current"
 KEEP_GENERATIONS = 3
 KEYSTORE_ALIAS = b"identity"
-LINKED_FILES = ("key.pem", "cert.pem", "chain.pem", "bundle.pem", "keystore.p12", "truststore.p12",
-                "keystore.pass", "svid.json")
+LINKED_FILES = (
+    "key.pem",
+    "cert.pem",
+    "chain.pem",
+    "bundle.pem",
+    "keystore.p12",
+    "truststore.p12",
+    "keystore.pass",
+    "svid.json",
+)
 
 
 def _generation_name(m: Material) -> str:
@@ -58,15 +66,35 @@ class CertDirWriter:
             ("chain.pem", chain_pem, PUBLIC_MODE),
             ("bundle.pem", bundle_pem, PUBLIC_MODE),
             ("keystore.pass", password.encode(), SECRET_MODE),
-            ("keystore.p12", pkcs12.serialize_key_and_certificates(
-                KEYSTORE_ALIAS, m.key, m.leaf, list(m.intermediates), enc), SECRET_MODE),  # type: ignore[arg-type]
-            ("truststore.p12", pkcs12.serialize_java_truststore(
-                [pkcs12.PKCS12Certificate(c, f"root-{i}".encode()) for i, c in enumerate(m.bundle)], enc),
-             PUBLIC_MODE),
-            ("svid.json", (json.dumps({
-                "spiffe_id": m.spiffe_id, "serial": m.serial, "not_before": rfc3339(m.not_before),
-                "not_after": rfc3339(m.not_after), "generation": gen,
-            }, indent=2) + "\n").encode(), PUBLIC_MODE),
+            (
+                "keystore.p12",
+                pkcs12.serialize_key_and_certificates(KEYSTORE_ALIAS, m.key, m.leaf, list(m.intermediates), enc),
+                SECRET_MODE,
+            ),  # type: ignore[arg-type]
+            (
+                "truststore.p12",
+                pkcs12.serialize_java_truststore(
+                    [pkcs12.PKCS12Certificate(c, f"root-{i}".encode()) for i, c in enumerate(m.bundle)], enc
+                ),
+                PUBLIC_MODE,
+            ),
+            (
+                "svid.json",
+                (
+                    json.dumps(
+                        {
+                            "spiffe_id": m.spiffe_id,
+                            "serial": m.serial,
+                            "not_before": rfc3339(m.not_before),
+                            "not_after": rfc3339(m.not_after),
+                            "generation": gen,
+                        },
+                        indent=2,
+                    )
+                    + "\n"
+                ).encode(),
+                PUBLIC_MODE,
+            ),
         ]
         for name, data, mode in files:
             write_new(gdir / name, data, mode)
@@ -77,8 +105,7 @@ class CertDirWriter:
 
     def _prune(self) -> None:
         current = os.readlink(self.out / CURRENT)
-        gens = sorted(p for p in self.out.iterdir()
-                      if p.name.startswith("gen-") and p.is_dir() and not p.is_symlink())
+        gens = sorted(p for p in self.out.iterdir() if p.name.startswith("gen-") and p.is_dir() and not p.is_symlink())
         for old in gens[:-KEEP_GENERATIONS]:
             if old.name != current:
                 shutil.rmtree(old, ignore_errors=True)

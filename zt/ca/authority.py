@@ -58,9 +58,16 @@ class Authority:
         return b"".join(pem(c) for c in self.roots)
 
     def sign_leaf(
-        self, public_key: CertificateIssuerPublicKeyTypes, spiffe_id: SpiffeId, lifetime: dt.timedelta,
-        now: dt.datetime, crl_url: str | None, *, serial: int | None = None,
-        dns_names: Sequence[str] = (), ip_addresses: Sequence[str] = (),
+        self,
+        public_key: CertificateIssuerPublicKeyTypes,
+        spiffe_id: SpiffeId,
+        lifetime: dt.timedelta,
+        now: dt.datetime,
+        crl_url: str | None,
+        *,
+        serial: int | None = None,
+        dns_names: Sequence[str] = (),
+        ip_addresses: Sequence[str] = (),
     ) -> x509.Certificate:
         if now >= self.not_after:
             raise CaError(f"the intermediate CA expired at {self.not_after:%Y-%m-%dT%H:%M:%SZ}; it cannot sign")
@@ -80,7 +87,12 @@ class Authority:
             .not_valid_after(not_after)
         )
         builder = leaf_extensions(
-            builder, public_key=public_key, issuer_public_key=self.key.public_key(),
-            spiffe_id=spiffe_id, crl_url=crl_url, dns_names=dns_names, ip_addresses=ip_addresses,
+            builder,
+            public_key=public_key,
+            issuer_public_key=self.key.public_key(),
+            spiffe_id=spiffe_id,
+            crl_url=crl_url,
+            dns_names=dns_names,
+            ip_addresses=ip_addresses,
         )
         return builder.sign(self.key, signature_hash(self.key))  # type: ignore[arg-type]

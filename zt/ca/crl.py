@@ -46,8 +46,11 @@ class RevokedEntry:
 
 
 def sign_crl(
-    authority: Authority, entries: Iterable[RevokedEntry], number: int,
-    this_update: dt.datetime, next_update: dt.datetime,
+    authority: Authority,
+    entries: Iterable[RevokedEntry],
+    number: int,
+    this_update: dt.datetime,
+    next_update: dt.datetime,
 ) -> x509.CertificateRevocationList:
     builder = (
         x509.CertificateRevocationListBuilder()
@@ -55,8 +58,7 @@ def sign_crl(
         .last_update(this_update)
         .next_update(next_update)
         .add_extension(x509.CRLNumber(number), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(authority.key.public_key()),
-                       critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(authority.key.public_key()), critical=False)
     )
     for e in entries:
         rb = x509.RevokedCertificateBuilder().serial_number(e.serial).revocation_date(e.revoked_at)
@@ -64,4 +66,3 @@ def sign_crl(
             rb = rb.add_extension(x509.CRLReason(REASONS[e.reason]), critical=False)
         builder = builder.add_revoked_certificate(rb.build())
     return builder.sign(authority.key, signature_hash(authority.key))  # type: ignore[arg-type]
-

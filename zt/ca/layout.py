@@ -1,16 +1,16 @@
 """Where a CA directory keeps what: one place for every path, so nothing guesses file names.
 
-    <dir>/root.pem                           the root CA certificate
-    <dir>/root.key.enc                       the root key, only with `ztca init --root-key-passphrase-file`:
-                                             PKCS#8, encrypted with a passphrase the RA never has
-    <dir>/root.key                           never written since the root key went offline (see
-                                             zt.ca.setup); `--force` still removes an old one
-    <dir>/intermediate.pem, intermediate.key the only issuer of leaves (key 0600)
-    <dir>/bundle.pem, bundle.pem.sha256      the trust bundle (roots) and its digest (0444)
-    <dir>/admin.token                        the RA admin credential (0600; the store keeps its hash)
-    <dir>/zt.db                              the state store (SQLite)
-    <dir>/crl/crl.der, crl/crl.pem           the current CRL, replaced atomically
-    <dir>/ra/                                the RA's own TLS key and certificate
+<dir>/root.pem                           the root CA certificate
+<dir>/root.key.enc                       the root key, only with `ztca init --root-key-passphrase-file`:
+                                         PKCS#8, encrypted with a passphrase the RA never has
+<dir>/root.key                           never written since the root key went offline (see
+                                         zt.ca.setup); `--force` still removes an old one
+<dir>/intermediate.pem, intermediate.key the only issuer of leaves (key 0600)
+<dir>/bundle.pem, bundle.pem.sha256      the trust bundle (roots) and its digest (0444)
+<dir>/admin.token                        the RA admin credential (0600; the store keeps its hash)
+<dir>/zt.db                              the state store (SQLite)
+<dir>/crl/crl.der, crl/crl.pem           the current CRL, replaced atomically
+<dir>/ra/                                the RA's own TLS key and certificate
 """
 
 from __future__ import annotations
@@ -77,10 +77,22 @@ class CaPaths:
 
     def created_files(self) -> list[Path]:
         """Everything `ztca init` creates (what --force replaces)."""
-        return [self.root_cert, self.root_key, self.root_key_encrypted, self.intermediate_cert,
-                self.intermediate_key, self.bundle, self.bundle_sha256, self.admin_token, self.store,
-                self.store.with_name(self.store.name + "-wal"), self.store.with_name(self.store.name + "-shm")]
+        return [
+            self.root_cert,
+            self.root_key,
+            self.root_key_encrypted,
+            self.intermediate_cert,
+            self.intermediate_key,
+            self.bundle,
+            self.bundle_sha256,
+            self.admin_token,
+            self.store,
+            self.store.with_name(self.store.name + "-wal"),
+            self.store.with_name(self.store.name + "-shm"),
+        ]
 
     def exists(self) -> bool:
-        return any(p.exists() for p in (self.root_cert, self.root_key, self.root_key_encrypted,
-                                        self.intermediate_key, self.store))
+        return any(
+            p.exists()
+            for p in (self.root_cert, self.root_key, self.root_key_encrypted, self.intermediate_key, self.store)
+        )

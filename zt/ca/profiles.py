@@ -18,42 +18,56 @@ from zt.spiffe import SpiffeId
 
 
 def ca_name(label: str, trust_domain: str) -> x509.Name:
-    return x509.Name([
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "zt"),
-        x509.NameAttribute(NameOID.COMMON_NAME, f"zt {label} CA {trust_domain}"),
-    ])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "zt"),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"zt {label} CA {trust_domain}"),
+        ]
+    )
 
 
 def leaf_name(label: str) -> x509.Name:
     # A non-empty subject, so the SAN need not be critical (X509-SVID 3.1, RFC 5280 4.1.2.6).
-    return x509.Name([
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "zt"),
-        x509.NameAttribute(NameOID.COMMON_NAME, label[:64]),
-    ])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "zt"),
+            x509.NameAttribute(NameOID.COMMON_NAME, label[:64]),
+        ]
+    )
 
 
 def _key_usage(*, sign_certs: bool) -> x509.KeyUsage:
     # X509-SVID 4.3: KU present and critical; CAs keyCertSign (+cRLSign), leaves digitalSignature only.
     return x509.KeyUsage(
-        digital_signature=not sign_certs, content_commitment=False, key_encipherment=False,
-        data_encipherment=False, key_agreement=False, key_cert_sign=sign_certs, crl_sign=sign_certs,
-        encipher_only=False, decipher_only=False,
+        digital_signature=not sign_certs,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=sign_certs,
+        crl_sign=sign_certs,
+        encipher_only=False,
+        decipher_only=False,
     )
 
 
 def ca_extensions(
-    builder: x509.CertificateBuilder, *, public_key: CertificateIssuerPublicKeyTypes,
-    issuer_public_key: CertificateIssuerPublicKeyTypes | None, trust_domain: str, path_length: int,
+    builder: x509.CertificateBuilder,
+    *,
+    public_key: CertificateIssuerPublicKeyTypes,
+    issuer_public_key: CertificateIssuerPublicKeyTypes | None,
+    trust_domain: str,
+    path_length: int,
     name_constrained: bool,
 ) -> x509.CertificateBuilder:
     b = (
-        builder
-        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        builder.add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(_key_usage(sign_certs=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         # X509-SVID 3.2: a signing certificate's SPIFFE ID, if any, is the bare trust domain.
-        .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(f"spiffe://{trust_domain}")]),
-                       critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(f"spiffe://{trust_domain}")]), critical=False
+        )
     )
     if issuer_public_key is not None:
         b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key), critical=False)
@@ -61,24 +75,29 @@ def ca_extensions(
         # RFC 5280 4.2.1.10: for URIs the constraint applies to the host part, i.e. the SPIFFE
         # trust domain; the intermediate can then never sign for another trust domain.
         b = b.add_extension(
-            x509.NameConstraints(permitted_subtrees=[x509.UniformResourceIdentifier(trust_domain)],
-                                 excluded_subtrees=None),
+            x509.NameConstraints(
+                permitted_subtrees=[x509.UniformResourceIdentifier(trust_domain)], excluded_subtrees=None
+            ),
             critical=True,
         )
     return b
 
 
 def leaf_extensions(
-    builder: x509.CertificateBuilder, *, public_key: CertificateIssuerPublicKeyTypes,
-    issuer_public_key: CertificateIssuerPublicKeyTypes, spiffe_id: SpiffeId, crl_url: str | None,
-    dns_names: Sequence[str] = (), ip_addresses: Sequence[str] = (),
+    builder: x509.CertificateBuilder,
+    *,
+    public_key: CertificateIssuerPublicKeyTypes,
+    issuer_public_key: CertificateIssuerPublicKeyTypes,
+    spiffe_id: SpiffeId,
+    crl_url: str | None,
+    dns_names: Sequence[str] = (),
+    ip_addresses: Sequence[str] = (),
 ) -> x509.CertificateBuilder:
     sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(str(spiffe_id))]
     sans += [x509.DNSName(n) for n in dns_names]
     sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in ip_addresses]
     b = (
-        builder
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)  # X509-SVID 4.1
+        builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)  # X509-SVID 4.1
         .add_extension(_key_usage(sign_certs=False), critical=True)  # X509-SVID 4.3
         .add_extension(  # X509-SVID 4.4: both, so one SVID serves as TLS client and server
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
@@ -90,10 +109,16 @@ def leaf_extensions(
     )
     if crl_url:
         b = b.add_extension(
-            x509.CRLDistributionPoints([
-                x509.DistributionPoint(full_name=[x509.UniformResourceIdentifier(crl_url)],
-                                       relative_name=None, reasons=None, crl_issuer=None)
-            ]),
+            x509.CRLDistributionPoints(
+                [
+                    x509.DistributionPoint(
+                        full_name=[x509.UniformResourceIdentifier(crl_url)],
+                        relative_name=None,
+                        reasons=None,
+                        crl_issuer=None,
+                    )
+                ]
+            ),
             critical=False,
         )
     return b

@@ -35,8 +35,12 @@ INTERMEDIATE_LIFETIME = dt.timedelta(days=365)
 
 
 def _ca_cert(
-    subject: x509.Name, key: PrivateKey, issuer: tuple[x509.Certificate, PrivateKey] | None,
-    trust_domain: str, not_before: dt.datetime, not_after: dt.datetime,
+    subject: x509.Name,
+    key: PrivateKey,
+    issuer: tuple[x509.Certificate, PrivateKey] | None,
+    trust_domain: str,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
 ) -> x509.Certificate:
     signer = key if issuer is None else issuer[1]
     builder = (
@@ -49,7 +53,8 @@ def _ca_cert(
         .not_valid_after(not_after)
     )
     builder = ca_extensions(
-        builder, public_key=key.public_key(),
+        builder,
+        public_key=key.public_key(),
         issuer_public_key=None if issuer is None else issuer[1].public_key(),
         trust_domain=trust_domain,
         path_length=1 if issuer is None else 0,  # the intermediate signs leaves only
@@ -71,8 +76,10 @@ class RootKeyCustody:
             return
         out = self.out.expanduser().resolve()
         if out.is_relative_to(paths.dir.expanduser().resolve()):
-            raise ConfigError(f"--root-key-out {self.out} is inside the CA directory {paths.dir}, which the RA "
-                              "reads; choose a path on offline storage")
+            raise ConfigError(
+                f"--root-key-out {self.out} is inside the CA directory {paths.dir}, which the RA "
+                "reads; choose a path on offline storage"
+            )
         if out.exists():
             raise ConfigError(f"--root-key-out {self.out} exists; refusing to overwrite a key")
         if not out.parent.is_dir():
@@ -82,8 +89,11 @@ class RootKeyCustody:
         if self.out is not None:
             write_new(self.out, key_pem(key), SECRET_MODE)
         elif self.passphrase is not None:
-            data = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                     serialization.BestAvailableEncryption(self.passphrase))
+            data = key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.BestAvailableEncryption(self.passphrase),
+            )
             write_new(paths.root_key_encrypted, data, SECRET_MODE)
 
     def describe(self, paths: CaPaths) -> str:
@@ -113,9 +123,14 @@ def bundle_digest_line(bundle: bytes) -> bytes:
 
 
 def create_ca_files(
-    paths: CaPaths, trust_domain: str, now: dt.datetime, *, force: bool = False,
+    paths: CaPaths,
+    trust_domain: str,
+    now: dt.datetime,
+    *,
+    force: bool = False,
     key_type: KeyType = KeyType.EC_P256,
-    root_lifetime: dt.timedelta = ROOT_LIFETIME, intermediate_lifetime: dt.timedelta = INTERMEDIATE_LIFETIME,
+    root_lifetime: dt.timedelta = ROOT_LIFETIME,
+    intermediate_lifetime: dt.timedelta = INTERMEDIATE_LIFETIME,
     root_key: RootKeyCustody | None = None,
 ) -> tuple[x509.Certificate, x509.Certificate]:
     """Write root, intermediate and bundle into `paths.dir`; return (root, intermediate).
@@ -125,8 +140,10 @@ def create_ca_files(
     custody.check(paths)
     if paths.exists():
         if not force:
-            raise CaExistsError(f"a CA already exists in {paths.dir}; pass --force to replace it (this "
-                                "invalidates every certificate it issued)")
+            raise CaExistsError(
+                f"a CA already exists in {paths.dir}; pass --force to replace it (this "
+                "invalidates every certificate it issued)"
+            )
         for p in paths.created_files():
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
@@ -142,8 +159,9 @@ def create_ca_files(
     int_key = generate_key(key_type)
     write_new(paths.intermediate_key, key_pem(int_key), SECRET_MODE)
     inter_end = min(now + intermediate_lifetime, root.not_valid_after_utc)
-    inter = _ca_cert(ca_name("intermediate", trust_domain), int_key, (root, root_signing_key), trust_domain, start,
-                     inter_end)
+    inter = _ca_cert(
+        ca_name("intermediate", trust_domain), int_key, (root, root_signing_key), trust_domain, start, inter_end
+    )
     write_new(paths.intermediate_cert, pem(inter))
     bundle = pem(root)
     write_new(paths.bundle, bundle, READ_ONLY_MODE)
@@ -151,8 +169,14 @@ def create_ca_files(
     return root, inter
 
 
-def rotate_intermediate(paths: CaPaths, trust_domain: str, root_key: PrivateKey, now: dt.datetime, *,
-                        lifetime: dt.timedelta = INTERMEDIATE_LIFETIME) -> x509.Certificate:
+def rotate_intermediate(
+    paths: CaPaths,
+    trust_domain: str,
+    root_key: PrivateKey,
+    now: dt.datetime,
+    *,
+    lifetime: dt.timedelta = INTERMEDIATE_LIFETIME,
+) -> x509.Certificate:
     """Sign a new intermediate (new key) with the offline root key and replace the current one.
 
     Leaves issued by the old intermediate keep verifying (their chains carry it, and the root
@@ -164,8 +188,14 @@ def rotate_intermediate(paths: CaPaths, trust_domain: str, root_key: PrivateKey,
     key_type = KeyType.EC_P256
     int_key = generate_key(key_type)
     start = now - dt.timedelta(minutes=5)
-    inter = _ca_cert(ca_name("intermediate", trust_domain), int_key, (root, root_key), trust_domain, start,
-                     min(now + lifetime, root.not_valid_after_utc))
+    inter = _ca_cert(
+        ca_name("intermediate", trust_domain),
+        int_key,
+        (root, root_key),
+        trust_domain,
+        start,
+        min(now + lifetime, root.not_valid_after_utc),
+    )
     # Key first, then certificate: a reader that sees the new certificate finds its key too; the
     # RA's Authority.load refuses a mismatched pair rather than sign with it.
     write_secret(paths.intermediate_key, key_pem(int_key))

@@ -55,8 +55,9 @@ def _open_ra(directory: Path, clock: Clock, leaf_ttl: dt.timedelta = DEFAULT_LEA
     store = Store(paths.store)
     store.check()
     td = store.meta("trust_domain") or ""
-    return RegistrationAuthority(store, Authority.load(paths, td), paths, clock,
-                                 leaf_ttl=leaf_ttl, crl_url=store.meta("crl_url"))
+    return RegistrationAuthority(
+        store, Authority.load(paths, td), paths, clock, leaf_ttl=leaf_ttl, crl_url=store.meta("crl_url")
+    )
 
 
 def _passphrase(path: Path | None) -> bytes | None:
@@ -83,29 +84,49 @@ def cmd_init(args: argparse.Namespace, clock: Clock) -> int:
     if args.root_key_out is not None and args.root_key_passphrase_file is not None:
         raise ConfigError("give --root-key-out or --root-key-passphrase-file, not both")
     custody = RootKeyCustody(out=args.root_key_out, passphrase=_passphrase(args.root_key_passphrase_file))
-    root, inter = create_ca_files(paths, td, now, force=args.force, key_type=KeyType(args.key_type),
-                                  root_lifetime=args.root_ttl, intermediate_lifetime=args.intermediate_ttl,
-                                  root_key=custody)
+    root, inter = create_ca_files(
+        paths,
+        td,
+        now,
+        force=args.force,
+        key_type=KeyType(args.key_type),
+        root_lifetime=args.root_ttl,
+        intermediate_lifetime=args.intermediate_ttl,
+        root_key=custody,
+    )
     admin = tokens.new_token(tokens.ADMIN_PREFIX)
     store = Store(paths.store)
-    store.create({
-        "trust_domain": td, "crl_url": args.crl_url, "admin_token_sha256": tokens.token_hash(admin),
-        "crl_validity_seconds": str(args.crl_validity.total_seconds()), "created_at": rfc3339(now),
-    })
+    store.create(
+        {
+            "trust_domain": td,
+            "crl_url": args.crl_url,
+            "admin_token_sha256": tokens.token_hash(admin),
+            "crl_validity_seconds": str(args.crl_validity.total_seconds()),
+            "created_at": rfc3339(now),
+        }
+    )
     write_secret(paths.admin_token, admin.encode() + b"\n")
     published = publish_crl(store, Authority.load(paths, td), paths, now)
-    doc = {"dir": str(paths.dir), "trust_domain": td, "root": str(paths.root_cert),
-           "intermediate": str(paths.intermediate_cert), "bundle": str(paths.bundle),
-           "bundle_sha256": paths.bundle_sha256.read_text().split()[0], "admin_token_file": str(paths.admin_token),
-           "crl": str(paths.crl_der), "crl_url": args.crl_url, "crl_number": published.number,
-           "root_not_after": rfc3339(root.not_valid_after_utc),
-           "intermediate_not_after": rfc3339(inter.not_valid_after_utc), "root_key": custody.describe(paths)}
+    doc = {
+        "dir": str(paths.dir),
+        "trust_domain": td,
+        "root": str(paths.root_cert),
+        "intermediate": str(paths.intermediate_cert),
+        "bundle": str(paths.bundle),
+        "bundle_sha256": paths.bundle_sha256.read_text().split()[0],
+        "admin_token_file": str(paths.admin_token),
+        "crl": str(paths.crl_der),
+        "crl_url": args.crl_url,
+        "crl_number": published.number,
+        "root_not_after": rfc3339(root.not_valid_after_utc),
+        "intermediate_not_after": rfc3339(inter.not_valid_after_utc),
+        "root_key": custody.describe(paths),
+    }
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
         print(f"created CA for trust domain {td} in {paths.dir}")
-        for k in ("root", "intermediate", "bundle", "bundle_sha256", "admin_token_file", "crl", "crl_url",
-                  "root_key"):
+        for k in ("root", "intermediate", "bundle", "bundle_sha256", "admin_token_file", "crl", "crl_url", "root_key"):
             print(f"  {k:<17} {doc[k]}")
     return 0
 
@@ -119,18 +140,29 @@ def cmd_rotate_intermediate(args: argparse.Namespace, clock: Clock) -> int:
     root_key = load_root_key(source, _passphrase(args.root_key_passphrase_file))
     inter = rotate_intermediate(paths, td, root_key, clock.now(), lifetime=args.intermediate_ttl)
     published = publish_crl(store, Authority.load(paths, td), paths, clock.now())
-    doc = {"intermediate": str(paths.intermediate_cert), "serial": format(inter.serial_number, "x"),
-           "intermediate_not_after": rfc3339(inter.not_valid_after_utc), "crl_number": published.number}
-    print(json.dumps(doc, indent=2) if args.json else
-          f"new intermediate {doc['serial']} (not after {doc['intermediate_not_after']}); restart zt-ra to use it")
+    doc = {
+        "intermediate": str(paths.intermediate_cert),
+        "serial": format(inter.serial_number, "x"),
+        "intermediate_not_after": rfc3339(inter.not_valid_after_utc),
+        "crl_number": published.number,
+    }
+    print(
+        json.dumps(doc, indent=2)
+        if args.json
+        else f"new intermediate {doc['serial']} (not after {doc['intermediate_not_after']}); restart zt-ra to use it"
+    )
     return 0
 
 
 def cmd_register(args: argparse.Namespace, clock: Clock) -> int:
     ra = _open_ra(args.dir, clock)
     reg = ra.register(args.service, args.ttl, actor="ztca", reenable=args.reenable)
-    doc = {"service": reg.identity.name, "spiffe_id": reg.identity.spiffe_id, "token": reg.token,
-           "expires_at": rfc3339(reg.expires_at)}
+    doc = {
+        "service": reg.identity.name,
+        "spiffe_id": reg.identity.spiffe_id,
+        "token": reg.token,
+        "expires_at": rfc3339(reg.expires_at),
+    }
     if args.token_file:
         write_secret(args.token_file, reg.token.encode() + b"\n")
     if args.json:
@@ -151,9 +183,11 @@ def cmd_issue(args: argparse.Namespace, clock: Clock) -> int:
     if ttl < MIN_LEAF_TTL:
         raise ConfigError(f"--ttl must be at least {int(MIN_LEAF_TTL.total_seconds())}s")
     if ttl > maximum and not args.allow_long_ttl:
-        raise ConfigError(f"--ttl {int(ttl.total_seconds())}s is longer than the RA's maximum leaf lifetime "
-                          f"({int(maximum.total_seconds())}s, its --leaf-ttl); pass --allow-long-ttl to issue it "
-                          "anyway")
+        raise ConfigError(
+            f"--ttl {int(ttl.total_seconds())}s is longer than the RA's maximum leaf lifetime "
+            f"({int(maximum.total_seconds())}s, its --leaf-ttl); pass --allow-long-ttl to issue it "
+            "anyway"
+        )
     ra = _open_ra(args.dir, clock, leaf_ttl=max(ttl, MIN_LEAF_TTL))
     ident = ra.store.identity(args.service)
     if ident is None:
@@ -166,10 +200,19 @@ def cmd_issue(args: argparse.Namespace, clock: Clock) -> int:
     crl = ra.paths.crl_pem
     if crl.exists():
         CertDirWriter(out).write_crl(crl.read_bytes())
-    doc = {"service": args.service, "spiffe_id": ident.spiffe_id, "serial": m.serial,
-           "not_after": rfc3339(m.not_after), "out": str(out), "generation": gen}
-    print(json.dumps(doc, indent=2) if args.json else
-          f"issued {m.serial} for {ident.spiffe_id} into {out} (not after {doc['not_after']})")
+    doc = {
+        "service": args.service,
+        "spiffe_id": ident.spiffe_id,
+        "serial": m.serial,
+        "not_after": rfc3339(m.not_after),
+        "out": str(out),
+        "generation": gen,
+    }
+    print(
+        json.dumps(doc, indent=2)
+        if args.json
+        else f"issued {m.serial} for {ident.spiffe_id} into {out} (not after {doc['not_after']})"
+    )
     return 0
 
 
@@ -197,9 +240,16 @@ def _cert_rows(ra: RegistrationAuthority, now: float, with_pem: bool = False) ->
     rows = []
     for c in ra.store.certificates():
         row: dict[str, Any] = {
-            "serial": c.serial, "spiffe_id": c.spiffe_id, "identity": c.identity, "via": c.via,
-            "not_after": _ts(c.not_after), "expired": c.not_after <= now, "revoked": c.revoked,
-            "revoked_at": _ts(c.revoked_at), "reason": c.revocation_reason}
+            "serial": c.serial,
+            "spiffe_id": c.spiffe_id,
+            "identity": c.identity,
+            "via": c.via,
+            "not_after": _ts(c.not_after),
+            "expired": c.not_after <= now,
+            "revoked": c.revoked,
+            "revoked_at": _ts(c.revoked_at),
+            "reason": c.revocation_reason,
+        }
         if with_pem:
             row["pem"] = c.pem
         rows.append(row)
@@ -209,21 +259,27 @@ def _cert_rows(ra: RegistrationAuthority, now: float, with_pem: bool = False) ->
 def cmd_list(args: argparse.Namespace, clock: Clock) -> int:
     ra = _open_ra(args.dir, clock)
     now = clock.now().timestamp()
-    idents = [{"service": i.name, "spiffe_id": i.spiffe_id, "created_at": _ts(i.created_at)}
-              for i in ra.store.identities()]
+    idents = [
+        {"service": i.name, "spiffe_id": i.spiffe_id, "created_at": _ts(i.created_at)} for i in ra.store.identities()
+    ]
     certs = _cert_rows(ra, now, with_pem=args.pem)
     if args.json:
         print(json.dumps({"identities": idents, "certificates": certs}, indent=2))
         return 0
-    print(render(["SERVICE", "SPIFFE ID", "CREATED"], [[i["service"], i["spiffe_id"], i["created_at"]]
-                                                        for i in idents]))
+    print(
+        render(["SERVICE", "SPIFFE ID", "CREATED"], [[i["service"], i["spiffe_id"], i["created_at"]] for i in idents])
+    )
     print()
 
     def state(c: dict[str, Any]) -> str:
         return "revoked" if c["revoked"] else ("expired" if c["expired"] else "valid")
 
-    print(render(["SERIAL", "SPIFFE ID", "VIA", "NOT AFTER", "STATE"],
-                 [[c["serial"], c["spiffe_id"], c["via"], c["not_after"], state(c)] for c in certs]))
+    print(
+        render(
+            ["SERIAL", "SPIFFE ID", "VIA", "NOT AFTER", "STATE"],
+            [[c["serial"], c["spiffe_id"], c["via"], c["not_after"], state(c)] for c in certs],
+        )
+    )
     return 0
 
 
@@ -232,12 +288,20 @@ def cmd_status(args: argparse.Namespace, clock: Clock) -> int:
     now = clock.now()
     counts = ra.store.counts(now.timestamp())
     crl = crl_state(ra.store)
-    doc = {"dir": str(ra.paths.dir), "trust_domain": ra.authority.trust_domain,
-           "intermediate_not_after": rfc3339(ra.authority.not_after), "identities": counts.identities,
-           "certificates": counts.certificates, "active": counts.active, "revoked": counts.revoked,
-           "tokens_outstanding": counts.tokens_outstanding, "crl_number": crl.number,
-           "crl_next_update": _ts(crl.next_update) if crl.next_update else None,
-           "crl_url": ra.store.meta("crl_url"), "certificates_detail": _cert_rows(ra, now.timestamp())}
+    doc = {
+        "dir": str(ra.paths.dir),
+        "trust_domain": ra.authority.trust_domain,
+        "intermediate_not_after": rfc3339(ra.authority.not_after),
+        "identities": counts.identities,
+        "certificates": counts.certificates,
+        "active": counts.active,
+        "revoked": counts.revoked,
+        "tokens_outstanding": counts.tokens_outstanding,
+        "crl_number": crl.number,
+        "crl_next_update": _ts(crl.next_update) if crl.next_update else None,
+        "crl_url": ra.store.meta("crl_url"),
+        "certificates_detail": _cert_rows(ra, now.timestamp()),
+    }
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
@@ -248,8 +312,11 @@ def cmd_status(args: argparse.Namespace, clock: Clock) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ztca", description="zt CA administration: create the CA, register services, "
-                                "issue and revoke certificates, inspect the store.")
+    p = argparse.ArgumentParser(
+        prog="ztca",
+        description="zt CA administration: create the CA, register services, "
+        "issue and revoke certificates, inspect the store.",
+    )
     default_dir = Path(os.environ.get("ZT_CA_DIR", "ca"))
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--dir", type=Path, default=default_dir, help="CA directory (default: ca) [env: ZT_CA_DIR]")
@@ -258,36 +325,55 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("init", parents=[common], help="create a root CA, an intermediate CA and the trust bundle")
     i.add_argument("--trust-domain", default="zt.lab", help="SPIFFE trust domain (default: zt.lab)")
-    i.add_argument("--crl-url", default=DEFAULT_CRL_URL,
-                   help=f"CRL distribution point URL (default: {DEFAULT_CRL_URL})")
-    i.add_argument("--crl-validity", type=parse_duration, default=parse_duration("1h"),
-                   help="CRL validity (thisUpdate to nextUpdate), re-issued at half of it (default: 1h)")
+    i.add_argument(
+        "--crl-url", default=DEFAULT_CRL_URL, help=f"CRL distribution point URL (default: {DEFAULT_CRL_URL})"
+    )
+    i.add_argument(
+        "--crl-validity",
+        type=parse_duration,
+        default=parse_duration("1h"),
+        help="CRL validity (thisUpdate to nextUpdate), re-issued at half of it (default: 1h)",
+    )
     i.add_argument("--key-type", choices=[k.value for k in KeyType], default="ec-p256")
     i.add_argument("--root-ttl", type=parse_duration, default=parse_duration("3650d"))
     i.add_argument("--intermediate-ttl", type=parse_duration, default=parse_duration("365d"))
     i.add_argument("--force", action="store_true", help="replace an existing CA (its certificates become useless)")
-    i.add_argument("--root-key-out", type=Path, metavar="PATH",
-                   help="write the root key here (0600; must not exist nor be inside --dir) and keep it offline")
-    i.add_argument("--root-key-passphrase-file", type=Path, metavar="FILE",
-                   help="keep the root key in <dir>/root.key.enc, encrypted with the first line of FILE")
+    i.add_argument(
+        "--root-key-out",
+        type=Path,
+        metavar="PATH",
+        help="write the root key here (0600; must not exist nor be inside --dir) and keep it offline",
+    )
+    i.add_argument(
+        "--root-key-passphrase-file",
+        type=Path,
+        metavar="FILE",
+        help="keep the root key in <dir>/root.key.enc, encrypted with the first line of FILE",
+    )
     i.set_defaults(func=cmd_init)
 
     r = sub.add_parser("register", parents=[common], help="create a service identity and a one-time bootstrap token")
     r.add_argument("service")
     r.add_argument("--ttl", type=parse_duration, default=DEFAULT_TOKEN_TTL, help="token lifetime (default: 1h)")
     r.add_argument("--token-file", type=Path, help="also write the token to this file (0600)")
-    r.add_argument("--reenable", action="store_true",
-                   help="re-enable a service that was revoked with 'revoke --service' (its old certificates stay "
-                        "revoked)")
+    r.add_argument(
+        "--reenable",
+        action="store_true",
+        help="re-enable a service that was revoked with 'revoke --service' (its old certificates stay revoked)",
+    )
     r.set_defaults(func=cmd_register)
 
     s = sub.add_parser("issue", parents=[common], help="admin path: issue a key and certificate directly")
     s.add_argument("service")
     s.add_argument("--out", type=Path, help="certificate directory (default: certs/<service>)")
-    s.add_argument("--ttl", type=parse_duration,
-                   help="certificate lifetime (default: 1h; at most the RA's --leaf-ttl, 1h until zt-ra has run)")
-    s.add_argument("--allow-long-ttl", action="store_true",
-                   help="allow a --ttl longer than the RA's maximum leaf lifetime")
+    s.add_argument(
+        "--ttl",
+        type=parse_duration,
+        help="certificate lifetime (default: 1h; at most the RA's --leaf-ttl, 1h until zt-ra has run)",
+    )
+    s.add_argument(
+        "--allow-long-ttl", action="store_true", help="allow a --ttl longer than the RA's maximum leaf lifetime"
+    )
     s.add_argument("--key-type", choices=[k.value for k in KeyType], default="ec-p256")
     s.set_defaults(func=cmd_issue)
 
@@ -297,12 +383,21 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--reason", help=f"one of: {', '.join(REASONS)}")
     v.set_defaults(func=cmd_revoke)
 
-    ri = sub.add_parser("rotate-intermediate", parents=[common],
-                        help="sign a new intermediate CA with the offline root key")
-    ri.add_argument("--root-key", type=Path, metavar="PATH",
-                    help="the root key (PEM; default: <dir>/root.key.enc with --root-key-passphrase-file)")
-    ri.add_argument("--root-key-passphrase-file", type=Path, metavar="FILE",
-                    help="passphrase for an encrypted root key (first line)")
+    ri = sub.add_parser(
+        "rotate-intermediate", parents=[common], help="sign a new intermediate CA with the offline root key"
+    )
+    ri.add_argument(
+        "--root-key",
+        type=Path,
+        metavar="PATH",
+        help="the root key (PEM; default: <dir>/root.key.enc with --root-key-passphrase-file)",
+    )
+    ri.add_argument(
+        "--root-key-passphrase-file",
+        type=Path,
+        metavar="FILE",
+        help="passphrase for an encrypted root key (first line)",
+    )
     ri.add_argument("--intermediate-ttl", type=parse_duration, default=parse_duration("365d"))
     ri.set_defaults(func=cmd_rotate_intermediate)
 

@@ -37,31 +37,46 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 def create_app(crl_der: Path, max_age: int = 5, clock: Clock | None = None) -> FastAPI:
     clock = clock or SystemClock()
     registry = CollectorRegistry()
-    refused = Counter("zt_crl_refused_total", "CRL files refused (unreadable, not a CRL, no CRL number or "
-                      "nextUpdate); the last good one is served instead", registry=registry)
+    refused = Counter(
+        "zt_crl_refused_total",
+        "CRL files refused (unreadable, not a CRL, no CRL number or nextUpdate); the last good one is served instead",
+        registry=registry,
+    )
     source = CrlSource(crl_der, on_refused=refused.inc)
     served = Counter("zt_crl_requests_total", "CRL requests", ["format", "code"], registry=registry)
     number = Gauge("zt_crl_number", "CRL number being served", registry=registry)
     next_update = Gauge("zt_crl_next_update_seconds", "nextUpdate of the served CRL, Unix time", registry=registry)
     entries = Gauge("zt_crl_entries", "revoked serials in the served CRL", registry=registry)
-    app = FastAPI(title="zt CRL publisher", version=__version__, docs_url=None, redoc_url=None, openapi_url=None,
-                  redirect_slashes=False, description="Serves the intermediate CA's current CRL.")
+    app = FastAPI(
+        title="zt CRL publisher",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        redirect_slashes=False,
+        description="Serves the intermediate CA's current CRL.",
+    )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "error")
-        return JSONResponse({"error": code, "reason": str(exc.detail)}, status_code=exc.status_code,
-                            headers=exc.headers)
+        return JSONResponse(
+            {"error": code, "reason": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error", extra={"event": "internal_error", "fields": {}})
-        return JSONResponse({"error": "internal", "reason": "internal error; the publisher's log has the details"},
-                            status_code=500)
+        return JSONResponse(
+            {"error": "internal", "reason": "internal error; the publisher's log has the details"}, status_code=500
+        )
 
     def unavailable() -> JSONResponse:
-        return JSONResponse({"error": "unavailable", "reason": source.problem or "no CRL is being served"},
-                            status_code=503, headers={"Retry-After": "1"})
+        return JSONResponse(
+            {"error": "unavailable", "reason": source.problem or "no CRL is being served"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
 
     def current() -> CrlSnapshot | None:
         snap = source.current()
@@ -100,13 +115,18 @@ def create_app(crl_der: Path, max_age: int = 5, clock: Clock | None = None) -> F
         snap = current()
         problem = source.problem
         if snap is None:
-            return JSONResponse({"status": "unavailable", "error": "unavailable",
-                                 "reason": problem or "no CRL is being served"}, status_code=503,
-                                headers={"Retry-After": "1"})
+            return JSONResponse(
+                {"status": "unavailable", "error": "unavailable", "reason": problem or "no CRL is being served"},
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
         stale = clock.now() >= snap.next_update
-        body: dict[str, object] = {"status": "stale" if stale else "degraded" if problem else "ok",
-                                   "crl_number": snap.number, "entries": snap.entries,
-                                   "next_update": rfc3339(snap.next_update)}
+        body: dict[str, object] = {
+            "status": "stale" if stale else "degraded" if problem else "ok",
+            "crl_number": snap.number,
+            "entries": snap.entries,
+            "next_update": rfc3339(snap.next_update),
+        }
         if problem:
             body["problem"] = problem
         return JSONResponse(body, status_code=503 if stale else 200)
@@ -122,6 +142,9 @@ def create_app(crl_der: Path, max_age: int = 5, clock: Clock | None = None) -> F
 def _cache_headers(snap: CrlSnapshot, now: dt.datetime, max_age: int) -> dict[str, str]:
     left = int((snap.next_update - now).total_seconds())
     age = max(0, min(max_age, left))  # never cacheable past nextUpdate
-    return {"ETag": snap.etag, "Cache-Control": f"public, max-age={age}, must-revalidate",
-            "Last-Modified": format_datetime(snap.this_update, usegmt=True),
-            "Expires": format_datetime(snap.next_update, usegmt=True)}
+    return {
+        "ETag": snap.etag,
+        "Cache-Control": f"public, max-age={age}, must-revalidate",
+        "Last-Modified": format_datetime(snap.this_update, usegmt=True),
+        "Expires": format_datetime(snap.next_update, usegmt=True),
+    }

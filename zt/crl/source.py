@@ -58,9 +58,13 @@ def parse_crl(der: bytes) -> CrlSnapshot:
     if next_update is None:
         raise CrlRefused("it has no nextUpdate (RFC 5280 5.1.2.5 requires one)")
     return CrlSnapshot(
-        der=der, pem=crl.public_bytes(serialization.Encoding.PEM),
-        etag='"' + hashlib.sha256(der).hexdigest()[:32] + '"', number=number,
-        this_update=crl.last_update_utc, next_update=next_update, entries=len(crl),
+        der=der,
+        pem=crl.public_bytes(serialization.Encoding.PEM),
+        etag='"' + hashlib.sha256(der).hexdigest()[:32] + '"',
+        number=number,
+        this_update=crl.last_update_utc,
+        next_update=next_update,
+        entries=len(crl),
     )
 
 
@@ -102,10 +106,22 @@ class CrlSource:
             if self._on_refused is not None:
                 self._on_refused()
             self._problem = f"{self.path} was refused: {e}"
-            log_event(log, "crl_refused", logging.ERROR, path=str(self.path), reason=str(e),
-                      serving=self._snapshot.number if self._snapshot else None)
+            log_event(
+                log,
+                "crl_refused",
+                logging.ERROR,
+                path=str(self.path),
+                reason=str(e),
+                serving=self._snapshot.number if self._snapshot else None,
+            )
             return
         self._snapshot = snap
         self._problem = None
-        log_event(log, "crl_loaded", path=str(self.path), crl_number=snap.number, entries=snap.entries,
-                  next_update=snap.next_update.isoformat())
+        log_event(
+            log,
+            "crl_loaded",
+            path=str(self.path),
+            crl_number=snap.number,
+            entries=snap.entries,
+            next_update=snap.next_update.isoformat(),
+        )

@@ -45,11 +45,17 @@ class Verdict:
     note: str | None = None  # why there is no evidence, when the lab knows (no scenario yet)
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.criterion.id, "milestone": self.criterion.milestone, "title": self.criterion.title,
-                "verdict": self.result, "evidence": {"operations": self.operations, "ok": self.ok,
-                                                     "fail": self.failed, "unknown": self.unknown},
-                "violations": list(self.violations[:20]), "errors": list(self.errors[:20]), "note": self.note,
-                "window": {"first": self.first, "last": self.last}}
+        return {
+            "id": self.criterion.id,
+            "milestone": self.criterion.milestone,
+            "title": self.criterion.title,
+            "verdict": self.result,
+            "evidence": {"operations": self.operations, "ok": self.ok, "fail": self.failed, "unknown": self.unknown},
+            "violations": list(self.violations[:20]),
+            "errors": list(self.errors[:20]),
+            "note": self.note,
+            "window": {"first": self.first, "last": self.last},
+        }
 
 
 def check(criterion: Criterion, history: History, *, note: str | None = None) -> Verdict:
@@ -75,10 +81,19 @@ def check(criterion: Criterion, history: History, *, note: str | None = None) ->
         result = "unknown"
     else:
         result = "pass"
-    return Verdict(criterion, result, len(ops), sum(o.outcome == "ok" for o in ops),
-                   sum(o.outcome == "fail" for o in ops), unknown, tuple(violations),
-                   min((o.start for o in ops), default=None), max((o.end for o in ops), default=None),
-                   tuple(errors), note)
+    return Verdict(
+        criterion,
+        result,
+        len(ops),
+        sum(o.outcome == "ok" for o in ops),
+        sum(o.outcome == "fail" for o in ops),
+        unknown,
+        tuple(violations),
+        min((o.start for o in ops), default=None),
+        max((o.end for o in ops), default=None),
+        tuple(errors),
+        note,
+    )
 
 
 # -- predicates ------------------------------------------------------------------------------------
@@ -122,8 +137,9 @@ def refused_for(o: Operation) -> str | None:
     if o.outcome != "fail":
         return f"expected a refusal, got status {d.get('status')}"
     if d.get("client_error") not in d["expected_client_errors"]:
-        return (f"client saw {d.get('client_error')!r}/{d.get('reason')!r}, "
-                f"expected one of {d['expected_client_errors']}")
+        return (
+            f"client saw {d.get('client_error')!r}/{d.get('reason')!r}, expected one of {d['expected_client_errors']}"
+        )
     if d.get("server_reason_delta", 0) < 1:
         return f"server did not count a handshake failure with reason {d['expected_server_reason']!r}"
     return None
@@ -152,6 +168,7 @@ M1 = (
     Criterion("m1.no_client_cert", 1, "a client without a certificate is refused (both services)", refused_for),
     Criterion("m1.foreign_ca", 1, "a certificate from a foreign CA is refused (both services)", refused_for),
     Criterion("m1.wrong_identity", 1, "/call refuses a peer with the wrong SPIFFE ID (both services)", rejected_with),
-    Criterion("m1.certs_valid", 1, "every certificate issued passes openssl verify, pkilint and the SVID rules",
-              validated),
+    Criterion(
+        "m1.certs_valid", 1, "every certificate issued passes openssl verify, pkilint and the SVID rules", validated
+    ),
 )

@@ -27,10 +27,17 @@ def build_parser(registry: Mapping[int, Milestone] = milestones.REGISTRY) -> arg
     p = argparse.ArgumentParser(prog="zt-lab", description="zt lab: run the real system and judge its milestones")
     sub = p.add_subparsers(dest="verb", required=True)
     r = sub.add_parser("run", help="start the lab, run scenarios, write reports/<run-id>/ and reports/latest")
-    r.add_argument("--milestone", default="all",
-                   help=f"a milestone the lab defines, or all of them (default: all). Defined: {known}")
-    r.add_argument("--runtime", default="process", choices=["process", "docker"],
-                   help="how components run: local processes, or containers (docs/containers.md)")
+    r.add_argument(
+        "--milestone",
+        default="all",
+        help=f"a milestone the lab defines, or all of them (default: all). Defined: {known}",
+    )
+    r.add_argument(
+        "--runtime",
+        default="process",
+        choices=["process", "docker"],
+        help="how components run: local processes, or containers (docs/containers.md)",
+    )
     r.add_argument("--keep", action="store_true", help="keep the run's working directory (CA, keys) in .lab/")
     r.add_argument("--reports", type=Path, default=REPO / "reports", help="report root (default: reports/)")
     r.add_argument("--seed", type=int, help="seed for the scenarios' random choices")
@@ -63,8 +70,17 @@ def main(argv: Sequence[str] | None = None, registry: Mapping[int, Milestone] = 
 
     from zt.lab.selection import Selection
 
-    pytest_args = [*files, "-p", "no:cacheprovider", "-q", "-rfE", "--capture=no", f"--rootdir={REPO}",
-                   f"--lab-runtime={args.runtime}", f"--lab-reports={args.reports}"]
+    pytest_args = [
+        *files,
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "-rfE",
+        "--capture=no",
+        f"--rootdir={REPO}",
+        f"--lab-runtime={args.runtime}",
+        f"--lab-reports={args.reports}",
+    ]
     if args.seed is not None:
         pytest_args.append(f"--lab-seed={args.seed}")
     if args.keep:

@@ -30,13 +30,28 @@ def _outcome(r: mtls_client.Response) -> Outcome:
 
 
 def _response_details(r: mtls_client.Response) -> dict[str, object]:
-    return {"status": r.status, "body": r.body, "error": r.error, "reason": r.reason, "detail": r.detail[:300],
-            "peer_spiffe_id": r.peer_spiffe_id, "peer_serial": r.peer_serial, "tls_version": r.tls_version,
-            "elapsed_ms": round(r.elapsed_ms, 2)}
+    return {
+        "status": r.status,
+        "body": r.body,
+        "error": r.error,
+        "reason": r.reason,
+        "detail": r.detail[:300],
+        "peer_spiffe_id": r.peer_spiffe_id,
+        "peer_serial": r.peer_serial,
+        "tls_version": r.tls_version,
+        "elapsed_ms": round(r.elapsed_ms, 2),
+    }
 
 
-def call_through(lab: RunningLab, history: History, criterion: str, caller: str, callee: str,
-                 driver: LabIdentity, expect: str | None = None) -> Operation:
+def call_through(
+    lab: RunningLab,
+    history: History,
+    criterion: str,
+    caller: str,
+    callee: str,
+    driver: LabIdentity,
+    expect: str | None = None,
+) -> Operation:
     """Ask `caller` to /call `callee`, driving it over mTLS with the test's own identity."""
     target = lab.service_url(callee, from_service=True) + "/hello"
     url = f"{lab.service_url(caller)}/call?target={quote(target, safe='')}"
@@ -45,22 +60,53 @@ def call_through(lab: RunningLab, history: History, criterion: str, caller: str,
     start = time.time()
     r = mtls_client.get(url, bundle=lab.bundle(), identity=driver, expect_peer=lab.topology.spiffe_id(caller))
     return history.record(
-        criterion, caller, "call", callee, _outcome(r), start, **_response_details(r),
-        caller_id=lab.topology.spiffe_id(caller), callee_id=lab.topology.spiffe_id(callee),
-        caller_agent_serial=lab.agent_identity(caller).serial, callee_agent_serial=lab.agent_identity(callee).serial,
-        expected_status=502, expected_error="peer_identity_mismatch", expect=expect)
+        criterion,
+        caller,
+        "call",
+        callee,
+        _outcome(r),
+        start,
+        **_response_details(r),
+        caller_id=lab.topology.spiffe_id(caller),
+        callee_id=lab.topology.spiffe_id(callee),
+        caller_agent_serial=lab.agent_identity(caller).serial,
+        callee_agent_serial=lab.agent_identity(callee).serial,
+        expected_status=502,
+        expected_error="peer_identity_mismatch",
+        expect=expect,
+    )
 
 
 def hello(lab: RunningLab, history: History, criterion: str, service: str, identity: LabIdentity) -> Operation:
     start = time.time()
-    r = mtls_client.get(lab.service_url(service) + "/hello", bundle=lab.bundle(), identity=identity,
-                        expect_peer=lab.topology.spiffe_id(service))
-    return history.record(criterion, "test", "hello", service, _outcome(r), start, **_response_details(r),
-                          caller_id=identity.spiffe_id, server_agent_serial=lab.agent_identity(service).serial)
+    r = mtls_client.get(
+        lab.service_url(service) + "/hello",
+        bundle=lab.bundle(),
+        identity=identity,
+        expect_peer=lab.topology.spiffe_id(service),
+    )
+    return history.record(
+        criterion,
+        "test",
+        "hello",
+        service,
+        _outcome(r),
+        start,
+        **_response_details(r),
+        caller_id=identity.spiffe_id,
+        server_agent_serial=lab.agent_identity(service).serial,
+    )
 
 
-def attempt_refused(lab: RunningLab, history: History, criterion: str, service: str, identity: LabIdentity | None,
-                    expected_client_errors: tuple[str, ...], expected_server_reason: str) -> Operation:
+def attempt_refused(
+    lab: RunningLab,
+    history: History,
+    criterion: str,
+    service: str,
+    identity: LabIdentity | None,
+    expected_client_errors: tuple[str, ...],
+    expected_server_reason: str,
+) -> Operation:
     """Try /hello in a way the service must refuse; gather the client's error and the server's
     count of handshake failures for the expected reason (the error each side reports)."""
     metrics = lab.metrics_url(service)
@@ -77,18 +123,40 @@ def attempt_refused(lab: RunningLab, history: History, criterion: str, service: 
     client_error = r.reason if r.error == "tls_refused" else r.error
     outcome: Outcome = "unknown" if r.error == "timeout" else ("ok" if r.ok else "fail")
     return history.record(
-        criterion, "test", "hello", service, outcome, start, **_response_details(r),
-        identity=identity.spiffe_id if identity else None, client_error=client_error,
-        expected_client_errors=list(expected_client_errors), expected_server_reason=expected_server_reason,
-        server_reason_delta=delta)
+        criterion,
+        "test",
+        "hello",
+        service,
+        outcome,
+        start,
+        **_response_details(r),
+        identity=identity.spiffe_id if identity else None,
+        client_error=client_error,
+        expected_client_errors=list(expected_client_errors),
+        expected_server_reason=expected_server_reason,
+        server_reason_delta=delta,
+    )
 
 
-def curl_hello(lab: RunningLab, history: History, criterion: str, service: str, identity: LabIdentity,
-               extra: tuple[str, ...] = ()) -> Operation:
+def curl_hello(
+    lab: RunningLab, history: History, criterion: str, service: str, identity: LabIdentity, extra: tuple[str, ...] = ()
+) -> Operation:
     """The seed's literal exit check: curl with a workload's certificate and key."""
     gen = identity.generation()
-    argv = ["curl", "-sS", "--max-time", "10", "--cacert", str(lab.bundle()), "--cert", str(gen / "chain.pem"),
-            "--key", str(gen / "key.pem"), *extra, lab.service_url(service) + "/hello"]
+    argv = [
+        "curl",
+        "-sS",
+        "--max-time",
+        "10",
+        "--cacert",
+        str(lab.bundle()),
+        "--cert",
+        str(gen / "chain.pem"),
+        "--key",
+        str(gen / "key.pem"),
+        *extra,
+        lab.service_url(service) + "/hello",
+    ]
     start = time.time()
     r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
     try:
@@ -96,9 +164,20 @@ def curl_hello(lab: RunningLab, history: History, criterion: str, service: str, 
     except ValueError:
         body = {"_raw": r.stdout[:300]}
     status = 200 if r.returncode == 0 and "caller" in body else None
-    return history.record(criterion, "curl", "hello", service, "ok" if status == 200 else "fail", start,
-                          status=status, body=body, stderr=r.stderr[-300:], exit_code=r.returncode,
-                          caller_id=identity.spiffe_id, command=" ".join(argv))
+    return history.record(
+        criterion,
+        "curl",
+        "hello",
+        service,
+        "ok" if status == 200 else "fail",
+        start,
+        status=status,
+        body=body,
+        stderr=r.stderr[-300:],
+        exit_code=r.returncode,
+        caller_id=identity.spiffe_id,
+        command=" ".join(argv),
+    )
 
 
 def validate_issued(lab: RunningLab, history: History, criterion: str, intermediate: Path) -> list[Operation]:
@@ -109,6 +188,15 @@ def validate_issued(lab: RunningLab, history: History, criterion: str, intermedi
         start = time.time()
         results = validators.validate_all(pem, lab.bundle(), intermediate)
         ok = all(v == "ok" for v in results.values())
-        ops.append(history.record(criterion, "validators", "validate", format(cert.serial_number, "x"),
-                                  "ok" if ok else "fail", start, validators=results))
+        ops.append(
+            history.record(
+                criterion,
+                "validators",
+                "validate",
+                format(cert.serial_number, "x"),
+                "ok" if ok else "fail",
+                start,
+                validators=results,
+            )
+        )
     return ops

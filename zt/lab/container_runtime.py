@@ -96,9 +96,20 @@ class ContainerLab(core.LabCore):
             self.volumes.append(name)
         return name
 
-    def _box(self, name: str, kind: str, command: list[str], *, mounts: list[tuple[str, str, str]],
-             network: str | None, aliases: tuple[str, ...] = (), ports: tuple[int, ...] = (),
-             entrypoint: list[str] | None = None, env: dict[str, str] | None = None, **kwargs: Any) -> Box:
+    def _box(
+        self,
+        name: str,
+        kind: str,
+        command: list[str],
+        *,
+        mounts: list[tuple[str, str, str]],
+        network: str | None,
+        aliases: tuple[str, ...] = (),
+        ports: tuple[int, ...] = (),
+        entrypoint: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> Box:
         """Create (not start) a container of the run; the caller starts it."""
         _ = self.docker  # the engine answers, and testcontainers' settings are made before its import
         from testcontainers.core.container import DockerContainer
@@ -158,19 +169,35 @@ class ContainerLab(core.LabCore):
             self.networks[role] = net.create()
         ca = [(self.volume("ca"), CA, "rw"), (self.volume("crl"), CA_CRL, "rw")]
         progress(f"ca-init (trust domain {self.topology.trust_domain}; run {self.run})")
-        init = self._box("ca-init", "ra", [], entrypoint=["zt-ca-init"], network=None,
-                         mounts=[*ca, (self.volume("trust"), TRUST, "rw")],
-                         env={"ZT_TRUST_DOMAIN": self.topology.trust_domain, "ZT_SERVICES": "",
-                              "ZT_CRL_URL": f"http://{CRL_ALIAS}:{CRL_PORT}/crl",
-                              "ZT_CRL_VALIDITY": self.topology.crl_validity})
+        init = self._box(
+            "ca-init",
+            "ra",
+            [],
+            entrypoint=["zt-ca-init"],
+            network=None,
+            mounts=[*ca, (self.volume("trust"), TRUST, "rw")],
+            env={
+                "ZT_TRUST_DOMAIN": self.topology.trust_domain,
+                "ZT_SERVICES": "",
+                "ZT_CRL_URL": f"http://{CRL_ALIAS}:{CRL_PORT}/crl",
+                "ZT_CRL_VALIDITY": self.topology.crl_validity,
+            },
+        )
         self._run_once(init)
         self.ca_dir.mkdir(parents=True, exist_ok=True)
         for f in PUBLIC_CA_FILES:
             init.copy_file(f"{CA}/{f}", self.ca_dir / f)
         for s in self.topology.services:  # one-time tokens, straight into each agent's token volume
-            self._run_once(self._box(f"register-{s.name}", "ra", ["register", s.name, "--dir", CA, "--token-file",
-                                                                   f"{TOKEN}/token"], entrypoint=["ztca"],
-                                     network=None, mounts=[*ca, (self.volume(f"token-{s.name}"), TOKEN, "rw")]))
+            self._run_once(
+                self._box(
+                    f"register-{s.name}",
+                    "ra",
+                    ["register", s.name, "--dir", CA, "--token-file", f"{TOKEN}/token"],
+                    entrypoint=["ztca"],
+                    network=None,
+                    mounts=[*ca, (self.volume(f"token-{s.name}"), TOKEN, "rw")],
+                )
+            )
         progress(f"registered {', '.join(s.name for s in self.topology.services)}")
         self._start_ra(ca)
         self._start_crl()
@@ -192,46 +219,111 @@ class ContainerLab(core.LabCore):
 
     def _start_ra(self, ca: list[tuple[str, str, str]]) -> None:
         # Agents verify the RA by its alias; the host (client identities) by 127.0.0.1.
-        box = self._start(self._box("ra", "ra", [
-            "--ca-dir", CA, "--listen", f"0.0.0.0:{RA_PORT}", "--server-name", RA_ALIAS, "--server-name", "127.0.0.1",
-            "--leaf-ttl", f"{self.topology.leaf_ttl_seconds}s", "--workers", str(self.topology.ra_workers),
-            "--crl-check-interval", "1"], mounts=ca, network="pki", aliases=(RA_ALIAS,), ports=(RA_PORT,)))
+        box = self._start(
+            self._box(
+                "ra",
+                "ra",
+                [
+                    "--ca-dir",
+                    CA,
+                    "--listen",
+                    f"0.0.0.0:{RA_PORT}",
+                    "--server-name",
+                    RA_ALIAS,
+                    "--server-name",
+                    "127.0.0.1",
+                    "--leaf-ttl",
+                    f"{self.topology.leaf_ttl_seconds}s",
+                    "--workers",
+                    str(self.topology.ra_workers),
+                    "--crl-check-interval",
+                    "1",
+                ],
+                mounts=ca,
+                network="pki",
+                aliases=(RA_ALIAS,),
+                ports=(RA_PORT,),
+            )
+        )
         self._wait("zt-ra /v1/status", box, lambda: core.ra_status_ok(self.ra_url(), self.bundle()))
 
     def _start_crl(self) -> None:
-        box = self._start(self._box("crl", "crl", ["--crl-dir", CRL, "--listen", f"0.0.0.0:{CRL_PORT}"],
-                                    mounts=[(self.volume("crl"), CRL, "ro")], network="pki", aliases=(CRL_ALIAS,),
-                                    ports=(CRL_PORT,)))
+        box = self._start(
+            self._box(
+                "crl",
+                "crl",
+                ["--crl-dir", CRL, "--listen", f"0.0.0.0:{CRL_PORT}"],
+                mounts=[(self.volume("crl"), CRL, "ro")],
+                network="pki",
+                aliases=(CRL_ALIAS,),
+                ports=(CRL_PORT,),
+            )
+        )
         self._wait("zt-crl /healthz", box, lambda: core.http_ok(self.crl_url() + "/healthz"))
 
     def _start_agent(self, s: ServiceSpec) -> None:
-        argv = core.agent_args(self.topology, s, ra_url=f"https://{RA_ALIAS}:{RA_PORT}", bundle=f"{TRUST}/bundle.pem",
-                               bundle_sha256=core.bundle_pin(self.ca_dir), token=f"{TOKEN}/token", out=CERTS,
-                               pid_file=f"{RUN}/{s.name}.pid")
-        mounts = [(self.volume("trust"), TRUST, "ro"), (self.volume(f"token-{s.name}"), TOKEN, "ro"),
-                  (self.volume(f"certs-{s.name}"), CERTS, "rw")]
+        argv = core.agent_args(
+            self.topology,
+            s,
+            ra_url=f"https://{RA_ALIAS}:{RA_PORT}",
+            bundle=f"{TRUST}/bundle.pem",
+            bundle_sha256=core.bundle_pin(self.ca_dir),
+            token=f"{TOKEN}/token",
+            out=CERTS,
+            pid_file=f"{RUN}/{s.name}.pid",
+        )
+        mounts = [
+            (self.volume("trust"), TRUST, "ro"),
+            (self.volume(f"token-{s.name}"), TOKEN, "ro"),
+            (self.volume(f"certs-{s.name}"), CERTS, "rw"),
+        ]
         if s.reload == "signal":
             mounts.append((self.volume(f"run-{s.name}"), RUN, "ro"))
         box = self._start(self._box(f"agent-{s.name}", "agent", argv, mounts=mounts, network="pki"))
-        self._wait(f"agent-{s.name} to write identity and CRL", box, lambda: box.exec(
-            "test", "-s", f"{CERTS}/current/svid.json", "-a", "-s", f"{CERTS}/crl.pem")[0] == 0)
+        self._wait(
+            f"agent-{s.name} to write identity and CRL",
+            box,
+            lambda: box.exec("test", "-s", f"{CERTS}/current/svid.json", "-a", "-s", f"{CERTS}/crl.pem")[0] == 0,
+        )
 
     def _start_service(self, s: ServiceSpec) -> None:
         tls, metrics = PORTS[s.language]
         signal = s.reload == "signal"  # the agent's SIGHUP must reach us: join its PID namespace
         argv = core.service_args(
-            name=s.name, cert_dir=CERTS, listen=f"0.0.0.0:{tls}", metrics_listen=f"0.0.0.0:{metrics}",
-            expect_peer=self.topology.spiffe_id(s.expect_peer), crl_stale=self.topology.crl_stale,
-            pid_file=f"{RUN}/{s.name}.pid" if signal else None)
+            name=s.name,
+            cert_dir=CERTS,
+            listen=f"0.0.0.0:{tls}",
+            metrics_listen=f"0.0.0.0:{metrics}",
+            expect_peer=self.topology.spiffe_id(s.expect_peer),
+            crl_stale=self.topology.crl_stale,
+            pid_file=f"{RUN}/{s.name}.pid" if signal else None,
+        )
         mounts = [(self.volume(f"certs-{s.name}"), CERTS, "ro")]
         extra: dict[str, Any] = {}
         if signal:
             mounts.append((self.volume(f"run-{s.name}"), RUN, "rw"))
             extra["pid_mode"] = f"container:{self.boxes[f'agent-{s.name}'].container.id}"
-        box = self._start(self._box(s.name, s.language, argv, mounts=mounts, network="mesh",
-                                    aliases=(f"{s.name}.zt.lab",), ports=(tls, metrics), **extra))
-        core.wait_service(s.name, box, self.metrics_url(s.name), "127.0.0.1", box.port(tls), self.bundle(),
-                          self.client_identity("lab-probe"))
+        box = self._start(
+            self._box(
+                s.name,
+                s.language,
+                argv,
+                mounts=mounts,
+                network="mesh",
+                aliases=(f"{s.name}.zt.lab",),
+                ports=(tls, metrics),
+                **extra,
+            )
+        )
+        core.wait_service(
+            s.name,
+            box,
+            self.metrics_url(s.name),
+            "127.0.0.1",
+            box.port(tls),
+            self.bundle(),
+            self.client_identity("lab-probe"),
+        )
 
     # -- what scenarios use ----------------------------------------------------------------------
 
@@ -310,8 +402,10 @@ class ContainerLab(core.LabCore):
             attempt(f"network {role}", net.remove)
         for v in reversed(self.volumes):
             attempt(f"volume {v}", self._remove_volume, v)
-        progress(f"removed run {self.run}: {len(self.boxes)} containers, {len(self.networks)} networks, "
-                 f"{len(self.volumes)} volumes" + (f"; left over: {'; '.join(failed)}" if failed else ""))
+        progress(
+            f"removed run {self.run}: {len(self.boxes)} containers, {len(self.networks)} networks, "
+            f"{len(self.volumes)} volumes" + (f"; left over: {'; '.join(failed)}" if failed else "")
+        )
 
 
 class ContainerRuntime:

@@ -37,13 +37,36 @@ def bundle_pin(ca_dir: Path) -> str:
     return (ca_dir / "bundle.pem.sha256").read_text().split()[0]
 
 
-def agent_args(topology: Topology, s: ServiceSpec, *, ra_url: str, bundle: str, bundle_sha256: str, token: str,
-               out: str, pid_file: str) -> list[str]:
+def agent_args(
+    topology: Topology,
+    s: ServiceSpec,
+    *,
+    ra_url: str,
+    bundle: str,
+    bundle_sha256: str,
+    token: str,
+    out: str,
+    pid_file: str,
+) -> list[str]:
     """zt-agent's arguments (after the program) for workload `s`: bootstrap with its token, then
     keep renewing into `out`, fetch CRLs, and tell the service (SIGHUP via `pid_file`, or a
     touched file in `out` for a service that watches its directory)."""
-    argv = ["--ra", ra_url, "--bundle", bundle, "--bundle-sha256", bundle_sha256, "--token-file", token,
-            "--service", s.name, "--out", out, "--crl-interval", str(topology.crl_interval)]
+    argv = [
+        "--ra",
+        ra_url,
+        "--bundle",
+        bundle,
+        "--bundle-sha256",
+        bundle_sha256,
+        "--token-file",
+        token,
+        "--service",
+        s.name,
+        "--out",
+        out,
+        "--crl-interval",
+        str(topology.crl_interval),
+    ]
     if topology.agent_ttl_seconds:
         argv += ["--ttl", str(topology.agent_ttl_seconds)]
     if s.reload == "signal":
@@ -53,11 +76,31 @@ def agent_args(topology: Topology, s: ServiceSpec, *, ra_url: str, bundle: str, 
     return argv
 
 
-def service_args(*, name: str, cert_dir: str, listen: str, metrics_listen: str, expect_peer: str, crl_stale: str,
-                 pid_file: str | None) -> list[str]:
+def service_args(
+    *,
+    name: str,
+    cert_dir: str,
+    listen: str,
+    metrics_listen: str,
+    expect_peer: str,
+    crl_stale: str,
+    pid_file: str | None,
+) -> list[str]:
     """A native service's arguments (after the binary); both services take the same flags."""
-    argv = ["--cert-dir", cert_dir, "--listen", listen, "--metrics-listen", metrics_listen,
-            "--expect-peer", expect_peer, "--name", name, "--crl-stale", crl_stale]
+    argv = [
+        "--cert-dir",
+        cert_dir,
+        "--listen",
+        listen,
+        "--metrics-listen",
+        metrics_listen,
+        "--expect-peer",
+        expect_peer,
+        "--name",
+        name,
+        "--crl-stale",
+        crl_stale,
+    ]
     if pid_file is not None:
         argv += ["--pid-file", pid_file]
     return argv
@@ -73,15 +116,27 @@ def ra_status_ok(ra_url: str, bundle: Path) -> bool:
     return httpx.get(ra_url + "/v1/status", verify=tls, timeout=2).status_code == 200
 
 
-def wait_service(name: str, watched: process.Watched, metrics_url: str, tls_host: str, tls_port: int, bundle: Path,
-                 probe: LabIdentity | None, *, timeout: float = 60.0) -> None:
+def wait_service(
+    name: str,
+    watched: process.Watched,
+    metrics_url: str,
+    tls_host: str,
+    tls_port: int,
+    bundle: Path,
+    probe: LabIdentity | None,
+    *,
+    timeout: float = 60.0,
+) -> None:
     """A service is ready when its /healthz answers and (with a probe identity) an mTLS
     handshake with it completes; if it exits meanwhile, the wait fails at once."""
     process.wait_until(f"{name} /healthz", lambda: http_ok(metrics_url + "/healthz"), timeout=timeout, proc=watched)
     if probe is not None:
-        process.wait_until(f"{name} mTLS handshake",
-                           lambda: mtls_client.handshake_ok(tls_host, tls_port, bundle, probe),
-                           timeout=30, proc=watched)
+        process.wait_until(
+            f"{name} mTLS handshake",
+            lambda: mtls_client.handshake_ok(tls_host, tls_port, bundle, probe),
+            timeout=30,
+            proc=watched,
+        )
 
 
 class LabCore:
@@ -126,8 +181,15 @@ class LabCore:
             token.parent.mkdir(parents=True, exist_ok=True)
             self.register(name, token)
             self._clients[name] = host_identities.bootstrap_with_agent(
-                self.ra_url(), self.bundle(), token, name, self.topology.spiffe_id(name),
-                self.work_dir / "clients" / name, ttl_seconds=ttl_seconds, log=self.logs / "host-agents.log")
+                self.ra_url(),
+                self.bundle(),
+                token,
+                name,
+                self.topology.spiffe_id(name),
+                self.work_dir / "clients" / name,
+                ttl_seconds=ttl_seconds,
+                log=self.logs / "host-agents.log",
+            )
         return self._clients[name]
 
     def foreign_identity(self, name: str) -> LabIdentity:
@@ -138,8 +200,9 @@ class LabCore:
         """Every certificate the CA issued, as `ztca list --pem` reports them."""
         return [str(c["pem"]) for c in self.ztca("list", "--pem")["certificates"]]
 
-    def revoke(self, *, serial: str | None = None, service: str | None = None,
-               reason: str | None = None) -> dict[str, Any]:
+    def revoke(
+        self, *, serial: str | None = None, service: str | None = None, reason: str | None = None
+    ) -> dict[str, Any]:
         if (serial is None) == (service is None):
             raise host_identities.LabError("revoke: give exactly one of serial or service")
         args = ["revoke", serial] if serial is not None else ["revoke", "--service", str(service)]

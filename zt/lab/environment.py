@@ -10,8 +10,18 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("cryptography", "fastapi", "uvicorn", "httpx", "pyjwt", "prometheus-client", "pkilint", "pytest",
-            "testcontainers", "locust")
+PACKAGES = (
+    "cryptography",
+    "fastapi",
+    "uvicorn",
+    "httpx",
+    "pyjwt",
+    "prometheus-client",
+    "pkilint",
+    "pytest",
+    "testcontainers",
+    "locust",
+)
 
 
 def _run(*argv: str) -> str:

@@ -37,8 +37,9 @@ class History:
         self._ops: list[Operation] = []
         self._lock = threading.Lock()
 
-    def record(self, criterion: str, actor: str, op: str, target: str, outcome: Outcome, start: float,
-               **details: Any) -> Operation:
+    def record(
+        self, criterion: str, actor: str, op: str, target: str, outcome: Outcome, start: float, **details: Any
+    ) -> Operation:
         o = Operation(criterion, actor, op, target, outcome, start, time.time(), details)
         with self._lock:
             self._ops.append(o)

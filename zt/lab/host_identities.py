@@ -34,11 +34,35 @@ def host_ztca(ca_dir: Path, *args: str) -> dict[str, Any]:
     return dict(json.loads(r.stdout)) if r.stdout.strip() else {}
 
 
-def bootstrap_with_agent(ra_url: str, bundle: Path, token_file: Path, name: str, spiffe_id: str, out: Path, *,
-                         ttl_seconds: int | None = None, log: Path | None = None) -> LabIdentity:
+def bootstrap_with_agent(
+    ra_url: str,
+    bundle: Path,
+    token_file: Path,
+    name: str,
+    spiffe_id: str,
+    out: Path,
+    *,
+    ttl_seconds: int | None = None,
+    log: Path | None = None,
+) -> LabIdentity:
     """Run the real agent once (bootstrap, no CRL) to give the test an identity in `out`."""
-    argv = [sys.executable, "-m", "zt.agent.main", "--ra", ra_url, "--bundle", str(bundle), "--token-file",
-            str(token_file), "--service", name, "--out", str(out), "--once", "--no-crl"]
+    argv = [
+        sys.executable,
+        "-m",
+        "zt.agent.main",
+        "--ra",
+        ra_url,
+        "--bundle",
+        str(bundle),
+        "--token-file",
+        str(token_file),
+        "--service",
+        name,
+        "--out",
+        str(out),
+        "--once",
+        "--no-crl",
+    ]
     if ttl_seconds:
         argv += ["--ttl", str(ttl_seconds)]
     r = subprocess.run(argv, capture_output=True, text=True, timeout=60)

@@ -35,8 +35,12 @@ class Milestone:
 
 
 REGISTRY: dict[int, Milestone] = {
-    1: Milestone(1, "service-a and service-b call each other over mTLS with certificates from our CA", checkers.M1,
-                 Path("scenarios/test_m1_mtls.py")),
+    1: Milestone(
+        1,
+        "service-a and service-b call each other over mTLS with certificates from our CA",
+        checkers.M1,
+        Path("scenarios/test_m1_mtls.py"),
+    ),
 }
 
 

@@ -64,7 +64,8 @@ def _peer(sock: ssl.SSLSocket) -> tuple[str | None, str | None]:
     cert = x509.load_der_x509_certificate(der)
     try:
         uris = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
-            x509.UniformResourceIdentifier)
+            x509.UniformResourceIdentifier
+        )
     except x509.ExtensionNotFound:
         uris = []
     return (uris[0] if len(uris) == 1 else None), format(cert.serial_number, "x")
@@ -88,8 +89,15 @@ def context(bundle: Path, identity: LabIdentity | None, *, check_hostname: bool 
     return ctx
 
 
-def get(url: str, *, bundle: Path, identity: LabIdentity | None, expect_peer: str | None = None,
-        timeout: float = 10.0, ctx: ssl.SSLContext | None = None) -> Response:
+def get(
+    url: str,
+    *,
+    bundle: Path,
+    identity: LabIdentity | None,
+    expect_peer: str | None = None,
+    timeout: float = 10.0,
+    ctx: ssl.SSLContext | None = None,
+) -> Response:
     """One GET over a fresh mTLS connection."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 443
@@ -100,8 +108,13 @@ def get(url: str, *, bundle: Path, identity: LabIdentity | None, expect_peer: st
     version = None
 
     def done(**kw: Any) -> Response:
-        return Response(peer_spiffe_id=peer[0], peer_serial=peer[1], tls_version=version,
-                        elapsed_ms=(time.perf_counter() - t0) * 1000, **kw)
+        return Response(
+            peer_spiffe_id=peer[0],
+            peer_serial=peer[1],
+            tls_version=version,
+            elapsed_ms=(time.perf_counter() - t0) * 1000,
+            **kw,
+        )
 
     conn = http.client.HTTPSConnection(host, port, context=ctx, timeout=timeout)
     try:
@@ -124,8 +137,11 @@ def get(url: str, *, bundle: Path, identity: LabIdentity | None, expect_peer: st
     except TimeoutError as e:
         return done(ok=False, error="timeout", detail=str(e))
     except (ConnectionError, OSError, http.client.HTTPException) as e:
-        return done(ok=False, error="connect" if isinstance(e, ConnectionRefusedError) else "protocol",
-                    detail=f"{type(e).__name__}: {e}")
+        return done(
+            ok=False,
+            error="connect" if isinstance(e, ConnectionRefusedError) else "protocol",
+            detail=f"{type(e).__name__}: {e}",
+        )
     finally:
         conn.close()
 

@@ -36,8 +36,7 @@ class Watched(Protocol):
         """None while it runs; else how it ended ("exited with 1", "exited (exit code 2)")."""
         ...
 
-    def log_tail(self, n: int = 30) -> str:
-        ...
+    def log_tail(self, n: int = 30) -> str: ...
 
 
 @dataclass
@@ -92,20 +91,29 @@ class Proc:
         return "\n".join(self.log_text().splitlines()[-n:])
 
 
-def start(name: str, argv: Sequence[str], log_path: Path, *, env: dict[str, str] | None = None,
-          cwd: Path | None = None) -> Proc:
+def start(
+    name: str, argv: Sequence[str], log_path: Path, *, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Proc:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab")  # noqa: SIM115 - owned by Proc, closed in stop()
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
-    popen = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             env=full_env, cwd=cwd, start_new_session=True)
+    popen = subprocess.Popen(
+        list(argv),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=full_env,
+        cwd=cwd,
+        start_new_session=True,
+    )
     return Proc(name, list(argv), log_path, popen, log)
 
 
-def start_ready(name: str, argv: Sequence[str], log_path: Path, what: str, check: Callable[[], bool], *,
-                timeout: float = 30.0) -> Proc:
+def start_ready(
+    name: str, argv: Sequence[str], log_path: Path, what: str, check: Callable[[], bool], *, timeout: float = 30.0
+) -> Proc:
     """start() and wait_until(check); a process that never gets ready is stopped, not leaked."""
     proc = start(name, argv, log_path)
     try:
@@ -116,8 +124,9 @@ def start_ready(name: str, argv: Sequence[str], log_path: Path, what: str, check
     return proc
 
 
-def wait_until(what: str, check: Callable[[], bool], timeout: float = 30.0, interval: float = 0.1,
-               proc: Watched | None = None) -> None:
+def wait_until(
+    what: str, check: Callable[[], bool], timeout: float = 30.0, interval: float = 0.1, proc: Watched | None = None
+) -> None:
     """Retry `check` until it returns True; exceptions count as 'not yet' and are reported.
 
     `proc` is the process or container being waited for: if it exits, the wait fails at once

@@ -61,8 +61,15 @@ class ProcessLab(core.LabCore):
         for name in ("ra", "crl", *[f"{s.name}:{kind}" for s in self.topology.services for kind in ("tls", "metrics")]):
             self.ports[name] = free_port()
         progress(f"ztca init (trust domain {self.topology.trust_domain})")
-        self.ztca("init", "--trust-domain", self.topology.trust_domain, "--crl-url", self.crl_url() + "/crl",
-                  "--crl-validity", self.topology.crl_validity)
+        self.ztca(
+            "init",
+            "--trust-domain",
+            self.topology.trust_domain,
+            "--crl-url",
+            self.crl_url() + "/crl",
+            "--crl-validity",
+            self.topology.crl_validity,
+        )
         tokens = {}
         for s in self.topology.services:
             tokens[s.name] = self.run_dir / f"{s.name}.token"
@@ -77,16 +84,31 @@ class ProcessLab(core.LabCore):
         progress("lab is up")
 
     def _start_ra(self) -> None:
-        p = self._start("zt-ra", python_cmd(
-            "zt.ra.main", "--ca-dir", str(self.ca_dir), "--listen", f"127.0.0.1:{self.ports['ra']}",
-            "--leaf-ttl", f"{self.topology.leaf_ttl_seconds}s", "--workers", str(self.topology.ra_workers),
-            "--crl-check-interval", "1"))
-        process.wait_until("zt-ra /v1/status", lambda: core.ra_status_ok(self.ra_url(), self.bundle()),
-                           timeout=30, proc=p)
+        p = self._start(
+            "zt-ra",
+            python_cmd(
+                "zt.ra.main",
+                "--ca-dir",
+                str(self.ca_dir),
+                "--listen",
+                f"127.0.0.1:{self.ports['ra']}",
+                "--leaf-ttl",
+                f"{self.topology.leaf_ttl_seconds}s",
+                "--workers",
+                str(self.topology.ra_workers),
+                "--crl-check-interval",
+                "1",
+            ),
+        )
+        process.wait_until(
+            "zt-ra /v1/status", lambda: core.ra_status_ok(self.ra_url(), self.bundle()), timeout=30, proc=p
+        )
 
     def _start_crl(self) -> None:
-        p = self._start("zt-crl", python_cmd("zt.crl.main", "--ca-dir", str(self.ca_dir), "--listen",
-                                             f"127.0.0.1:{self.ports['crl']}"))
+        p = self._start(
+            "zt-crl",
+            python_cmd("zt.crl.main", "--ca-dir", str(self.ca_dir), "--listen", f"127.0.0.1:{self.ports['crl']}"),
+        )
         process.wait_until("zt-crl /healthz", lambda: core.http_ok(self.crl_url() + "/healthz"), timeout=30, proc=p)
 
     def cert_dir(self, service: str) -> Path:
@@ -97,20 +119,39 @@ class ProcessLab(core.LabCore):
 
     def _start_agent(self, s: ServiceSpec, token: Path) -> None:
         out = self.cert_dir(s.name)
-        argv = python_cmd("zt.agent.main", *core.agent_args(
-            self.topology, s, ra_url=self.ra_url(), bundle=str(self.bundle()),
-            bundle_sha256=core.bundle_pin(self.ca_dir), token=str(token), out=str(out),
-            pid_file=str(self.pid_file(s.name))))
+        argv = python_cmd(
+            "zt.agent.main",
+            *core.agent_args(
+                self.topology,
+                s,
+                ra_url=self.ra_url(),
+                bundle=str(self.bundle()),
+                bundle_sha256=core.bundle_pin(self.ca_dir),
+                token=str(token),
+                out=str(out),
+                pid_file=str(self.pid_file(s.name)),
+            ),
+        )
         p = self._start(f"agent-{s.name}", argv)
-        process.wait_until(f"agent-{s.name} to write identity and CRL",
-                           lambda: (out / "svid.json").exists() and (out / "crl.pem").exists(), timeout=60, proc=p)
+        process.wait_until(
+            f"agent-{s.name} to write identity and CRL",
+            lambda: (out / "svid.json").exists() and (out / "crl.pem").exists(),
+            timeout=60,
+            proc=p,
+        )
 
     def _start_service(self, s: ServiceSpec) -> None:
         progress(f"starting {s.name} ({s.language})")
         svc = services.start_service(
-            s.name, s.name, self.cert_dir(s.name), self.work_dir, expect_peer=self.topology.spiffe_id(s.expect_peer),
-            crl_stale=self.topology.crl_stale, tls_port=self.ports[f"{s.name}:tls"],
-            metrics_port=self.ports[f"{s.name}:metrics"])
+            s.name,
+            s.name,
+            self.cert_dir(s.name),
+            self.work_dir,
+            expect_peer=self.topology.spiffe_id(s.expect_peer),
+            crl_stale=self.topology.crl_stale,
+            tls_port=self.ports[f"{s.name}:tls"],
+            metrics_port=self.ports[f"{s.name}:metrics"],
+        )
         self.procs.append(svc.proc)
         services.wait_ready(svc, self.bundle(), self.client_identity("lab-probe"))
 

@@ -60,20 +60,36 @@ class LabSession:
 
 _KEY = pytest.StashKey[LabSession]()
 
+
 def new_session(runtime: str, reports: Path, seed: int | None, keep: bool, argv: list[str]) -> LabSession:
     """A run's identity and places: run id, report directory, working directory, seed."""
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     run_id = f"{stamp}-m{os.getpid()}-{runtime}"
-    return LabSession(run_id=run_id, report_dir=reports / run_id, work_dir=REPO / ".lab" / run_id,
-                      runtime_name=runtime, seed=seed or random.SystemRandom().randrange(2**31), argv=argv, keep=keep)
+    return LabSession(
+        run_id=run_id,
+        report_dir=reports / run_id,
+        work_dir=REPO / ".lab" / run_id,
+        runtime_name=runtime,
+        seed=seed or random.SystemRandom().randrange(2**31),
+        argv=argv,
+        keep=keep,
+    )
 
 
 def conclude(ls: LabSession, selected: list[Milestone], out: Callable[[str], object]) -> dict[str, Any]:
     """Judge every criterion of the selected milestones, write the report, print the verdicts."""
     verdicts = milestones.judge(selected, ls.history)
     env = environment.describe(ls.argv, ls.seed, ls.runtime_name)
-    doc = report.summary(ls.run_id, verdicts, ls.history, env, ls.started, time.time(), ls.logs,
-                         titles={m.number: m.title for m in selected})
+    doc = report.summary(
+        ls.run_id,
+        verdicts,
+        ls.history,
+        env,
+        ls.started,
+        time.time(),
+        ls.logs,
+        titles={m.number: m.title for m in selected},
+    )
     report.write(ls.report_dir, doc, ls.history)
     out("")
     for line in report.verdict_table(doc).splitlines():
@@ -84,10 +100,15 @@ def conclude(ls: LabSession, selected: list[Milestone], out: Callable[[str], obj
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("zt-lab")
-    g.addoption("--lab-runtime", default=os.environ.get("ZT_LAB_RUNTIME", "process"), choices=list(RUNTIMES),
-                help="how the lab runs its components: process or docker (default: process) [env: ZT_LAB_RUNTIME]")
-    g.addoption("--lab-keep", action="store_true",
-                help="keep the run's working directory (CA, keys) under .lab/ after the run")
+    g.addoption(
+        "--lab-runtime",
+        default=os.environ.get("ZT_LAB_RUNTIME", "process"),
+        choices=list(RUNTIMES),
+        help="how the lab runs its components: process or docker (default: process) [env: ZT_LAB_RUNTIME]",
+    )
+    g.addoption(
+        "--lab-keep", action="store_true", help="keep the run's working directory (CA, keys) under .lab/ after the run"
+    )
     g.addoption("--lab-reports", default=str(REPO / "reports"), help="where run reports go (default: reports/)")
     g.addoption("--lab-seed", type=int, default=None, help="seed for the scenarios' random choices")
 
@@ -97,8 +118,13 @@ def pytest_configure(config: pytest.Config) -> None:
     runtime = config.getoption("--lab-runtime")
     if runtime not in RUNTIMES:  # argparse does not check a default taken from ZT_LAB_RUNTIME
         raise pytest.UsageError(f"--lab-runtime/ZT_LAB_RUNTIME must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
-    config.stash[_KEY] = new_session(runtime, Path(config.getoption("--lab-reports")), config.getoption("--lab-seed"),
-                                     bool(config.getoption("--lab-keep")), list(sys.argv))
+    config.stash[_KEY] = new_session(
+        runtime,
+        Path(config.getoption("--lab-reports")),
+        config.getoption("--lab-seed"),
+        bool(config.getoption("--lab-keep")),
+        list(sys.argv),
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -148,8 +174,10 @@ def lab(lab_session: LabSession) -> Iterator[RunningLab]:
         yield running
     finally:
         try:
-            lab_session.logs = [str(p.relative_to(lab_session.report_dir))
-                                for p in running.collect_logs(lab_session.report_dir / "logs")]
+            lab_session.logs = [
+                str(p.relative_to(lab_session.report_dir))
+                for p in running.collect_logs(lab_session.report_dir / "logs")
+            ]
         finally:
             running.stop()
             if not lab_session.keep:  # the work dir holds the run's CA and private keys

@@ -26,42 +26,67 @@ def _ts(t: float | None) -> str | None:
     return None if t is None else dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
 
 
-def summary(run_id: str, verdicts: list[Verdict], history: History, env: dict[str, Any], started: float,
-            finished: float, logs: list[str], titles: dict[int, str] | None = None) -> dict[str, Any]:
+def summary(
+    run_id: str,
+    verdicts: list[Verdict],
+    history: History,
+    env: dict[str, Any],
+    started: float,
+    finished: float,
+    logs: list[str],
+    titles: dict[int, str] | None = None,
+) -> dict[str, Any]:
     milestones: dict[str, Any] = {}
     for v in verdicts:
-        m = milestones.setdefault(str(v.criterion.milestone), {
-            "title": (titles or {}).get(v.criterion.milestone), "criteria": [], "verdict": "pass"})
+        m = milestones.setdefault(
+            str(v.criterion.milestone),
+            {"title": (titles or {}).get(v.criterion.milestone), "criteria": [], "verdict": "pass"},
+        )
         m["criteria"].append(v.to_json())
     for m in milestones.values():
         results = {c["verdict"] for c in m["criteria"]}
         m["verdict"] = "fail" if "fail" in results else ("unknown" if "unknown" in results else "pass")
     ops = history.operations()
     return {
-        "run_id": run_id, "runtime": env.get("runtime"), "started": _ts(started), "finished": _ts(finished),
+        "run_id": run_id,
+        "runtime": env.get("runtime"),
+        "started": _ts(started),
+        "finished": _ts(finished),
         "duration_s": round(finished - started, 1),
         "verdict": "pass" if verdicts and all(v.result == "pass" for v in verdicts) else "fail",
-        "milestones": milestones, "operations": len(ops),
+        "milestones": milestones,
+        "operations": len(ops),
         "outcomes": {k: sum(o.outcome == k for o in ops) for k in ("ok", "fail", "unknown")},
-        "environment": env, "logs": logs,
+        "environment": env,
+        "logs": logs,
     }
 
 
 def markdown(doc: dict[str, Any]) -> str:
-    lines = [f"# zt lab run {doc['run_id']}", "",
-             f"- verdict: **{doc['verdict'].upper()}**", f"- runtime: {doc['runtime']}",
-             f"- window: {doc['started']} to {doc['finished']} ({doc['duration_s']} s)",
-             f"- operations recorded: {doc['operations']} ({doc['outcomes']})",
-             f"- revision: {doc['environment']['git_revision']}"
-             f"{' (dirty)' if doc['environment']['git_dirty'] else ''}", ""]
+    lines = [
+        f"# zt lab run {doc['run_id']}",
+        "",
+        f"- verdict: **{doc['verdict'].upper()}**",
+        f"- runtime: {doc['runtime']}",
+        f"- window: {doc['started']} to {doc['finished']} ({doc['duration_s']} s)",
+        f"- operations recorded: {doc['operations']} ({doc['outcomes']})",
+        f"- revision: {doc['environment']['git_revision']}{' (dirty)' if doc['environment']['git_dirty'] else ''}",
+        "",
+    ]
     for m, body in sorted(doc["milestones"].items()):
         title = f" ({body['title']})" if body.get("title") else ""
-        lines += [f"## Milestone {m}{title}: {body['verdict'].upper()}", "",
-                  "| criterion | verdict | operations | ok | fail | unknown |", "|---|---|---|---|---|---|"]
+        lines += [
+            f"## Milestone {m}{title}: {body['verdict'].upper()}",
+            "",
+            "| criterion | verdict | operations | ok | fail | unknown |",
+            "|---|---|---|---|---|---|",
+        ]
         for c in body["criteria"]:
             e = c["evidence"]
-            lines.append(f"| {c['title']} (`{c['id']}`) | {MARK[c['verdict']]} | {e['operations']} | {e['ok']} | "
-                         f"{e['fail']} | {e['unknown']} |")
+            lines.append(
+                f"| {c['title']} (`{c['id']}`) | {MARK[c['verdict']]} | {e['operations']} | {e['ok']} | "
+                f"{e['fail']} | {e['unknown']} |"
+            )
         for c in body["criteria"]:
             for v in c["violations"]:
                 lines.append(f"- `{c['id']}` violation: {v}")
@@ -71,10 +96,17 @@ def markdown(doc: dict[str, Any]) -> str:
         lines += [f"- {n}" for n in notes]
         lines.append("")
     env = doc["environment"]
-    lines += ["## Environment", "", f"- command: `{' '.join(env['command_line'])}`", f"- seed: {env['seed']}",
-              f"- python {env['python']}, {env['openssl']}, {env['java']}",
-              f"- packages: {', '.join(f'{k} {v}' for k, v in env['packages'].items())}", "",
-              "Files: `summary.json`, `history.jsonl`, `junit.xml`, `report.html`, `logs/`.", ""]
+    lines += [
+        "## Environment",
+        "",
+        f"- command: `{' '.join(env['command_line'])}`",
+        f"- seed: {env['seed']}",
+        f"- python {env['python']}, {env['openssl']}, {env['java']}",
+        f"- packages: {', '.join(f'{k} {v}' for k, v in env['packages'].items())}",
+        "",
+        "Files: `summary.json`, `history.jsonl`, `junit.xml`, `report.html`, `logs/`.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -88,22 +120,26 @@ def timeline_svg(history: History, width: int = 960) -> str:
     span = max(t1 - t0, 1e-3)
     left, row_h = 230, 22
     height = row_h * len(rows) + 40
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
-             f'font-size="12">']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+        f'font-size="12">'
+    ]
     for i, r in enumerate(rows):
         y = 20 + i * row_h
         parts.append(f'<text x="4" y="{y + 14}">{html.escape(r)}</text>')
-        parts.append(f'<line x1="{left}" y1="{y + row_h / 2}" x2="{width - 10}" y2="{y + row_h / 2}" '
-                     f'stroke="#ddd"/>')
+        parts.append(f'<line x1="{left}" y1="{y + row_h / 2}" x2="{width - 10}" y2="{y + row_h / 2}" stroke="#ddd"/>')
     for o in ops:
         y = 20 + rows.index(o.criterion) * row_h
         x = left + (o.start - t0) / span * (width - left - 20)
         w = max(3.0, (o.end - o.start) / span * (width - left - 20))
         title = html.escape(f"{o.actor} {o.op} {o.target}: {o.outcome}")
-        parts.append(f'<rect x="{x:.1f}" y="{y + 4}" width="{w:.1f}" height="{row_h - 8}" '
-                     f'fill="{COLORS[o.outcome]}"><title>{title}</title></rect>')
-    parts.append(f'<text x="{left}" y="{height - 6}">0 s</text>'
-                 f'<text x="{width - 60}" y="{height - 6}">{span:.1f} s</text></svg>')
+        parts.append(
+            f'<rect x="{x:.1f}" y="{y + 4}" width="{w:.1f}" height="{row_h - 8}" '
+            f'fill="{COLORS[o.outcome]}"><title>{title}</title></rect>'
+        )
+    parts.append(
+        f'<text x="{left}" y="{height - 6}">0 s</text><text x="{width - 60}" y="{height - 6}">{span:.1f} s</text></svg>'
+    )
     return "".join(parts)
 
 
@@ -113,21 +149,25 @@ def html_page(doc: dict[str, Any], history: History) -> str:
         for c in body["criteria"]:
             e = c["evidence"]
             color = {"pass": COLORS["ok"], "fail": COLORS["fail"], "unknown": COLORS["unknown"]}[c["verdict"]]
-            viol = "<br>".join(html.escape(v) for v in [*c["violations"], *c.get("errors", []),
-                                                        *([c["note"]] if c.get("note") else [])])
-            rows.append(f"<tr><td>{m}</td><td>{html.escape(c['title'])}<br><code>{c['id']}</code></td>"
-                        f"<td style='color:{color};font-weight:bold'>{MARK[c['verdict']]}</td>"
-                        f"<td>{e['operations']}</td><td>{e['ok']}</td><td>{e['fail']}</td><td>{e['unknown']}</td>"
-                        f"<td>{viol}</td></tr>")
+            viol = "<br>".join(
+                html.escape(v)
+                for v in [*c["violations"], *c.get("errors", []), *([c["note"]] if c.get("note") else [])]
+            )
+            rows.append(
+                f"<tr><td>{m}</td><td>{html.escape(c['title'])}<br><code>{c['id']}</code></td>"
+                f"<td style='color:{color};font-weight:bold'>{MARK[c['verdict']]}</td>"
+                f"<td>{e['operations']}</td><td>{e['ok']}</td><td>{e['fail']}</td><td>{e['unknown']}</td>"
+                f"<td>{viol}</td></tr>"
+            )
     env = html.escape(json.dumps(doc["environment"], indent=2))
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>zt lab run {doc['run_id']}</title>
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>zt lab run {doc["run_id"]}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;vertical-align:top}}th{{background:#f4f4f4}}</style></head><body>
-<h1>zt lab run {html.escape(doc['run_id'])}: {doc['verdict'].upper()}</h1>
-<p>runtime <b>{html.escape(str(doc['runtime']))}</b>, {doc['started']} to {doc['finished']}
-({doc['duration_s']} s), {doc['operations']} operations {html.escape(str(doc['outcomes']))}</p>
+<h1>zt lab run {html.escape(doc["run_id"])}: {doc["verdict"].upper()}</h1>
+<p>runtime <b>{html.escape(str(doc["runtime"]))}</b>, {doc["started"]} to {doc["finished"]}
+({doc["duration_s"]} s), {doc["operations"]} operations {html.escape(str(doc["outcomes"]))}</p>
 <table><tr><th>milestone</th><th>criterion</th><th>verdict</th><th>ops</th><th>ok</th><th>fail</th>
-<th>unknown</th><th>violations</th></tr>{''.join(rows)}</table>
+<th>unknown</th><th>violations</th></tr>{"".join(rows)}</table>
 <h2>Timeline of operations</h2><p>Each bar is one operation; green ok, red fail (a refusal is a
 fail outcome, and can be exactly what a criterion expects), yellow unknown. Hover for details.</p>
 {timeline_svg(history)}
@@ -150,8 +190,10 @@ def junit(doc: dict[str, Any]) -> str:
                 msg = f"{c['verdict']}: " + "; ".join(why)
                 inner = f"<failure message={quoteattr(msg[:1000])}>{escape(json.dumps(c['evidence']))}</failure>"
             cases.append(f'<testcase classname="zt.lab.milestone{m}" name={name}>{inner}</testcase>')
-    return (f'<?xml version="1.0" encoding="utf-8"?>\n<testsuite name="zt-lab" tests="{total}" '
-            f'failures="{failures}">{"".join(cases)}</testsuite>\n')
+    return (
+        f'<?xml version="1.0" encoding="utf-8"?>\n<testsuite name="zt-lab" tests="{total}" '
+        f'failures="{failures}">{"".join(cases)}</testsuite>\n'
+    )
 
 
 def write(report_dir: Path, doc: dict[str, Any], history: History) -> None:
@@ -175,6 +217,8 @@ def verdict_table(doc: dict[str, Any]) -> str:
         for c in body["criteria"]:
             lines.append(f"{c['id']:<22} {MARK[c['verdict']]:<8} {c['evidence']['operations']:>5}  {c['title']}")
             lines += [f"{'':<22} {'':<8} {'':>5}  ! {e}" for e in c.get("errors", [])]
-        lines += [f"  milestone {m}: {n}" for m, n in sorted({(c['milestone'], c["note"]) for c in body["criteria"]
-                                                                if c.get("note")})]
+        lines += [
+            f"  milestone {m}: {n}"
+            for m, n in sorted({(c["milestone"], c["note"]) for c in body["criteria"] if c.get("note")})
+        ]
     return "\n".join(lines)

@@ -40,14 +40,33 @@ def binary_for(kind: str) -> Path:
     return binary
 
 
-def start_service(kind: str, name: str, cert_dir: Path, run_dir: Path, *, expect_peer: str,
-                  crl_stale: str = "refuse", tls_port: int | None = None, metrics_port: int | None = None,
-                  extra: tuple[str, ...] = ()) -> RunningService:
+def start_service(
+    kind: str,
+    name: str,
+    cert_dir: Path,
+    run_dir: Path,
+    *,
+    expect_peer: str,
+    crl_stale: str = "refuse",
+    tls_port: int | None = None,
+    metrics_port: int | None = None,
+    extra: tuple[str, ...] = (),
+) -> RunningService:
     tls, metrics = tls_port or free_port(), metrics_port or free_port()
     pid_file = run_dir / f"{name}.pid"
-    argv = [str(binary_for(kind)), *core.service_args(
-        name=name, cert_dir=str(cert_dir), listen=f"127.0.0.1:{tls}", metrics_listen=f"127.0.0.1:{metrics}",
-        expect_peer=expect_peer, crl_stale=crl_stale, pid_file=str(pid_file)), *extra]
+    argv = [
+        str(binary_for(kind)),
+        *core.service_args(
+            name=name,
+            cert_dir=str(cert_dir),
+            listen=f"127.0.0.1:{tls}",
+            metrics_listen=f"127.0.0.1:{metrics}",
+            expect_peer=expect_peer,
+            crl_stale=crl_stale,
+            pid_file=str(pid_file),
+        ),
+        *extra,
+    ]
     proc = process.start(name, argv, run_dir / "logs" / f"{name}.log", cwd=run_dir)
     return RunningService(name, proc, tls, metrics, cert_dir, pid_file)
 

@@ -41,16 +41,21 @@ def openssl_verify(cert_pem: Path, bundle: Path, intermediate: Path) -> str:
     if r.returncode != 0:
         return (r.stdout + r.stderr).strip().replace("\n", " | ")[:300]
     if not is_ca:
-        r = subprocess.run([*args[:-2], "-purpose", "sslserver", str(cert_pem)], capture_output=True, text=True,
-                           timeout=30)
+        r = subprocess.run(
+            [*args[:-2], "-purpose", "sslserver", str(cert_pem)], capture_output=True, text=True, timeout=30
+        )
         if r.returncode != 0:
             return "sslserver: " + (r.stdout + r.stderr).strip()[:300]
     return "ok"
 
 
 def pkilint(cert_pem: Path) -> str:
-    r = subprocess.run([*pkilint_command(), "lint", "-s", PKILINT_SEVERITY, "-f", "JSON", str(cert_pem)],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [*pkilint_command(), "lint", "-s", PKILINT_SEVERITY, "-f", "JSON", str(cert_pem)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     try:
         doc = json.loads(r.stdout)
     except ValueError:
@@ -83,5 +88,8 @@ def validate_all(pem: str, bundle: Path, intermediate: Path) -> dict[str, str]:
     with tempfile.TemporaryDirectory() as tmp:
         p = Path(tmp) / "cert.pem"
         p.write_text(pem)
-        return {"openssl_verify": openssl_verify(p, bundle, intermediate), "pkilint": pkilint(p),
-                "svid_rules": svid_rules(p)}
+        return {
+            "openssl_verify": openssl_verify(p, bundle, intermediate),
+            "pkilint": pkilint(p),
+            "svid_rules": svid_rules(p),
+        }

@@ -19,8 +19,9 @@ def pem(cert: x509.Certificate) -> bytes:
 
 def key_pem(key: PrivateKey) -> bytes:
     """Unencrypted PKCS#8: the caller writes it 0600 from creation (zt.fsutil)."""
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def load_certs(data: bytes, what: str) -> list[x509.Certificate]:

@@ -58,12 +58,19 @@ def algorithm_for(key: PrivateKey | PublicKeyTypes) -> str:
 
 
 def make_renewal_proof(
-    key: PrivateKey, chain: Sequence[x509.Certificate], spiffe_id: str, csr_der: bytes, now: dt.datetime,
+    key: PrivateKey,
+    chain: Sequence[x509.Certificate],
+    spiffe_id: str,
+    csr_der: bytes,
+    now: dt.datetime,
 ) -> str:
     x5c = [base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode() for c in chain]
     claims = {
-        "aud": AUDIENCE, "sub": spiffe_id, "iat": int(now.timestamp()),
-        "exp": int((now + LIFETIME).timestamp()), "jti": secrets.token_urlsafe(18),
+        "aud": AUDIENCE,
+        "sub": spiffe_id,
+        "iat": int(now.timestamp()),
+        "exp": int((now + LIFETIME).timestamp()),
+        "jti": secrets.token_urlsafe(18),
         "csr_sha256": csr_digest(csr_der),
     }
     return jwt.encode(claims, key, algorithm=algorithm_for(key), headers={"typ": TYPE, "x5c": x5c})  # type: ignore[arg-type]
@@ -95,10 +102,17 @@ def verify_renewal_proof(proof: str, leaf: x509.Certificate, csr_der: bytes, now
     public_key = leaf.public_key()
     try:
         claims: dict[str, Any] = jwt.decode(
-            proof, key=public_key, algorithms=[algorithm_for(public_key)], audience=AUDIENCE,  # type: ignore[arg-type]
+            proof,
+            key=public_key,
+            algorithms=[algorithm_for(public_key)],
+            audience=AUDIENCE,  # type: ignore[arg-type]
             # Time claims are checked below against our Clock, not PyJWT's wall clock.
-            options={"require": ["aud", "sub", "iat", "exp", "jti"], "verify_iat": False, "verify_exp": False,
-                     "verify_nbf": False},
+            options={
+                "require": ["aud", "sub", "iat", "exp", "jti"],
+                "verify_iat": False,
+                "verify_exp": False,
+                "verify_nbf": False,
+            },
         )
     except jwt.PyJWTError as e:
         raise Unauthorized(f"renewal proof does not verify: {e}", code="bad_proof") from e

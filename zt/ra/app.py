@@ -1,13 +1,13 @@
 """The RA's HTTP API (FastAPI): routes, request/response models, and the OpenAPI schema.
 
-    POST /v1/register  admin credential       -> identity + one-time bootstrap token
-    POST /v1/issue     bootstrap token + CSR  -> certificate, chain, bundle
-    POST /v1/renew     x5c renewal proof + CSR-> certificate for the same SPIFFE ID
-    POST /v1/revoke    admin credential       -> revoked serials, new CRL number
-    GET  /v1/bundle                           -> the trust bundle (PEM)
-    GET  /v1/status                           -> health and counts
-    GET  /metrics                             -> Prometheus text
-    GET  /openapi.json                        -> this API's schema
+POST /v1/register  admin credential       -> identity + one-time bootstrap token
+POST /v1/issue     bootstrap token + CSR  -> certificate, chain, bundle
+POST /v1/renew     x5c renewal proof + CSR-> certificate for the same SPIFFE ID
+POST /v1/revoke    admin credential       -> revoked serials, new CRL number
+GET  /v1/bundle                           -> the trust bundle (PEM)
+GET  /v1/status                           -> health and counts
+GET  /metrics                             -> Prometheus text
+GET  /openapi.json                        -> this API's schema
 """
 
 from __future__ import annotations
@@ -68,8 +68,11 @@ class RegisterResponse(BaseModel):
 class IssueRequest(Strict):
     csr: str = Field(max_length=PEM_MAX, description="PEM PKCS#10 request whose only SAN is the SPIFFE ID")
     ttl_seconds: int | None = Field(
-        default=None, ge=int(MIN_LEAF_TTL.total_seconds()), le=int(MAX_LEAF_TTL.total_seconds()),
-        description="a lifetime shorter than the RA's --leaf-ttl, which is also the default; seconds")
+        default=None,
+        ge=int(MIN_LEAF_TTL.total_seconds()),
+        le=int(MAX_LEAF_TTL.total_seconds()),
+        description="a lifetime shorter than the RA's --leaf-ttl, which is also the default; seconds",
+    )
 
 
 class RenewRequest(IssueRequest):
@@ -119,7 +122,11 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 def _certificate_response(issued: Issued) -> CertificateResponse:
     r = issued.record
     return CertificateResponse(
-        certificate=r.pem, chain=issued.chain_pem, bundle=issued.bundle_pem, serial=r.serial, spiffe_id=r.spiffe_id,
+        certificate=r.pem,
+        chain=issued.chain_pem,
+        bundle=issued.bundle_pem,
+        serial=r.serial,
+        spiffe_id=r.spiffe_id,
         not_before=rfc3339(dt.datetime.fromtimestamp(r.not_before, dt.UTC)),
         not_after=rfc3339(dt.datetime.fromtimestamp(r.not_after, dt.UTC)),
     )
@@ -144,8 +151,13 @@ async def _crl_refresher(ra: RegistrationAuthority, interval: float) -> None:
             published = await run_in_threadpool(refresh_crl_if_due, ra.store, ra.authority, ra.paths, ra.clock.now())
             if published is not None:
                 metrics.CRLS.inc()
-                log_event(log, "crl_published", crl_number=published.number, entries=published.entries,
-                          next_update=rfc3339(published.next_update))
+                log_event(
+                    log,
+                    "crl_published",
+                    crl_number=published.number,
+                    entries=published.entries,
+                    next_update=rfc3339(published.next_update),
+                )
         except Exception as e:  # noqa: BLE001 - a refresher must outlive any one failure
             log_event(log, "crl_refresh_failed", logging.ERROR, reason=str(e))
         await asyncio.sleep(interval)
@@ -166,11 +178,17 @@ def create_app(settings: RaSettings, clock: Clock | None = None) -> FastAPI:
 
     # Only the API and its schema: no /docs or /redoc (they load scripts from a CDN), and no
     # trailing-slash redirects (their Location is built from the client's Host header).
-    app = FastAPI(title="zt registration authority", version=__version__, lifespan=lifespan,
-                  docs_url=None, redoc_url=None, redirect_slashes=False,
-                  description="Issues SPIFFE X509-SVIDs for registered workloads. Errors are JSON "
-                              "{error, reason} with a 4xx status, or 503 when the RA cannot reach its "
-                              "store (unavailable) or cannot sign (ca_unavailable).")
+    app = FastAPI(
+        title="zt registration authority",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        redirect_slashes=False,
+        description="Issues SPIFFE X509-SVIDs for registered workloads. Errors are JSON "
+        "{error, reason} with a 4xx status, or 503 when the RA cannot reach its "
+        "store (unavailable) or cannot sign (ca_unavailable).",
+    )
     http_errors.install(app)
     app.state.ra = ra
     # Inside `count` (middleware added later wraps it): BaseHTTPMiddleware reads the body in a
@@ -186,31 +204,52 @@ def create_app(settings: RaSettings, clock: Clock | None = None) -> FastAPI:
         metrics.LATENCY.labels(endpoint).observe(time.perf_counter() - start)
         return response
 
-    @app.post("/v1/register", response_model=RegisterResponse, responses=_ERRORS, status_code=201,
-              summary="register a service and mint its one-time bootstrap token (admin)")
+    @app.post(
+        "/v1/register",
+        response_model=RegisterResponse,
+        responses=_ERRORS,
+        status_code=201,
+        summary="register a service and mint its one-time bootstrap token (admin)",
+    )
     def register(body: RegisterRequest, authorization: Annotated[str | None, Header()] = None) -> RegisterResponse:
         ra.authorize_admin(bearer_token(authorization))
         ttl = dt.timedelta(seconds=body.token_ttl_seconds) if body.token_ttl_seconds else dt.timedelta(hours=1)
         reg = ra.register(body.service, ttl)
-        return RegisterResponse(service=reg.identity.name, spiffe_id=reg.identity.spiffe_id, token=reg.token,
-                                expires_at=rfc3339(reg.expires_at))
+        return RegisterResponse(
+            service=reg.identity.name,
+            spiffe_id=reg.identity.spiffe_id,
+            token=reg.token,
+            expires_at=rfc3339(reg.expires_at),
+        )
 
-    @app.post("/v1/issue", response_model=CertificateResponse, responses=_ERRORS,
-              summary="exchange a bootstrap token and a CSR for an X509-SVID")
+    @app.post(
+        "/v1/issue",
+        response_model=CertificateResponse,
+        responses=_ERRORS,
+        summary="exchange a bootstrap token and a CSR for an X509-SVID",
+    )
     def issue(body: IssueRequest, authorization: Annotated[str | None, Header()] = None) -> CertificateResponse:
         issued = ra.issue(bearer_token(authorization), body.csr, body.ttl_seconds)
         metrics.ISSUED.labels("token").inc()
         return _certificate_response(issued)
 
-    @app.post("/v1/renew", response_model=CertificateResponse, responses=_ERRORS,
-              summary="renew: prove possession of the current certificate's key, get a new one")
+    @app.post(
+        "/v1/renew",
+        response_model=CertificateResponse,
+        responses=_ERRORS,
+        summary="renew: prove possession of the current certificate's key, get a new one",
+    )
     def renew(body: RenewRequest) -> CertificateResponse:
         issued = ra.renew(body.proof, body.csr, body.ttl_seconds)
         metrics.ISSUED.labels("renew").inc()
         return _certificate_response(issued)
 
-    @app.post("/v1/revoke", response_model=RevokeResponse, responses=_ERRORS,
-              summary="revoke one certificate or all of a service's, and publish a new CRL (admin)")
+    @app.post(
+        "/v1/revoke",
+        response_model=RevokeResponse,
+        responses=_ERRORS,
+        summary="revoke one certificate or all of a service's, and publish a new CRL (admin)",
+    )
     def revoke(body: RevokeRequest, authorization: Annotated[str | None, Header()] = None) -> RevokeResponse:
         ra.authorize_admin(bearer_token(authorization))
         done, published = ra.revoke(serial=body.serial, service=body.service, reason=parse_reason(body.reason))
@@ -228,11 +267,16 @@ def create_app(settings: RaSettings, clock: Clock | None = None) -> FastAPI:
         c = ra.store.counts(now.timestamp())
         crl = crl_state(ra.store)
         return StatusResponse(
-            status="ok", version=__version__, trust_domain=ra.authority.trust_domain,
-            identities=c.identities, certificates=c.certificates, active=c.active, revoked=c.revoked,
-            tokens_outstanding=c.tokens_outstanding, crl_number=crl.number,
-            crl_next_update=rfc3339(dt.datetime.fromtimestamp(crl.next_update, dt.UTC))
-            if crl.next_update else None,
+            status="ok",
+            version=__version__,
+            trust_domain=ra.authority.trust_domain,
+            identities=c.identities,
+            certificates=c.certificates,
+            active=c.active,
+            revoked=c.revoked,
+            tokens_outstanding=c.tokens_outstanding,
+            crl_number=crl.number,
+            crl_next_update=rfc3339(dt.datetime.fromtimestamp(crl.next_update, dt.UTC)) if crl.next_update else None,
             intermediate_not_after=rfc3339(ra.authority.not_after),
         )
 

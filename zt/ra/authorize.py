@@ -69,16 +69,17 @@ def authorize_lifetime(ttl_seconds: int | None, maximum: dt.timedelta) -> dt.tim
         return maximum
     asked = dt.timedelta(seconds=ttl_seconds)
     if asked < MIN_LEAF_TTL or asked > maximum:
-        raise BadRequest(f"ttl_seconds must be between {int(MIN_LEAF_TTL.total_seconds())} and "
-                         f"{int(maximum.total_seconds())}", code="bad_ttl")
+        raise BadRequest(
+            f"ttl_seconds must be between {int(MIN_LEAF_TTL.total_seconds())} and {int(maximum.total_seconds())}",
+            code="bad_ttl",
+        )
     return asked
 
 
 def authorize_admin(store: Store, token: str | None, actor: str = "admin") -> AdminGrant:
     expected = store.meta("admin_token_sha256")
     if token is None:
-        raise Unauthorized("missing admin credential (Authorization: Bearer <admin token>)",
-                           code="missing_credential")
+        raise Unauthorized("missing admin credential (Authorization: Bearer <admin token>)", code="missing_credential")
     if not expected or not tokens.same_hash(tokens.token_hash(token), expected):
         raise Unauthorized("admin credential is not valid", code="invalid_credential")
     return AdminGrant(actor)
@@ -90,21 +91,26 @@ def authorize_registration(service: str, existing: Identity | None, *, reenable:
     if service in RESERVED_SERVICE_NAMES:
         raise BadRequest(f"service name {service!r} is reserved for the RA itself", code="reserved_service_name")
     if existing is not None and existing.revoked and not reenable:
-        raise Forbidden(f"service {service!r} was revoked at {_when(existing.revoked_at)}; re-enable it explicitly "
-                        f"with 'ztca register --reenable {service}'", code="revoked_identity")
+        raise Forbidden(
+            f"service {service!r} was revoked at {_when(existing.revoked_at)}; re-enable it explicitly "
+            f"with 'ztca register --reenable {service}'",
+            code="revoked_identity",
+        )
 
 
 def authorize_csr_identity(csr: x509.CertificateSigningRequest, spiffe_id: str) -> None:
     """Accept only a CSR whose one and only SAN is the URI `spiffe_id`."""
     names = requested_uris(csr)
     if not names:
-        raise BadRequest(f"csr has no subjectAltName; it must name {spiffe_id} as its only URI SAN",
-                         code="missing_san")
-    asked = [n.value if isinstance(n, x509.UniformResourceIdentifier) else f"{type(n).__name__}:{n.value}"
-             for n in names]
+        raise BadRequest(f"csr has no subjectAltName; it must name {spiffe_id} as its only URI SAN", code="missing_san")
+    asked = [
+        n.value if isinstance(n, x509.UniformResourceIdentifier) else f"{type(n).__name__}:{n.value}" for n in names
+    ]
     if len(names) != 1 or not isinstance(names[0], x509.UniformResourceIdentifier) or names[0].value != spiffe_id:
-        raise Forbidden(f"csr asks for {', '.join(map(str, asked))}; this credential allows only {spiffe_id}",
-                        code="identity_mismatch")
+        raise Forbidden(
+            f"csr asks for {', '.join(map(str, asked))}; this credential allows only {spiffe_id}",
+            code="identity_mismatch",
+        )
 
 
 def _when(ts: float | None) -> str:
@@ -113,12 +119,22 @@ def _when(ts: float | None) -> str:
 
 def _require_active(ident: Identity) -> None:
     if ident.revoked:
-        raise Unauthorized(f"service {ident.name!r} ({ident.spiffe_id}) was revoked at {_when(ident.revoked_at)}; "
-                           "an operator must re-enable it and issue a new bootstrap token", code="revoked_identity")
+        raise Unauthorized(
+            f"service {ident.name!r} ({ident.spiffe_id}) was revoked at {_when(ident.revoked_at)}; "
+            "an operator must re-enable it and issue a new bootstrap token",
+            code="revoked_identity",
+        )
 
 
-def authorize_token(store: Store, conn: sqlite3.Connection, token_hash: str, csr: x509.CertificateSigningRequest,
-                    spki: str, now: dt.datetime, lifetime: dt.timedelta) -> Grant:
+def authorize_token(
+    store: Store,
+    conn: sqlite3.Connection,
+    token_hash: str,
+    csr: x509.CertificateSigningRequest,
+    spki: str,
+    now: dt.datetime,
+    lifetime: dt.timedelta,
+) -> Grant:
     """A bootstrap token buys one certificate for its identity, once, before it expires.
 
     A retry with the same token and the same CSR key (the first answer was lost) is granted
@@ -161,8 +177,12 @@ def authorize_proof_chain(authority: Authority, chain: PresentedChain, now: dt.d
     if _issued_by(leaf, authority.certificate):
         return leaf
     for inter in chain.intermediates:
-        if (inter.not_valid_before_utc <= now < inter.not_valid_after_utc and _is_ca(inter)
-                and any(_issued_by(inter, root) for root in authority.roots) and _issued_by(leaf, inter)):
+        if (
+            inter.not_valid_before_utc <= now < inter.not_valid_after_utc
+            and _is_ca(inter)
+            and any(_issued_by(inter, root) for root in authority.roots)
+            and _issued_by(leaf, inter)
+        ):
             return leaf
     raise Unauthorized("certificate in the proof was not issued by this CA", code="unknown_certificate")
 
@@ -182,8 +202,15 @@ def _is_ca(cert: x509.Certificate) -> bool:
         return False
 
 
-def authorize_renewal(store: Store, conn: sqlite3.Connection, leaf: x509.Certificate, claims: dict[str, Any],
-                      csr: x509.CertificateSigningRequest, now: dt.datetime, lifetime: dt.timedelta) -> Grant:
+def authorize_renewal(
+    store: Store,
+    conn: sqlite3.Connection,
+    leaf: x509.Certificate,
+    claims: dict[str, Any],
+    csr: x509.CertificateSigningRequest,
+    now: dt.datetime,
+    lifetime: dt.timedelta,
+) -> Grant:
     """A renewal proof made with a current certificate's key buys its successor.
 
     The certificate must be on record (byte-for-byte), unrevoked and unexpired; its identity
@@ -199,30 +226,40 @@ def authorize_renewal(store: Store, conn: sqlite3.Connection, leaf: x509.Certifi
         raise Unauthorized(f"certificate {serial} does not belong to a registered service", code="unknown_certificate")
     _require_active(ident)
     if rec.revoked:
-        raise Unauthorized(f"certificate {serial} is revoked; bootstrap again with a new token",
-                           code="revoked_certificate")
+        raise Unauthorized(
+            f"certificate {serial} is revoked; bootstrap again with a new token", code="revoked_certificate"
+        )
     compromised = Store.compromised_ancestor(conn, serial)
     if compromised is not None:
-        raise Unauthorized(f"certificate {serial} was renewed from {compromised}, revoked for key compromise; "
-                           "bootstrap again with a new token", code="revoked_certificate")
+        raise Unauthorized(
+            f"certificate {serial} was renewed from {compromised}, revoked for key compromise; "
+            "bootstrap again with a new token",
+            code="revoked_certificate",
+        )
     if now.timestamp() >= rec.not_after:
-        raise Unauthorized(f"certificate {serial} has expired; bootstrap again with a new token",
-                           code="expired_certificate")
+        raise Unauthorized(
+            f"certificate {serial} has expired; bootstrap again with a new token", code="expired_certificate"
+        )
     if claims.get("sub") != rec.spiffe_id:
         raise Unauthorized("renewal proof subject does not match the certificate", code="bad_proof")
     authorize_csr_identity(csr, rec.spiffe_id)
     return Grant(ident, lifetime, "renew", renews=serial)
 
 
-def authorize_admin_issue(store: Store, conn: sqlite3.Connection, service: str,
-                          csr: x509.CertificateSigningRequest, lifetime: dt.timedelta) -> Grant:
+def authorize_admin_issue(
+    store: Store, conn: sqlite3.Connection, service: str, csr: x509.CertificateSigningRequest, lifetime: dt.timedelta
+) -> Grant:
     """The admin path (`ztca issue`): a registered, unrevoked service only."""
     ident = store.identity(service, conn)
     if ident is None:
-        raise NotFound(f"service {service!r} is not registered; run 'ztca register {service}' first",
-                       code="unknown_service")
+        raise NotFound(
+            f"service {service!r} is not registered; run 'ztca register {service}' first", code="unknown_service"
+        )
     if ident.revoked:
-        raise Forbidden(f"service {service!r} was revoked at {_when(ident.revoked_at)}; re-enable it with "
-                        f"'ztca register --reenable {service}' first", code="revoked_identity")
+        raise Forbidden(
+            f"service {service!r} was revoked at {_when(ident.revoked_at)}; re-enable it with "
+            f"'ztca register --reenable {service}' first",
+            code="revoked_identity",
+        )
     authorize_csr_identity(csr, ident.spiffe_id)
     return Grant(ident, lifetime, "admin")

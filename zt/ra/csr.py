@@ -52,6 +52,7 @@ def requested_uris(csr: x509.CertificateSigningRequest) -> list[x509.GeneralName
 
 
 def spki_sha256(csr_or_cert: x509.CertificateSigningRequest | x509.Certificate) -> str:
-    der = csr_or_cert.public_key().public_bytes(serialization.Encoding.DER,
-                                                serialization.PublicFormat.SubjectPublicKeyInfo)
+    der = csr_or_cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return hashlib.sha256(der).hexdigest()

@@ -40,8 +40,16 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestRejected)
     async def rejected(request: Request, exc: RequestRejected) -> JSONResponse:
         metrics.REJECTED.labels(endpoint_of(request), exc.code).inc()
-        log_event(log, "rejected", logging.INFO, endpoint=endpoint_of(request), status=exc.status,
-                  error=exc.code, reason=exc.reason, client=request.client.host if request.client else None)
+        log_event(
+            log,
+            "rejected",
+            logging.INFO,
+            endpoint=endpoint_of(request),
+            status=exc.status,
+            error=exc.code,
+            reason=exc.reason,
+            client=request.client.host if request.client else None,
+        )
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return JSONResponse(error_body(exc.code, exc.reason), status_code=exc.status, headers=headers)
 
@@ -79,14 +87,16 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StoreError)
     async def store_error(request: Request, exc: StoreError) -> JSONResponse:
         log_event(log, "store_error", logging.ERROR, reason=str(exc))
-        return JSONResponse(error_body("unavailable", "the RA cannot reach its store; retry later"),
-                            status_code=503, headers={"Retry-After": "1"})
+        return JSONResponse(
+            error_body("unavailable", "the RA cannot reach its store; retry later"),
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error", extra={"event": "internal_error", "fields": {}})
-        return JSONResponse(error_body("internal", "internal error; the RA log has the details"),
-                            status_code=500)
+        return JSONResponse(error_body("internal", "internal error; the RA log has the details"), status_code=500)
 
 
 def _ca_unavailable(request: Request, exc: CaError) -> JSONResponse:
@@ -155,7 +165,15 @@ class BodyLimit:
         else:
             status, body = 413, error_body("payload_too_large", f"request body is larger than {self.limit} bytes")
         data = json.dumps(body).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
-                                (b"connection", b"close")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(data)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": data})

@@ -24,25 +24,54 @@ log = logging.getLogger("zt.ra")
 
 
 def build_parser() -> options.LayeredParser:
-    p = options.LayeredParser(prog="zt-ra", description="zt registration authority: issues SPIFFE X509-SVIDs "
-                                "over HTTPS to workloads holding a bootstrap token or a current certificate.")
+    p = options.LayeredParser(
+        prog="zt-ra",
+        description="zt registration authority: issues SPIFFE X509-SVIDs "
+        "over HTTPS to workloads holding a bootstrap token or a current certificate.",
+    )
     p.add_argument("--ca-dir", type=Path, default=Path("ca"), help="CA directory made by 'ztca init' (default: ca)")
-    p.add_argument("--listen", type=host_port, default=("127.0.0.1", 8443), metavar="HOST:PORT",
-                   help="HTTPS listen address (default: 127.0.0.1:8443)")
+    p.add_argument(
+        "--listen",
+        type=host_port,
+        default=("127.0.0.1", 8443),
+        metavar="HOST:PORT",
+        help="HTTPS listen address (default: 127.0.0.1:8443)",
+    )
     p.add_argument("--workers", type=int, default=1, help="worker processes sharing the store (default: 1)")
-    p.add_argument("--leaf-ttl", type=parse_duration, default=parse_duration("1h"),
-                   help="default and maximum leaf lifetime, e.g. 1h, 5m; 30s to 366d (default: 1h)")
+    p.add_argument(
+        "--leaf-ttl",
+        type=parse_duration,
+        default=parse_duration("1h"),
+        help="default and maximum leaf lifetime, e.g. 1h, 5m; 30s to 366d (default: 1h)",
+    )
     p.add_argument("--crl-url", help="CRL distribution point put in leaves (default: the one given to ztca init)")
-    p.add_argument("--crl-check-interval", type=float, default=10.0,
-                   help="seconds between checks whether the CRL must be re-issued (default: 10)")
-    p.add_argument("--server-name", action="append", default=None, metavar="NAME",
-                   help="DNS name (FQDN) or IP for the RA's TLS certificate; repeatable (default: 127.0.0.1)")
-    p.add_argument("--server-cert-ttl", type=parse_duration, default=parse_duration("7d"),
-                   help="lifetime of the RA's own TLS certificate, re-issued at every start (default: 7d)")
+    p.add_argument(
+        "--crl-check-interval",
+        type=float,
+        default=10.0,
+        help="seconds between checks whether the CRL must be re-issued (default: 10)",
+    )
+    p.add_argument(
+        "--server-name",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="DNS name (FQDN) or IP for the RA's TLS certificate; repeatable (default: 127.0.0.1)",
+    )
+    p.add_argument(
+        "--server-cert-ttl",
+        type=parse_duration,
+        default=parse_duration("7d"),
+        help="lifetime of the RA's own TLS certificate, re-issued at every start (default: 7d)",
+    )
     p.add_argument("--max-body", type=int, default=64 * 1024, help="largest request body in bytes (default: 65536)")
     add_edge_arguments(p)
-    p.add_argument("--durability", choices=["full", "normal"], default="full",
-                   help="store fsync level: full survives power loss, normal survives a process kill (default: full)")
+    p.add_argument(
+        "--durability",
+        choices=["full", "normal"],
+        default="full",
+        help="store fsync level: full survives power loss, normal survives a process kill (default: full)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 
@@ -56,10 +85,20 @@ def settings_from(args: argparse.Namespace) -> RaSettings:
     if host not in ("0.0.0.0", "::", "") and host not in names:
         names += (host,)
     return RaSettings(
-        ca_dir=args.ca_dir.resolve(), host=host, port=port, workers=max(1, args.workers), leaf_ttl=args.leaf_ttl,
-        crl_url=args.crl_url, crl_check_interval=args.crl_check_interval, server_names=names,
-        server_cert_ttl=args.server_cert_ttl, max_body=args.max_body, header_timeout=limits.header_timeout,
-        max_connections=limits.max_connections, durable=args.durability == "full", log_level=args.log_level,
+        ca_dir=args.ca_dir.resolve(),
+        host=host,
+        port=port,
+        workers=max(1, args.workers),
+        leaf_ttl=args.leaf_ttl,
+        crl_url=args.crl_url,
+        crl_check_interval=args.crl_check_interval,
+        server_names=names,
+        server_cert_ttl=args.server_cert_ttl,
+        max_body=args.max_body,
+        header_timeout=limits.header_timeout,
+        max_connections=limits.max_connections,
+        durable=args.durability == "full",
+        log_level=args.log_level,
     )
 
 
@@ -84,9 +123,18 @@ def serve(settings: RaSettings, cert: Path, key: Path) -> None:
     from uvicorn.supervisors import Multiprocess
 
     config = EdgeConfig(
-        "zt.ra.asgi:app_from_env", settings.edge_limits, factory=True, host=settings.host, port=settings.port,
-        workers=settings.workers, ssl_certfile=str(cert), ssl_keyfile=str(key), log_config=None,
-        access_log=False, timeout_graceful_shutdown=5, server_header=False,
+        "zt.ra.asgi:app_from_env",
+        settings.edge_limits,
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        ssl_certfile=str(cert),
+        ssl_keyfile=str(key),
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        server_header=False,
     )
     if settings.workers == 1:
         uvicorn.Server(config).run()
@@ -112,10 +160,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         ra = build_ra(settings, SystemClock())
         files = issue_server_certificate(ra, settings.server_names, settings.server_cert_ttl)
         ra.store.close()
-        log_event(log, "start", listen=f"{settings.host}:{settings.port}", workers=settings.workers,
-                  trust_domain=ra.authority.trust_domain, server_serial=files.serial,
-                  server_names=list(settings.server_names), leaf_ttl_seconds=settings.leaf_ttl.total_seconds(),
-                  header_timeout_seconds=settings.header_timeout, max_connections=settings.max_connections)
+        log_event(
+            log,
+            "start",
+            listen=f"{settings.host}:{settings.port}",
+            workers=settings.workers,
+            trust_domain=ra.authority.trust_domain,
+            server_serial=files.serial,
+            server_names=list(settings.server_names),
+            leaf_ttl_seconds=settings.leaf_ttl.total_seconds(),
+            header_timeout_seconds=settings.header_timeout,
+            max_connections=settings.max_connections,
+        )
         serve(settings, files.cert, files.key)
     except ZtError as e:
         log_event(log, "start_failed", logging.ERROR, reason=str(e))

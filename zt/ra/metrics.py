@@ -12,7 +12,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 
 REQUESTS = Counter("zt_ra_requests_total", "RA HTTP requests", ["endpoint", "code"])
 LATENCY = Histogram(
-    "zt_ra_request_duration_seconds", "RA request latency", ["endpoint"],
+    "zt_ra_request_duration_seconds",
+    "RA request latency",
+    ["endpoint"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 ISSUED = Counter("zt_ra_certificates_issued_total", "certificates issued", ["via"])

@@ -54,8 +54,12 @@ def crl_state(store: Store, conn: sqlite3.Connection | None = None) -> CrlState:
         raw = store.meta(key, conn)
         return int(float(raw)) if raw else 0
 
-    return CrlState(number=num("crl_number"), next_update=float(store.meta("crl_next_update", conn) or 0),
-                    covered_revision=num("crl_revision"), revision=num("revocation_revision"))
+    return CrlState(
+        number=num("crl_number"),
+        next_update=float(store.meta("crl_next_update", conn) or 0),
+        covered_revision=num("crl_revision"),
+        revision=num("revocation_revision"),
+    )
 
 
 def is_crl_due(state: CrlState, now: float, validity: dt.timedelta) -> bool:
@@ -65,15 +69,17 @@ def is_crl_due(state: CrlState, now: float, validity: dt.timedelta) -> bool:
     return state.next_update - now <= validity.total_seconds() / 2
 
 
-def _publish_locked(conn: sqlite3.Connection, store: Store, authority: Authority, paths: CaPaths,
-                    now: dt.datetime) -> PublishedCrl:
+def _publish_locked(
+    conn: sqlite3.Connection, store: Store, authority: Authority, paths: CaPaths, now: dt.datetime
+) -> PublishedCrl:
     state = crl_state(store, conn)
     validity = crl_validity(store, conn)
     number = state.number + 1
     revoked = Store.revoked_unexpired(conn, now.timestamp())
-    entries = [RevokedEntry(int(r.serial, 16),
-                            dt.datetime.fromtimestamp(r.revoked_at or 0, dt.UTC),
-                            r.revocation_reason) for r in revoked]
+    entries = [
+        RevokedEntry(int(r.serial, 16), dt.datetime.fromtimestamp(r.revoked_at or 0, dt.UTC), r.revocation_reason)
+        for r in revoked
+    ]
     this_update = now - dt.timedelta(seconds=30)
     next_update = now + validity
     crl = sign_crl(authority, entries, number, this_update, next_update)
@@ -107,8 +113,9 @@ def _bump_revision(conn: sqlite3.Connection, store: Store) -> None:
     Store.set_meta(conn, "revocation_revision", str(rev))
 
 
-def _revoke_locked(conn: sqlite3.Connection, serials: list[str], now: dt.datetime, reason: str | None,
-                   actor: str) -> list[str]:
+def _revoke_locked(
+    conn: sqlite3.Connection, serials: list[str], now: dt.datetime, reason: str | None, actor: str
+) -> list[str]:
     """Revoke under the caller's lock; a key-compromise revocation also revokes every certificate
     renewed from the compromised key (whoever held it could have asked for those)."""
     done: list[str] = []
@@ -125,8 +132,14 @@ def _revoke_locked(conn: sqlite3.Connection, serials: list[str], now: dt.datetim
 
 
 def revoke_and_publish(
-    store: Store, authority: Authority, paths: CaPaths, now: dt.datetime, *, serials: list[str],
-    reason: str | None, actor: str,
+    store: Store,
+    authority: Authority,
+    paths: CaPaths,
+    now: dt.datetime,
+    *,
+    serials: list[str],
+    reason: str | None,
+    actor: str,
 ) -> tuple[list[str], PublishedCrl]:
     """Revoke the given serials (unknown or already revoked ones are skipped) and publish."""
     with store.write() as conn:
@@ -138,8 +151,14 @@ def revoke_and_publish(
 
 
 def revoke_identity_and_publish(
-    store: Store, authority: Authority, paths: CaPaths, now: dt.datetime, *, service: str,
-    reason: str | None, actor: str,
+    store: Store,
+    authority: Authority,
+    paths: CaPaths,
+    now: dt.datetime,
+    *,
+    service: str,
+    reason: str | None,
+    actor: str,
 ) -> tuple[list[str], PublishedCrl]:
     """Revoke a whole service in one transaction under the write lock.
 
@@ -157,8 +176,15 @@ def revoke_identity_and_publish(
         serials = Store.unexpired_serials(conn, service, ident.spiffe_id, now.timestamp())
         done = _revoke_locked(conn, serials, now, reason, actor)
         voided = Store.void_tokens(conn, service, now.timestamp())
-        Store.audit(conn, now.timestamp(), actor, "revoke-identity", ident.spiffe_id, "ok",
-                    f"{reason or 'no reason'}; {len(done)} certificate(s), {voided} token(s) voided")
+        Store.audit(
+            conn,
+            now.timestamp(),
+            actor,
+            "revoke-identity",
+            ident.spiffe_id,
+            "ok",
+            f"{reason or 'no reason'}; {len(done)} certificate(s), {voided} token(s) voided",
+        )
         _bump_revision(conn, store)
         published = _publish_locked(conn, store, authority, paths, now)
     return done, published

@@ -48,9 +48,15 @@ def issue_server_certificate(ra: RegistrationAuthority, names: tuple[str, ...], 
     sid = SpiffeId(ra.authority.trust_domain, "/zt/ra")
     cert = ra.authority.sign_leaf(key.public_key(), sid, ttl, now, ra.crl_url, dns_names=dns, ip_addresses=ips)
     rec = CertRecord(
-        serial=serial_hex(cert), identity=RA_IDENTITY, spiffe_id=str(sid),
-        not_before=cert.not_valid_before_utc.timestamp(), not_after=cert.not_valid_after_utc.timestamp(),
-        issued_at=now.timestamp(), via="server", spki_sha256=spki_sha256(cert), pem=pem(cert).decode(),
+        serial=serial_hex(cert),
+        identity=RA_IDENTITY,
+        spiffe_id=str(sid),
+        not_before=cert.not_valid_before_utc.timestamp(),
+        not_after=cert.not_valid_after_utc.timestamp(),
+        issued_at=now.timestamp(),
+        via="server",
+        spki_sha256=spki_sha256(cert),
+        pem=pem(cert).decode(),
     )
     with ra.store.write() as c:
         Store.add_certificate(c, rec)

@@ -44,8 +44,15 @@ from zt.spiffe import parse_spiffe_id, validate_service_name, workload_id
 
 log = logging.getLogger("zt.ra")
 
-__all__ = ["DEFAULT_LEAF_TTL", "DEFAULT_TOKEN_TTL", "MIN_LEAF_TTL", "Issued", "Registered",
-           "RegistrationAuthority", "normalise_serial"]
+__all__ = [
+    "DEFAULT_LEAF_TTL",
+    "DEFAULT_TOKEN_TTL",
+    "MIN_LEAF_TTL",
+    "Issued",
+    "Registered",
+    "RegistrationAuthority",
+    "normalise_serial",
+]
 
 DEFAULT_LEAF_TTL = dt.timedelta(hours=1)
 DEFAULT_TOKEN_TTL = dt.timedelta(hours=1)
@@ -71,8 +78,16 @@ def hash_admin_token(token: str) -> str:
 
 
 class RegistrationAuthority:
-    def __init__(self, store: Store, authority: Authority, paths: CaPaths, clock: Clock, *,
-                 leaf_ttl: dt.timedelta = DEFAULT_LEAF_TTL, crl_url: str | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        authority: Authority,
+        paths: CaPaths,
+        clock: Clock,
+        *,
+        leaf_ttl: dt.timedelta = DEFAULT_LEAF_TTL,
+        crl_url: str | None = None,
+    ) -> None:
         if leaf_ttl < MIN_LEAF_TTL:
             raise BadRequest(f"leaf lifetime must be at least {int(MIN_LEAF_TTL.total_seconds())}s")
         self.store = store
@@ -87,8 +102,9 @@ class RegistrationAuthority:
 
     # -- register ------------------------------------------------------------------------------
 
-    def register(self, service: str, token_ttl: dt.timedelta = DEFAULT_TOKEN_TTL, actor: str = "admin", *,
-                 reenable: bool = False) -> Registered:
+    def register(
+        self, service: str, token_ttl: dt.timedelta = DEFAULT_TOKEN_TTL, actor: str = "admin", *, reenable: bool = False
+    ) -> Registered:
         """Create (or keep) the service's identity and mint a one-time bootstrap token.
 
         A revoked identity stays revoked unless `reenable` is given (`ztca register --reenable`):
@@ -109,8 +125,15 @@ class RegistrationAuthority:
             authorize_registration(service, existing, reenable=reenable)
             if existing is not None and existing.revoked:
                 Store.reenable_identity(c, service)
-                Store.audit(c, now.timestamp(), actor, "reenable", sid, "ok",
-                            f"revoked at {existing.revoked_at} ({existing.revocation_reason})")
+                Store.audit(
+                    c,
+                    now.timestamp(),
+                    actor,
+                    "reenable",
+                    sid,
+                    "ok",
+                    f"revoked at {existing.revoked_at} ({existing.revocation_reason})",
+                )
             ident = Store.ensure_identity(c, service, sid, now.timestamp())
             Store.add_token(c, tokens.token_hash(token), service, now.timestamp(), expires.timestamp())
             Store.audit(c, now.timestamp(), actor, "register", sid, "ok", f"token expires {rfc3339(expires)}")
@@ -123,12 +146,23 @@ class RegistrationAuthority:
         ident = grant.identity
         # A CaError (an expired intermediate, unreadable CA files) propagates as itself: the
         # HTTP boundary answers 503 ca_unavailable, not "cannot reach its store".
-        cert = self.authority.sign_leaf(csr.public_key(), parse_spiffe_id(ident.spiffe_id),  # type: ignore[arg-type]
-                                        grant.lifetime, now, self.crl_url)
+        cert = self.authority.sign_leaf(
+            csr.public_key(),
+            parse_spiffe_id(ident.spiffe_id),  # type: ignore[arg-type]
+            grant.lifetime,
+            now,
+            self.crl_url,
+        )
         return CertRecord(
-            serial=serial_hex(cert), identity=ident.name, spiffe_id=ident.spiffe_id,
-            not_before=cert.not_valid_before_utc.timestamp(), not_after=cert.not_valid_after_utc.timestamp(),
-            issued_at=now.timestamp(), via=grant.via, spki_sha256=spki_sha256(cert), pem=pem(cert).decode(),
+            serial=serial_hex(cert),
+            identity=ident.name,
+            spiffe_id=ident.spiffe_id,
+            not_before=cert.not_valid_before_utc.timestamp(),
+            not_after=cert.not_valid_after_utc.timestamp(),
+            issued_at=now.timestamp(),
+            via=grant.via,
+            spki_sha256=spki_sha256(cert),
+            pem=pem(cert).decode(),
             renews=grant.renews,
         )
 
@@ -158,8 +192,14 @@ class RegistrationAuthority:
             Store.add_certificate(c, rec)
             Store.mark_token_used(c, th, now.timestamp(), rec.serial, spki)
             Store.audit(c, now.timestamp(), rec.spiffe_id, "issue", rec.serial, "ok", "via bootstrap token")
-        log_event(log, "issued", spiffe_id=rec.spiffe_id, serial=rec.serial, via="token",
-                  not_after=rfc3339(dt.datetime.fromtimestamp(rec.not_after, dt.UTC)))
+        log_event(
+            log,
+            "issued",
+            spiffe_id=rec.spiffe_id,
+            serial=rec.serial,
+            via="token",
+            not_after=rfc3339(dt.datetime.fromtimestamp(rec.not_after, dt.UTC)),
+        )
         return self._issued(rec)
 
     # -- renew ---------------------------------------------------------------------------------
@@ -182,17 +222,25 @@ class RegistrationAuthority:
         with self.store.write() as c:
             authorize_renewal(self.store, c, leaf, claims, csr, now, lifetime)
             if not Store.use_nonce(c, str(claims["jti"]), float(str(claims["exp"])) + 60, now.timestamp()):
-                    raise Unauthorized("renewal proof was already used", code="replayed_proof")
+                raise Unauthorized("renewal proof was already used", code="replayed_proof")
             Store.add_certificate(c, new)
             Store.audit(c, now.timestamp(), new.spiffe_id, "renew", new.serial, "ok", f"replaces {grant.renews}")
-        log_event(log, "issued", spiffe_id=new.spiffe_id, serial=new.serial, via="renew", replaces=grant.renews,
-                  not_after=rfc3339(dt.datetime.fromtimestamp(new.not_after, dt.UTC)))
+        log_event(
+            log,
+            "issued",
+            spiffe_id=new.spiffe_id,
+            serial=new.serial,
+            via="renew",
+            replaces=grant.renews,
+            not_after=rfc3339(dt.datetime.fromtimestamp(new.not_after, dt.UTC)),
+        )
         return self._issued(new)
 
     # -- admin issue (break-glass), revoke -----------------------------------------------------
 
-    def issue_direct(self, service: str, csr: x509.CertificateSigningRequest, ttl_seconds: int | None,
-                     actor: str = "admin") -> Issued:
+    def issue_direct(
+        self, service: str, csr: x509.CertificateSigningRequest, ttl_seconds: int | None, actor: str = "admin"
+    ) -> Issued:
         """The admin path: no token, for a registered, unrevoked service (ztca issue).
 
         Signed outside the write lock like the HTTP paths, and authorised again under it.
@@ -208,8 +256,9 @@ class RegistrationAuthority:
         log_event(log, "issued", spiffe_id=rec.spiffe_id, serial=rec.serial, via="admin")
         return self._issued(rec)
 
-    def revoke(self, *, serial: str | None = None, service: str | None = None, reason: str | None = None,
-               actor: str = "admin") -> tuple[list[str], PublishedCrl]:
+    def revoke(
+        self, *, serial: str | None = None, service: str | None = None, reason: str | None = None, actor: str = "admin"
+    ) -> tuple[list[str], PublishedCrl]:
         """Revoke one certificate (and, for key compromise, everything renewed from it), or a
         whole service (zt.ra.revocation.revoke_identity_and_publish); publish a CRL either way."""
         now = self.clock.now()
@@ -219,12 +268,14 @@ class RegistrationAuthority:
             s = normalise_serial(serial)
             if self.store.certificate(s) is None:
                 raise NotFound(f"no certificate with serial {s}", code="unknown_serial")
-            done, published = revoke_and_publish(self.store, self.authority, self.paths, now, serials=[s],
-                                                 reason=reason, actor=actor)
+            done, published = revoke_and_publish(
+                self.store, self.authority, self.paths, now, serials=[s], reason=reason, actor=actor
+            )
         else:
             assert service is not None
-            done, published = revoke_identity_and_publish(self.store, self.authority, self.paths, now,
-                                                          service=service, reason=reason, actor=actor)
+            done, published = revoke_identity_and_publish(
+                self.store, self.authority, self.paths, now, service=service, reason=reason, actor=actor
+            )
         log_event(log, "revoked", serials=done, service=service, reason=reason, crl_number=published.number)
         return done, published
 

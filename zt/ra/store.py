@@ -238,8 +238,9 @@ class Store:
 
     @staticmethod
     def ensure_identity(conn: sqlite3.Connection, name: str, spiffe_id: str, now: float) -> Identity:
-        conn.execute("INSERT OR IGNORE INTO identities (name, spiffe_id, created_at) VALUES (?, ?, ?)",
-                     (name, spiffe_id, now))
+        conn.execute(
+            "INSERT OR IGNORE INTO identities (name, spiffe_id, created_at) VALUES (?, ?, ?)", (name, spiffe_id, now)
+        )
         row = conn.execute("SELECT * FROM identities WHERE name=?", (name,)).fetchone()
         return Identity(**dict(row))
 
@@ -254,8 +255,10 @@ class Store:
     @staticmethod
     def revoke_identity(conn: sqlite3.Connection, name: str, now: float, reason: str | None) -> None:
         """Mark the identity revoked from `now` on; an earlier revocation's time and reason stay."""
-        conn.execute("UPDATE identities SET revoked_at=?, revocation_reason=? WHERE name=? AND revoked_at IS NULL",
-                     (now, reason, name))
+        conn.execute(
+            "UPDATE identities SET revoked_at=?, revocation_reason=? WHERE name=? AND revoked_at IS NULL",
+            (now, reason, name),
+        )
 
     @staticmethod
     def reenable_identity(conn: sqlite3.Connection, name: str) -> None:
@@ -264,14 +267,18 @@ class Store:
     @staticmethod
     def void_tokens(conn: sqlite3.Connection, identity: str, now: float) -> int:
         """Expire the identity's unused bootstrap tokens at `now`; return how many."""
-        cur = conn.execute("UPDATE tokens SET expires_at=? WHERE identity=? AND used_at IS NULL AND expires_at > ?",
-                           (now, identity, now))
+        cur = conn.execute(
+            "UPDATE tokens SET expires_at=? WHERE identity=? AND used_at IS NULL AND expires_at > ?",
+            (now, identity, now),
+        )
         return cur.rowcount
 
     @staticmethod
     def add_token(conn: sqlite3.Connection, token_hash: str, identity: str, now: float, expires_at: float) -> None:
-        conn.execute("INSERT INTO tokens (hash, identity, created_at, expires_at) VALUES (?, ?, ?, ?)",
-                     (token_hash, identity, now, expires_at))
+        conn.execute(
+            "INSERT INTO tokens (hash, identity, created_at, expires_at) VALUES (?, ?, ?, ?)",
+            (token_hash, identity, now, expires_at),
+        )
 
     @staticmethod
     def token(conn: sqlite3.Connection, token_hash: str) -> TokenRow | None:
@@ -280,8 +287,10 @@ class Store:
 
     @staticmethod
     def mark_token_used(conn: sqlite3.Connection, token_hash: str, now: float, serial: str, spki: str) -> None:
-        conn.execute("UPDATE tokens SET used_at=?, used_serial=?, used_spki=? WHERE hash=? AND used_at IS NULL",
-                     (now, serial, spki, token_hash))
+        conn.execute(
+            "UPDATE tokens SET used_at=?, used_serial=?, used_spki=? WHERE hash=? AND used_at IS NULL",
+            (now, serial, spki, token_hash),
+        )
 
     # -- certificates --------------------------------------------------------------------------
 
@@ -291,8 +300,18 @@ class Store:
             conn.execute(
                 "INSERT INTO certificates (serial, identity, spiffe_id, not_before, not_after, issued_at, via,"
                 " spki_sha256, pem, renews) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (rec.serial, rec.identity, rec.spiffe_id, rec.not_before, rec.not_after, rec.issued_at, rec.via,
-                 rec.spki_sha256, rec.pem, rec.renews),
+                (
+                    rec.serial,
+                    rec.identity,
+                    rec.spiffe_id,
+                    rec.not_before,
+                    rec.not_after,
+                    rec.issued_at,
+                    rec.via,
+                    rec.spki_sha256,
+                    rec.pem,
+                    rec.renews,
+                ),
             )
         except sqlite3.IntegrityError as e:
             raise StoreError(f"serial {rec.serial} already recorded") from e
@@ -324,8 +343,7 @@ class Store:
         """The identity's live certificates. Matching the SPIFFE ID too keeps records that share
         the name but are not the service's (the RA's own, `zt/ra`) out of reach."""
         rows = conn.execute(
-            "SELECT serial FROM certificates WHERE identity=? AND spiffe_id=? AND not_after > ?"
-            " AND revoked_at IS NULL",
+            "SELECT serial FROM certificates WHERE identity=? AND spiffe_id=? AND not_after > ? AND revoked_at IS NULL",
             (identity, spiffe_id, now),
         ).fetchall()
         return [r["serial"] for r in rows]
@@ -386,10 +404,19 @@ class Store:
     # -- audit ---------------------------------------------------------------------------------
 
     @staticmethod
-    def audit(conn: sqlite3.Connection, now: float, actor: str, action: str, subject: str | None,
-              outcome: str, detail: str | None = None) -> None:
-        conn.execute("INSERT INTO audit (ts, actor, action, subject, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)",
-                     (now, actor, action, subject, outcome, detail))
+    def audit(
+        conn: sqlite3.Connection,
+        now: float,
+        actor: str,
+        action: str,
+        subject: str | None,
+        outcome: str,
+        detail: str | None = None,
+    ) -> None:
+        conn.execute(
+            "INSERT INTO audit (ts, actor, action, subject, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)",
+            (now, actor, action, subject, outcome, detail),
+        )
 
     def audit_rows(self, limit: int = 1000) -> list[dict[str, object]]:
         rows = self.read().execute("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
