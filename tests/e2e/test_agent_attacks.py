@@ -82,9 +82,9 @@ def issuing_with(auth: Authority, bundle_pem: bytes) -> object:
     def respond(seen: Seen) -> Answer:
         csr = x509.load_pem_x509_csr(json.loads(seen.body)["csr"].encode())
         leaf = auth.sign_leaf(
-            csr.public_key(),
+            csr.public_key(),  # type: ignore[arg-type]
             workload_id("zt.lab", "a"),
-            dt.timedelta(hours=1),  # type: ignore[arg-type]
+            dt.timedelta(hours=1),
             dt.datetime.now(dt.UTC),
             None,
         )
@@ -185,9 +185,9 @@ def test_running_agent_keeps_its_identity_when_a_renewal_answer_does_not_verify(
         auth = good if seen.path == "/v1/issue" else other  # renewals come back from a foreign CA
         csr = x509.load_pem_x509_csr(json.loads(seen.body)["csr"].encode())
         leaf = auth.sign_leaf(
-            csr.public_key(),
+            csr.public_key(),  # type: ignore[arg-type]
             workload_id("zt.lab", "a"),
-            dt.timedelta(seconds=20),  # type: ignore[arg-type]
+            dt.timedelta(seconds=20),
             dt.datetime.now(dt.UTC),
             None,
         )

@@ -111,8 +111,8 @@ def test_csr_with_extra_san_is_forbidden(ra: RegistrationAuthority) -> None:
             x509.SubjectAlternativeName([x509.UniformResourceIdentifier(SID), x509.DNSName("evil.example")]),
             critical=False,
         )
-        .sign(key, signature_hash(key))
-    )  # type: ignore[arg-type]
+        .sign(key, signature_hash(key))  # type: ignore[arg-type]
+    )
     with pytest.raises(Forbidden):
         ra.issue(token, csr_pem(csr))
 

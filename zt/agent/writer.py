@@ -68,9 +68,9 @@ class CertDirWriter:
             ("keystore.pass", password.encode(), SECRET_MODE),
             (
                 "keystore.p12",
-                pkcs12.serialize_key_and_certificates(KEYSTORE_ALIAS, m.key, m.leaf, list(m.intermediates), enc),
+                pkcs12.serialize_key_and_certificates(KEYSTORE_ALIAS, m.key, m.leaf, list(m.intermediates), enc),  # type: ignore[arg-type]
                 SECRET_MODE,
-            ),  # type: ignore[arg-type]
+            ),
             (
                 "truststore.p12",
                 pkcs12.serialize_java_truststore(

@@ -103,9 +103,9 @@ def verify_renewal_proof(proof: str, leaf: x509.Certificate, csr_der: bytes, now
     try:
         claims: dict[str, Any] = jwt.decode(
             proof,
-            key=public_key,
+            key=public_key,  # type: ignore[arg-type]
             algorithms=[algorithm_for(public_key)],
-            audience=AUDIENCE,  # type: ignore[arg-type]
+            audience=AUDIENCE,
             # Time claims are checked below against our Clock, not PyJWT's wall clock.
             options={
                 "require": ["aud", "sub", "iat", "exp", "jti"],

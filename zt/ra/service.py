@@ -147,8 +147,8 @@ class RegistrationAuthority:
         # A CaError (an expired intermediate, unreadable CA files) propagates as itself: the
         # HTTP boundary answers 503 ca_unavailable, not "cannot reach its store".
         cert = self.authority.sign_leaf(
-            csr.public_key(),
-            parse_spiffe_id(ident.spiffe_id),  # type: ignore[arg-type]
+            csr.public_key(),  # type: ignore[arg-type]
+            parse_spiffe_id(ident.spiffe_id),
             grant.lifetime,
             now,
             self.crl_url,
