@@ -84,10 +84,10 @@ Result<std::shared_ptr<const TlsContexts>> build_contexts(std::shared_ptr<const 
   bool indexed = options.revocation == RevocationMode::Indexed;
   out->verifier = std::make_unique<PeerVerifier>(identity->id.trust_domain(), indexed ? crl : nullptr,
                                                  options.stale_mode, options.on_stale);
-  out->identity = identity;
-  out->crl = crl;
+  out->identity = std::move(identity);
+  out->crl = std::move(crl);
 
-  auto server = new_ctx(TLS_server_method(), *identity, "server context");
+  auto server = new_ctx(TLS_server_method(), *out->identity, "server context");
   if (!server) return fail(server.error());
   SSL_CTX* s = server.value().get();
   SSL_CTX_set_verify(s, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
@@ -96,7 +96,7 @@ Result<std::shared_ptr<const TlsContexts>> build_contexts(std::shared_ptr<const 
   SSL_CTX_set_options(s, SSL_OP_NO_TICKET);
   SSL_CTX_set_num_tickets(s, 0);
 
-  auto client = new_ctx(TLS_client_method(), *identity, "client context");
+  auto client = new_ctx(TLS_client_method(), *out->identity, "client context");
   if (!client) return fail(client.error());
   SSL_CTX* c = client.value().get();
   SSL_CTX_set_verify(c, SSL_VERIFY_PEER, nullptr);

@@ -157,7 +157,9 @@ TEST(SlowClients, test_hundred_slow_connections_leave_hello_answering) {
   for (int i = 0; i < 100; ++i) {
     int fd = test::tcp_connect(svc.port());
     ASSERT_GE(fd, 0) << "connection " << i;
-    if (i % 2 == 0) ASSERT_EQ(send(fd, half_hello, sizeof half_hello, MSG_NOSIGNAL), static_cast<ssize_t>(sizeof half_hello));
+    if (i % 2 == 0) {
+      ASSERT_EQ(send(fd, half_hello, sizeof half_hello, MSG_NOSIGNAL), static_cast<ssize_t>(sizeof half_hello));
+    }
     stalled.push_back(fd);
   }
   auto start = Clock::now();
