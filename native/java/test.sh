@@ -5,7 +5,7 @@
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-cd "$here"
+cd "$here" || exit
 mvn -B -ntp verify "$@"
 rc=$?
 mkdir -p "$repo/build/test-results/java"

@@ -34,8 +34,8 @@ struct HttpError {
 
 class RequestParser {
  public:
-  static constexpr size_t kMaxHead = 16 * 1024;
-  static constexpr size_t kMaxBody = 1024 * 1024;
+  static constexpr size_t kMaxHead = size_t{16} * 1024;
+  static constexpr size_t kMaxBody = size_t{1024} * 1024;
 
   enum class State { NeedMore, Complete, Failed };
 

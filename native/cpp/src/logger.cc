@@ -25,9 +25,12 @@ std::string rfc3339_millis_now() {
   std::tm tm{};
   gmtime_r(&secs, &tm);
   char buf[40];
-  size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(ms % 1000));
-  return buf;
+  std::string out(buf, std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm));
+  auto millis = static_cast<int>(ms % 1000);
+  out += '.';
+  for (int div : {100, 10, 1}) out += static_cast<char>('0' + millis / div % 10);
+  out += 'Z';
+  return out;
 }
 
 Logger::Logger(std::string service, Sink sink) : service_(std::move(service)), sink_(std::move(sink)) {}
@@ -48,8 +51,10 @@ void Logger::log(LogLevel level, std::string_view event, nlohmann::json fields) 
     sink_(text);
   } else {
     text.push_back('\n');
-    std::fwrite(text.data(), 1, text.size(), stderr);
-    std::fflush(stderr);
+    // A failed write to stderr has nowhere left to be reported, and a logger must never stop
+    // the service: the line is dropped, knowingly.
+    (void)std::fwrite(text.data(), 1, text.size(), stderr);
+    (void)std::fflush(stderr);
   }
 }
 

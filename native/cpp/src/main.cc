@@ -5,8 +5,10 @@
 #include "config.h"
 #include "service.h"
 
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <unistd.h>
@@ -51,6 +53,10 @@ int main(int argc, char** argv) {
     service.stop(sig == SIGTERM ? "SIGTERM" : "SIGINT");
     break;
   }
-  if (cfg.pid_file) std::remove(cfg.pid_file->c_str());
+  if (cfg.pid_file && std::remove(cfg.pid_file->c_str()) != 0 && errno != ENOENT) {
+    // The exit stays 0 (the stop itself succeeded), but a stale pid file is worth a line.
+    std::string reason = std::string("cannot remove the pid file: ") + std::strerror(errno);
+    service.logger().warn("pid_file", {{"path", *cfg.pid_file}, {"reason", reason}});
+  }
   return 0;
 }

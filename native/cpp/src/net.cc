@@ -104,7 +104,7 @@ bool wait_fd(int fd, short events, Deadline deadline) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now()).count();
     if (left <= 0) return false;
     pollfd p{fd, events, 0};
-    int rc = poll(&p, 1, static_cast<int>(std::min<long long>(left, 1000 * 60)));
+    int rc = poll(&p, 1, static_cast<int>(std::min<long long>(left, 60LL * 1000)));
     if (rc > 0) return true;  // readiness or an error condition: the next I/O call tells which
     if (rc < 0 && errno != EINTR) return true;
   }
@@ -124,6 +124,7 @@ int connect_tcp(const std::string& host, uint16_t port, Deadline deadline, Conne
   }
   int fd = -1;
   err.message = "no address for " + host;
+  const std::string where = "connect to " + host + ":" + port_s;
   for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
     fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
     if (fd < 0) continue;
@@ -133,18 +134,20 @@ int connect_tcp(const std::string& host, uint16_t port, Deadline deadline, Conne
     if (errno == EINPROGRESS) {
       if (!wait_fd(fd, POLLOUT, deadline)) {
         err.timeout = true;
-        err.message = "connect to " + host + ":" + port_s + " timed out";
+        err.message = where + " timed out";
         close(fd);
         fd = -1;
         break;
       }
       int soerr = 0;
       socklen_t len = sizeof soerr;
-      getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
+      if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0) soerr = errno;
       if (soerr == 0) break;
-      err.message = "connect to " + host + ":" + port_s + ": " + std::strerror(soerr);
+      err.message = where;
+      err.message.append(": ").append(std::strerror(soerr));
     } else {
-      err.message = "connect to " + host + ":" + port_s + ": " + std::strerror(errno);
+      err.message = where;
+      err.message.append(": ").append(std::strerror(errno));
     }
     close(fd);
     fd = -1;

@@ -10,7 +10,7 @@
 namespace zt {
 namespace {
 
-constexpr size_t kMaxResponse = 1024 * 1024;
+constexpr size_t kMaxResponse = size_t{1024} * 1024;
 
 struct ResponseReader {
   http_parser parser{};

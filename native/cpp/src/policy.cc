@@ -43,7 +43,7 @@ Result<std::shared_ptr<const Policy>> Policy::parse(std::string_view json_text) 
     std::string where = "rules[" + std::to_string(index++) + "]";
     if (!rule.is_object()) return fail(where + " must be an object");
     for (const auto& [key, value] : rule.items()) {
-      if (key != "caller" && key != "allow") return fail(where + ": unknown key \"" + key + "\"");
+      if (key != "caller" && key != "allow") return fail(where.append(": unknown key \"").append(key).append("\""));
     }
     if (!rule.contains("caller") || !rule["caller"].is_string() ||
         rule["caller"].get<std::string>().empty()) {

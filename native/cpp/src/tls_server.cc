@@ -18,7 +18,7 @@ namespace {
 constexpr uint64_t kListenTag = 1;
 constexpr uint64_t kWakeTag = 2;
 constexpr auto kSweepEvery = std::chrono::milliseconds(100);
-constexpr size_t kReadChunk = 16 * 1024;
+constexpr size_t kReadChunk = size_t{16} * 1024;
 constexpr auto kAcceptBackoff = std::chrono::milliseconds(100);
 // After refusing a handshake, how long to keep draining what the client still sends.
 constexpr int kLingerMs = 500;

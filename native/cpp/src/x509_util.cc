@@ -39,10 +39,10 @@ std::time_t asn1_time_to_unix(const ASN1_TIME* t) {
 
 std::string rfc3339(std::time_t t) {
   std::tm tm{};
-  gmtime_r(&t, &tm);
+  if (gmtime_r(&t, &tm) == nullptr) return "(time out of range)";
   char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
+  // 32 bytes hold any year gmtime_r accepts (at most 12 digits); strftime's count is the length.
+  return {buf, std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm)};
 }
 
 std::vector<std::string> uri_sans(const X509* cert) {

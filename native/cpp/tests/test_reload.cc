@@ -174,6 +174,83 @@ TEST(Reload, test_reload_policy_change_and_bad_policy) {
   EXPECT_NE(line["reason"].get<std::string>().find("policy"), std::string::npos);
 }
 
+// All or nothing (tracker issue 8): a new generation with a good certificate arrives together
+// with one bad piece. The reload must change nothing: the old certificate is still what a
+// real TLS client is shown, the old policy and CRL still apply, the outbound identity is
+// still the old one, and exactly one failed reload is counted.
+struct BadPiece {
+  std::string name;
+  std::string reason_fragment;  // what the failed reload's log line must name
+};
+
+class ReloadAllOrNothing : public ::testing::TestWithParam<BadPiece> {};
+
+TEST_P(ReloadAllOrNothing, test_reload_good_certificate_with_bad_piece_changes_nothing) {
+  const BadPiece& bad = GetParam();
+  ScratchIdentity scratch("service-a");
+  std::string crl = scratch.path("crl.pem");
+  std::string policy = scratch.path("policy.json");
+  test::write_file_atomic(crl, test::read_text(pki().crl("crl.pem")));
+  test::write_file_atomic(policy, R"({"version": 1, "rules": [{"caller": "*", "allow": ["*"]}]})");
+  Config cfg = test::test_config(scratch.dir());
+  cfg.crl = crl;
+  cfg.policy = policy;
+  ServiceUnderTest svc(cfg);
+  Config b = test::test_config(pki().id_dir("service-b"));
+  b.name = "service-b";
+  ServiceUnderTest target(b);
+  const std::string old_serial = pki().serial("service-a");
+  const double failures_before = svc.metric("mtls_reloads_total", {{"result", "failure"}});
+
+  const std::string new_serial = scratch.rotate();  // a good certificate, key and chain
+  ASSERT_NE(new_serial, old_serial);
+  if (bad.name == "bundle") {
+    // The new generation's bundle is another trust domain's root: our new chain does not
+    // verify against it, and it would trust strangers.
+    std::string gen = std::filesystem::canonical(scratch.dir() + "/current").string();
+    test::write_file_atomic(gen + "/bundle.pem", test::read_text(pki().root() + "/foreign/bundle.pem"));
+  } else if (bad.name == "policy") {
+    test::write_file_atomic(policy, R"({"version": 1, "rules": [{"caller": "*", "allow": ["*"], "deny": []}]})");
+  } else {
+    test::write_file_atomic(crl, test::read_text(pki().crl("crl-foreign.pem")));  // wrong signer
+  }
+
+  EXPECT_FALSE(svc.service().reload("signal"));
+
+  // The certificate a real TLS client is shown in the handshake, and the serial /hello reports.
+  std::string err;
+  auto conn = test::TestConnection::open(svc.port(), as(pki().id_dir("client")), &err);
+  ASSERT_TRUE(conn) << err;
+  EXPECT_EQ(conn->server_serial(), old_serial);
+  auto hello = conn->get("/hello");
+  EXPECT_EQ(hello.status, 200) << "the old allow-all policy no longer applies";
+  EXPECT_EQ(hello.json.value("serial", ""), old_serial);
+  // The old CRL still applies.
+  auto revoked = https_get(svc.port(), "/hello", as(pki().id_dir("revoked")));
+  EXPECT_FALSE(revoked.ok && revoked.status == 200) << "the old CRL no longer applies";
+  // The outbound stack still presents the old identity.
+  std::string q = "/call?target=https%3A%2F%2F127.0.0.1%3A" + std::to_string(target.port()) +
+                  "%2Fhello&expect=spiffe%3A%2F%2Fzt.lab%2Fsvc%2Fservice-b";
+  auto call = https_get(svc.port(), q, as(pki().id_dir("client")));
+  ASSERT_EQ(call.status, 200) << call.body;
+  EXPECT_EQ(call.json["response"]["caller_serial"], old_serial);
+
+  EXPECT_EQ(svc.metric("mtls_reloads_total", {{"result", "failure"}}), failures_before + 1);
+  EXPECT_EQ(svc.metric("mtls_reloads_total", {{"result", "success"}}), 0);
+  EXPECT_EQ(svc.metric("mtls_cert_info", {{"serial", old_serial}, {"spiffe_id", "spiffe://zt.lab/svc/service-a"}}), 1);
+  EXPECT_TRUE(std::isnan(svc.metric("mtls_cert_info", {{"serial", new_serial}, {"spiffe_id", "spiffe://zt.lab/svc/service-a"}})));
+  auto line = svc.logs().wait_for("reload", [](const nlohmann::json& j) { return j.value("result", "") == "failure"; });
+  ASSERT_FALSE(line.is_null());
+  EXPECT_EQ(line["old_serial"], old_serial);
+  EXPECT_EQ(line["new_serial"], old_serial);  // still serving the old one
+  EXPECT_NE(line["reason"].get<std::string>().find(bad.reason_fragment), std::string::npos) << line.dump();
+}
+
+INSTANTIATE_TEST_SUITE_P(BadPieces, ReloadAllOrNothing,
+                         ::testing::Values(BadPiece{"bundle", "bundle"}, BadPiece{"policy", "policy"},
+                                           BadPiece{"crl", "crl:"}),
+                         [](const ::testing::TestParamInfo<BadPiece>& p) { return p.param.name; });
+
 TEST(Reload, test_reload_by_poll_when_current_moves) {
   ScratchIdentity scratch("service-a");
   Config cfg = test::test_config(scratch.dir());

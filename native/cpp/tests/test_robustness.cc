@@ -143,6 +143,36 @@ TEST(SlowClients, test_slow_handshakes_do_not_block_other_clients) {
   for (int fd : stalled) close(fd);
 }
 
+TEST(SlowClients, test_hundred_slow_connections_leave_hello_answering) {
+  // Availability under a slowloris-style load (tracker issue 8, both services): 100 connections
+  // that never finish the handshake, half of them with half a ClientHello, half silent TCP,
+  // all still open (the handshake deadline is far off), and then a legitimate mTLS client
+  // asks for /hello. The bound is generous (shared CI machine); the time is recorded.
+  Config cfg = test::test_config(pki().id_dir("service-a"));
+  cfg.threads = 2;
+  cfg.handshake_timeout_ms = 60000;
+  ServiceUnderTest svc(cfg);
+  std::vector<int> stalled;
+  const unsigned char half_hello[] = {0x16, 0x03, 0x01, 0x01, 0x00, 0x01, 0x00, 0x00, 0xfc, 0x03, 0x03};
+  for (int i = 0; i < 100; ++i) {
+    int fd = test::tcp_connect(svc.port());
+    ASSERT_GE(fd, 0) << "connection " << i;
+    if (i % 2 == 0) {
+      ASSERT_EQ(send(fd, half_hello, sizeof half_hello, MSG_NOSIGNAL), static_cast<ssize_t>(sizeof half_hello));
+    }
+    stalled.push_back(fd);
+  }
+  auto start = Clock::now();
+  auto r = https_get(svc.port(), "/hello", as(pki().id_dir("client")));
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+  RecordProperty("hello_ms_with_100_stalled", static_cast<int>(ms));
+  EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_LT(ms, 5000) << "/hello took " << ms << " ms behind 100 stalled connections";
+  // They were all still pending: nothing was cut off to make room.
+  EXPECT_EQ(svc.metric("mtls_handshake_failures_total", {{"reason", "timeout"}}), 0);
+  for (int fd : stalled) close(fd);
+}
+
 TEST_F(RobustnessTest, test_random_bytes_on_tls_port_never_crash) {
   unsigned seed = 12345;
   for (int round = 0; round < 30; ++round) {

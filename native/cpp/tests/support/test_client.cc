@@ -82,6 +82,10 @@ std::unique_ptr<TestConnection> TestConnection::open(uint16_t port, const Client
   SSL_CTX* ctx = c->ctx_.get();
   SSL_CTX_set_min_proto_version(ctx, options.min_version);
   SSL_CTX_set_max_proto_version(ctx, options.max_version);
+  if (!options.tls12_ciphers.empty() && SSL_CTX_set_cipher_list(ctx, options.tls12_ciphers.c_str()) != 1) {
+    *error = "cannot set cipher list " + options.tls12_ciphers + ": " + ssl_errors();
+    return nullptr;
+  }
   std::string ca = options.ca_file.empty() ? pki().bundle() : options.ca_file;
   if (SSL_CTX_load_verify_locations(ctx, ca.c_str(), nullptr) != 1) {
     *error = "cannot load CA file " + ca;

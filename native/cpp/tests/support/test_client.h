@@ -21,6 +21,7 @@ struct ClientOptions {
   std::string ca_file;                      // default: the test PKI's bundle
   int min_version = TLS1_2_VERSION;
   int max_version = TLS1_3_VERSION;
+  std::string tls12_ciphers;  // OpenSSL cipher string for TLS <= 1.2; empty: the library default
   int timeout_ms = 5000;
 };
 
