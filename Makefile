@@ -40,6 +40,7 @@ lint: venv
 	$(BIN)/ruff format --check zt tests scenarios bench conftest.py
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
+	./scripts/lint-native.sh
 
 # The native suites make their test PKI with native/testpki/make_test_pki.py: use the venv's Python.
 test-cpp: venv
