@@ -25,6 +25,10 @@ Identities (trust domain zt.lab unless said):
     not-spiffe                       URI SAN https://zt.lab/svc/not-spiffe
     no-uri                           DNS SAN only
     wrong-key                        cert.pem/chain.pem do not match key.pem (no keystore.p12)
+    empty-subject                    empty Subject, SAN not critical   (breaks L-4 of
+    ku-not-critical                  key usage not critical            (L-7   docs/svid-rules.md;
+    ku-key-agreement                 keyAgreement, no digitalSignature (L-8   each a valid SPIFFE
+    eku-client-only                  EKU clientAuth only               (L-11  ID under our CA)
 
 Subcommands:
     make_test_pki.py all OUT [--large-crl]
@@ -130,10 +134,18 @@ def make_ca(
 def make_leaf(
     issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey], key: ec.EllipticCurvePrivateKey,
     sans: list[x509.GeneralName], not_before: dt.datetime, not_after: dt.datetime,
+    *, breaks: str = "",
 ) -> x509.Certificate:
+    """A conforming leaf SVID, or with `breaks` one that breaks exactly that X509-SVID rule
+    (docs/svid-rules.md): "L-4" empty Subject with a non-critical SAN, "L-7" key usage not
+    critical, "L-8" keyAgreement instead of digitalSignature, "L-11" EKU clientAuth only."""
+    subject = [] if breaks == "L-4" else [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "zt test")]
+    sign_or_agree = breaks != "L-8"
+    eku = [ExtendedKeyUsageOID.CLIENT_AUTH] if breaks == "L-11" else [
+        ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
     return (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "zt test")]))
+        .subject_name(x509.Name(subject))
         .issuer_name(issuer[0].subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -141,13 +153,12 @@ def make_leaf(
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                          data_encipherment=False, key_agreement=False, key_cert_sign=False,
+            x509.KeyUsage(digital_signature=sign_or_agree, content_commitment=False, key_encipherment=False,
+                          data_encipherment=False, key_agreement=not sign_or_agree, key_cert_sign=False,
                           crl_sign=False, encipher_only=False, decipher_only=False),
-            critical=True,
+            critical=breaks != "L-7",
         )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
-                       critical=False)
+        .add_extension(x509.ExtendedKeyUsage(eku), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer[1].public_key()), critical=False)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
@@ -276,11 +287,18 @@ def cmd_all(out: Path, large_crl: bool) -> int:
         "no-uri": (ours, [x509.DNSName("no-uri.zt.lab")], ok, ""),
         "wrong-key": (ours, [uri(spiffe("wrong-key"))], ok, spiffe("wrong-key")),
     }
+    # Leaves that chain to our root and carry a valid SPIFFE ID but break one leaf rule each.
+    broken = {
+        "empty-subject": "L-4", "ku-not-critical": "L-7", "ku-key-agreement": "L-8",
+        "eku-client-only": "L-11",
+    }
+    for name in broken:
+        specs[name] = (ours, [uri(spiffe(name))], ok, spiffe(name))
     serials: dict[str, str] = {}
     raw_serials: dict[str, int] = {}
     for name, (issuer, sans, (nb, na), sid) in specs.items():
         key = new_key()
-        cert = make_leaf(issuer, key, sans, nb, na)
+        cert = make_leaf(issuer, key, sans, nb, na, breaks=broken.get(name, ""))
         bundle = [f_root] if issuer[0] is f_inter else [root]
         chain_ca = issuer[0]
         if name == "wrong-key":

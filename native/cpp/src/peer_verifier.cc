@@ -84,6 +84,13 @@ int PeerVerifier::verify(X509_STORE_CTX* store_ctx) const {
                     "the certificate is a CA (cA=true); a signing certificate cannot authenticate "
                     "(X509-SVID 3.2, 4.1)");
     }
+    if (err == X509_V_ERR_INVALID_PURPOSE && depth == 0 && leaf != nullptr) {
+      // The leaf's key usage or EKU does not fit the TLS role (a serverAuth-only caller, a
+      // clientAuth-only upstream): an X509-SVID rule, named by the leaf check (4.3, 4.4).
+      if (auto svid = inspect_svid_leaf(leaf); !svid) {
+        return refuse(FailureReason::BadSpiffeId, err, 0, svid.error());
+      }
+    }
     return refuse(reason_for_verify_error(err), err, depth,
                   std::string(X509_verify_cert_error_string(err)) + " (depth " +
                       std::to_string(depth) + ")");

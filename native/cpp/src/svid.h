@@ -2,8 +2,14 @@
 // (spiffe/spiffe standards/X509-SVID.md section 5.2; docs/svid-rules.md, section 2):
 //
 //   - exactly one URI SAN, and it is a SPIFFE ID with a non-root path (2, 3.1);
+//   - an empty Subject only with a critical subjectAltName extension (3.1; RFC 5280 4.1.2.6);
 //   - basicConstraints cA=false: a signing certificate never authenticates (3.2, 4.1);
-//   - key usage present, without keyCertSign or cRLSign (4.3).
+//   - key usage present and critical, with digitalSignature, without keyCertSign or cRLSign
+//     (4.3);
+//   - an EKU, when present, with both serverAuth and clientAuth (4.4).
+//
+// These are stricter than OpenSSL's TLS purpose checks, which accept keyAgreement in place
+// of digitalSignature and need only the EKU of the role.
 //
 // Chain validation, validity periods and revocation are checked elsewhere (the chain by
 // OpenSSL, revocation by CrlIndex); this file only looks at the leaf itself.
