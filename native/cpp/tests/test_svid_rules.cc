@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <ostream>
 #include <stdexcept>
 #include <thread>
 
@@ -40,6 +41,9 @@ constexpr BrokenLeaf kBrokenLeaves[] = {
     {"L8_key_agreement_without_digital_signature", "ku-key-agreement", "lacks digitalSignature"},
     {"L11_eku_client_auth_only", "eku-client-only", "lacks serverAuth or clientAuth"},
 };
+
+// gtest prints a failing parameter with this instead of its bytes.
+void PrintTo(const BrokenLeaf& c, std::ostream* os) { *os << c.rule << " (" << c.identity << ")"; }
 
 std::string case_name(const ::testing::TestParamInfo<BrokenLeaf>& p) { return p.param.rule; }
 

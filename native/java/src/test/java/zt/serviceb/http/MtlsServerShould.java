@@ -1,6 +1,7 @@
 package zt.serviceb.http;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -9,7 +10,9 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.net.Socket;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
 import java.util.Map;
+import java.util.concurrent.TimeUnit;
 import javax.net.ssl.SSLContext;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -157,6 +160,9 @@ class MtlsServerShould {
         "two-uris, bad_spiffe_id",
         "not-spiffe, bad_spiffe_id",
         "no-uri, bad_spiffe_id",
+        "ku-not-critical, bad_spiffe_id",
+        "ku-key-agreement, bad_spiffe_id",
+        "eku-client-only, bad_spiffe_id",
     })
     void refuse_a_bad_client_certificate_with_its_reason(String identity, String reason) throws Exception {
         double before = svc.service.metrics().handshakeFailures(reason);
@@ -171,6 +177,28 @@ class MtlsServerShould {
         assertEquals(reason, e.get("reason"), e.toString());
         assertTrue(svc.service.metrics().handshakeFailures(reason) > before);
         assertTrue(String.valueOf(e.get("peer_addr")).startsWith("127.0.0.1:"));
+    }
+
+    @Test
+    void refuse_a_client_with_an_empty_subject_and_a_non_critical_san_as_bad_spiffe_id() throws Exception {
+        // docs/svid-rules.md L-4. The JDK cannot parse this leaf (so neither can our Java test
+        // client load it): openssl s_client presents it, with the intermediate.
+        double before = svc.service.metrics().handshakeFailures("bad_spiffe_id");
+        Path dir = pki.certDir("empty-subject");
+        Process p = new ProcessBuilder("openssl", "s_client", "-quiet", "-connect", "127.0.0.1:" + svc.port(),
+                "-cert", dir.resolve("cert.pem").toString(), "-key", dir.resolve("key.pem").toString(),
+                "-cert_chain", pki.root().resolve("ca/intermediate.pem").toString(),
+                "-CAfile", pki.bundle().toString()).redirectErrorStream(true).start();
+        try (var in = p.getOutputStream()) {
+            in.write("GET /hello HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n".getBytes(StandardCharsets.US_ASCII));
+        }
+        assertTrue(p.waitFor(30, TimeUnit.SECONDS), "openssl s_client finished");
+        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertFalse(out.contains("HTTP/1.1 200"), out);
+        Map<String, Object> e = svc.log.await("handshake_rejected", r -> String.valueOf(r.get("detail"))
+                .contains("SubjectAlternativeName extension MUST be marked critical"));
+        assertEquals("bad_spiffe_id", e.get("reason"), e.toString());
+        assertTrue(svc.service.metrics().handshakeFailures("bad_spiffe_id") > before);
     }
 
     @Test

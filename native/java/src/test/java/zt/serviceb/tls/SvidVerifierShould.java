@@ -61,6 +61,9 @@ class SvidVerifierShould {
         "two-uris, BAD_SPIFFE_ID",
         "not-spiffe, BAD_SPIFFE_ID",
         "no-uri, BAD_SPIFFE_ID",
+        "ku-not-critical, BAD_SPIFFE_ID",
+        "ku-key-agreement, BAD_SPIFFE_ID",
+        "eku-client-only, BAD_SPIFFE_ID",
     })
     void reject_each_bad_identity_with_its_reason(String name, RejectReason reason) throws Exception {
         SvidRejectedException e = assertThrows(SvidRejectedException.class,
