@@ -3,8 +3,10 @@
 // our root through the test PKI's intermediate and carries a valid SPIFFE ID: it breaks
 // exactly one rule (native/testpki/make_test_pki.py). Inbound, the caller is refused as
 // `bad_spiffe_id` (log line and metric); outbound, /call refuses such an upstream with 502
-// `upstream_tls` naming the rule. The twins: a conforming leaf is served both ways.
+// `upstream_tls` naming the rule. The twins: a conforming leaf is served both ways. And
+// service-a refuses to start with such a leaf as its own identity.
 #include "ossl.h"
+#include "service.h"
 #include "support/harness.h"
 #include "support/pki.h"
 #include "support/test_client.h"
@@ -204,6 +206,18 @@ TEST_F(SvidRulesOutbound, test_conforming_upstream_is_served) {
   EXPECT_EQ(r.json["peer"], pki().spiffe_id("service-b"));
   EXPECT_EQ(r.json["status"], 200);
   EXPECT_EQ(upstream.outcome(), "served");
+}
+
+// service-a's own identity obeys the same rules: it does not start with a broken leaf (a
+// reload to one fails the same way, through the same load_identity).
+TEST(SvidRulesOwnIdentity, test_service_refuses_to_start_with_a_leaf_breaking_each_rule) {
+  for (const BrokenLeaf& c : kBrokenLeaves) {
+    Service svc(test::test_config(pki().id_dir(c.identity)), [](const std::string&) {});
+    auto st = svc.start();
+    ASSERT_FALSE(st.ok()) << c.rule;
+    EXPECT_NE(st.error().find("not a valid X509-SVID"), std::string::npos) << st.error();
+    EXPECT_NE(st.error().find(c.detail), std::string::npos) << st.error();
+  }
 }
 
 }  // namespace
