@@ -209,13 +209,16 @@ def test_wait_fails_fast_with_the_log_when_the_awaited_process_exits(tmp_path: P
         tmp_path / "dies.log",
     )
     t0 = time.monotonic()
-    with pytest.raises(process.WaitTimeout) as e:
-        process.wait_until(
-            "dies /healthz",
-            lambda: httpx.get(f"http://127.0.0.1:{free_port()}/healthz").is_success,
-            timeout=60,
-            proc=proc,
-        )
+    try:
+        with pytest.raises(process.WaitTimeout) as e:
+            process.wait_until(
+                "dies /healthz",
+                lambda: httpx.get(f"http://127.0.0.1:{free_port()}/healthz").is_success,
+                timeout=60,
+                proc=proc,
+            )
+    finally:
+        proc.stop()  # reaps it and closes its log
     assert time.monotonic() - t0 < 30  # noticed the exit, did not sit out the 60 s
     msg = str(e.value)
     assert msg.startswith("dies exited with 3 while waiting for dies /healthz"), msg

@@ -16,9 +16,9 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Protocol
+from typing import Protocol
 
 from zt.errors import ZtError
 
@@ -45,7 +45,6 @@ class Proc:
     argv: list[str]
     log_path: Path
     popen: subprocess.Popen[bytes]
-    _log: IO[bytes] = field(repr=False)
 
     @property
     def pid(self) -> int:
@@ -68,7 +67,6 @@ class Proc:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.popen.pid, signal.SIGKILL)
                 self.popen.wait(5)
-        self._log.close()
         return self.popen.returncode
 
     def kill(self) -> None:
@@ -76,7 +74,6 @@ class Proc:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signal.SIGKILL)
         self.popen.wait(5)
-        self._log.close()
 
     def signal(self, sig: int) -> None:
         os.kill(self.popen.pid, sig)
@@ -95,20 +92,22 @@ def start(
     name: str, argv: Sequence[str], log_path: Path, *, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> Proc:
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = open(log_path, "ab")  # noqa: SIM115 - owned by Proc, closed in stop()
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
-    popen = subprocess.Popen(
-        list(argv),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        env=full_env,
-        cwd=cwd,
-        start_new_session=True,
-    )
-    return Proc(name, list(argv), log_path, popen, log)
+    # The child gets its own copy of the descriptor; ours is closed at once, so a process that
+    # dies or is abandoned by a failed test leaves no open file behind in this one.
+    with open(log_path, "ab") as log:
+        popen = subprocess.Popen(
+            list(argv),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=full_env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    return Proc(name, list(argv), log_path, popen)
 
 
 def start_ready(
