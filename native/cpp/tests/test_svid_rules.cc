@@ -8,25 +8,20 @@
 #include "ossl.h"
 #include "service.h"
 #include "support/harness.h"
+#include "support/one_shot_upstream.h"
 #include "support/pki.h"
 #include "support/test_client.h"
 
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-#include <filesystem>
 #include <ostream>
-#include <stdexcept>
-#include <thread>
 
 namespace zt {
 namespace {
 
 using test::as;
 using test::https_get;
+using test::OneShotUpstream;
 using test::pki;
 using test::ServiceUnderTest;
 
@@ -86,88 +81,6 @@ TEST_F(SvidRulesInbound, test_conforming_caller_is_served) {
   EXPECT_EQ(r.json["caller"], pki().spiffe_id("client"));
 }
 
-// An upstream that presents the given identity's chain: a one-connection OpenSSL server on a
-// thread (service-a itself refuses to start with a broken leaf). It answers one request with
-// 200 {} after a completed handshake. Bounded by 5 s timeouts.
-class OneShotUpstream {
- public:
-  explicit OneShotUpstream(const std::string& identity) {
-    ctx_.reset(SSL_CTX_new(TLS_server_method()));
-    std::string gen = std::filesystem::canonical(pki().id_dir(identity) + "/current").string();
-    if (!ctx_ || SSL_CTX_use_certificate_chain_file(ctx_.get(), (gen + "/chain.pem").c_str()) != 1 ||
-        SSL_CTX_use_PrivateKey_file(ctx_.get(), (gen + "/key.pem").c_str(), SSL_FILETYPE_PEM) != 1) {
-      throw std::runtime_error("upstream: cannot load " + identity + ": " + drain_openssl_errors());
-    }
-    listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(listen_fd_, 4) != 0 ||
-        getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-      close(listen_fd_);
-      throw std::runtime_error("upstream: cannot listen on 127.0.0.1");
-    }
-    port_ = ntohs(addr.sin_port);
-    thread_ = std::thread([this] { outcome_ = run(); });
-  }
-  ~OneShotUpstream() {
-    if (thread_.joinable()) thread_.join();
-    close(listen_fd_);
-  }
-  OneShotUpstream(const OneShotUpstream&) = delete;
-  OneShotUpstream& operator=(const OneShotUpstream&) = delete;
-
-  std::string url() const { return "https%3A%2F%2F127.0.0.1%3A" + std::to_string(port_) + "%2Fhello"; }
-  // What the upstream observed (waits for its one connection to end).
-  std::string outcome() {
-    if (thread_.joinable()) thread_.join();
-    return outcome_;
-  }
-
- private:
-  std::string run() {
-    pollfd p{listen_fd_, POLLIN, 0};
-    if (poll(&p, 1, 5000) != 1) return "no connection";
-    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) return "accept failed";
-    timeval tv{5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    SslPtr ssl(SSL_new(ctx_.get()));
-    SSL_set_fd(ssl.get(), fd);
-    std::string result;
-    if (SSL_accept(ssl.get()) != 1) {
-      result = "handshake failed: " + drain_openssl_errors();
-    } else {
-      result = serve(ssl.get());
-    }
-    ssl.reset();
-    close(fd);
-    return result;
-  }
-
-  static std::string serve(SSL* ssl) {
-    std::string head;
-    char buf[4096];
-    while (head.find("\r\n\r\n") == std::string::npos) {
-      int n = SSL_read(ssl, buf, sizeof buf);
-      if (n <= 0) return "no request: " + drain_openssl_errors();
-      head.append(buf, static_cast<size_t>(n));
-    }
-    static const std::string kResponse =
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
-    SSL_write(ssl, kResponse.data(), static_cast<int>(kResponse.size()));
-    SSL_shutdown(ssl);
-    return "served";
-  }
-
-  SslCtxPtr ctx_;
-  int listen_fd_ = -1;
-  uint16_t port_ = 0;
-  std::thread thread_;
-  std::string outcome_;
-};
 
 class SvidRulesOutbound : public ::testing::TestWithParam<BrokenLeaf> {
  protected:
@@ -187,7 +100,7 @@ ServiceUnderTest* SvidRulesOutbound::svc_ = nullptr;
 
 TEST_P(SvidRulesOutbound, test_upstream_breaking_the_rule_is_502_upstream_tls) {
   const BrokenLeaf& c = GetParam();
-  OneShotUpstream upstream(c.identity);
+  OneShotUpstream upstream(c.identity, nullptr, OneShotUpstream::answer_hello);
   auto r = call_through(upstream, c.identity);
   EXPECT_EQ(r.status, 502) << r.body;
   EXPECT_EQ(r.json["error"], "upstream_tls") << r.body;
@@ -200,7 +113,7 @@ TEST_P(SvidRulesOutbound, test_upstream_breaking_the_rule_is_502_upstream_tls) {
 INSTANTIATE_TEST_SUITE_P(Twins, SvidRulesOutbound, ::testing::ValuesIn(kBrokenLeaves), case_name);
 
 TEST_F(SvidRulesOutbound, test_conforming_upstream_is_served) {
-  OneShotUpstream upstream("service-b");
+  OneShotUpstream upstream("service-b", nullptr, OneShotUpstream::answer_hello);
   auto r = call_through(upstream, "service-b");
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.json["peer"], pki().spiffe_id("service-b"));

@@ -2,20 +2,15 @@
 // on TLS 1.2 only forward-secret AEAD suites are offered (no CBC), and client-initiated
 // renegotiation is refused. Each test asserts the reason the client and the server see.
 #include "support/harness.h"
+#include "support/one_shot_upstream.h"
 #include "support/pki.h"
 #include "support/test_client.h"
 
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-#include <filesystem>
-#include <functional>
-#include <thread>
+#include <string>
 
 namespace zt {
 namespace {
@@ -23,6 +18,7 @@ namespace {
 using test::as;
 using test::ClientOptions;
 using test::https_get;
+using test::OneShotUpstream;
 using test::pki;
 using test::ServiceUnderTest;
 
@@ -108,96 +104,16 @@ TEST_F(TlsHardeningTest, test_client_initiated_renegotiation_is_refused) {
   EXPECT_EQ(r.status, 200) << r.error;
 }
 
-// The outbound side: an upstream an attacker controls, as a one-connection OpenSSL server on a
-// thread with service-b's real identity (so our /call verifies it and gets as far as TLS
-// lets it). `configure` narrows its context; `serve` runs after its handshake and returns
-// what it observed. Everything is bounded by 5 s timeouts.
-class RogueUpstream {
- public:
-  RogueUpstream(const std::function<void(SSL_CTX*)>& configure, std::function<std::string(SSL*)> serve)
-      : serve_(std::move(serve)) {
-    ctx_.reset(SSL_CTX_new(TLS_server_method()));
-    std::string gen = std::filesystem::canonical(pki().id_dir("service-b") + "/current").string();
-    if (!ctx_ || SSL_CTX_use_certificate_chain_file(ctx_.get(), (gen + "/chain.pem").c_str()) != 1 ||
-        SSL_CTX_use_PrivateKey_file(ctx_.get(), (gen + "/key.pem").c_str(), SSL_FILETYPE_PEM) != 1) {
-      throw std::runtime_error("rogue upstream: cannot load service-b's identity: " + drain_openssl_errors());
-    }
-    configure(ctx_.get());
-    listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(listen_fd_, 4) != 0 ||
-        getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-      throw std::runtime_error("rogue upstream: cannot listen on 127.0.0.1");
-    }
-    port_ = ntohs(addr.sin_port);
-    thread_ = std::thread([this] { outcome_ = run(); });
-  }
-  ~RogueUpstream() {
-    if (thread_.joinable()) thread_.join();
-    close(listen_fd_);
-  }
-  RogueUpstream(const RogueUpstream&) = delete;
-  RogueUpstream& operator=(const RogueUpstream&) = delete;
-
-  std::string url() const { return "https%3A%2F%2F127.0.0.1%3A" + std::to_string(port_) + "%2Fhello"; }
-  // What the upstream observed (waits for its one connection to end).
-  std::string outcome() {
-    if (thread_.joinable()) thread_.join();
-    return outcome_;
-  }
-
- private:
-  std::string run() {
-    pollfd p{listen_fd_, POLLIN, 0};
-    if (poll(&p, 1, 5000) != 1) return "no connection";
-    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) return "accept failed";
-    timeval tv{5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    SslPtr ssl(SSL_new(ctx_.get()));
-    SSL_set_fd(ssl.get(), fd);
-    std::string result;
-    if (SSL_accept(ssl.get()) != 1) {
-      result = "handshake failed: " + drain_openssl_errors();
-    } else {
-      result = serve_(ssl.get());
-    }
-    ssl.reset();
-    close(fd);
-    return result;
-  }
-
-  SslCtxPtr ctx_;
-  std::function<std::string(SSL*)> serve_;
-  int listen_fd_ = -1;
-  uint16_t port_ = 0;
-  std::thread thread_;
-  std::string outcome_;
-};
-
-// Reads one request head; true when it arrived.
-bool read_request_head(SSL* ssl) {
-  std::string head;
-  char buf[4096];
-  while (head.find("\r\n\r\n") == std::string::npos) {
-    int n = SSL_read(ssl, buf, sizeof buf);
-    if (n <= 0) return false;
-    head.append(buf, static_cast<size_t>(n));
-  }
-  return true;
-}
-
-test::HttpResult call_through(uint16_t caller_port, const RogueUpstream& upstream) {
+// The outbound side: an upstream an attacker controls, with service-b's real identity (so our
+// /call verifies it and gets as far as TLS lets it).
+test::HttpResult call_through(uint16_t caller_port, const OneShotUpstream& upstream) {
   return https_get(caller_port, "/call?target=" + upstream.url() + "&expect=spiffe%3A%2F%2Fzt.lab%2Fsvc%2Fservice-b",
                    as(pki().id_dir("client")));
 }
 
 TEST_F(TlsHardeningTest, test_outbound_call_to_cbc_only_upstream_is_refused) {
-  RogueUpstream upstream(
+  OneShotUpstream upstream(
+      "service-b",
       [](SSL_CTX* ctx) {
         SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
         SSL_CTX_set_cipher_list(ctx, kCbcOnly);
@@ -215,12 +131,12 @@ TEST_F(TlsHardeningTest, test_outbound_call_refuses_upstream_initiated_renegotia
   // The upstream asks us to renegotiate (HelloRequest) right after the handshake. We answer
   // no_renegotiation, which OpenSSL's server treats as fatal; had we renegotiated, it would
   // have answered 200.
-  RogueUpstream upstream([](SSL_CTX* ctx) { SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION); },
+  OneShotUpstream upstream("service-b", [](SSL_CTX* ctx) { SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION); },
                          [](SSL* ssl) -> std::string {
                            if (SSL_renegotiate(ssl) != 1 || SSL_do_handshake(ssl) != 1) {
                              return "could not send HelloRequest: " + drain_openssl_errors();
                            }
-                           if (!read_request_head(ssl)) return "no request: " + drain_openssl_errors();
+                           if (!OneShotUpstream::read_request_head(ssl)) return "no request: " + drain_openssl_errors();
                            char buf[256];
                            ERR_clear_error();
                            int n = SSL_read(ssl, buf, sizeof buf);  // drives the renegotiation, if any
