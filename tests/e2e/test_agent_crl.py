@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import CaDir, RaServer
 from tests.e2e.fakes import Answer, FakeServer
+from tests.e2e.test_agent import agent_argv, token_file
 from zt.ca.authority import Authority
 from zt.ca.crl import RevokedEntry, sign_crl
 from zt.ca.layout import CaPaths
@@ -57,27 +57,9 @@ def crl(
 
 def run_once(ra: RaServer, out: Path, tmp_path: Path, crl_url: str, *extra: str) -> subprocess.CompletedProcess[str]:
     """One `zt-agent --once` run; the first bootstraps, later ones reuse the identity (a restart)."""
-    argv = [
-        sys.executable,
-        "-m",
-        "zt.agent.main",
-        "--ra",
-        ra.url,
-        "--bundle",
-        str(ra.ca.paths.bundle),
-        "--service",
-        "a",
-        "--out",
-        str(out),
-        "--crl-url",
-        crl_url,
-        "--once",
-        *extra,
-    ]
-    if not (out / "current").exists():
-        tok = tmp_path / "token"
-        assert ra.ca.ztca("register", "a", "--token-file", str(tok)).code == 0
-        argv += ["--token-file", str(tok)]
+    first = not (out / "current").exists()
+    tok = token_file(ra.ca, "a", tmp_path) if first else None
+    argv = agent_argv(ra, "a", out, tok, "--crl-url", crl_url, "--once", *extra)
     return subprocess.run(argv, capture_output=True, text=True, timeout=60)
 
 
