@@ -9,7 +9,7 @@ import pytest
 from zt.lab.identity import LabIdentity
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def operator(client_identity: Callable[..., LabIdentity]) -> LabIdentity:
     """The identity the test drives services with (spiffe://<td>/svc/operator)."""
     return client_identity("operator")

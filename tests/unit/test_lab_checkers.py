@@ -131,7 +131,7 @@ FAKE = milestones.Milestone(
         checkers.Criterion("m9.one", 9, "first criterion", must_be_ok),
         checkers.Criterion("m9.two", 9, "second criterion", must_be_ok),
     ),
-    Path("scenarios/test_m9_does_not_exist.py"),
+    (Path("scenarios/test_m9_does_not_exist.py"),),
 )
 
 
@@ -143,7 +143,7 @@ def test_registered_milestone_without_scenario_is_unknown_and_fails_the_run(
     code = cli.main(["run", "--milestone", "all", "--reports", str(tmp_path)], registry={9: FAKE})
     out = capsys.readouterr().out
     assert code == 1
-    assert "milestone 9: a milestone with no scenario yet: no scenario yet" in out
+    assert "milestone 9: a milestone with no scenario yet: scenarios/test_m9_does_not_exist.py missing" in out
     assert "verdict: FAIL" in out
     doc = json.loads((tmp_path / "latest" / "summary.json").read_text())
     m9 = doc["milestones"]["9"]
@@ -197,3 +197,30 @@ def test_lab_sees_the_system_from_outside_only() -> None:
                 if n.startswith("zt.") and not n.startswith("zt.lab") and n not in allowed
             ]
     assert found == []
+
+
+def test_figures_reach_summary_markdown_and_html(tmp_path: Path) -> None:
+    """Measured figures are reported beside the verdicts, never as verdicts."""
+    from zt.lab import report
+    from zt.lab.figures import Figures
+
+    figs = Figures(tmp_path)
+    figs.figure(2, "pickup_ms", {"service-a": {"p50": 12.5}})
+    figs.table(2, "rotations", ["service", "old serial", "new serial"], [["service-a", "0a", "0b"]])
+    png = figs.plot_file("m2-latency.png")
+    png.write_bytes(b"\x89PNG")
+    figs.plot(2, "latency over time", png)
+    h = History()
+    h.record("m9.one", "test", "op", "x", "ok", 0)
+    verdicts = [checkers.check(FAKE.criteria[0], h)]
+    env = {"runtime": "process", "git_revision": "x", "git_dirty": False, "command_line": [], "seed": 1}
+    env |= {"python": "3", "openssl": "o", "java": "j", "packages": {}}
+    doc = report.summary("run", verdicts, h, env, 0.0, 1.0, [], figures=figs)
+    assert doc["verdict"] == "pass"  # figures never change a verdict
+    assert doc["figures"]["values"] == {"2": {"pickup_ms": {"service-a": {"p50": 12.5}}}}
+    assert doc["figures"]["plots"] == [{"milestone": 2, "title": "latency over time", "file": "plots/m2-latency.png"}]
+    report.write(tmp_path, doc, h)
+    page = (tmp_path / "report.html").read_text()
+    assert '<img src="plots/m2-latency.png"' in page and "<td>0b</td>" in page
+    assert "| service-a | 0a | 0b |" in (tmp_path / "report.md").read_text()
+    assert json.loads((tmp_path / "summary.json").read_text())["figures"]["tables"][0]["title"] == "rotations"

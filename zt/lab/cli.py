@@ -56,10 +56,11 @@ def main(argv: Sequence[str] | None = None, registry: Mapping[int, Milestone] = 
     except ValueError as e:
         print(f"zt-lab: {e}", file=sys.stderr)
         return 2
-    files = [str(m.scenario_path(REPO)) for m in selected if m.has_scenario(REPO)]
+    files = [str(path) for m in selected for path in m.scenario_paths(REPO)]
     for m in selected:
-        what = m.scenario if m.has_scenario(REPO) else f"no scenario yet ({m.scenario} missing): UNKNOWN"
-        print(f"[lab] milestone {m.number}: {m.title}: {what}", flush=True)
+        found = [str(p) for p in m.scenarios if p not in m.missing_scenarios(REPO)]
+        missing = [f"{p} missing: its criteria UNKNOWN" for p in m.missing_scenarios(REPO)]
+        print(f"[lab] milestone {m.number}: {m.title}: {', '.join(found + missing)}", flush=True)
     if not files:  # nothing to run, no lab to start: the report says so, and the run fails
         from zt.lab import pytest_plugin
 

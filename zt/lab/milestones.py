@@ -25,13 +25,20 @@ class Milestone:
     number: int
     title: str
     criteria: tuple[Criterion, ...]
-    scenario: Path  # the pytest module that produces the evidence, relative to the repository
+    # The pytest modules that produce the evidence, relative to the repository. Each module runs
+    # on a lab of its own (its module-level LAB_TOPOLOGY, or the default topology), so a scenario
+    # that stops a component or shortens lifetimes cannot disturb another's evidence.
+    scenarios: tuple[Path, ...]
 
-    def scenario_path(self, repo: Path = REPO) -> Path:
-        return repo / self.scenario
+    def scenario_paths(self, repo: Path = REPO) -> list[Path]:
+        """The modules that exist; a missing one leaves its criteria without evidence (UNKNOWN)."""
+        return [repo / s for s in self.scenarios if (repo / s).is_file()]
+
+    def missing_scenarios(self, repo: Path = REPO) -> list[Path]:
+        return [s for s in self.scenarios if not (repo / s).is_file()]
 
     def has_scenario(self, repo: Path = REPO) -> bool:
-        return self.scenario_path(repo).is_file()
+        return bool(self.scenario_paths(repo))
 
 
 REGISTRY: dict[int, Milestone] = {
@@ -39,7 +46,7 @@ REGISTRY: dict[int, Milestone] = {
         1,
         "service-a and service-b call each other over mTLS with certificates from our CA",
         checkers.M1,
-        Path("scenarios/test_m1_mtls.py"),
+        (Path("scenarios/test_m1_mtls.py"),),
     ),
 }
 
@@ -59,6 +66,7 @@ def judge(selected: Sequence[Milestone], history: History, repo: Path = REPO) ->
     """Every criterion of every selected milestone, judged on the run's history."""
     verdicts = []
     for m in selected:
-        note = None if m.has_scenario(repo) else f"no scenario yet: {m.scenario} does not exist"
+        missing = ", ".join(map(str, m.missing_scenarios(repo)))
+        note = f"no scenario yet: {missing} does not exist" if missing else None
         verdicts += [checkers.check(c, history, note=note) for c in m.criteria]
     return verdicts

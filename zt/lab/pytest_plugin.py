@@ -2,8 +2,10 @@
 and at the end of the session the checkers' verdicts and the run's report.
 
 Fixtures (named for what a scenario needs, not how it is made):
-    lab               the running system (started once per session, torn down at the end)
-    history           the run's history of operations
+    lab               the running system: one lab per scenario module, with the module's
+                      LAB_TOPOLOGY (default: Topology()), torn down when the module is done
+    history           the run's history of operations (one for the whole run)
+    figures           measured figures, tables and plots for the report (zt.lab.figures)
     client_identity   client_identity("load") -> a registered identity the test can call with
     foreign_identity  foreign_identity("service-a") -> same SPIFFE ID, unrelated CA (an impostor)
 
@@ -16,6 +18,7 @@ are judged. A criterion with no operations is `unknown`, and the session fails.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime as dt
 import os
 import random
@@ -32,6 +35,7 @@ from typing import Any
 import pytest
 
 from zt.lab import environment, milestones, report
+from zt.lab.figures import Figures
 from zt.lab.history import History
 from zt.lab.identity import LabIdentity
 from zt.lab.milestones import Milestone
@@ -52,10 +56,15 @@ class LabSession:
     argv: list[str]
     history: History = field(default_factory=History)
     milestones: set[int] = field(default_factory=set)
-    lab: RunningLab | None = None
+    labs_started: int = 0
     keep: bool = False
     started: float = field(default_factory=time.time)
     logs: list[str] = field(default_factory=list)
+    figures: Figures | None = None
+
+    def __post_init__(self) -> None:
+        if self.figures is None:
+            self.figures = Figures(self.report_dir)
 
 
 _KEY = pytest.StashKey[LabSession]()
@@ -89,6 +98,7 @@ def conclude(ls: LabSession, selected: list[Milestone], out: Callable[[str], obj
         time.time(),
         ls.logs,
         titles={m.number: m.title for m in selected},
+        figures=ls.figures,
     )
     report.write(ls.report_dir, doc, ls.history)
     out("")
@@ -161,27 +171,45 @@ def lab_session(request: pytest.FixtureRequest) -> LabSession:
     return request.config.stash[_KEY]
 
 
-@pytest.fixture(scope="session")
-def lab(lab_session: LabSession) -> Iterator[RunningLab]:
-    random.seed(lab_session.seed)
+def module_topology(module: Any) -> Topology:
+    """The topology a scenario module asks for (`LAB_TOPOLOGY = Topology(...)`), or the default."""
+    topology = getattr(module, "LAB_TOPOLOGY", None)
+    if topology is None:
+        return Topology()
+    if not isinstance(topology, Topology):
+        raise pytest.UsageError(f"{module.__name__}.LAB_TOPOLOGY must be a zt.lab.topology.Topology")
+    return topology
+
+
+@pytest.fixture(scope="module")
+def lab(lab_session: LabSession, request: pytest.FixtureRequest) -> Iterator[RunningLab]:
+    """A lab of the module's own: a scenario that stops the publisher or shortens lifetimes
+    cannot disturb another module's evidence. Its logs go to logs/<module>/ in the report."""
+    name = request.module.__name__.rsplit(".", 1)[-1]
+    random.seed(f"{lab_session.seed}:{name}")
     signal.signal(signal.SIGTERM, _on_sigterm)  # tear down on SIGTERM as on Ctrl-C
-    print(f"\n[lab] run {lab_session.run_id}: starting the lab ({lab_session.runtime_name} runtime)", flush=True)
-    running = make_runtime(lab_session.runtime_name).create(Topology(), lab_session.work_dir)
-    lab_session.lab = running
+    topology = module_topology(request.module)
+    work_dir = lab_session.work_dir / name
+    print(f"\n[lab] run {lab_session.run_id}: starting the lab for {name} ({lab_session.runtime_name})", flush=True)
+    running = make_runtime(lab_session.runtime_name).create(topology, work_dir)
+    lab_session.labs_started += 1
     atexit.register(running.stop)  # last resort if teardown never runs
     try:
         running.up()
         yield running
     finally:
         try:
-            lab_session.logs = [
+            lab_session.logs += [
                 str(p.relative_to(lab_session.report_dir))
-                for p in running.collect_logs(lab_session.report_dir / "logs")
+                for p in running.collect_logs(lab_session.report_dir / "logs" / name)
             ]
         finally:
             running.stop()
+            atexit.unregister(running.stop)
             if not lab_session.keep:  # the work dir holds the run's CA and private keys
-                shutil.rmtree(lab_session.work_dir, ignore_errors=True)
+                shutil.rmtree(work_dir, ignore_errors=True)
+                with contextlib.suppress(OSError):  # the run's directory, once its last lab is gone
+                    lab_session.work_dir.rmdir()
 
 
 @pytest.fixture(scope="session")
@@ -190,11 +218,17 @@ def history(lab_session: LabSession) -> History:
 
 
 @pytest.fixture(scope="session")
+def figures(lab_session: LabSession) -> Figures:
+    assert lab_session.figures is not None
+    return lab_session.figures
+
+
+@pytest.fixture(scope="module")
 def client_identity(lab: RunningLab) -> Callable[..., LabIdentity]:
     return lab.client_identity
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def foreign_identity(lab: RunningLab) -> Callable[[str], LabIdentity]:
     return lab.foreign_identity
 
@@ -206,7 +240,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     selected = session.config.stash.get(SELECTED, None)
     if selected is None:  # plain pytest: judge the milestones whose scenarios ran
-        if ls.lab is None or not ls.milestones:
+        if not ls.labs_started or not ls.milestones:
             return
         selected = [milestones.REGISTRY[n] for n in sorted(ls.milestones) if n in milestones.REGISTRY]
     tr: Any = session.config.pluginmanager.get_plugin("terminalreporter")

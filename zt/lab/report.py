@@ -16,6 +16,7 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from zt.lab.checkers import Verdict
+from zt.lab.figures import Figures
 from zt.lab.history import History
 
 COLORS = {"ok": "#2e7d32", "fail": "#c62828", "unknown": "#f9a825"}
@@ -35,6 +36,7 @@ def summary(
     finished: float,
     logs: list[str],
     titles: dict[int, str] | None = None,
+    figures: Figures | None = None,
 ) -> dict[str, Any]:
     milestones: dict[str, Any] = {}
     for v in verdicts:
@@ -59,6 +61,7 @@ def summary(
         "outcomes": {k: sum(o.outcome == k for o in ops) for k in ("ok", "fail", "unknown")},
         "environment": env,
         "logs": logs,
+        "figures": figures.to_json() if figures is not None else {"values": {}, "tables": [], "plots": []},
     }
 
 
@@ -95,6 +98,7 @@ def markdown(doc: dict[str, Any]) -> str:
         notes = sorted({c["note"] for c in body["criteria"] if c.get("note")})
         lines += [f"- {n}" for n in notes]
         lines.append("")
+    lines += figures_markdown(doc.get("figures", {}))
     env = doc["environment"]
     lines += [
         "## Environment",
@@ -108,6 +112,45 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def figures_markdown(figs: dict[str, Any]) -> list[str]:
+    """Measured figures (benchmarks, not verdicts) as Markdown: values, then tables."""
+    if not figs or not (figs.get("values") or figs.get("tables")):
+        return []
+    lines = ["## Figures (measured, not pass/fail)", ""]
+    for m, values in figs.get("values", {}).items():
+        for k, v in values.items():
+            lines.append(f"- milestone {m}, `{k}`: {json.dumps(v)}")
+    for t in figs.get("tables", []):
+        lines += ["", f"### Milestone {t['milestone']}: {t['title']}", ""]
+        lines.append("| " + " | ".join(t["columns"]) + " |")
+        lines.append("|" + "---|" * len(t["columns"]))
+        lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in t["rows"]]
+    lines += [f"- plot: {p['title']} (`{p['file']}`)" for p in figs.get("plots", [])]
+    return [*lines, ""]
+
+
+def figures_html(figs: dict[str, Any]) -> str:
+    """Tables, plots and values, in that order: a person reads the plots first."""
+    if not figs or not any(figs.get(k) for k in ("values", "tables", "plots")):
+        return ""
+    parts = ["<h2>Figures (measured, not pass/fail: the machine may be shared)</h2>"]
+    for p in figs.get("plots", []):
+        parts.append(
+            f"<h3>Milestone {p['milestone']}: {html.escape(p['title'])}</h3>"
+            f'<img src="{html.escape(p["file"])}" alt="{html.escape(p["title"])}" style="max-width:100%">'
+        )
+    for t in figs.get("tables", []):
+        head = "".join(f"<th>{html.escape(str(c))}</th>" for c in t["columns"])
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in t["rows"])
+        parts.append(
+            f"<h3>Milestone {t['milestone']}: {html.escape(t['title'])}</h3><table><tr>{head}</tr>{body}</table>"
+        )
+    values = figs.get("values", {})
+    if values:
+        parts.append(f"<h3>Values</h3><pre>{html.escape(json.dumps(values, indent=2))}</pre>")
+    return "".join(parts)
 
 
 def timeline_svg(history: History, width: int = 960) -> str:
@@ -171,6 +214,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;vertical-align:top}}th{{background:
 <h2>Timeline of operations</h2><p>Each bar is one operation; green ok, red fail (a refusal is a
 fail outcome, and can be exactly what a criterion expects), yellow unknown. Hover for details.</p>
 {timeline_svg(history)}
+{figures_html(doc.get("figures", {}))}
 <h2>Environment</h2><pre>{env}</pre></body></html>
 """
 
