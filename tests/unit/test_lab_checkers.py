@@ -6,6 +6,7 @@ import ast
 import json
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -224,3 +225,18 @@ def test_figures_reach_summary_markdown_and_html(tmp_path: Path) -> None:
     assert '<img src="plots/m2-latency.png"' in page and "<td>0b</td>" in page
     assert "| service-a | 0a | 0b |" in (tmp_path / "report.md").read_text()
     assert json.loads((tmp_path / "summary.json").read_text())["figures"]["tables"][0]["title"] == "rotations"
+
+
+def test_whole_predicate_judges_the_set_and_cannot_pass_without_evidence() -> None:
+    def at_least_three(ops: Sequence[Operation]) -> list[str]:
+        return [] if len(ops) >= 3 else [f"only {len(ops)} operations, need 3"]
+
+    c = checkers.Criterion("t.w", 9, "three", None, whole=at_least_three)
+    h = History()
+    assert checkers.check(c, h).result == "unknown"
+    h.record("t.w", "test", "op", "x", "ok", 0)
+    v = checkers.check(c, h)
+    assert v.result == "fail" and v.violations == ("all operations: only 1 operations, need 3",)
+    h.record("t.w", "test", "op", "x", "ok", 0)
+    h.record("t.w", "test", "op", "x", "ok", 0)
+    assert checkers.check(c, h).result == "pass"

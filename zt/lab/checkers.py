@@ -12,7 +12,7 @@ one operation, whether what was observed is what the criterion demands. The verd
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,6 +20,9 @@ from zt.lab.history import History, Operation
 
 Result = Literal["pass", "fail", "unknown"]
 Predicate = Callable[[Operation], str | None]  # None when the operation satisfies it, else why not
+# Over all of a criterion's operations at once: what no single operation shows ("at least five
+# rotations", "at least 1,000 requests"). Returns the violations, empty when satisfied.
+WholePredicate = Callable[[Sequence[Operation]], list[str]]
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,8 @@ class Criterion:
     id: str
     milestone: int
     title: str
-    predicate: Predicate = field(repr=False)
+    predicate: Predicate | None = field(repr=False)  # None: only `whole` judges
+    whole: WholePredicate | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,8 @@ def check(criterion: Criterion, history: History, *, note: str | None = None) ->
         if o.outcome == "unknown":
             unknown += 1
             continue
+        if criterion.predicate is None:
+            continue
         try:
             why = criterion.predicate(o)
         except Exception as e:  # noqa: BLE001 - evidence the predicate cannot read is no verdict, not a crash
@@ -75,6 +81,12 @@ def check(criterion: Criterion, history: History, *, note: str | None = None) ->
             continue
         if why is not None:
             violations.append(f"{o.actor} {o.op} {o.target}: {why}")
+    if criterion.whole is not None and ops:
+        try:
+            violations += [f"all operations: {why}" for why in criterion.whole(ops)]
+        except Exception as e:  # noqa: BLE001 - as above
+            name = getattr(criterion.whole, "__name__", "?")
+            errors.append(f"all operations: predicate {name} raised {type(e).__name__}: {e}")
     if violations:
         result: Result = "fail"
     elif not ops or unknown or errors:
