@@ -28,7 +28,7 @@ from zt.crl.source import CrlSnapshot
 log = logging.getLogger("zt.crl")
 
 # 100 ms: a new CRL reaches the waiters within ~0.1 s of its rename, and ten stat(2) calls a
-# second cost nothing measurable (see docs/revocation.md, "The publisher's long-poll").
+# second cost nothing measurable (docs/crl-publisher.md, "What it costs").
 WATCH_INTERVAL = 0.1
 DEFAULT_MAX_WAIT = 60
 
