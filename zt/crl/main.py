@@ -26,7 +26,7 @@ log = logging.getLogger("zt.crl")
 # a fleet size, not a burst size: 10,000 lets a fleet of thousands of agents wait at once (the
 # RA keeps 1,000: its requests are short). Measured with 1,000 waiters held against a real
 # zt-crl (tests/e2e/test_crl_longpoll_scale.py, docs/crl-publisher.md): about 29 KiB of RSS per
-# held connection and no CPU beyond the idle process's ~1% of a core, so 10,000 held bound the
+# held connection and no CPU measurable beyond the idle process's, so 10,000 held bound the
 # memory at about 300 MiB; each connection is also one descriptor (_raise_descriptor_limit).
 DEFAULT_MAX_CONNECTIONS = 10_000
 DESCRIPTORS_SPARE = 64  # the listening socket, the log, the CRL file, the thread pool's
