@@ -11,6 +11,7 @@ the file on disk is not the one served, for /healthz and the log.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
@@ -38,6 +39,9 @@ class CrlSnapshot:
     this_update: dt.datetime
     next_update: dt.datetime
     entries: int
+    # The how-many-th CRL this process loaded (1, 2, ...): orders snapshots read by concurrent
+    # requests, so the newest one wins even when an older read finishes last (zt.crl.longpoll).
+    generation: int = 0
 
 
 class CrlRefused(ValueError):
@@ -76,6 +80,7 @@ class CrlSource:
         self._key: tuple[int, int, int] | None = None
         self._snapshot: CrlSnapshot | None = None
         self._problem: str | None = "no CRL has been published yet"
+        self._loads = 0
 
     def current(self) -> CrlSnapshot | None:
         """The last good CRL (re-reading the file if it changed), or None when there never was one."""
@@ -92,6 +97,23 @@ class CrlSource:
                 self._key = key
                 self._reload()
             return self._snapshot
+
+    def needs_reload(self) -> bool:
+        """Whether `current()` would re-read the file: one stat(2), no lock, no parsing.
+
+        For the long-poll watcher, which asks ten times a second on the event loop and goes to
+        the thread pool (where a reload may parse a large CRL) only when this says so.
+        """
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return self._key is not None
+        return (st.st_ino, st.st_mtime_ns, st.st_size) != self._key
+
+    @property
+    def loads(self) -> int:
+        """How many CRLs this source has loaded: the generation of the newest snapshot."""
+        return self._loads
 
     @property
     def problem(self) -> str | None:
@@ -115,7 +137,8 @@ class CrlSource:
                 serving=self._snapshot.number if self._snapshot else None,
             )
             return
-        self._snapshot = snap
+        self._loads += 1
+        self._snapshot = snap = dataclasses.replace(snap, generation=self._loads)
         self._problem = None
         log_event(
             log,
