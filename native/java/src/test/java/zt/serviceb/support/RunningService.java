@@ -62,6 +62,7 @@ public final class RunningService implements AutoCloseable {
         private int handshakeTimeoutMs = 5000;
         private int idleTimeoutMs = 30000;
         private int threads = 8;
+        private boolean noReload;
 
         Builder(Path certDir) {
             this.certDir = certDir;
@@ -107,6 +108,11 @@ public final class RunningService implements AutoCloseable {
             return this;
         }
 
+        public Builder noReload() {
+            noReload = true;
+            return this;
+        }
+
         public Builder threads(int n) {
             threads = n;
             return this;
@@ -114,7 +120,8 @@ public final class RunningService implements AutoCloseable {
 
         public Config config() {
             return new Config(certDir, new HostPort("127.0.0.1", 0), new HostPort("127.0.0.1", 0), policy, crl,
-                    stale, expectPeer, name, null, reloadInterval, handshakeTimeoutMs, idleTimeoutMs, threads);
+                    stale, expectPeer, name, null, reloadInterval, handshakeTimeoutMs, idleTimeoutMs, threads, null,
+                    noReload);
         }
 
         public RunningService start() throws ServiceB.StartupException {
