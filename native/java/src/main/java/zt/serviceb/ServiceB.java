@@ -25,6 +25,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 
 import zt.serviceb.http.HttpConnection;
 import zt.serviceb.http.MtlsServer;
+import zt.serviceb.http.OpenConnections;
 import zt.serviceb.http.OutboundCaller;
 import zt.serviceb.http.Router;
 import zt.serviceb.identity.CertDirReader;
@@ -39,6 +40,7 @@ import zt.serviceb.reload.Reloader;
 import zt.serviceb.revocation.CrlIndex;
 import zt.serviceb.revocation.StaleCrlMonitor;
 import zt.serviceb.tls.RejectReason;
+import zt.serviceb.tls.RevokedAlert;
 import zt.serviceb.tls.SvidVerifier;
 import zt.serviceb.tls.TlsContext;
 
@@ -124,7 +126,7 @@ public final class ServiceB implements Closeable {
                 config.expectPeer(), caller, metrics, log);
         server = new MtlsServer(tls, config.listen().toSocketAddress(), config.maxConnections(),
                 config.handshakeTimeoutMs(), new HttpConnection(router, config.idleTimeoutMs(), config.threads()),
-                metrics, log, timer);
+                new OpenConnections(metrics, log, clock, timer), metrics, log, timer);
         try {
             server.start();
         } catch (IOException e) {
@@ -162,6 +164,10 @@ public final class ServiceB implements Closeable {
         }
         if (s.reloader != null) {
             s.reloader.start();
+        }
+        if (!RevokedAlert.available()) {
+            log.warn("tls_alert_fallback", "reason", "revoked clients get certificate_unknown, not certificate_revoked "
+                    + "(run with --add-opens java.base/sun.security.ssl=ALL-UNNAMED): " + RevokedAlert.unavailableReason());
         }
         IdentityMaterial id = s.state.get().identity();
         CrlIndex crl = s.state.get().crl();
@@ -323,6 +329,8 @@ public final class ServiceB implements Closeable {
                 logCrlLoaded(crl);
             }
             staleMonitor.check(crl, clock.instant());
+            // Issue 18: TLS judged the open connections' peers at their handshakes only.
+            server.established().endRevoked(crl);
         }
         // An identity change (a new generation with the same serial, e.g. a new bundle, is not one).
         boolean rotated = !id.serial().equals(old.identity().serial());

@@ -29,8 +29,9 @@ class MainShould {
     Path tmp;
 
     private static Process spawn(String... args) throws Exception {
+        // --add-opens: what the jar's manifest (Add-Opens) gives `java -jar` (tls/RevokedAlert).
         List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                "-cp", System.getProperty("java.class.path"), "zt.serviceb.Main"));
+                "--add-opens", "java.base/sun.security.ssl=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"), "zt.serviceb.Main"));
         cmd.addAll(List.of(args));
         return new ProcessBuilder(cmd).start();
     }

@@ -63,6 +63,7 @@ public final class RunningService implements AutoCloseable {
         private int idleTimeoutMs = 30000;
         private int threads = 8;
         private boolean noReload;
+        private Clock clock = Clock.systemUTC();
 
         Builder(Path certDir) {
             this.certDir = certDir;
@@ -108,6 +109,11 @@ public final class RunningService implements AutoCloseable {
             return this;
         }
 
+        public Builder clock(Clock c) {
+            clock = c;
+            return this;
+        }
+
         public Builder noReload() {
             noReload = true;
             return this;
@@ -126,7 +132,7 @@ public final class RunningService implements AutoCloseable {
 
         public RunningService start() throws ServiceB.StartupException {
             CapturedLog log = new CapturedLog();
-            return new RunningService(ServiceB.start(config(), log.log(name), Clock.systemUTC()), log);
+            return new RunningService(ServiceB.start(config(), log.log(name), clock), log);
         }
     }
 }

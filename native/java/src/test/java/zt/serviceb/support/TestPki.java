@@ -132,6 +132,11 @@ public final class TestPki {
         return run("rotate", root.toString(), name);
     }
 
+    /** A new generation whose leaf expires {@code lifetimeSeconds} from now; no touch. */
+    public String rotateWithoutTouch(String name, int lifetimeSeconds) throws IOException {
+        return run("rotate", root.toString(), name, "--lifetime", Integer.toString(lifetimeSeconds));
+    }
+
     /** What {@code zt-agent --touch FILE} does: create the file, or set its mtime to now. */
     public static void touch(Path file) throws IOException {
         if (Files.exists(file)) {
