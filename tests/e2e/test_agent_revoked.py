@@ -57,6 +57,7 @@ def test_revoked_agent_stops_renewing_and_bootstraps_again_after_a_new_token(
         assert r.code == 0, r.err
         process.wait_until("a new identity", lambda: serial(out) != first, timeout=30, proc=agent)
         second = serial(out)
+        process.wait_until("the bootstrap log line", lambda: log_events(agent, "bootstrap"), proc=agent)
         boot = log_events(agent, "bootstrap")
         assert len(boot) == 1 and boot[0]["serial"] == second and boot[0]["old_serial"] == first
         assert boot[0]["reason"] == "revoked" and boot[0]["service"] == "a"
