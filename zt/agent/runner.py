@@ -42,6 +42,10 @@ from zt.pki.renewal_proof import make_renewal_proof
 
 log = logging.getLogger("zt.agent")
 
+# The RA's answers to a renewal whose certificate (or identity) is revoked (zt/ra/authorize.py):
+# renewing again cannot help, only a new token can.
+REVOKED_CODES = frozenset({"revoked_certificate", "revoked_identity"})
+
 
 @dataclass(frozen=True)
 class AgentConfig:
@@ -321,7 +325,11 @@ class Agent:
         """Our own serial on the CRL: say so once, raise the gauge, stop renewing (the loop
         waits for a new token instead)."""
         cur = self.current
-        if cur is None or cur.leaf.serial_number not in revoked or self._revoked_serial == cur.serial:
+        if cur is not None and cur.leaf.serial_number in revoked:
+            self._mark_revoked(cur, "crl", crl_number=crl_number)
+
+    def _mark_revoked(self, cur: Material, source: str, **fields: object) -> None:
+        if self._revoked_serial == cur.serial:
             return
         self._revoked_serial = cur.serial
         self.metrics.revoked = True
@@ -331,7 +339,8 @@ class Agent:
             logging.ERROR,
             service=self.service,
             serial=cur.serial,
-            crl_number=crl_number,
+            source=source,
+            **fields,
             action="renewal stopped; waiting for a new token in the token file"
             if self._tokens
             else "renewal stopped; no --token-file to bootstrap again with",
@@ -447,6 +456,9 @@ class Agent:
                     next_renew = self._next_renewal(m)
                 except (RemoteError, ConfigError) as e:
                     self.metrics.rotation_failure.inc()
+                    if isinstance(e, RemoteError) and e.code in REVOKED_CODES:
+                        # The RA knows before the CRL reaches us (or the publisher is down).
+                        self._mark_revoked(self.current, "ra", ra_code=e.code)
                     failures += 1
                     next_renew = now + retry_delay(now, self.current.not_after, failures)
                     level = logging.ERROR if now >= self.current.not_after else logging.WARNING
