@@ -46,8 +46,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from cryptography import x509
 import gevent
+from cryptography import x509
 from locust import User, constant, events, task
 from locust.env import Environment
 
@@ -271,7 +271,7 @@ class ZtUser(User):
             status, body = conn.get(path)
         except PeerMismatch as e:
             error, detail, conn = "peer_mismatch", str(e), None
-        except BaseException as e:  # noqa: BLE001 - every outcome is written, then re-raised if not ours
+        except BaseException as e:  # every outcome is written; an interruption is then re-raised
             error, detail = _error_class(e), f"{type(e).__name__}: {e}"[:300]
             if conn is not None:
                 conn.close()
@@ -283,7 +283,13 @@ class ZtUser(User):
         return conn
 
     def _complete(
-        self, doc: dict[str, Any], start: float, status: int | None, body: dict[str, Any], error: str | None, detail: str
+        self,
+        doc: dict[str, Any],
+        start: float,
+        status: int | None,
+        body: dict[str, Any],
+        error: str | None,
+        detail: str,
     ) -> None:
         end = time.time()
         doc.update(start=start, end=end, status=status, error=error, detail=detail)

@@ -111,14 +111,16 @@ def locust_argv(plan: LoadPlan, targets_file: Path, identity: LabIdentity, bundl
 class LoadRun:
     """One locust run: started in the background, so a scenario can act while it runs."""
 
-    def __init__(self, lab: RunningLab, identity: LabIdentity, plan: LoadPlan, work: Path) -> None:
+    def __init__(
+        self, lab: RunningLab, identity: LabIdentity, plan: LoadPlan, work: Path, log: Path | None = None
+    ) -> None:
         self.plan = plan
         self.out = work / "requests"
         self.out.mkdir(parents=True, exist_ok=True)
         targets_file = work / "targets.json"
         targets_file.write_text(json.dumps(targets(lab), indent=2))
         self.argv = locust_argv(plan, targets_file, identity, lab.bundle(), self.out)
-        self.log = work / "locust.log"
+        self.log = log or work / "locust.log"
         self.proc: process.Proc | None = None
 
     def start(self) -> None:
@@ -198,7 +200,16 @@ def to_operations(records: Iterable[dict[str, Any]], criterion: str, end_fallbac
         if r.get("kind") == "call":
             target = f"{r.get('target')}->{r.get('callee')}"
         ops.append(
-            Operation(criterion, f"locust:{r.get('kind')}", op, target, "ok" if request_succeeded(r) else "fail", start, end, r)
+            Operation(
+                criterion,
+                f"locust:{r.get('kind')}",
+                op,
+                target,
+                "ok" if request_succeeded(r) else "fail",
+                start,
+                end,
+                r,
+            )
         )
     return ops
 
