@@ -185,7 +185,8 @@ class ProcessLab(core.LabCore):
         argv = python_cmd("zt.agent.main", "rotate", "--pid-file", str(self.agent_pid_file(service)))
         r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
         if r.returncode != 0:
-            raise host_identities.LabError(f"zt-agent rotate for {service} failed ({r.returncode}): {r.stderr.strip()}")
+            last = (r.stderr.strip().splitlines() or ["(no message)"])[-1]
+            raise host_identities.LabError(f"zt-agent rotate for {service} failed ({r.returncode}): {last}")
 
     def component_log(self, name: str) -> str:
         path = self.logs / f"{name}.log"
