@@ -111,7 +111,7 @@ class Settings:
     def __init__(self, opts: Any) -> None:
         doc = json.loads(Path(opts.zt_targets).read_text())
         self.services: dict[str, dict[str, str]] = doc["services"]
-        self.calls: list[tuple[str, str]] = [tuple(c) for c in doc["calls"]]  # type: ignore[misc]
+        self.calls: list[tuple[str, str]] = [(str(c[0]), str(c[1])) for c in doc["calls"]]
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False  # the identity is the URI SAN, checked below
         ctx.verify_mode = ssl.CERT_REQUIRED
