@@ -37,11 +37,13 @@ class FetchedCrl:
     number: int
     next_update: str
     entries: int
+    this_update: dt.datetime
+    revoked: frozenset[int]  # the serials on it (the agent looks for its own)
 
 
 class CrlRefused(RemoteError):
     """The publisher answered with a CRL we will not write; `why` is a stable word, `fields`
-    the numbers behind it (for the `crl_refused` log event)."""
+    the numbers behind it (for the `crl_rejected` log event)."""
 
     def __init__(self, message: str, why: str, **fields: Any) -> None:
         super().__init__(message)
@@ -68,6 +70,8 @@ class CrlState:
 
     number: int = -1
     der: bytes = field(default=b"", repr=False)
+    this_update: dt.datetime | None = None
+    revoked: frozenset[int] = field(default=frozenset(), repr=False)
 
 
 def state_from_file(data: bytes | None, issuers: Sequence[x509.Certificate]) -> CrlState:
@@ -78,7 +82,12 @@ def state_from_file(data: bytes | None, issuers: Sequence[x509.Certificate]) -> 
         crl = parse_crl(data)
         if issuer_of(crl, issuers) is None:
             return CrlState()
-        return CrlState(crl_number(crl), crl.public_bytes(serialization.Encoding.DER))
+        return CrlState(
+            crl_number(crl),
+            crl.public_bytes(serialization.Encoding.DER),
+            crl.last_update_utc,
+            frozenset(r.serial_number for r in crl),
+        )
     except (ValueError, x509.ExtensionNotFound):
         return CrlState()
 
@@ -185,6 +194,14 @@ class CrlFetcher:
                 )
             self._etag = self._pending_etag
             return None  # the one we already wrote (e.g. first fetch after a restart)
-        self.state = CrlState(number, der)
+        revoked = frozenset(r.serial_number for r in crl)
+        self.state = CrlState(number, der, crl.last_update_utc, revoked)
         self._etag = self._pending_etag
-        return FetchedCrl(crl.public_bytes(serialization.Encoding.PEM), number, rfc3339(next_update), len(list(crl)))
+        return FetchedCrl(
+            crl.public_bytes(serialization.Encoding.PEM),
+            number,
+            rfc3339(next_update),
+            len(revoked),
+            crl.last_update_utc,
+            revoked,
+        )

@@ -27,8 +27,9 @@ from cryptography.hazmat.primitives import serialization
 
 from zt.agent.crl_fetch import MAX_CRL_BYTES, CrlFetcher, CrlRefused, state_from_file
 from zt.agent.material import Material, build_csr, csr_pem, material_from_response, offered_bundle
+from zt.agent.metrics import AgentMetrics, CrlView, IdentityView
 from zt.agent.ra_client import RaClient
-from zt.agent.rotation import MIN_RENEW_INTERVAL, renewal_time, retry_delay
+from zt.agent.rotation import DEFAULT_JITTER, DEFAULT_RENEW_FRACTION, MIN_RENEW_INTERVAL, renewal_time, retry_delay
 from zt.agent.signals import Notifier
 from zt.agent.trust import fingerprint, same_certificates, verify_svid
 from zt.agent.writer import CertDirWriter, read_current
@@ -48,14 +49,15 @@ class AgentConfig:
     token_file: Path | None
     key_type: KeyType = KeyType.EC_P256
     ttl_seconds: int | None = None
-    renew_fraction: float = 0.5
-    jitter: float = 0.1
+    renew_fraction: float = DEFAULT_RENEW_FRACTION
+    jitter: float = DEFAULT_JITTER
     crl_url: str | None = None
     crl_interval: float = 5.0
     fetch_crl: bool = True
     bootstrap_timeout: float = 300.0
     roots: tuple[x509.Certificate, ...] = ()  # the pinned trust bundle
     crl_max_bytes: int = MAX_CRL_BYTES
+    service: str = ""  # the service name, for log events (the SPIFFE ID's last segment)
 
 
 def crl_url_of(leaf: x509.Certificate) -> str | None:
@@ -72,24 +74,53 @@ def crl_url_of(leaf: x509.Certificate) -> str | None:
 
 class Agent:
     def __init__(
-        self, cfg: AgentConfig, ra: RaClient, notifier: Notifier, clock: Clock, stop: threading.Event | None = None
+        self,
+        cfg: AgentConfig,
+        ra: RaClient,
+        notifier: Notifier,
+        clock: Clock,
+        stop: threading.Event | None = None,
+        metrics: AgentMetrics | None = None,
     ) -> None:
         self.cfg = cfg
         self.ra = ra
         self.notifier = notifier
         self.clock = clock
         self.stop = stop or threading.Event()
+        self.metrics = metrics or AgentMetrics(clock)
         self.writer = CertDirWriter(cfg.out)
         self.current: Material | None = None
         self.received_at: dt.datetime | None = None
         self._crl: CrlFetcher | None = None
+        # Set from signal handlers (SIGUSR1, SIGTERM), read by the loop: the loop sleeps on
+        # `_wake` so a manual rotation or a stop is acted on at once, not at the next timer.
+        self._wake = threading.Event()
+        self._manual = threading.Event()
+
+    @property
+    def service(self) -> str:
+        return self.cfg.service or self.cfg.spiffe_id.rsplit("/", 1)[-1]
+
+    def request_rotation(self) -> None:
+        """Renew now (SIGUSR1): safe to call from a signal handler or another thread."""
+        self._manual.set()
+        self._wake.set()
+
+    def request_stop(self) -> None:
+        self.stop.set()
+        self._wake.set()
 
     # -- identity ------------------------------------------------------------------------------
 
-    def _install(self, m: Material, why: str) -> None:
+    def _adopt(self, m: Material) -> None:
+        """Make `m` the identity the agent holds (and the gauges describe)."""
+        self.current = m
+        self.metrics.identity = IdentityView(m.serial, m.not_before, m.not_after)
+
+    def _install(self, m: Material, why: str) -> str:
         old = self.current.serial if self.current else None
         gen = self.writer.write(m)
-        self.current = m
+        self._adopt(m)
         self.received_at = self.clock.now()
         log_event(
             log,
@@ -102,6 +133,7 @@ class Agent:
             why=why,
         )
         self.notifier.notify(why)
+        return gen
 
     def _usable(self, m: Material | None) -> bool:
         """An identity on disk is reused only if it is ours, current, and verifies against the
@@ -152,7 +184,7 @@ class Agent:
                 )
                 self._install(updated, "bundle")
                 return updated
-            self.current = existing
+            self._adopt(existing)
             log_event(log, "identity_reused", serial=existing.serial, not_after=rfc3339(existing.not_after))
             return existing
         if self.cfg.token_file is None:
@@ -183,9 +215,13 @@ class Agent:
         self._install(m, "bootstrap")
         return m
 
-    def renew_once(self) -> Material:
+    def renew_once(self, trigger: str = "schedule") -> Material:
+        """Renew with proof of the current certificate and write the new generation; logs the
+        `rotation` event (docs/contracts.md) and counts success. Raises on failure (the caller
+        counts it and schedules the retry): the current generation stays in place."""
         assert self.current is not None
         cur = self.current
+        started = time.monotonic()
         key = generate_key(self.cfg.key_type)  # a new key every rotation
         csr = build_csr(key, self.cfg.spiffe_id)
         proof = make_renewal_proof(
@@ -193,7 +229,19 @@ class Agent:
         )
         doc = self.ra.renew(proof, csr_pem(csr), self.cfg.ttl_seconds)
         m = self._answer(key, doc)
-        self._install(m, "renewal")
+        gen = self._install(m, "renewal")
+        self.metrics.rotation_success.inc()
+        log_event(
+            log,
+            "rotation",
+            service=self.service,
+            old_serial=cur.serial,
+            new_serial=m.serial,
+            not_after=rfc3339(m.not_after),
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
+            trigger=trigger,
+            generation=gen,
+        )
         return m
 
     # -- CRL -----------------------------------------------------------------------------------
@@ -207,17 +255,29 @@ class Agent:
             issuers = self.current.intermediates + self.cfg.roots
             crl_file = self.cfg.out / "crl.pem"
             state = state_from_file(crl_file.read_bytes() if crl_file.is_file() else None, issuers)
-            if state.number >= 0:
+            if state.number >= 0 and state.this_update is not None:
                 log_event(log, "crl_state_loaded", crl_number=state.number, file=str(crl_file))
+                self.metrics.crl = CrlView(state.number, state.this_update)
             self._crl = CrlFetcher(url, state, self.cfg.crl_max_bytes)
         try:
             fetched = self._crl.fetch(self.current.intermediates + self.cfg.roots, self.clock.now())
         except CrlRefused as e:
-            log_event(log, "crl_refused", logging.WARNING, why=e.why, url=self._crl.url, reason=str(e), **e.fields)
+            self.metrics.crl_result("rejected")
+            log_event(log, "crl_rejected", logging.WARNING, why=e.why, url=self._crl.url, reason=str(e), **e.fields)
+            raise
+        except RemoteError:
+            self.metrics.crl_result("error")
             raise
         if fetched is None:
+            self.metrics.crl_result("not_modified")
             return False
-        self.writer.write_crl(fetched.pem)
+        try:
+            self.writer.write_crl(fetched.pem)
+        except OSError:
+            self.metrics.crl_result("error")
+            raise
+        self.metrics.crl_result("updated")
+        self.metrics.crl = CrlView(fetched.number, fetched.this_update)
         log_event(
             log, "crl_written", crl_number=fetched.number, entries=fetched.entries, next_update=fetched.next_update
         )
@@ -229,8 +289,20 @@ class Agent:
     def _next_renewal(self, m: Material) -> dt.datetime:
         """Schedule from when the lifetime really started for us: backdating must not shorten it."""
         start = max(m.not_before, self.received_at) if self.received_at else m.not_before
-        at = renewal_time(start, m.not_after, self.cfg.renew_fraction, self.cfg.jitter)
-        return max(at, self.clock.now() + MIN_RENEW_INTERVAL)
+        at = max(
+            renewal_time(start, m.not_after, self.cfg.renew_fraction, self.cfg.jitter),
+            self.clock.now() + MIN_RENEW_INTERVAL,
+        )
+        lifetime = (m.not_after - start).total_seconds()
+        log_event(
+            log,
+            "renewal_scheduled",
+            at=rfc3339(at),
+            serial=m.serial,
+            in_seconds=round((at - self.clock.now()).total_seconds(), 3),
+            fraction=round((at - start).total_seconds() / lifetime, 4) if lifetime > 0 else None,
+        )
+        return at
 
     def run(self) -> int:
         """Renew and fetch until `stop` is set; returns the exit code."""
@@ -238,16 +310,20 @@ class Agent:
         next_renew = self._next_renewal(self.current)
         next_crl = self.clock.now()
         failures = 0
-        log_event(log, "renewal_scheduled", at=rfc3339(next_renew))
         while not self.stop.is_set():
             now = self.clock.now()
-            if now >= next_renew:
+            manual = self._manual.is_set()
+            if manual or now >= next_renew:
+                self._manual.clear()
+                trigger = "manual" if manual else "schedule"
+                if manual:
+                    log_event(log, "rotation_requested", trigger=trigger, serial=self.current.serial)
                 try:
-                    m = self.renew_once()
+                    m = self.renew_once(trigger)
                     failures = 0
                     next_renew = self._next_renewal(m)
-                    log_event(log, "renewal_scheduled", at=rfc3339(next_renew))
                 except (RemoteError, ConfigError) as e:
+                    self.metrics.rotation_failure.inc()
                     failures += 1
                     next_renew = now + retry_delay(now, self.current.not_after, failures)
                     level = logging.ERROR if now >= self.current.not_after else logging.WARNING
@@ -259,19 +335,21 @@ class Agent:
                         failures=failures,
                         retry_at=rfc3339(next_renew),
                         current_not_after=rfc3339(self.current.not_after),
+                        trigger=trigger,
                     )
             if self.cfg.fetch_crl and now >= next_crl:
                 try:
                     self.fetch_crl_once()
                 except CrlRefused:
-                    pass  # logged as crl_refused; the last good crl.pem stays
+                    pass  # logged as crl_rejected; the last good crl.pem stays
                 except RemoteError as e:
                     log_event(log, "crl_fetch_failed", logging.WARNING, reason=str(e))
                 except OSError as e:
                     log_event(log, "crl_write_failed", logging.ERROR, reason=str(e))
                 next_crl = now + dt.timedelta(seconds=self.cfg.crl_interval)
             wake = min(next_renew, next_crl) if self.cfg.fetch_crl else next_renew
-            self.stop.wait(max(0.05, min((wake - self.clock.now()).total_seconds(), 60.0)))
+            self._wake.wait(max(0.05, min((wake - self.clock.now()).total_seconds(), 60.0)))
+            self._wake.clear()
         log_event(log, "stop", reason="signal", serial=self.current.serial)
         return 0
 
