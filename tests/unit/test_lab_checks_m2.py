@@ -281,7 +281,7 @@ def test_agent_generations_read_both_log_shapes(line: dict[str, Any], trigger: s
     assert gens[1].written_at - gens[0].written_at == pytest.approx(15.25)
 
 
-def test_rotation_event_wins_over_identity_written_for_the_same_rotation() -> None:
+def test_the_write_time_is_identity_written_and_the_trigger_comes_from_rotation() -> None:
     lines = [
         {
             "ts": "2026-11-30T22:00:15.000Z",
@@ -291,12 +291,13 @@ def test_rotation_event_wins_over_identity_written_for_the_same_rotation() -> No
             "why": "renewal",
         },
         {
-            "ts": "2026-11-30T22:00:15.001Z",
+            "ts": "2026-11-30T22:00:15.040Z",
             "event": "rotation",
             "old_serial": "a1",
             "new_serial": "a2",
-            "trigger": "schedule",
+            "trigger": "manual",
         },
     ]
     gens = agent_generations("service-a", "\n".join(json.dumps(x) for x in lines))
-    assert [(g.new_serial, g.trigger) for g in gens] == [("a2", "schedule")]
+    assert [(g.new_serial, g.trigger) for g in gens] == [("a2", "manual")]
+    assert gens[0].written_at % 60 == pytest.approx(15.0)

@@ -1,10 +1,9 @@
 """Rotation evidence from both sides: what the agents wrote, and what the services presented.
 
-The agent side: every new generation an agent wrote, from its JSON log. The agent logs a
-`rotation` event per new generation after bootstrap (service, old_serial, new_serial,
-generation, trigger "schedule"|"manual"); older agents log only `identity_written` (serial,
-old_serial, generation, why), which is read the same way when no `rotation` event exists.
-Times are the log lines' `ts` (milliseconds, UTC), i.e. just after the `current` swap.
+The agent side: every new generation an agent wrote, from its JSON log: `identity_written`
+(serial, old_serial, generation, why) right after the `current` swap, and, for a rotation,
+`rotation` (service, old_serial, new_serial, generation, trigger "schedule"|"manual") once
+the service was signalled. Times are the log lines' `ts` (milliseconds, UTC).
 
 The client side: the serial each new TLS connection of the load saw in the server's
 certificate, and when its handshake completed (load/locustfile.py). The first connection that
@@ -61,30 +60,30 @@ def log_events(text: str) -> list[dict[str, Any]]:
 
 
 def agent_generations(service: str, log_text: str) -> list[Generation]:
-    """Every generation the agent for `service` wrote, oldest first."""
+    """Every generation the agent for `service` wrote, oldest first.
+
+    The time is the `identity_written` line's (logged right after the `current` swap, before
+    the service is signalled); the `rotation` line (logged after the signal) adds the trigger.
+    """
     events = log_events(log_text)
+    written = {str(e.get("serial")): e for e in events if e.get("event") == "identity_written"}
+    rotations = {str(e.get("new_serial")): e for e in events if e.get("event") == "rotation"}
     out: list[Generation] = []
-    rotations = [e for e in events if e.get("event") == "rotation"]
-    for e in events:
+    for serial, e in written.items():
+        rot = rotations.get(serial)
         t = _ts(e.get("ts"))
         if t is None:
             continue
-        if e.get("event") == "identity_written":
-            if rotations and e.get("old_serial") is not None:
-                continue  # the rotation event says the same, with its trigger
-            trigger = "bootstrap" if e.get("old_serial") is None else str(e.get("why", "?"))
-            out.append(Generation(service, e.get("old_serial"), str(e.get("serial")), e.get("generation"), t, trigger))
-        elif e.get("event") == "rotation":
-            out.append(
-                Generation(
-                    service,
-                    e.get("old_serial"),
-                    str(e.get("new_serial")),
-                    e.get("generation"),
-                    t,
-                    str(e.get("trigger", "?")),
-                )
-            )
+        if e.get("old_serial") is None:
+            trigger = "bootstrap"
+        else:
+            trigger = str(rot.get("trigger", "?")) if rot is not None else str(e.get("why", "?"))
+        out.append(Generation(service, e.get("old_serial"), serial, e.get("generation"), t, trigger))
+    for serial, e in rotations.items():  # a rotation without its identity_written line
+        t = _ts(e.get("ts"))
+        if serial not in written and t is not None:
+            old, gen, trigger = e.get("old_serial"), e.get("generation"), str(e.get("trigger", "?"))
+            out.append(Generation(service, old, serial, gen, t, trigger))
     out.sort(key=lambda g: g.written_at)
     return out
 
