@@ -54,7 +54,10 @@ def rotation_presented(o: Operation) -> str | None:
         if d.get("error"):
             return f"{d['service']}: the manual rotation could not be asked for: {d['error']}"
         if d.get("trigger") != "manual":
-            return f"{d['service']}: no generation with trigger manual followed the SIGUSR1 at {d['requested_at']:.3f}"
+            return (
+                f"{d['service']}: no generation with trigger manual was written within {d['bound_s']} s of the "
+                f"SIGUSR1 at {d['requested_at']:.3f}"
+            )
         return None
     return None
 

@@ -38,6 +38,9 @@ from zt.lab.rotations import Generation, first_presented, presented_serials
 
 PICKUP_BOUND_S = 10.0  # a new serial must reach a new connection this soon after it is written
 CERT_AGE_SLACK_S = 5.0  # renewal duration + the sampling period + scheduling on a loaded machine
+# A manual rotation must be written this soon after SIGUSR1. Measured: the agent logged the
+# request 2.6 s after the signal while a scheduled renewal was in flight (loaded 2-core host).
+MANUAL_BOUND_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -135,8 +138,15 @@ def rotation_operations(
             )
         )
     for m in manual:
-        following = [x for x in generations.get(m.service, []) if x.is_rotation and x.written_at >= m.requested_at]
-        nxt = following[0] if following else None
+        # The first manual generation after the request; a scheduled one may come in between
+        # (the agent may be mid-renewal when the signal arrives).
+        following = [
+            x
+            for x in generations.get(m.service, [])
+            if x.is_rotation and m.requested_at <= x.written_at <= m.requested_at + MANUAL_BOUND_S
+        ]
+        manual_ones = [x for x in following if x.trigger == "manual"]
+        nxt = manual_ones[0] if manual_ones else (following[0] if following else None)
         ops.append(
             Operation(
                 "m2.rotations_happened",
@@ -149,6 +159,7 @@ def rotation_operations(
                 {
                     "service": m.service,
                     "requested_at": m.requested_at,
+                    "bound_s": MANUAL_BOUND_S,
                     "error": m.error,
                     "new_serial": nxt.new_serial if nxt else None,
                     "written_at": nxt.written_at if nxt else None,
