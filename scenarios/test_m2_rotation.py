@@ -10,7 +10,7 @@ zt.lab.checks_m2 judges it.
 
 Knobs (environment, for the broken-reload test and for heavier runs):
     ZT_M2_LOAD_SECONDS  how long the load runs (default 120)
-    ZT_M2_USERS         locust users (default 10); ZT_M2_WORKERS locust processes (default 1)
+    ZT_M2_USERS         locust users (default 16); ZT_M2_WORKERS locust processes (default 1)
     ZT_M2_NO_RELOAD     services to start with --no-reload (comma-separated): the run must FAIL
 """
 
@@ -45,8 +45,8 @@ NO_RELOAD = tuple(s for s in os.environ.get("ZT_M2_NO_RELOAD", "").split(",") if
 RENEW_AT = 0.5
 LAB_TOPOLOGY = Topology(agent_ttl_seconds=30, agent_renew_at=RENEW_AT, agent_metrics=True, no_reload=NO_RELOAD)
 PLAN = LoadPlan(
-    users=int(os.environ.get("ZT_M2_USERS", "10")),
-    spawn_rate=5.0,
+    users=int(os.environ.get("ZT_M2_USERS", "16")),
+    spawn_rate=8.0,
     run_seconds=LOAD_SECONDS,
     workers=int(os.environ.get("ZT_M2_WORKERS", "1")),
 )
