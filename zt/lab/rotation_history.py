@@ -36,7 +36,12 @@ from zt.lab import load
 from zt.lab.history import Operation, Outcome
 from zt.lab.rotations import Generation, first_presented, presented_serials
 
-PICKUP_BOUND_S = 10.0  # a new serial must reach a new connection this soon after it is written
+# A new serial must reach a new connection this soon after it is written: the service's reload
+# plus the handshake of the first connection to present it (the client's clock stops when the
+# handshake completes). Measured on the shared 2-core host at load average 20: service-a (SIGHUP)
+# 0.1-0.6 s, service-b (touched file) 1-2.5 s on processes and up to 7.3 s in containers, where
+# handshakes alone took up to 3.4 s (p99). Half the certificate's 30 s lifetime.
+PICKUP_BOUND_S = 15.0
 CERT_AGE_SLACK_S = 5.0  # renewal duration + the sampling period + scheduling on a loaded machine
 # A manual rotation must be written this soon after SIGUSR1. Measured: the agent logged the
 # request 2.6 s after the signal while a scheduled renewal was in flight (loaded 2-core host).
