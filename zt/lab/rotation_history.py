@@ -46,6 +46,7 @@ CERT_AGE_SLACK_S = 5.0  # renewal duration + the sampling period + scheduling on
 # A manual rotation must be written this soon after SIGUSR1. Measured: the agent logged the
 # request 2.6 s after the signal while a scheduled renewal was in flight (loaded 2-core host).
 MANUAL_BOUND_S = 15.0
+NEW_CONNECTIONS_S = 5.0  # of load after the pickup bound, to judge what new connections present
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,8 @@ def connection_operations(
                         },
                     )
                 )
+            if g.written_at + bound_s + NEW_CONNECTIONS_S > window.end:
+                continue  # too little load left after the bound to show which serial new connections get
             late = [
                 r
                 for r in records
