@@ -143,7 +143,9 @@ def connection_completes(o: Operation) -> str | None:
                 f"(first: {d['stale'][:3]})"
             )
         if d["count"] == 0:
-            return f"{d['service']}: no new connection after the rotation to {d['new_serial']} to show it"
+            failed = d.get("unopened", 0)
+            why = f" ({failed} attempts failed their handshake: {d.get('unopened_errors')})" if failed else ""
+            return f"{d['service']}: no new connection after the rotation to {d['new_serial']} to show it{why}"
         return None
     return None
 

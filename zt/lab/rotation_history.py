@@ -240,6 +240,13 @@ def connection_operations(
                 and float(r["handshake_at"]) > g.written_at + bound_s
             ]
             stale = [str(r.get("conn_id")) for r in late if r.get("serial") == g.old_serial]
+            unopened = [  # connection attempts that never completed a handshake (no serial seen)
+                r
+                for r in records
+                if r.get("target") == service
+                and not r.get("conn_id")
+                and float(r.get("start") or 0) > g.written_at + bound_s
+            ]
             ops.append(
                 Operation(
                     "m2.open_connections_complete",
@@ -256,6 +263,8 @@ def connection_operations(
                         "bound_s": bound_s,
                         "count": len(late),
                         "stale": stale,
+                        "unopened": len(unopened),
+                        "unopened_errors": sorted({str(r.get("error")) for r in unopened}),
                     },
                 )
             )
