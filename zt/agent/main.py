@@ -23,7 +23,7 @@ from cryptography import x509
 
 from zt import logjson, options
 from zt.agent.control import ROTATE_SIGNAL, AgentPidFile, rotate_main
-from zt.agent.crl_fetch import MAX_CRL_BYTES, CrlRefused
+from zt.agent.crl_fetch import MAX_CRL_BYTES
 from zt.agent.metrics import AgentMetrics, MetricsServer
 from zt.agent.ra_client import RaClient
 from zt.agent.rotation import DEFAULT_JITTER, DEFAULT_RENEW_FRACTION
@@ -90,7 +90,26 @@ def build_parser() -> options.LayeredParser:
     p.add_argument("--pid-file", type=Path, help="file with the service's PID, for --signal")
     p.add_argument("--touch", type=Path, help="file to touch after each write (Java service-b watches it)")
     p.add_argument("--crl-url", help="CRL URL (default: the CRL distribution point in the leaf)")
-    p.add_argument("--crl-interval", type=float, default=5.0, help="seconds between CRL checks (default: 5)")
+    p.add_argument(
+        "--crl-interval",
+        type=float,
+        default=60.0,
+        help="periodic CRL fetch, seconds: the pause after an error, a rejected CRL or a 304 the publisher "
+        "answered without holding the request (default: 60)",
+    )
+    p.add_argument(
+        "--crl-wait",
+        type=float,
+        default=30.0,
+        help="long-poll: ask the publisher to hold an unchanged-CRL request this many seconds "
+        "(If-None-Match + Prefer: wait=N); 0 turns long-poll off (default: 30)",
+    )
+    p.add_argument(
+        "--token-poll",
+        type=float,
+        default=1.0,
+        help="while our certificate is revoked: seconds between looks at --token-file for a new token (default: 1)",
+    )
     p.add_argument(
         "--crl-max-bytes",
         type=int,
@@ -130,6 +149,16 @@ def check_fractions(renew_at: float, jitter: float) -> None:
         raise ConfigError(f"--jitter must be at least 0 and less than --renew-at ({renew_at}), got {jitter}")
 
 
+def check_intervals(crl_interval: float, crl_wait: float, token_poll: float) -> None:
+    """Bounds that keep the loops from spinning (and the held request from outliving a timeout)."""
+    if not 0.1 <= crl_interval <= 86400:
+        raise ConfigError(f"--crl-interval must be between 0.1 and 86400 seconds, got {crl_interval}")
+    if crl_wait != 0 and not 1 <= crl_wait <= 3600:
+        raise ConfigError(f"--crl-wait must be 0 (no long-poll) or between 1 and 3600 seconds, got {crl_wait}")
+    if not 0.1 <= token_poll <= 3600:
+        raise ConfigError(f"--token-poll must be between 0.1 and 3600 seconds, got {token_poll}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["rotate"]:
@@ -142,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.crl_max_bytes <= 0:
             raise ConfigError("--crl-max-bytes must be positive")
         check_fractions(args.renew_at, args.jitter)
+        check_intervals(args.crl_interval, args.crl_wait, args.token_poll)
         spiffe_id = str(workload_id(td, args.service))
         cfg = AgentConfig(
             spiffe_id=spiffe_id,
@@ -153,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             jitter=args.jitter,
             crl_url=args.crl_url,
             crl_interval=args.crl_interval,
+            crl_wait=args.crl_wait,
+            token_poll=args.token_poll,
             fetch_crl=not args.no_crl,
             bootstrap_timeout=args.bootstrap_timeout,
             roots=bundle.roots,
@@ -216,12 +248,7 @@ def _serve(agent: Agent, once: bool, start: dict[str, Any]) -> int:
     try:
         agent.bootstrap()
         if cfg.fetch_crl:
-            try:
-                agent.fetch_crl_once()
-            except CrlRefused:
-                pass  # logged as crl_rejected; the last good crl.pem stays
-            except RemoteError as e:
-                log_event(log, "crl_fetch_failed", logging.WARNING, reason=str(e))
+            agent.fetch_crl_once()  # counted and logged; a failure leaves the last good crl.pem
         if once:
             return 0
         return agent.run()

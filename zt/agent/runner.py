@@ -25,12 +25,13 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from zt.agent.crl_fetch import MAX_CRL_BYTES, CrlFetcher, CrlRefused, state_from_file
+from zt.agent.crl_fetch import MAX_CRL_BYTES, CrlFetcher, CrlRefused, next_fetch_delay, state_from_file
 from zt.agent.material import Material, build_csr, csr_pem, material_from_response, offered_bundle
 from zt.agent.metrics import AgentMetrics, CrlView, IdentityView
 from zt.agent.ra_client import RaClient
 from zt.agent.rotation import DEFAULT_JITTER, DEFAULT_RENEW_FRACTION, MIN_RENEW_INTERVAL, renewal_time, retry_delay
 from zt.agent.signals import Notifier
+from zt.agent.token_watch import TokenWatch, read_token
 from zt.agent.trust import fingerprint, same_certificates, verify_svid
 from zt.agent.writer import CertDirWriter, read_current
 from zt.clock import Clock, rfc3339
@@ -40,6 +41,10 @@ from zt.pki.keys import KeyType, PrivateKey, generate_key
 from zt.pki.renewal_proof import make_renewal_proof
 
 log = logging.getLogger("zt.agent")
+
+# The RA's answers to a renewal whose certificate (or identity) is revoked (zt/ra/authorize.py):
+# renewing again cannot help, only a new token can.
+REVOKED_CODES = frozenset({"revoked_certificate", "revoked_identity"})
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,9 @@ class AgentConfig:
     renew_fraction: float = DEFAULT_RENEW_FRACTION
     jitter: float = DEFAULT_JITTER
     crl_url: str | None = None
-    crl_interval: float = 5.0
+    crl_interval: float = 60.0  # the periodic fallback: after an error, a rejection or an early 304
+    crl_wait: float = 30.0  # long-poll: the publisher may hold a request this long (0: no long-poll)
+    token_poll: float = 1.0  # while revoked: how often the token file is looked at
     fetch_crl: bool = True
     bootstrap_timeout: float = 300.0
     roots: tuple[x509.Certificate, ...] = ()  # the pinned trust bundle
@@ -96,6 +103,12 @@ class Agent:
         # `_wake` so a manual rotation or a stop is acted on at once, not at the next timer.
         self._wake = threading.Event()
         self._manual = threading.Event()
+        self._tokens = TokenWatch(cfg.token_file) if cfg.token_file else None
+        # The serial of our own certificate once a CRL lists it (set by the CRL thread, acted
+        # on by the renewal loop): no renewal with it; a new token brings a new identity.
+        self._revoked_serial: str | None = None
+        self._crl_thread: threading.Thread | None = None
+        self._no_crl_url_logged = False
 
     @property
     def service(self) -> str:
@@ -113,9 +126,16 @@ class Agent:
     # -- identity ------------------------------------------------------------------------------
 
     def _adopt(self, m: Material) -> None:
-        """Make `m` the identity the agent holds (and the gauges describe)."""
+        """Make `m` the identity the agent holds (and the gauges describe). `identity_revoked`
+        describes the identity held, so a new one starts unrevoked unless the newest CRL we
+        hold already lists it."""
         self.current = m
         self.metrics.identity = IdentityView(m.serial, m.not_before, m.not_after)
+        if self._revoked_serial != m.serial:
+            self._revoked_serial = None
+            self.metrics.revoked = False
+        if self._crl is not None:
+            self._check_own_revocation(self._crl.state.revoked, self._crl.state.number)
 
     def _install(self, m: Material, why: str) -> str:
         old = self.current.serial if self.current else None
@@ -189,21 +209,26 @@ class Agent:
             return existing
         if self.cfg.token_file is None:
             raise ConfigError("no usable identity in the output directory and no --token-file to bootstrap with")
-        try:
-            token = self.cfg.token_file.read_text().strip()
-        except OSError as e:
-            raise ConfigError(f"cannot read token file {self.cfg.token_file}: {e}") from e
-        if not token:
-            raise ConfigError(f"token file {self.cfg.token_file} is empty")
+        token = read_token(self.cfg.token_file)
+        m = self._spend_token(token, self.cfg.bootstrap_timeout)
+        self._install(m, "bootstrap")
+        return m
+
+    def _spend_token(self, token: str, timeout: float) -> Material:
+        """A new key, and the identity the RA issues for it with `token`; transient failures
+        are retried for `timeout` seconds (0: one attempt). The token counts as used once the
+        RA answered, whatever the answer: it is never sent twice."""
         key = generate_key(self.cfg.key_type)
         csr = build_csr(key, self.cfg.spiffe_id)
         failures = 0
-        deadline = time.monotonic() + self.cfg.bootstrap_timeout
+        deadline = time.monotonic() + timeout
         while True:
             try:
                 doc = self.ra.issue(token, csr_pem(csr), self.cfg.ttl_seconds)
                 break
             except RemoteError as e:
+                if not e.is_transient and self._tokens is not None:
+                    self._tokens.mark_used(token)
                 if not e.is_transient or time.monotonic() >= deadline:
                     raise
                 failures += 1
@@ -211,9 +236,9 @@ class Agent:
                 log_event(log, "bootstrap_retry", logging.WARNING, reason=str(e), retry_in=delay)
                 if self.stop.wait(delay):
                     raise
-        m = self._answer(key, doc)
-        self._install(m, "bootstrap")
-        return m
+        if self._tokens is not None:
+            self._tokens.mark_used(token)
+        return self._answer(key, doc)
 
     def renew_once(self, trigger: str = "schedule") -> Material:
         """Renew with proof of the current certificate and write the new generation; logs the
@@ -246,43 +271,126 @@ class Agent:
 
     # -- CRL -----------------------------------------------------------------------------------
 
-    def fetch_crl_once(self) -> bool:
+    def fetch_crl_once(self, wait: float = 0.0) -> str:
+        """One CRL request (a long-poll when `wait` > 0 and we hold an ETag); verifies, writes,
+        notifies. Returns the `crl_fetch_total` result, which it has counted and logged (or
+        `no_url` when there is nothing to fetch from): a failed or rejected fetch never raises,
+        the last good `crl.pem` stays."""
         assert self.current is not None
         if self._crl is None:
             url = self.cfg.crl_url or crl_url_of(self.current.leaf)
             if url is None:
-                return False
+                if not self._no_crl_url_logged:
+                    self._no_crl_url_logged = True
+                    log_event(log, "crl_no_url", logging.WARNING, reason="no --crl-url and no CRL DP in our leaf")
+                return "no_url"  # not a fetch: not counted; the thread looks again every --crl-interval
             issuers = self.current.intermediates + self.cfg.roots
             crl_file = self.cfg.out / "crl.pem"
             state = state_from_file(crl_file.read_bytes() if crl_file.is_file() else None, issuers)
             if state.number >= 0 and state.this_update is not None:
                 log_event(log, "crl_state_loaded", crl_number=state.number, file=str(crl_file))
                 self.metrics.crl = CrlView(state.number, state.this_update)
+                self._check_own_revocation(state.revoked, state.number)
             self._crl = CrlFetcher(url, state, self.cfg.crl_max_bytes)
+        result = self._fetch_and_write(self._crl, wait)
+        self.metrics.crl_result(result)
+        return result
+
+    def _fetch_and_write(self, fetcher: CrlFetcher, wait: float) -> str:
+        assert self.current is not None
         try:
-            fetched = self._crl.fetch(self.current.intermediates + self.cfg.roots, self.clock.now())
+            fetched = fetcher.fetch(self.current.intermediates + self.cfg.roots, self.clock.now(), wait)
         except CrlRefused as e:
-            self.metrics.crl_result("rejected")
-            log_event(log, "crl_rejected", logging.WARNING, why=e.why, url=self._crl.url, reason=str(e), **e.fields)
-            raise
-        except RemoteError:
-            self.metrics.crl_result("error")
-            raise
+            log_event(log, "crl_rejected", logging.WARNING, why=e.why, url=fetcher.url, reason=str(e), **e.fields)
+            return "rejected"
+        except RemoteError as e:
+            log_event(log, "crl_fetch_failed", logging.WARNING, url=fetcher.url, reason=str(e))
+            return "error"
         if fetched is None:
-            self.metrics.crl_result("not_modified")
-            return False
+            return "not_modified"
         try:
             self.writer.write_crl(fetched.pem)
-        except OSError:
-            self.metrics.crl_result("error")
-            raise
-        self.metrics.crl_result("updated")
+        except OSError as e:
+            log_event(log, "crl_write_failed", logging.ERROR, reason=str(e))
+            return "error"
         self.metrics.crl = CrlView(fetched.number, fetched.this_update)
         log_event(
             log, "crl_written", crl_number=fetched.number, entries=fetched.entries, next_update=fetched.next_update
         )
         self.notifier.notify("crl")
-        return True
+        self._check_own_revocation(fetched.revoked, fetched.number)
+        return "updated"
+
+    def _check_own_revocation(self, revoked: frozenset[int], crl_number: int) -> None:
+        """Our own serial on the CRL: say so once, raise the gauge, stop renewing (the loop
+        waits for a new token instead)."""
+        cur = self.current
+        if cur is not None and cur.leaf.serial_number in revoked:
+            self._mark_revoked(cur, "crl", crl_number=crl_number)
+
+    def _mark_revoked(self, cur: Material, source: str, **fields: object) -> None:
+        if self._revoked_serial == cur.serial:
+            return
+        self._revoked_serial = cur.serial
+        self.metrics.revoked = True
+        log_event(
+            log,
+            "identity_revoked",
+            logging.ERROR,
+            service=self.service,
+            serial=cur.serial,
+            source=source,
+            **fields,
+            action="renewal stopped; waiting for a new token in the token file"
+            if self._tokens
+            else "renewal stopped; no --token-file to bootstrap again with",
+        )
+        self._wake.set()
+
+    def _crl_loop(self) -> None:
+        """The CRL thread: long-poll the publisher, fall back to `crl_interval` (see
+        `next_fetch_delay`); one failure never ends it."""
+        while not self.stop.is_set():
+            started = time.monotonic()
+            try:
+                result = self.fetch_crl_once(self.cfg.crl_wait)
+            except Exception as e:  # noqa: BLE001 - log, count and continue: the loop must not die
+                log_event(log, "crl_loop_error", logging.ERROR, reason=f"{type(e).__name__}: {e}")
+                self.metrics.crl_result("error")
+                result = "error"
+            asked = self._crl.asked_wait if self._crl is not None else 0
+            delay = next_fetch_delay(result, asked, time.monotonic() - started, self.cfg.crl_interval)
+            if delay > 0:
+                self.stop.wait(delay)
+
+    def start_crl_thread(self) -> None:
+        if self.cfg.fetch_crl and self._crl_thread is None:
+            self._crl_thread = threading.Thread(target=self._crl_loop, name="agent-crl", daemon=True)
+            self._crl_thread.start()
+
+    # -- revoked: wait for a new token -----------------------------------------------------
+
+    def _rebootstrap_if_new_token(self) -> Material | None:
+        """While revoked: bootstrap again with a new key once the token file holds a token not
+        used yet. The current generation stays in place until the new one is written."""
+        if self._tokens is None:
+            return None
+        token = self._tokens.fresh_token()
+        if token is None:
+            return None
+        old = self.current.serial if self.current else None
+        try:
+            m = self._spend_token(token, 0.0)
+        except RemoteError as e:
+            if e.is_transient:
+                self._tokens.retry_later()
+            log_event(log, "bootstrap_failed", logging.WARNING, reason=str(e), remote=True, transient=e.is_transient)
+            return None
+        gen = self._install(m, "bootstrap")
+        log_event(
+            log, "bootstrap", service=self.service, serial=m.serial, old_serial=old, generation=gen, reason="revoked"
+        )
+        return m
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -305,14 +413,38 @@ class Agent:
         return at
 
     def run(self) -> int:
-        """Renew and fetch until `stop` is set; returns the exit code."""
+        """Renew until `stop` is set (CRLs are fetched on their own thread); the exit code.
+
+        Renewal happens at the scheduled time or at once on `request_rotation` (SIGUSR1). While
+        our own certificate is revoked there is no renewal: the loop polls the token file every
+        `token_poll` seconds and bootstraps again when it holds a new token.
+        """
         assert self.current is not None
+        self.start_crl_thread()
         next_renew = self._next_renewal(self.current)
-        next_crl = self.clock.now()
         failures = 0
         while not self.stop.is_set():
             now = self.clock.now()
             manual = self._manual.is_set()
+            if self._revoked_serial is not None and self._revoked_serial == self.current.serial:
+                if manual:
+                    self._manual.clear()
+                    log_event(
+                        log,
+                        "rotation_refused",
+                        logging.WARNING,
+                        trigger="manual",
+                        reason="identity_revoked",
+                        serial=self.current.serial,
+                    )
+                m = self._rebootstrap_if_new_token()
+                if m is not None:
+                    failures = 0
+                    next_renew = self._next_renewal(m)
+                    continue
+                self._wake.wait(self.cfg.token_poll)
+                self._wake.clear()
+                continue
             if manual or now >= next_renew:
                 self._manual.clear()
                 trigger = "manual" if manual else "schedule"
@@ -324,6 +456,9 @@ class Agent:
                     next_renew = self._next_renewal(m)
                 except (RemoteError, ConfigError) as e:
                     self.metrics.rotation_failure.inc()
+                    if isinstance(e, RemoteError) and e.code in REVOKED_CODES:
+                        # The RA knows before the CRL reaches us (or the publisher is down).
+                        self._mark_revoked(self.current, "ra", ra_code=e.code)
                     failures += 1
                     next_renew = now + retry_delay(now, self.current.not_after, failures)
                     level = logging.ERROR if now >= self.current.not_after else logging.WARNING
@@ -337,23 +472,17 @@ class Agent:
                         current_not_after=rfc3339(self.current.not_after),
                         trigger=trigger,
                     )
-            if self.cfg.fetch_crl and now >= next_crl:
-                try:
-                    self.fetch_crl_once()
-                except CrlRefused:
-                    pass  # logged as crl_rejected; the last good crl.pem stays
-                except RemoteError as e:
-                    log_event(log, "crl_fetch_failed", logging.WARNING, reason=str(e))
-                except OSError as e:
-                    log_event(log, "crl_write_failed", logging.ERROR, reason=str(e))
-                next_crl = now + dt.timedelta(seconds=self.cfg.crl_interval)
-            wake = min(next_renew, next_crl) if self.cfg.fetch_crl else next_renew
-            self._wake.wait(max(0.05, min((wake - self.clock.now()).total_seconds(), 60.0)))
+            self._wake.wait(max(0.05, min((next_renew - self.clock.now()).total_seconds(), 60.0)))
             self._wake.clear()
         log_event(log, "stop", reason="signal", serial=self.current.serial)
         return 0
 
     def close(self) -> None:
+        """Stop the CRL thread (briefly: a held long-poll is not waited for; the thread is a
+        daemon) and close the HTTP clients it is not using."""
+        self.request_stop()
+        if self._crl_thread is not None:
+            self._crl_thread.join(timeout=0.5)
         self.ra.close()
-        if self._crl is not None:
+        if self._crl is not None and (self._crl_thread is None or not self._crl_thread.is_alive()):
             self._crl.close()
