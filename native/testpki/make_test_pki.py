@@ -65,7 +65,7 @@ LINKED_FILES = (
 
 
 def now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
 def new_key() -> ec.EllipticCurvePrivateKey:
@@ -172,7 +172,7 @@ def write_generation(
 ) -> str:
     """Write one generation and swap `current` to it (the writer's contract, section 2)."""
     cert_dir.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
     serial = format(cert.serial_number, "x")
     gen = f"gen-{stamp}-{serial[:8]}"
     gdir = cert_dir / gen

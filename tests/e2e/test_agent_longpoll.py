@@ -139,7 +139,7 @@ def test_older_or_foreign_crls_are_rejected_counted_and_never_written(
         good = (out / "crl.pem").read_bytes()
 
         pub.publish(crl(ra.ca, 3))  # older: a replay that would un-revoke 0x1234
-        process.wait_until("the rollback rejected", lambda: log_events(agent, "crl_rejected"), proc=agent)
+        process.wait_until("the rollback rejected", lambda: bool(log_events(agent, "crl_rejected")), proc=agent)
         rejected = log_events(agent, "crl_rejected")[0]
         assert rejected["why"] == "rollback" and rejected["crl_number"] == 3 and rejected["have_number"] == 5
 

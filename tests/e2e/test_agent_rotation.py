@@ -80,7 +80,7 @@ def test_manual_rotation_by_signal_and_by_command_writes_new_generations_logs_an
         agent.signal(signal.SIGUSR1)
         process.wait_until("a rotation after SIGUSR1", lambda: serial(out) != first, timeout=30, proc=agent)
         second = serial(out)
-        process.wait_until("the rotation log line", lambda: log_events(agent, "rotation"), proc=agent)
+        process.wait_until("the rotation log line", lambda: bool(log_events(agent, "rotation")), proc=agent)
         rotation = log_events(agent, "rotation")[0]
         assert rotation["service"] == "a" and rotation["trigger"] == "manual"
         assert rotation["old_serial"] == first and rotation["new_serial"] == second
@@ -129,7 +129,7 @@ def test_scheduled_renewal_logs_trigger_schedule_and_counts(ra: RaServer, tmp_pa
         process.wait_until("first identity", lambda: (out / "svid.json").exists(), proc=agent)
         first = serial(out)
         process.wait_until("a scheduled rotation", lambda: serial(out) != first, timeout=45, proc=agent)
-        process.wait_until("the rotation log line", lambda: log_events(agent, "rotation"), proc=agent)
+        process.wait_until("the rotation log line", lambda: bool(log_events(agent, "rotation")), proc=agent)
         rotation = log_events(agent, "rotation")[0]
         assert rotation["trigger"] == "schedule" and rotation["old_serial"] == first
         process.wait_until("counted", lambda: scrape("http://" + metrics)["rotation_success_total"] >= 1)
