@@ -59,8 +59,14 @@ TRUST_DOMAIN = "zt.lab"
 FOREIGN_DOMAIN = "other.lab"
 KEEP_GENERATIONS = 3
 LINKED_FILES = (
-    "key.pem", "cert.pem", "chain.pem", "bundle.pem",
-    "keystore.p12", "truststore.p12", "keystore.pass", "svid.json",
+    "key.pem",
+    "cert.pem",
+    "chain.pem",
+    "bundle.pem",
+    "keystore.p12",
+    "truststore.p12",
+    "keystore.pass",
+    "svid.json",
 )
 
 
@@ -93,12 +99,15 @@ def write(path: Path, data: bytes, mode: int = 0o644) -> None:
 
 
 def make_ca(
-    cn: str, key: ec.EllipticCurvePrivateKey, issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
+    cn: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
     trust_domain: str,
 ) -> x509.Certificate:
     """Root (issuer None) or name-constrained intermediate with pathLen 0."""
-    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "zt test"),
-                         x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    subject = x509.Name(
+        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "zt test"), x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    )
     issuer_name = subject if issuer is None else issuer[0].subject
     signer = key if issuer is None else issuer[1]
     b = (
@@ -111,38 +120,55 @@ def make_ca(
         .not_valid_after(now() + dt.timedelta(days=3650 if issuer is None else 365))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None if issuer is None else 0), critical=True)
         .add_extension(
-            x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
-                          data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                          crl_sign=True, encipher_only=False, decipher_only=False),
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(f"spiffe://{trust_domain}")]),
-                       critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(f"spiffe://{trust_domain}")]), critical=False
+        )
     )
     if issuer is not None:
         b = b.add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer[1].public_key()), critical=False
         ).add_extension(
-            x509.NameConstraints(permitted_subtrees=[x509.UniformResourceIdentifier(trust_domain)],
-                                 excluded_subtrees=None),
+            x509.NameConstraints(
+                permitted_subtrees=[x509.UniformResourceIdentifier(trust_domain)], excluded_subtrees=None
+            ),
             critical=True,
         )
     return b.sign(signer, hashes.SHA256())
 
 
 def make_leaf(
-    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey], key: ec.EllipticCurvePrivateKey,
-    sans: list[x509.GeneralName], not_before: dt.datetime, not_after: dt.datetime,
-    *, breaks: str = "",
+    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
+    key: ec.EllipticCurvePrivateKey,
+    sans: list[x509.GeneralName],
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    *,
+    breaks: str = "",
 ) -> x509.Certificate:
     """A conforming leaf SVID, or with `breaks` one that breaks exactly that X509-SVID rule
     (docs/svid-rules.md): "L-4" empty Subject with a non-critical SAN, "L-7" key usage not
     critical, "L-8" keyAgreement instead of digitalSignature, "L-11" EKU clientAuth only."""
     subject = [] if breaks == "L-4" else [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "zt test")]
     sign_or_agree = breaks != "L-8"
-    eku = [ExtendedKeyUsageOID.CLIENT_AUTH] if breaks == "L-11" else [
-        ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    eku = (
+        [ExtendedKeyUsageOID.CLIENT_AUTH]
+        if breaks == "L-11"
+        else [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    )
     return (
         x509.CertificateBuilder()
         .subject_name(x509.Name(subject))
@@ -153,9 +179,17 @@ def make_leaf(
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(digital_signature=sign_or_agree, content_commitment=False, key_encipherment=False,
-                          data_encipherment=False, key_agreement=not sign_or_agree, key_cert_sign=False,
-                          crl_sign=False, encipher_only=False, decipher_only=False),
+            x509.KeyUsage(
+                digital_signature=sign_or_agree,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=not sign_or_agree,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
             critical=breaks != "L-7",
         )
         .add_extension(x509.ExtendedKeyUsage(eku), critical=False)
@@ -167,8 +201,12 @@ def make_leaf(
 
 
 def write_generation(
-    cert_dir: Path, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate,
-    intermediate: x509.Certificate, bundle: list[x509.Certificate], spiffe_id: str,
+    cert_dir: Path,
+    key: ec.EllipticCurvePrivateKey,
+    cert: x509.Certificate,
+    intermediate: x509.Certificate,
+    bundle: list[x509.Certificate],
+    spiffe_id: str,
 ) -> str:
     """Write one generation and swap `current` to it (the writer's contract, section 2)."""
     cert_dir.mkdir(parents=True, exist_ok=True)
@@ -185,13 +223,20 @@ def write_generation(
     write(gdir / "bundle.pem", b"".join(pem_cert(c) for c in bundle))
     write(gdir / "keystore.pass", password.encode(), 0o600)
     if key.public_key() == cert.public_key():  # PKCS#12 cannot hold a mismatched pair (wrong-key)
-        write(gdir / "keystore.p12",
-              pkcs12.serialize_key_and_certificates(b"identity", key, cert, [intermediate], enc), 0o600)
-    write(gdir / "truststore.p12",
-          pkcs12.serialize_java_truststore(
-              [pkcs12.PKCS12Certificate(c, f"root-{i}".encode()) for i, c in enumerate(bundle)], enc))
+        write(
+            gdir / "keystore.p12",
+            pkcs12.serialize_key_and_certificates(b"identity", key, cert, [intermediate], enc),
+            0o600,
+        )
+    write(
+        gdir / "truststore.p12",
+        pkcs12.serialize_java_truststore(
+            [pkcs12.PKCS12Certificate(c, f"root-{i}".encode()) for i, c in enumerate(bundle)], enc
+        ),
+    )
     meta = {
-        "spiffe_id": spiffe_id, "serial": serial,
+        "spiffe_id": spiffe_id,
+        "serial": serial,
         "not_before": cert.not_valid_before_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "not_after": cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "generation": gen,
@@ -222,7 +267,9 @@ def load_pair(d: Path, name: str) -> tuple[x509.Certificate, ec.EllipticCurvePri
 
 
 def make_crl(
-    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey], serials: list[int], stale: bool = False,
+    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
+    serials: list[int],
+    stale: bool = False,
     number: int = 1,
 ) -> bytes:
     this_update = now() - (dt.timedelta(hours=2) if stale else dt.timedelta(minutes=1))
@@ -270,18 +317,37 @@ def cmd_all(out: Path, large_crl: bool) -> int:
     def spiffe(name: str, td: str = TRUST_DOMAIN) -> str:
         return f"spiffe://{td}/svc/{name}"
 
-    specs: dict[str, tuple[tuple[x509.Certificate, ec.EllipticCurvePrivateKey], list[x509.GeneralName],
-                           tuple[dt.datetime, dt.datetime], str]] = {
+    specs: dict[
+        str,
+        tuple[
+            tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
+            list[x509.GeneralName],
+            tuple[dt.datetime, dt.datetime],
+            str,
+        ],
+    ] = {
         "service-a": (ours, [uri(spiffe("service-a"))], ok, spiffe("service-a")),
         "service-b": (ours, [uri(spiffe("service-b"))], ok, spiffe("service-b")),
         "client": (ours, [uri(spiffe("client"))], ok, spiffe("client")),
         "revoked": (ours, [uri(spiffe("revoked"))], ok, spiffe("revoked")),
-        "expired": (ours, [uri(spiffe("expired"))], (t - dt.timedelta(hours=2), t - dt.timedelta(hours=1)),
-                    spiffe("expired")),
-        "not-yet-valid": (ours, [uri(spiffe("not-yet-valid"))],
-                          (t + dt.timedelta(hours=1), t + dt.timedelta(hours=2)), spiffe("not-yet-valid")),
-        "foreign": ((f_inter, f_int_key), [uri(spiffe("foreign", FOREIGN_DOMAIN))], ok,
-                    spiffe("foreign", FOREIGN_DOMAIN)),
+        "expired": (
+            ours,
+            [uri(spiffe("expired"))],
+            (t - dt.timedelta(hours=2), t - dt.timedelta(hours=1)),
+            spiffe("expired"),
+        ),
+        "not-yet-valid": (
+            ours,
+            [uri(spiffe("not-yet-valid"))],
+            (t + dt.timedelta(hours=1), t + dt.timedelta(hours=2)),
+            spiffe("not-yet-valid"),
+        ),
+        "foreign": (
+            (f_inter, f_int_key),
+            [uri(spiffe("foreign", FOREIGN_DOMAIN))],
+            ok,
+            spiffe("foreign", FOREIGN_DOMAIN),
+        ),
         "two-uris": (ours, [uri(spiffe("two-uris")), uri(spiffe("other"))], ok, spiffe("two-uris")),
         "not-spiffe": (ours, [uri("https://zt.lab/svc/not-spiffe")], ok, "https://zt.lab/svc/not-spiffe"),
         "no-uri": (ours, [x509.DNSName("no-uri.zt.lab")], ok, ""),
@@ -289,7 +355,9 @@ def cmd_all(out: Path, large_crl: bool) -> int:
     }
     # Leaves that chain to our root and carry a valid SPIFFE ID but break one leaf rule each.
     broken = {
-        "empty-subject": "L-4", "ku-not-critical": "L-7", "ku-key-agreement": "L-8",
+        "empty-subject": "L-4",
+        "ku-not-critical": "L-7",
+        "ku-key-agreement": "L-8",
         "eku-client-only": "L-11",
     }
     for name in broken:
@@ -326,8 +394,13 @@ def cmd_rotate(out: Path, name: str, lifetime: int) -> int:
     meta = json.loads((cert_dir / "current" / "svid.json").read_text())
     key = new_key()
     t = now()
-    cert = make_leaf((inter, int_key), key, [x509.UniformResourceIdentifier(meta["spiffe_id"])],
-                     t - dt.timedelta(seconds=30), t + dt.timedelta(seconds=lifetime))
+    cert = make_leaf(
+        (inter, int_key),
+        key,
+        [x509.UniformResourceIdentifier(meta["spiffe_id"])],
+        t - dt.timedelta(seconds=30),
+        t + dt.timedelta(seconds=lifetime),
+    )
     serial = write_generation(cert_dir, key, cert, inter, [root], meta["spiffe_id"])
     print(serial)
     return 0
