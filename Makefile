@@ -48,8 +48,11 @@ test-cpp: venv
 test-java: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" ZT_PYTHON="$(CURDIR)/$(BIN)/python" ./native/java/test.sh
 # tests/ only: the milestone scenarios run through `zt-lab run` (the last steps of `make test`).
+# In parallel (pytest-xdist): 2 workers, as many as a CI machine has cores; every test has its own
+# ports and directories, and those that must share a worker carry xdist_group (docs/ci.md).
+PYTEST_WORKERS ?= 2
 test-python: venv
-	$(BIN)/pytest -q --junitxml=build/test-results/python.xml
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --durations=15 --junitxml=build/test-results/python.xml
 
 ## images: a container engine (started if missing, as root) and the component images
 images: venv native
@@ -60,7 +63,10 @@ images: venv native
 demo-containers: images
 	./demo.sh mvp --compose
 
+# The C++ Release suite runs here, before the numbers it vouches for; make test runs the
+# sanitizer build only (native/cpp/test.sh, docs/ci.md).
 bench: venv native
+	PATH="$(CURDIR)/$(BIN):$$PATH" ./native/cpp/test.sh release
 	$(BIN)/python -m bench.ra_issue
 	./native/cpp/bench.sh
 	./native/java/bench.sh

@@ -19,6 +19,10 @@ from zt.lab import metrics_scrape, mtls_client, process
 from zt.lab.identity import LabIdentity
 from zt.lab.services import RunningService, start_service, wait_ready
 
+# One worker runs this module (pytest-xdist, --dist loadgroup): `pair` is per module and starts a
+# C++ and a JVM service; spread over two workers it would start them twice, for no more coverage.
+pytestmark = pytest.mark.xdist_group("cross-language-pair")
+
 TD = "spiffe://zt.lab/svc/"
 KINDS = ["service-a", "service-b"]
 
