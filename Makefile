@@ -49,10 +49,11 @@ test-java: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" ZT_PYTHON="$(CURDIR)/$(BIN)/python" ./native/java/test.sh
 # tests/ only: the milestone scenarios run through `zt-lab run` (the last steps of `make test`).
 # In parallel (pytest-xdist): 2 workers, as many as a CI machine has cores; every test has its own
-# ports and directories, and those that must share a worker carry xdist_group (docs/ci.md).
+# ports and directories; a module's tests share one worker (--dist loadfile), so a module-scoped
+# fixture (a service pair, a container lab) starts once (docs/ci.md).
 PYTEST_WORKERS ?= 2
 test-python: venv
-	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --durations=15 --junitxml=build/test-results/python.xml
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=15 --junitxml=build/test-results/python.xml
 
 ## images: a container engine (started if missing, as root) and the component images
 images: venv native

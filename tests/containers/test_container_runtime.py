@@ -29,12 +29,6 @@ from zt.lab.container_runtime import LABEL_PID, LABEL_RUN, ContainerLab, Contain
 from zt.lab.identity import LabIdentity
 from zt.lab.topology import ServiceSpec, Topology
 
-# One worker runs this whole module (pytest-xdist, --dist loadgroup), for two reasons: the lab
-# fixture is per module, so tests spread over two workers would bring the topology up twice; and
-# the compose demo (test_demo.py) is in the same group, so two container topologies never come
-# up at once on CI's 2 cores, where the second's health checks would run up against the first's.
-pytestmark = pytest.mark.xdist_group("container-topology")
-
 if TYPE_CHECKING:
     import docker as docker_sdk  # the SDK's types; `docker` here is the CLI helper from conftest
 
@@ -62,6 +56,8 @@ def leftovers(label: str) -> list[str]:
     return out
 
 
+# Per module, and so once per run: `make test` distributes tests/ by file (--dist loadfile,
+# docs/ci.md), so every test of this module runs in the worker that brought the lab up.
 @pytest.fixture(scope="module")
 def lab(runtime: ContainerRuntime, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ContainerLab]:
     running = runtime.start(Topology(), tmp_path_factory.mktemp("container-lab"))

@@ -22,9 +22,6 @@ def test_demo_with_processes_shows_service_a_reaching_service_b() -> None:
     assert "service-a -> service-b over mTLS: OK" in r.stdout
 
 
-# In the container-topology group (test_container_runtime.py says why): one container topology
-# at a time on CI's 2 cores. The project name is per run (zt-demo-<pid>), so nothing is shared.
-@pytest.mark.xdist_group("container-topology")
 def test_demo_with_compose_curls_service_b_from_service_a_and_tears_down(images: list[str], compose: list[str]) -> None:
     r = run_demo("--compose")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]

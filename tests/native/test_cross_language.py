@@ -19,10 +19,6 @@ from zt.lab import metrics_scrape, mtls_client, process
 from zt.lab.identity import LabIdentity
 from zt.lab.services import RunningService, start_service, wait_ready
 
-# One worker runs this module (pytest-xdist, --dist loadgroup): `pair` is per module and starts a
-# C++ and a JVM service; spread over two workers it would start them twice, for no more coverage.
-pytestmark = pytest.mark.xdist_group("cross-language-pair")
-
 TD = "spiffe://zt.lab/svc/"
 KINDS = ["service-a", "service-b"]
 
@@ -52,6 +48,8 @@ class Pair:
         )
 
 
+# Per module, and so once per run: `make test` distributes tests/ by file (--dist loadfile,
+# docs/ci.md), so every test of this module runs in the worker that started the pair.
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     tmp = tmp_path_factory.mktemp("xlang")

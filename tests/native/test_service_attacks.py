@@ -37,10 +37,6 @@ from zt.lab.identity import LabIdentity
 from zt.lab.ports import free_port
 from zt.lab.services import start_service, wait_ready
 
-# One worker runs this module (pytest-xdist, --dist loadgroup): `pair` is per module and starts a
-# C++ and a JVM service; spread over two workers it would start them twice, for no more coverage.
-pytestmark = pytest.mark.xdist_group("service-attacks-pair")
-
 # Slow clients may hold their handshake this long, far past the bound a legitimate client
 # must meet (so "answered promptly" cannot come from the slow ones having been timed out).
 SLOW_HANDSHAKE_TIMEOUT_MS = 20_000
@@ -71,6 +67,8 @@ RENEGOTIATION_REFUSAL = {
 }
 
 
+# Per module, and so once per run: `make test` distributes tests/ by file (--dist loadfile,
+# docs/ci.md), so every test of this module runs in the worker that started the pair.
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     """Both services, one CA, one client identity; slow handshakes may last 20 s."""
