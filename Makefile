@@ -48,8 +48,12 @@ test-cpp: venv
 test-java: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" ZT_PYTHON="$(CURDIR)/$(BIN)/python" ./native/java/test.sh
 # tests/ only: the milestone scenarios run through `zt-lab run` (the last steps of `make test`).
+# In parallel (pytest-xdist): 2 workers, as many as a CI machine has cores; every test has its own
+# ports and directories; a module's tests share one worker (--dist loadfile), so a module-scoped
+# fixture (a service pair, a container lab) starts once (docs/ci.md).
+PYTEST_WORKERS ?= 2
 test-python: venv
-	$(BIN)/pytest -q --junitxml=build/test-results/python.xml
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=15 --junitxml=build/test-results/python.xml
 
 ## images: a container engine (started if missing, as root) and the component images
 images: venv native
@@ -60,9 +64,11 @@ images: venv native
 demo-containers: images
 	./demo.sh mvp --compose
 
-## bench: RA issuance; rotation under load (Milestone 2's lab: pickup delay per stack, p99 around
-## rotations); the native services' handshake rates
+## bench: the C++ Release suite first (make test runs the sanitizer build only: native/cpp/test.sh,
+## docs/ci.md), then RA issuance; rotation under load (Milestone 2's lab: pickup delay per stack,
+## p99 around rotations); the native services' handshake rates
 bench: venv native
+	PATH="$(CURDIR)/$(BIN):$$PATH" ./native/cpp/test.sh release
 	$(BIN)/python -m bench.ra_issue
 	$(BIN)/python -m bench.rotation
 	./native/cpp/bench.sh

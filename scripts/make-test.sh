@@ -12,20 +12,59 @@
 # at the end; the images are (re)built by scripts/build-images.sh (cached layers: seconds when
 # nothing changed). Where it cannot (no engine and not root), the container tests skip and
 # the docker lab run is left out, and the last line says so. Under CI=true that is a failure.
+#
+# Every step is timed against its budget (the table below; docs/ci.md says where each figure
+# comes from): a line when it starts, and a table at the end, also when a step fails. A step
+# over budget does not fail the run; the table marks it, so the budget is revised or the step
+# made faster instead of the total silently creeping towards CI's limit. The table is also
+# written to build/test-results/make-test-timings.tsv (step, seconds, budget), for .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t0=$SECONDS
-step() { echo "== [make test $(( SECONDS - t0 ))s] $*"; }
+
+# Budget per step in seconds, for a fresh 2-core machine that runs nothing else (docs/ci.md).
+declare -A budget=(
+  [lint]=240 [cpp]=480 [java]=180 [engine]=30 [images]=420 [python]=180
+  [lab-processes]=480 [lab-containers]=900
+)
+timings=build/test-results/make-test-timings.tsv
+steps=() took=() current="" current_t0=0
+end_step() {
+  [[ -n "$current" ]] || return 0
+  steps+=("$current"); took+=($(( SECONDS - current_t0 ))); current=""
+}
+step() {  # step KEY description...
+  end_step
+  current="$1" current_t0=$SECONDS
+  shift
+  echo "== [make test $(( SECONDS - t0 ))s] $*"
+}
+timing_table() {
+  mkdir -p "$(dirname "$timings")"
+  : >"$timings"
+  printf '%-16s %8s %8s\n' step seconds budget
+  local i
+  for i in "${!steps[@]}"; do
+    local b="${budget[${steps[$i]}]:-0}" mark=""
+    (( took[i] > b )) && mark="  OVER BUDGET"
+    printf '%-16s %8d %8d%s\n' "${steps[$i]}" "${took[$i]}" "$b" "$mark"
+    printf '%s\t%d\t%d\n' "${steps[$i]}" "${took[$i]}" "$b" >>"$timings"
+  done
+  printf '%-16s %8d\n' total $(( SECONDS - t0 ))
+}
 engine_answers() { timeout 10 docker info >/dev/null 2>&1; }
 
 containers=""      # empty: available; else why not
 started_engine=0
 finish() {
   local rc=$?
+  end_step
   if [[ $started_engine -eq 1 ]]; then
-    step "stopping the container engine make test started"
+    echo "== [make test $(( SECONDS - t0 ))s] stopping the container engine make test started"
     scripts/docker-engine.sh stop || true
   fi
+  echo "== make test: seconds per step"
+  timing_table
   if [[ $rc -ne 0 ]]; then
     echo "== make test FAILED after $(( SECONDS - t0 ))s (exit $rc)"
   elif [[ -n "$containers" ]]; then
@@ -37,14 +76,14 @@ finish() {
 }
 trap finish EXIT
 
-step "lint"
+step lint "lint"
 make --no-print-directory lint
-step "C++ suite"
+step cpp "C++ suite (ASan+UBSan; the Release suite runs in make bench)"
 make --no-print-directory test-cpp
-step "Java suite"
+step java "Java suite"
 make --no-print-directory test-java
 
-step "container engine"
+step engine "container engine"
 if engine_answers; then
   echo "[make test] using the Docker engine that answers"
 elif [[ $(id -u) -ne 0 ]]; then
@@ -59,15 +98,15 @@ if [[ -n "$containers" && "${CI:-}" == "true" ]]; then
   exit 1
 fi
 if [[ -z "$containers" ]]; then
-  step "images"
+  step images "images"
   scripts/build-images.sh
 fi
 
-step "Python suite (tests/)"
+step python "Python suite (tests/, pytest-xdist: 2 workers)"
 make --no-print-directory test-python
-step "zt-lab run --milestone all (processes; CI's conformance report: reports/latest)"
+step lab-processes "zt-lab run --milestone all (processes; CI's conformance report: reports/latest)"
 .venv/bin/zt-lab run --milestone all
 if [[ -z "$containers" ]]; then
-  step "zt-lab run --milestone all --runtime docker --reports reports/docker"
+  step lab-containers "zt-lab run --milestone all --runtime docker --reports reports/docker"
   .venv/bin/zt-lab run --milestone all --runtime docker --reports reports/docker
 fi

@@ -56,6 +56,8 @@ def leftovers(label: str) -> list[str]:
     return out
 
 
+# Per module, and so once per run: `make test` distributes tests/ by file (--dist loadfile,
+# docs/ci.md), so every test of this module runs in the worker that brought the lab up.
 @pytest.fixture(scope="module")
 def lab(runtime: ContainerRuntime, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ContainerLab]:
     running = runtime.start(Topology(), tmp_path_factory.mktemp("container-lab"))

@@ -48,6 +48,8 @@ class Pair:
         )
 
 
+# Per module, and so once per run: `make test` distributes tests/ by file (--dist loadfile,
+# docs/ci.md), so every test of this module runs in the worker that started the pair.
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     tmp = tmp_path_factory.mktemp("xlang")

@@ -67,6 +67,8 @@ RENEGOTIATION_REFUSAL = {
 }
 
 
+# Per module, and so once per run: `make test` distributes tests/ by file (--dist loadfile,
+# docs/ci.md), so every test of this module runs in the worker that started the pair.
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     """Both services, one CA, one client identity; slow handshakes may last 20 s."""
