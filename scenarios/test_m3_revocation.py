@@ -21,7 +21,6 @@ fast with the same predicates.
 
 from __future__ import annotations
 
-import math
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -34,7 +33,7 @@ from zt.lab import revocation_clients as rc
 from zt.lab.figures import Figures
 from zt.lab.history import History, Operation
 from zt.lab.identity import LabIdentity
-from zt.lab.revocation_probe import BOUND, INTERVAL, served_serial
+from zt.lab.revocation_probe import BOUND, INTERVAL, latency_summary, served_serial
 from zt.lab.runtime import RunningLab
 from zt.lab.topology import Topology
 
@@ -64,23 +63,6 @@ def snapshot(identity: LabIdentity, dest: Path) -> LabIdentity:
     shutil.copytree(gen, dest / gen.name)
     (dest / "current").symlink_to(gen.name)
     return LabIdentity(identity.name, identity.spiffe_id, dest)
-
-
-def nearest_rank(values: list[float], p: float) -> float:
-    """The p-th percentile by nearest rank (no interpolation between too few samples)."""
-    s = sorted(values)
-    return s[max(0, math.ceil(p / 100 * len(s)) - 1)]
-
-
-def summary(values: list[float]) -> dict[str, float | int | None]:
-    if not values:
-        return {"n": 0, "p50_s": None, "p99_s": None, "max_s": None}
-    return {
-        "n": len(values),
-        "p50_s": round(nearest_rank(values, 50), 3),
-        "p99_s": round(nearest_rank(values, 99), 3),
-        "max_s": round(max(values), 3),
-    }
 
 
 @pytest.fixture(scope="module")
@@ -261,10 +243,13 @@ def test_revocation_latency_new_handshakes_and_open_connections(
         valid.append(rc.valid_hello(lab, history, "m3.valid_still_works", service, bystander, "during"))
     ops = [o for r in results for o in r.operations]
     refusal = {
-        s: summary([r.refused_after_s for r in results if r.service == s and r.refused_after_s is not None])
+        s: latency_summary([r.refused_after_s for r in results if r.service == s and r.refused_after_s is not None])
         for s in STACKS
     }
-    cut = {s: summary([r.cut_after_s for r in results if r.service == s and r.cut_after_s is not None]) for s in STACKS}
+    cut = {
+        s: latency_summary([r.cut_after_s for r in results if r.service == s and r.cut_after_s is not None])
+        for s in STACKS
+    }
     figures.figure(3, "revoke_to_refusal_s", {**refusal, "interval_s": INTERVAL, "bound_s": BOUND})
     figures.figure(3, "revoke_to_connection_cut_s", {**cut, "interval_s": INTERVAL, "bound_s": BOUND})
     figures.table(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import math
 import socket
 import ssl
 import time
@@ -319,6 +320,25 @@ def log_events(log_text: str, event: str, since_ts: str | None = None) -> list[d
         if isinstance(doc, dict) and doc.get("event") == event and fresh:
             out.append(doc)
     return out
+
+
+def nearest_rank(values: list[float], p: float) -> float:
+    """The p-th percentile by nearest rank: with ten samples per stack, p99 is the maximum, and no
+    interpolation invents a value between two measurements."""
+    s = sorted(values)
+    return s[max(0, math.ceil(p / 100 * len(s)) - 1)]
+
+
+def latency_summary(values: list[float]) -> dict[str, float | int | None]:
+    """n, p50, p99 and max of some latencies in seconds (None when there are none)."""
+    if not values:
+        return {"n": 0, "p50_s": None, "p99_s": None, "max_s": None}
+    return {
+        "n": len(values),
+        "p50_s": round(nearest_rank(values, 50), 3),
+        "p99_s": round(nearest_rank(values, 99), 3),
+        "max_s": round(max(values), 3),
+    }
 
 
 def client_context(bundle: Path, identity: LabIdentity) -> ssl.SSLContext:
