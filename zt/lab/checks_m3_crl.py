@@ -82,14 +82,22 @@ def stale_coverage(ops: Sequence[Operation]) -> list[str]:
     return why
 
 
+def _large_crl_kind(o: Operation) -> str:
+    """crl_loaded, or a /hello (zt.lab.clients) by a valid client or by a revoked one."""
+    if o.op == "hello":
+        return "revoked_client" if "expected_server_reason" in o.details else "valid_client"
+    return o.op
+
+
 def large_crl_behaviour(o: Operation) -> str | None:
     d = o.details
-    if o.op == "crl_loaded":
+    kind = _large_crl_kind(o)
+    if kind == "crl_loaded":
         entries = d.get("metric_crl_entries", 0)
         return None if entries >= d["expected_entries"] else f"mtls_crl_entries {entries} < {d['expected_entries']}"
-    if o.op == "valid_client":
+    if kind == "valid_client":
         return checkers.succeeded_as(o)
-    if o.op == "revoked_client":
+    if kind == "revoked_client":
         return checkers.refused_for(o)
     return f"unexpected operation {o.op!r}"
 
@@ -98,10 +106,10 @@ def large_crl_coverage(ops: Sequence[Operation]) -> list[str]:
     """Each service loaded the large CRL, answered a valid client and refused a revoked one."""
     why = []
     for service in sorted({o.target for o in ops}):
-        seen = {o.op for o in ops if o.target == service}
-        for op in ("crl_loaded", "valid_client", "revoked_client"):
-            if op not in seen:
-                why.append(f"{service}: no {op} observation with the large CRL in force")
+        seen = {_large_crl_kind(o) for o in ops if o.target == service}
+        for kind in ("crl_loaded", "valid_client", "revoked_client"):
+            if kind not in seen:
+                why.append(f"{service}: no {kind} observation with the large CRL in force")
     loaded = [o for o in ops if o.op == "crl_loaded"]
     if loaded and min(int(o.details["expected_entries"]) for o in loaded) < LARGE_CRL_ENTRIES:
         why.append(f"the CRL in force had fewer than {LARGE_CRL_ENTRIES} entries")
