@@ -69,8 +69,9 @@ class EdgeLimits:
             raise ConfigError(f"--max-connections must be at least 1 (got {self.max_connections})")
 
 
-def add_edge_arguments(parser: argparse.ArgumentParser) -> None:
-    """The two flags both daemons take, with one help text."""
+def add_edge_arguments(parser: argparse.ArgumentParser, max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
+    """The two flags both daemons take, with one help text; a daemon may pick its own default
+    connection cap (the CRL publisher holds long-poll requests open, zt.crl.main)."""
     parser.add_argument(
         "--header-timeout",
         type=parse_duration,
@@ -81,9 +82,9 @@ def add_edge_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-connections",
         type=int,
-        default=DEFAULT_MAX_CONNECTIONS,
+        default=max_connections,
         help="open connections per worker process; requests on connections over it get 503 "
-        f"over_capacity (default: {DEFAULT_MAX_CONNECTIONS})",
+        f"over_capacity (default: {max_connections})",
     )
 
 

@@ -86,14 +86,14 @@ def test_restarted_agent_refuses_a_crl_older_than_the_one_on_disk(
     assert second.returncode == 0, second.stderr
     assert "identity_reused" in second.stderr  # it really was a restart, not a new bootstrap
     assert events(second.stderr, "crl_state_loaded")[0]["crl_number"] == 5
-    refused = events(second.stderr, "crl_refused")
+    refused = events(second.stderr, "crl_rejected")
     assert len(refused) == 1 and refused[0]["why"] == "rollback"
     assert refused[0]["crl_number"] == 3 and refused[0]["have_number"] == 5
     assert (out / "crl.pem").read_bytes() == before  # the revocation stays
 
     publisher.serve(crl(ra.ca, 5))  # the same number with other content (the revocation dropped)
     third = run_once(ra, out, tmp_path, publisher.url)
-    assert events(third.stderr, "crl_refused")[0]["why"] == "conflicting_number"
+    assert events(third.stderr, "crl_rejected")[0]["why"] == "conflicting_number"
     assert (out / "crl.pem").read_bytes() == before
 
     publisher.serve(crl(ra.ca, 6, revoked=(0x1234, 0x5678)))  # a newer one is taken
@@ -107,7 +107,7 @@ def test_agent_refuses_an_expired_crl(ra: RaServer, publisher: CrlPublisher, tmp
     publisher.serve(crl(ra.ca, 7, next_update_in=dt.timedelta(seconds=-30)))
     r = run_once(ra, out, tmp_path, publisher.url)
     assert r.returncode == 0, r.stderr  # the identity is fine; the CRL is not written
-    refused = events(r.stderr, "crl_refused")
+    refused = events(r.stderr, "crl_rejected")
     assert refused[0]["why"] == "expired" and refused[0]["crl_number"] == 7 and "next_update" in refused[0]
     assert not (out / "crl.pem").exists()
 
@@ -132,7 +132,7 @@ def test_agent_stops_reading_an_oversized_crl(
     publisher.answer = answer()  # type: ignore[operator]
     r = run_once(ra, out, tmp_path, publisher.url, "--crl-max-bytes", str(1 << 20))
     assert r.returncode == 0, r.stderr
-    refused = events(r.stderr, "crl_refused")
+    refused = events(r.stderr, "crl_rejected")
     assert refused[0]["why"] == "too_large" and refused[0]["max_bytes"] == 1 << 20 and why_field in refused[0]
     assert not (out / "crl.pem").exists()
     publisher.server.aborted.wait(10)

@@ -9,11 +9,19 @@ restart does not forget it. An equal number with other content is refused as wel
 issues two different CRLs under one number). The body is streamed and the download stops at
 `max_bytes`, so a hostile or broken publisher cannot make the agent buffer an endless answer.
 `If-None-Match` keeps an unchanged CRL to a 304.
+
+Long-poll (RFC 7240 4.3): with an ETag in hand the request also says `Prefer: wait=N`, and a
+publisher that supports it holds the request until the CRL changes (200 at once) or N seconds
+pass (304). `next_fetch_delay` decides when to ask again: at once after a held 304 or a new
+CRL, after `interval` when the 304 came back early (a publisher without long-poll), or after
+an error or a rejected CRL. The decision looks at how long the answer really took, not at the
+`Preference-Applied` header, so no publisher, however broken, can make the agent spin.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +35,9 @@ from zt.errors import RemoteError
 from zt.pki.crls import crl_number
 
 TIMEOUT = httpx.Timeout(5.0, connect=3.0)
+# A held request is read with this much slack beyond the wait asked for (the publisher answers
+# 304 at the end of the wait; network and scheduling on a loaded machine add to it).
+WAIT_SLACK = 10.0
 MAX_CRL_BYTES = 10 * 1024 * 1024  # a CRL with 100 000 entries is ~3.5 MB DER (~4.7 MB PEM)
 CLOCK_SKEW = dt.timedelta(minutes=5)
 
@@ -37,11 +48,13 @@ class FetchedCrl:
     number: int
     next_update: str
     entries: int
+    this_update: dt.datetime
+    revoked: frozenset[int]  # the serials on it (the agent looks for its own)
 
 
 class CrlRefused(RemoteError):
     """The publisher answered with a CRL we will not write; `why` is a stable word, `fields`
-    the numbers behind it (for the `crl_refused` log event)."""
+    the numbers behind it (for the `crl_rejected` log event)."""
 
     def __init__(self, message: str, why: str, **fields: Any) -> None:
         super().__init__(message)
@@ -68,6 +81,8 @@ class CrlState:
 
     number: int = -1
     der: bytes = field(default=b"", repr=False)
+    this_update: dt.datetime | None = None
+    revoked: frozenset[int] = field(default=frozenset(), repr=False)
 
 
 def state_from_file(data: bytes | None, issuers: Sequence[x509.Certificate]) -> CrlState:
@@ -78,7 +93,12 @@ def state_from_file(data: bytes | None, issuers: Sequence[x509.Certificate]) -> 
         crl = parse_crl(data)
         if issuer_of(crl, issuers) is None:
             return CrlState()
-        return CrlState(crl_number(crl), crl.public_bytes(serialization.Encoding.DER))
+        return CrlState(
+            crl_number(crl),
+            crl.public_bytes(serialization.Encoding.DER),
+            crl.last_update_utc,
+            frozenset(r.serial_number for r in crl),
+        )
     except (ValueError, x509.ExtensionNotFound):
         return CrlState()
 
@@ -90,16 +110,24 @@ class CrlFetcher:
         self.max_bytes = max_bytes
         self._etag: str | None = None
         self._pending_etag: str | None = None
+        self.asked_wait = 0  # the wait (s) the last request asked for; 0 when it was not a long-poll
         self._http = httpx.Client(timeout=TIMEOUT, trust_env=False)
 
     def close(self) -> None:
         self._http.close()
 
-    def _download(self) -> bytes | None:
-        """The body, or None on 304; stops reading once `max_bytes` is exceeded."""
+    def _download(self, wait: float) -> bytes | None:
+        """The body, or None on 304; stops reading once `max_bytes` is exceeded. With an ETag
+        and `wait` > 0 the request is a long-poll (`Prefer: wait=N`, N whole seconds)."""
         headers = {"If-None-Match": self._etag} if self._etag else {}
+        timeout = TIMEOUT
+        self.asked_wait = 0
+        if self._etag and wait > 0:
+            self.asked_wait = max(1, math.ceil(wait))
+            headers["Prefer"] = f"wait={self.asked_wait}"
+            timeout = httpx.Timeout(self.asked_wait + WAIT_SLACK, connect=3.0)
         try:
-            with self._http.stream("GET", self.url, headers=headers) as r:
+            with self._http.stream("GET", self.url, headers=headers, timeout=timeout) as r:
                 if r.status_code == 304:
                     return None
                 if r.status_code != 200:
@@ -128,10 +156,11 @@ class CrlFetcher:
         self._pending_etag = etag
         return bytes(body)
 
-    def fetch(self, issuers: Sequence[x509.Certificate], now: dt.datetime) -> FetchedCrl | None:
+    def fetch(self, issuers: Sequence[x509.Certificate], now: dt.datetime, wait: float = 0.0) -> FetchedCrl | None:
         """The new CRL to write, or None when nothing changed; CrlRefused when it must not be
-        written. The state only moves forward once a CRL passed every check."""
-        data = self._download()
+        written. The state only moves forward once a CRL passed every check. `wait` > 0 asks
+        the publisher to hold the request that long while the CRL is unchanged."""
+        data = self._download(wait)
         if data is None:
             return None
         try:
@@ -185,6 +214,30 @@ class CrlFetcher:
                 )
             self._etag = self._pending_etag
             return None  # the one we already wrote (e.g. first fetch after a restart)
-        self.state = CrlState(number, der)
+        revoked = frozenset(r.serial_number for r in crl)
+        self.state = CrlState(number, der, crl.last_update_utc, revoked)
         self._etag = self._pending_etag
-        return FetchedCrl(crl.public_bytes(serialization.Encoding.PEM), number, rfc3339(next_update), len(list(crl)))
+        return FetchedCrl(
+            crl.public_bytes(serialization.Encoding.PEM),
+            number,
+            rfc3339(next_update),
+            len(revoked),
+            crl.last_update_utc,
+            revoked,
+        )
+
+
+def next_fetch_delay(result: str, asked_wait: float, elapsed: float, interval: float) -> float:
+    """Seconds to wait before the next CRL request, given how the last one ended.
+
+    `result` is the `crl_fetch_total` label. A new CRL: ask again at once (a long-poll
+    publisher holds the next request; one without answers 304 early, caught below). A 304
+    that was really held (it took at least half the wait asked for): at once, the publisher
+    paces us. A 304 answered early (no long-poll on the other side, or no wait was asked),
+    an error or a rejected CRL: the periodic fallback, `interval`.
+    """
+    if result == "updated":
+        return 0.0
+    if result == "not_modified" and asked_wait > 0 and elapsed >= asked_wait / 2:
+        return 0.0
+    return interval

@@ -11,6 +11,7 @@ the file on disk is not the one served, for /healthz and the log.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
@@ -38,6 +39,9 @@ class CrlSnapshot:
     this_update: dt.datetime
     next_update: dt.datetime
     entries: int
+    # The how-many-th CRL this process loaded (1, 2, ...): orders snapshots read by concurrent
+    # requests, so the newest one wins even when an older read finishes last (zt.crl.longpoll).
+    generation: int = 0
 
 
 class CrlRefused(ValueError):
@@ -76,6 +80,7 @@ class CrlSource:
         self._key: tuple[int, int, int] | None = None
         self._snapshot: CrlSnapshot | None = None
         self._problem: str | None = "no CRL has been published yet"
+        self._loads = 0
 
     def current(self) -> CrlSnapshot | None:
         """The last good CRL (re-reading the file if it changed), or None when there never was one."""
@@ -115,7 +120,8 @@ class CrlSource:
                 serving=self._snapshot.number if self._snapshot else None,
             )
             return
-        self._snapshot = snap
+        self._loads += 1
+        self._snapshot = snap = dataclasses.replace(snap, generation=self._loads)
         self._problem = None
         log_event(
             log,

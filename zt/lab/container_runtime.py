@@ -388,6 +388,30 @@ class ContainerLab(core.LabCore):
         so the host's agent bootstraps over the published port."""
         write_secret(token_file, str(self.ztca("register", name)["token"]).encode() + b"\n")
 
+    def reregister(self, service: str) -> dict[str, Any]:
+        """A one-shot `ztca register --reenable` on the CA volumes writes the new token into the
+        agent's token volume (mounted read-only in the agent, which sees the file replaced)."""
+        n = sum(name.startswith(f"reregister-{service}") for name in self.boxes)
+        self._run_once(
+            self._box(
+                f"reregister-{service}-{n + 1}",
+                "ra",
+                ["register", service, "--dir", CA, "--token-file", f"{TOKEN}/token", "--reenable"],
+                entrypoint=["ztca"],
+                network=None,
+                mounts=[
+                    (self.volume("ca"), CA, "rw"),
+                    (self.volume("crl"), CA_CRL, "rw"),
+                    (self.volume(f"token-{service}"), TOKEN, "rw"),
+                ],
+            )
+        )
+        return {"service": service, "spiffe_id": self.topology.spiffe_id(service), "token_file": f"{TOKEN}/token"}
+
+    def component_log(self, name: str) -> str:
+        box = self.boxes.get(name)
+        return box.logs().decode(errors="replace") if box is not None else ""
+
     def _component_logs(self, dest: Path) -> list[Path]:
         """One file per container: stdout and stderr as the engine kept them."""
         copied = []

@@ -22,8 +22,6 @@ from pathlib import Path
 import httpx
 from cryptography import x509
 
-from zt.pki.crls import crl_number
-
 
 @dataclass(frozen=True)
 class SeenCrl:
@@ -111,7 +109,7 @@ class CrlWatcher:
     def _keep(self, der: bytes) -> None:
         try:
             crl = x509.load_der_x509_crl(der)
-            number = crl_number(crl)
+            number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number  # RFC 5280 5.2.3
         except (ValueError, x509.ExtensionNotFound) as e:
             self._failed(f"not a CRL with a number: {e}")
             return

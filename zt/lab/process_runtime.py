@@ -197,6 +197,17 @@ class ProcessLab(core.LabCore):
     def agent_identity(self, service: str) -> LabIdentity:
         return LabIdentity(service, self.topology.spiffe_id(service), self.cert_dir(service))
 
+    def reregister(self, service: str) -> dict[str, Any]:
+        """The token file the agent was started with gets the new token (ztca replaces it
+        atomically, 0600); the agent notices the change and bootstraps again."""
+        token = self.run_dir / f"{service}.token"
+        doc = self.ztca("register", service, "--reenable", "--token-file", str(token))
+        return {"service": doc.get("service"), "spiffe_id": doc.get("spiffe_id"), "token_file": str(token)}
+
+    def component_log(self, name: str) -> str:
+        path = self.logs / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
     def stop(self) -> None:
         for p in reversed(self.procs):
             if p.alive():

@@ -8,7 +8,7 @@ the container runtime both implement it, so a scenario runs unchanged on either.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from zt.lab.identity import LabIdentity
 from zt.lab.topology import Topology
@@ -53,6 +53,19 @@ class RunningLab(Protocol):
 
     def bench_crl(self, entries: int) -> dict[str, object]:
         """Benchmarks: `entries` revocations of never-issued serials put in force by the CA at once."""
+        ...
+
+    def ztca(self, *args: str) -> dict[str, Any]:
+        """`ztca VERB --json ...` on the run's CA, wherever it lives; its JSON answer."""
+        ...
+
+    def reregister(self, service: str) -> dict[str, object]:
+        """`ztca register SERVICE --reenable`, its new one-time token written where the
+        service's agent reads its token (the operator's recovery after a revocation)."""
+        ...
+
+    def component_log(self, name: str) -> str:
+        """The log so far of one component (`service-a`, `agent-service-a`, `zt-ra`, ...)."""
         ...
 
     def collect_logs(self, dest: Path) -> list[Path]: ...

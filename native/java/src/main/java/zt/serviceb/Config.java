@@ -9,14 +9,19 @@ import zt.serviceb.revocation.StaleMode;
 /**
  * The service's settings, immutable, one field per flag of contracts.md section 8.
  *
- * @param crl the explicit {@code --crl}, or null: then {@code DIR/crl.pem} is used when present
+ * @param crl        the explicit {@code --crl}, or null: then {@code DIR/crl.pem} is used when present
+ * @param reloadFile the explicit {@code --reload-file}, or null: then {@code DIR/reload.stamp}
+ * @param noReload   {@code --no-reload}: never reload (no watch, no poll, SIGHUP ignored)
  */
 public record Config(Path certDir, HostPort listen, HostPort metricsListen, Path policy, Path crl,
                      StaleMode crlStale, SpiffeId expectPeer, String name, Path pidFile,
-                     Duration reloadInterval, int handshakeTimeoutMs, int idleTimeoutMs, int threads) {
+                     Duration reloadInterval, int handshakeTimeoutMs, int idleTimeoutMs, int threads,
+                     Path reloadFile, boolean noReload) {
 
     public static final String DEFAULT_NAME = "service-b";
     public static final String DEFAULT_CRL_FILE = "crl.pem";
+    /** The file the agent touches after each write ({@code zt-agent --touch DIR/reload.stamp}). */
+    public static final String DEFAULT_RELOAD_FILE = "reload.stamp";
 
     /**
      * Open connections allowed at once, per worker thread: each connection has its own thread
@@ -38,6 +43,11 @@ public record Config(Path certDir, HostPort listen, HostPort metricsListen, Path
         return crl != null ? crl : certDir.resolve(DEFAULT_CRL_FILE);
     }
 
+    /** The touched file whose change triggers a reload: the explicit one, or {@code DIR/reload.stamp}. */
+    public Path reloadFilePath() {
+        return reloadFile != null ? reloadFile : certDir.resolve(DEFAULT_RELOAD_FILE);
+    }
+
     /** An explicit {@code --crl} must load at start; the implicit {@code DIR/crl.pem} may be absent. */
     public boolean crlRequired() {
         return crl != null;
@@ -45,6 +55,6 @@ public record Config(Path certDir, HostPort listen, HostPort metricsListen, Path
 
     public Config withListen(HostPort l, HostPort m) {
         return new Config(certDir, l, m, policy, crl, crlStale, expectPeer, name, pidFile, reloadInterval,
-                handshakeTimeoutMs, idleTimeoutMs, threads);
+                handshakeTimeoutMs, idleTimeoutMs, threads, reloadFile, noReload);
     }
 }

@@ -29,8 +29,11 @@ public final class Flags {
             "  --expect-peer SPIFFE_ID      expected SPIFFE ID of /call targets when the request has no expect=",
             "  --name NAME                  name in logs and /hello (default service-b)",
             "  --pid-file FILE              write the PID here at start",
+            "  --reload-file FILE           reload when this file is touched (created or its mtime changes);",
+            "                               the agent's --touch file (default DIR/reload.stamp)",
             "  --reload-interval SECONDS    fallback polling for changed files (default 5; 0 disables);",
-            "                               changes are also picked up at once by a directory watch and SIGHUP",
+            "                               SIGHUP and a replaced CRL or policy file also reload at once",
+            "  --no-reload                  never reload: no watch, no poll, SIGHUP ignored (logged)",
             "  --handshake-timeout-ms N     inbound and outbound TLS handshake timeout (default 5000)",
             "  --idle-timeout-ms N          keep-alive idle / request-read timeout (default 30000)",
             "  --threads N                  request worker threads (default 16); each open connection also has",
@@ -43,7 +46,9 @@ public final class Flags {
 
     private static final Set<String> KNOWN = Set.of("cert-dir", "listen", "metrics-listen", "policy", "crl",
             "crl-stale", "expect-peer", "name", "pid-file", "reload-interval", "handshake-timeout-ms",
-            "idle-timeout-ms", "threads");
+            "idle-timeout-ms", "threads", "reload-file");
+    /** Flags that take no value. */
+    private static final Set<String> SWITCHES = Set.of("no-reload");
 
     private Flags() {
     }
@@ -64,6 +69,7 @@ public final class Flags {
 
     public static Config parse(String[] args) throws UsageException, HelpRequested {
         Map<String, String> v = new HashMap<>();
+        Map<String, Boolean> switches = new HashMap<>();
         for (int i = 0; i < args.length; i++) {
             String a = args[i];
             if (a.equals("--help") || a.equals("-h")) {
@@ -75,6 +81,15 @@ public final class Flags {
             String name = a.substring(2);
             String value;
             int eq = name.indexOf('=');
+            if (SWITCHES.contains(name)) {
+                if (switches.put(name, Boolean.TRUE) != null) {
+                    throw new UsageException("--" + name + " given twice");
+                }
+                continue;
+            }
+            if (eq >= 0 && SWITCHES.contains(name.substring(0, eq))) {
+                throw new UsageException("--" + name.substring(0, eq) + " takes no value");
+            }
             if (eq >= 0) {
                 value = name.substring(eq + 1);
                 name = name.substring(0, eq);
@@ -104,6 +119,9 @@ public final class Flags {
                     throw new UsageException("--expect-peer: " + e.getMessage());
                 }
             }
+            if (v.containsKey("reload-file") && v.get("reload-file").isBlank()) {
+                throw new UsageException("--reload-file must not be empty");
+            }
             String name = v.getOrDefault("name", Config.DEFAULT_NAME);
             if (name.isBlank()) {
                 throw new UsageException("--name must not be empty");
@@ -121,7 +139,9 @@ public final class Flags {
                     Duration.ofSeconds(integer(v, "reload-interval", 5, 0)),
                     integer(v, "handshake-timeout-ms", 5000, 1),
                     integer(v, "idle-timeout-ms", 30000, 1),
-                    integer(v, "threads", 16, 1));
+                    integer(v, "threads", 16, 1),
+                    v.containsKey("reload-file") ? Path.of(v.get("reload-file")) : null,
+                    switches.containsKey("no-reload"));
         } catch (IllegalArgumentException e) {
             throw new UsageException(e.getMessage());
         }

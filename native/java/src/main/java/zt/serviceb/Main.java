@@ -10,8 +10,9 @@ import zt.serviceb.tls.TlsContext;
 
 /**
  * The process: flags, start, signals. SIGTERM/SIGINT stop cleanly with exit code 0 (the JVM's
- * default would exit 143/130); SIGHUP reloads (the JVM's default would terminate the process,
- * which an agent run with {@code --signal} must never do).
+ * default would exit 143/130); SIGHUP reloads, or with {@code --no-reload} is ignored and logged
+ * (the JVM's default would terminate the process, which an agent run with {@code --signal} must
+ * never do).
  */
 public final class Main {
     private Main() {
@@ -63,6 +64,6 @@ public final class Main {
                 stopped.countDown();
             });
         }
-        Signals.handle("HUP", () -> new Thread(() -> service.reload("signal", true), "sighup").start());
+        Signals.handle("HUP", () -> new Thread(service::onSighup, "sighup").start());
     }
 }

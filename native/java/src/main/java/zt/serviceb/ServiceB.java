@@ -25,6 +25,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 
 import zt.serviceb.http.HttpConnection;
 import zt.serviceb.http.MtlsServer;
+import zt.serviceb.http.OpenConnections;
 import zt.serviceb.http.OutboundCaller;
 import zt.serviceb.http.Router;
 import zt.serviceb.identity.CertDirReader;
@@ -39,6 +40,7 @@ import zt.serviceb.reload.Reloader;
 import zt.serviceb.revocation.CrlIndex;
 import zt.serviceb.revocation.StaleCrlMonitor;
 import zt.serviceb.tls.RejectReason;
+import zt.serviceb.tls.RevokedAlert;
 import zt.serviceb.tls.SvidVerifier;
 import zt.serviceb.tls.TlsContext;
 
@@ -124,7 +126,7 @@ public final class ServiceB implements Closeable {
                 config.expectPeer(), caller, metrics, log);
         server = new MtlsServer(tls, config.listen().toSocketAddress(), config.maxConnections(),
                 config.handshakeTimeoutMs(), new HttpConnection(router, config.idleTimeoutMs(), config.threads()),
-                metrics, log, timer);
+                new OpenConnections(metrics, log, clock, timer), metrics, log, timer);
         try {
             server.start();
         } catch (IOException e) {
@@ -144,8 +146,9 @@ public final class ServiceB implements Closeable {
         if (config.policy() != null) {
             files.add(config.policy());
         }
-        reloader = new Reloader(config.certDir(), files, config.reloadInterval(), Reloader.DEFAULT_DEBOUNCE,
-                trigger -> reload(trigger, false), log, timer);
+        // --no-reload: no reloader at all (no watch, no poll); SIGHUP is refused in onSighup().
+        reloader = config.noReload() ? null : new Reloader(config.reloadFilePath(), files, config.reloadInterval(),
+                Reloader.DEFAULT_DEBOUNCE, trigger -> reload(trigger, false), log, timer);
     }
 
     /** Loads, validates, listens and starts watching; throws with a message on any failure. */
@@ -159,7 +162,13 @@ public final class ServiceB implements Closeable {
                 throw new StartupException("cannot write pid file " + config.pidFile() + ": " + e, e);
             }
         }
-        s.reloader.start();
+        if (s.reloader != null) {
+            s.reloader.start();
+        }
+        if (!RevokedAlert.available()) {
+            log.warn("tls_alert_fallback", "reason", "revoked clients get certificate_unknown, not certificate_revoked "
+                    + "(run with --add-opens java.base/sun.security.ssl=ALL-UNNAMED): " + RevokedAlert.unavailableReason());
+        }
         IdentityMaterial id = s.state.get().identity();
         CrlIndex crl = s.state.get().crl();
         log.info("start", "listen", config.listen().host() + ":" + s.port(),
@@ -167,7 +176,9 @@ public final class ServiceB implements Closeable {
                 "spiffe_id", id.spiffeId().toString(), "serial", id.serial(), "not_after", rfc3339(id.notAfter()),
                 "crl", crl.isConfigured() ? crl.source().toString() : null,
                 "policy", config.policy() == null ? null : config.policy().toString(),
-                "format", id.format());
+                "format", id.format(),
+                "reload", config.noReload() ? "off" : "touch " + config.reloadFilePath()
+                        + ", poll " + config.reloadInterval().toSeconds() + " s, SIGHUP");
         return s;
     }
 
@@ -196,6 +207,18 @@ public final class ServiceB implements Closeable {
         } catch (JsonProcessingException e) {
             return "{\"status\":\"ok\"}";
         }
+    }
+
+    /**
+     * SIGHUP: a forced reload, or with {@code --no-reload} nothing but a log line (the lab starts a
+     * service so to prove that a broken reload fails Milestone 2; the signal must not kill it).
+     */
+    public void onSighup() {
+        if (config.noReload()) {
+            log.warn("signal_ignored", "signal", "SIGHUP", "reason", "--no-reload");
+            return;
+        }
+        reload("signal", true);
     }
 
     private SvidVerifier verifierFor(IdentityMaterial id, CrlIndex crl) {
@@ -283,6 +306,10 @@ public final class ServiceB implements Closeable {
 
         if (!failures.isEmpty()) {
             metrics.reload(false);
+            if (idChanged && gen != null) {
+                // A new generation was there and could not be served: a failed rotation.
+                metrics.rotation(false);
+            }
             log.error("reload", "result", "failure", "old_serial", old.identity().serial(),
                     "new_serial", old.identity().serial(), "reason", String.join("; ", failures),
                     "trigger", trigger, "changed", List.of(), "rejected", parts);
@@ -302,10 +329,23 @@ public final class ServiceB implements Closeable {
                 logCrlLoaded(crl);
             }
             staleMonitor.check(crl, clock.instant());
+            // Issue 18: TLS judged the open connections' peers at their handshakes only.
+            server.established().endRevoked(crl);
         }
+        // An identity change (a new generation with the same serial, e.g. a new bundle, is not one).
+        boolean rotated = !id.serial().equals(old.identity().serial());
+        // Counters before log lines: whoever sees the line may read the counters at once.
         metrics.reload(true);
+        if (rotated) {
+            metrics.rotation(true);
+        }
         log.info("reload", "result", "success", "old_serial", old.identity().serial(), "new_serial", id.serial(),
                 "trigger", trigger, "changed", parts);
+        if (rotated) {
+            log.info("rotation", "old_serial", old.identity().serial(), "new_serial", id.serial(),
+                    "not_after", rfc3339(id.notAfter()), "generation", gen.getFileName().toString(),
+                    "trigger", trigger);
+        }
     }
 
     private void logCrlLoaded(CrlIndex crl) {
@@ -336,7 +376,9 @@ public final class ServiceB implements Closeable {
             }
             closed = true;
         }
-        reloader.close();
+        if (reloader != null) {
+            reloader.close();
+        }
         server.close();
         metricsServer.close();
         timer.shutdownNow();

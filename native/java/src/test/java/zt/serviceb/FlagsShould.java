@@ -30,6 +30,15 @@ class FlagsShould {
         assertEquals(5000, c.handshakeTimeoutMs());
         assertEquals(30000, c.idleTimeoutMs());
         assertEquals(16, c.threads());
+        assertEquals(Path.of("/d/reload.stamp"), c.reloadFilePath());
+        assertTrue(!c.noReload());
+    }
+
+    @Test
+    void parse_the_reload_switches() throws Exception {
+        Config c = Flags.parse(new String[] {"--no-reload", "--cert-dir", "/d", "--reload-file", "/run/b.stamp"});
+        assertTrue(c.noReload());
+        assertEquals(Path.of("/run/b.stamp"), c.reloadFilePath());
     }
 
     @Test
@@ -62,6 +71,9 @@ class FlagsShould {
         "--cert-dir /d --cert-dir /e",
         "--cert-dir /d stray",
         "--cert-dir",
+        "--cert-dir /d --no-reload --no-reload",
+        "--cert-dir /d --no-reload=yes",
+        "--cert-dir /d --reload-file=",
     })
     void reject_bad_command_lines(String line) {
         String[] args = line.isEmpty() ? new String[0] : line.split(" ");
@@ -73,7 +85,7 @@ class FlagsShould {
         assertThrows(Flags.HelpRequested.class, () -> Flags.parse(new String[] {"--help"}));
         for (String f : new String[] {"--cert-dir", "--listen", "--metrics-listen", "--policy", "--crl",
             "--crl-stale", "--expect-peer", "--name", "--pid-file", "--reload-interval", "--handshake-timeout-ms",
-            "--idle-timeout-ms", "--threads"}) {
+            "--idle-timeout-ms", "--threads", "--reload-file", "--no-reload"}) {
             assertTrue(Flags.USAGE.contains(f + " "), f);
         }
     }

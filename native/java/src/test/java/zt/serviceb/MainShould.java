@@ -29,8 +29,9 @@ class MainShould {
     Path tmp;
 
     private static Process spawn(String... args) throws Exception {
+        // --add-opens: what the jar's manifest (Add-Opens) gives `java -jar` (tls/RevokedAlert).
         List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                "-cp", System.getProperty("java.class.path"), "zt.serviceb.Main"));
+                "--add-opens", "java.base/sun.security.ssl=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"), "zt.serviceb.Main"));
         cmd.addAll(List.of(args));
         return new ProcessBuilder(cmd).start();
     }
@@ -109,11 +110,12 @@ class MainShould {
                 assertEquals(200, c.get("/hello").status());
             }
 
-            String newSerial = pki.rotate("service-b");
+            // Only `current` moves (no touch) and the poll is off: the reload is the signal's.
+            String newSerial = pki.rotateWithoutTouch("service-b");
             new ProcessBuilder("kill", "-HUP", Long.toString(p.pid())).start().waitFor();
             JsonNode reload = next(lines, "reload");
-            // The directory watch may see the rotation first; either way the process lives on.
             assertEquals("success", reload.get("result").asText());
+            assertEquals("signal", reload.get("trigger").asText());
             assertEquals(newSerial, reload.get("new_serial").asText());
             assertTrue(p.isAlive(), "SIGHUP does not terminate the JVM");
             try (var c = TestClient.connect(ctx, port)) {
@@ -124,6 +126,49 @@ class MainShould {
             new ProcessBuilder("kill", "-TERM", Long.toString(p.pid())).start().waitFor();
             assertEquals(0, exit(p));
             assertEquals("SIGTERM", next(lines, "stop", raw).get("reason").asText());
+        } finally {
+            p.destroyForcibly();
+        }
+    }
+
+    @Test
+    void ignore_sighup_with_no_reload_and_keep_serving() throws Exception {
+        TestPki pki = TestPki.create(tmp.resolve("pki"));
+        String oldSerial = pki.serial("service-b");
+        Process p = spawn("--cert-dir", pki.certDir("service-b").toString(), "--listen", "127.0.0.1:0",
+                "--metrics-listen", "127.0.0.1:0", "--no-reload");
+        BlockingQueue<JsonNode> lines = new LinkedBlockingQueue<>();
+        Thread reader = new Thread(() -> {
+            try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getErrorStream(), StandardCharsets.UTF_8))) {
+                String l;
+                while ((l = r.readLine()) != null) {
+                    try {
+                        lines.add(JSON.readTree(l));
+                    } catch (java.io.IOException e) {
+                        // not a JSON line
+                    }
+                }
+            } catch (Exception e) {
+                // process ended
+            }
+        });
+        reader.setDaemon(true);
+        reader.start();
+        try {
+            JsonNode start = next(lines, "start");
+            assertEquals("off", start.get("reload").asText());
+            int port = Integer.parseInt(start.get("listen").asText().replaceAll(".*:", ""));
+            pki.rotate("service-b");
+            new ProcessBuilder("kill", "-HUP", Long.toString(p.pid())).start().waitFor();
+            JsonNode ignored = next(lines, "signal_ignored");
+            assertEquals("--no-reload", ignored.get("reason").asText());
+            assertTrue(p.isAlive(), "SIGHUP does not terminate the JVM");
+            var ctx = TestClient.context(pki.certDir("client"), pki.bundle());
+            try (var c = TestClient.connect(ctx, port)) {
+                assertEquals(oldSerial, c.serverSerial(), "no reload happened");
+            }
+            new ProcessBuilder("kill", "-TERM", Long.toString(p.pid())).start().waitFor();
+            assertEquals(0, exit(p));
         } finally {
             p.destroyForcibly();
         }

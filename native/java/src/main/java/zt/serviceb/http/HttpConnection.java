@@ -28,7 +28,15 @@ public final class HttpConnection {
         this.workers = new Semaphore(workers, true);
     }
 
-    public void serve(Socket socket, Peer peer) throws IOException {
+    /**
+     * Serves {@code conn} until it closes. Before each request the peer is checked again
+     * (issue 18): a connection ended meanwhile (its peer revoked) is closed without an answer;
+     * a peer whose certificate has expired gets 401 {@code peer_certificate_expired} and the
+     * connection is closed. A connection ended while a request was in flight is closed right
+     * after that request's response.
+     */
+    public void serve(Socket socket, OpenConnection conn, OpenConnections all) throws IOException {
+        Peer peer = conn.peer();
         RequestReader reader = new RequestReader(socket.getInputStream(), socket);
         OutputStream out = new BufferedOutputStream(socket.getOutputStream());
         while (true) {
@@ -42,11 +50,32 @@ public final class HttpConnection {
             if (req == null) {
                 return;
             }
-            HttpResponse resp = handle(req, peer);
+            switch (conn.beginRequest(all.clock().instant())) {
+                case ENDED -> {
+                    return;
+                }
+                case EXPIRED -> {
+                    all.expiredAtRequest(conn);
+                    HttpResponse.error(401, "peer_certificate_expired", "the client certificate (serial "
+                            + peer.serial() + ") expired at " + conn.notAfter() + "; reconnect with a valid one")
+                            .writeTo(out, true);
+                    return;
+                }
+                case SERVE -> {
+                    // go on
+                }
+            }
+            boolean ended;
             // A request body is never read (GET only), so the connection cannot be reused after one.
             boolean close = !req.keepAlive() || req.hasBody();
-            resp.writeTo(out, close);
-            if (close) {
+            try {
+                HttpResponse resp = handle(req, peer);
+                // Ended while this request was handled: say so in the response (Connection: close).
+                resp.writeTo(out, close || conn.isEnding());
+            } finally {
+                ended = conn.endRequest() != null;
+            }
+            if (close || ended) {
                 return;
             }
         }

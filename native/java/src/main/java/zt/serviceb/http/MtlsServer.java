@@ -10,6 +10,8 @@ import java.net.SocketException;
 import java.net.SocketTimeoutException;
 import java.security.cert.Certificate;
 import java.security.cert.X509Certificate;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.RejectedExecutionException;
@@ -60,12 +62,15 @@ public final class MtlsServer implements Closeable {
     private final int maxConnections;
     private final ThreadPoolExecutor connections;
     private final Set<Socket> open = ConcurrentHashMap.newKeySet();
+    private final OpenConnections established;
     private final AtomicBoolean running = new AtomicBoolean();
     private ServerSocket serverSocket;
     private Thread acceptThread;
 
     public MtlsServer(TlsContext tls, InetSocketAddress listen, int maxConnections, int handshakeTimeoutMs,
-                      HttpConnection http, Metrics metrics, JsonLog log, ScheduledExecutorService timer) {
+                      HttpConnection http, OpenConnections established, Metrics metrics, JsonLog log,
+                      ScheduledExecutorService timer) {
+        this.established = established;
         this.tls = tls;
         this.factory = tls.context().getSocketFactory();
         this.listen = listen;
@@ -139,9 +144,11 @@ public final class MtlsServer implements Closeable {
             if (peer == null) {
                 linger(raw);
             } else {
+                OpenConnection conn = established.register(raw, socket, peer, peerChain(socket));
                 try {
-                    http.serve(socket, peer);
+                    http.serve(socket, conn, established);
                 } finally {
+                    established.remove(conn);
                     // After a completed handshake, close with close_notify (OpenSSL 3 clients
                     // report a bare TCP close as an unexpected EOF).
                     socket.close();
@@ -184,6 +191,19 @@ public final class MtlsServer implements Closeable {
         metrics.handshakeSucceeded();
         return new Peer(SvidRules.claimedId(leaf), Serials.hex(leaf), localSerial, session.getProtocol(),
                 peerAddr(raw));
+    }
+
+    private static List<X509Certificate> peerChain(SSLSocket socket) throws IOException {
+        List<X509Certificate> chain = new ArrayList<>();
+        for (Certificate c : socket.getSession().getPeerCertificates()) {
+            chain.add((X509Certificate) c);
+        }
+        return chain;
+    }
+
+    /** The established connections, for ending those whose peer is revoked (issue 18). */
+    public OpenConnections established() {
+        return established;
     }
 
     /**

@@ -29,6 +29,12 @@ public final class Metrics {
             .help("The current leaf certificate (always 1)").labelNames("serial", "spiffe_id").register(registry);
     private final Counter reloads = Counter.builder().name("mtls_reloads_total")
             .help("Reload attempts by result").labelNames("result").register(registry);
+    private final Counter rotations = Counter.builder().name("mtls_rotation_total")
+            .help("Identity changes: reloads that changed the served leaf's serial (success), reloads that saw "
+                    + "a new generation and failed (failure)").labelNames("result").register(registry);
+    private final Counter connectionsClosed = Counter.builder().name("mtls_connections_closed_total")
+            .help("Open inbound connections ended because the peer's certificate was revoked or expired")
+            .labelNames("reason").register(registry);
     private final Gauge crlEntries = Gauge.builder().name("mtls_crl_entries")
             .help("Revoked serials in the loaded CRL(s)").register(registry);
     private final Gauge crlNextUpdate = Gauge.builder().name("mtls_crl_next_update_seconds")
@@ -41,6 +47,9 @@ public final class Metrics {
             .help("HTTP requests by route and status code").labelNames("path", "code").register(registry);
     private String[] certLabels;
 
+    /** The reasons of {@code mtls_connections_closed_total}, exported at 0 from the start. */
+    public static final List<String> CLOSE_REASONS = List.of("revoked", "expired");
+
     /**
      * {@code stale} is read at each scrape: a CRL goes stale by the clock, without any event.
      * {@code failureReasons} are exported at 0 from the start, so a dashboard sees every series.
@@ -51,7 +60,11 @@ public final class Metrics {
         for (String r : new String[] {"success", "failure"}) {
             handshakes.labelValues(r);
             reloads.labelValues(r);
+            rotations.labelValues(r);
             outboundCalls.labelValues(r);
+        }
+        for (String reason : CLOSE_REASONS) {
+            connectionsClosed.labelValues(reason);
         }
         for (String reason : failureReasons) {
             handshakeFailures.labelValues(reason);
@@ -78,6 +91,15 @@ public final class Metrics {
 
     public void reload(boolean success) {
         reloads.labelValues(success ? "success" : "failure").inc();
+    }
+
+    /** {@code success}: a reload changed the served serial; failure: a new generation was seen and refused. */
+    public void rotation(boolean success) {
+        rotations.labelValues(success ? "success" : "failure").inc();
+    }
+
+    public void connectionClosed(String reason) {
+        connectionsClosed.labelValues(reason).inc();
     }
 
     public void crl(int entries, Instant nextUpdate) {
@@ -108,5 +130,13 @@ public final class Metrics {
 
     public double reloads(String result) {
         return reloads.labelValues(result).get();
+    }
+
+    public double rotations(String result) {
+        return rotations.labelValues(result).get();
+    }
+
+    public double connectionsClosed(String reason) {
+        return connectionsClosed.labelValues(reason).get();
     }
 }

@@ -24,17 +24,26 @@ import zt.serviceb.observe.JsonLog;
 /**
  * Decides when to reload; what a reload does is the caller's {@code reload(trigger)}.
  *
- * <p>Two sources: a WatchService on the cert directory (and the CRL's and policy's directories),
- * where the agent's {@code rename(.current.tmp, current)} shows as ENTRY_CREATE of
- * {@code current} and a new {@code crl.pem} as ENTRY_CREATE of its name; events are debounced so
- * a burst gives one reload. And, as a fallback for file systems without reliable events, a
- * periodic call every {@code --reload-interval} that lets the caller compare
- * {@code realpath(current)} and the files' stamps. The caller ignores calls where nothing changed.
+ * <p>Three sources. (1) The touched file (contracts.md 2): the agent runs with
+ * {@code --touch DIR/reload.stamp} and touches it after it has written a new generation or a new
+ * CRL, so its change (create, or a new mtime: inotify IN_ATTRIB, which the JDK reports as
+ * ENTRY_MODIFY) is the signal that everything is in place; trigger {@code touch}. A WatchService
+ * on the file's directory sees it. The rename of {@code current} alone is deliberately not a
+ * trigger: the touch is the agent's "done" and one trigger per write keeps reloads countable.
+ * (2) The same watch on the CRL's and policy's directories: a replaced CRL or policy file (which
+ * someone other than the agent may write) reloads at once; trigger {@code watch}. Events are
+ * debounced so a burst gives one reload. (3) As a fallback for file systems without reliable
+ * events (or a missed touch), a periodic call every {@code --reload-interval}; trigger
+ * {@code poll}. The caller compares {@code realpath(current)} and the files' stamps and ignores
+ * calls where nothing changed.
  */
 public final class Reloader implements Closeable {
     public static final Duration DEFAULT_DEBOUNCE = Duration.ofMillis(200);
+    public static final String TRIGGER_TOUCH = "touch";
+    public static final String TRIGGER_WATCH = "watch";
+    public static final String TRIGGER_POLL = "poll";
 
-    private final Path certDir;
+    private final Path reloadFile;
     private final Set<Path> watchedFiles;
     private final Duration interval;
     private final Duration debounce;
@@ -45,10 +54,13 @@ public final class Reloader implements Closeable {
     private Thread watchThread;
     private ScheduledFuture<?> poll;
 
-    /** {@code files}: other files whose changes matter (CRL, policy); nulls are skipped. */
-    public Reloader(Path certDir, Set<Path> files, Duration interval, Duration debounce, Consumer<String> reload,
+    /**
+     * {@code reloadFile}: the touched file; {@code files}: other files whose replacement matters
+     * (CRL, policy); nulls are skipped.
+     */
+    public Reloader(Path reloadFile, Set<Path> files, Duration interval, Duration debounce, Consumer<String> reload,
                     JsonLog log, ScheduledExecutorService timer) {
-        this.certDir = certDir.toAbsolutePath().normalize();
+        this.reloadFile = reloadFile.toAbsolutePath().normalize();
         Set<Path> abs = new LinkedHashSet<>();
         for (Path f : files) {
             if (f != null) {
@@ -68,7 +80,7 @@ public final class Reloader implements Closeable {
             watcher = FileSystems.getDefault().newWatchService();
             Map<WatchKey, Path> keys = new HashMap<>();
             Set<Path> dirs = new LinkedHashSet<>();
-            dirs.add(certDir);
+            dirs.add(reloadFile.getParent());
             for (Path f : watchedFiles) {
                 if (f.getParent() != null) {
                     dirs.add(f.getParent());
@@ -86,10 +98,10 @@ public final class Reloader implements Closeable {
             watchThread.setDaemon(true);
             watchThread.start();
         } catch (IOException e) {
-            log.warn("watch_unavailable", "path", certDir.toString(), "reason", e.toString());
+            log.warn("watch_unavailable", "path", reloadFile.toString(), "reason", e.toString());
         }
         if (!interval.isZero()) {
-            poll = timer.scheduleWithFixedDelay(() -> safely("poll"), interval.toMillis(), interval.toMillis(),
+            poll = timer.scheduleWithFixedDelay(() -> safely(TRIGGER_POLL), interval.toMillis(), interval.toMillis(),
                     TimeUnit.MILLISECONDS);
         }
     }
@@ -98,45 +110,52 @@ public final class Reloader implements Closeable {
         try {
             while (true) {
                 WatchKey key = watcher.take();
-                boolean relevant = drain(key, keys);
-                if (!relevant) {
+                String trigger = drain(key, keys, null);
+                if (trigger == null) {
                     continue;
                 }
-                // Debounce: keep collecting until the directory is quiet for `debounce`.
+                // Debounce: keep collecting until the directories are quiet for `debounce`.
                 while (true) {
                     WatchKey more = watcher.poll(debounce.toMillis(), TimeUnit.MILLISECONDS);
                     if (more == null) {
                         break;
                     }
-                    drain(more, keys);
+                    trigger = drain(more, keys, trigger);
                 }
-                safely("watch");
+                safely(trigger);
             }
         } catch (InterruptedException | ClosedWatchServiceException e) {
             // closing
         }
     }
 
-    /** Consumes a key's events; true when one of them concerns a file we care about. */
-    private boolean drain(WatchKey key, Map<WatchKey, Path> keys) {
+    /**
+     * Consumes a key's events; returns the trigger they amount to ({@code touch} wins over
+     * {@code watch}), or {@code sofar} when none concerns a file we care about.
+     */
+    private String drain(WatchKey key, Map<WatchKey, Path> keys, String sofar) {
         Path dir = keys.get(key);
-        boolean relevant = false;
+        String trigger = sofar;
         for (WatchEvent<?> ev : key.pollEvents()) {
             if (ev.kind() == StandardWatchEventKinds.OVERFLOW) {
-                relevant = true;
+                // Events were lost: the touch may be among them.
+                trigger = TRIGGER_TOUCH;
                 continue;
             }
             Path name = (Path) ev.context();
-            if (dir == null || name == null) {
+            if (dir == null || name == null || ev.kind() == StandardWatchEventKinds.ENTRY_DELETE
+                    && dir.resolve(name).equals(reloadFile)) {
                 continue;
             }
             Path full = dir.resolve(name);
-            if ((dir.equals(certDir) && name.toString().equals("current")) || watchedFiles.contains(full)) {
-                relevant = true;
+            if (full.equals(reloadFile)) {
+                trigger = TRIGGER_TOUCH;
+            } else if (watchedFiles.contains(full) && trigger == null) {
+                trigger = TRIGGER_WATCH;
             }
         }
         key.reset();
-        return relevant;
+        return trigger;
     }
 
     private void safely(String trigger) {

@@ -25,10 +25,22 @@ public final class SwappableTrustManager extends X509ExtendedTrustManager {
         current.get().verify(chain);
     }
 
+    /**
+     * A client whose certificate (or a CA of its path) is revoked gets the alert
+     * {@code certificate_revoked}, as from OpenSSL (see {@link RevokedAlert}); the refusal is
+     * then thrown as for every other reason, for the metric and the log line.
+     */
     @Override
     public void checkClientTrusted(X509Certificate[] chain, String authType, Socket socket)
             throws SvidRejectedException {
-        check(chain);
+        try {
+            check(chain);
+        } catch (SvidRejectedException e) {
+            if (e.reason() == RejectReason.REVOKED) {
+                RevokedAlert.send(socket, e.getMessage(), e);
+            }
+            throw e;
+        }
     }
 
     @Override

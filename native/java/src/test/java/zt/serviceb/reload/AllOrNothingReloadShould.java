@@ -70,7 +70,7 @@ class AllOrNothingReloadShould {
         try (RunningService svc = RunningService.builder(certDir).policy(certDir.resolve("current/policy.json"))
                 .crl(certDir.resolve("current/crl.pem")).reloadInterval(NO_POLL).start()) {
             assertEquals(0.0, svc.service.metrics().reloads("failure"));
-            String newSerial = pki.rotate("service-b");
+            String newSerial = pki.rotateWithoutTouch("service-b");
             assertNotEquals(oldSerial, newSerial);
 
             Map<String, byte[]> parts = goodParts();
@@ -134,7 +134,8 @@ class AllOrNothingReloadShould {
 
     /**
      * Writes a generation from ids/service-b's current files (minus {@code omit}) plus
-     * {@code parts}, then points {@code current} at it with one rename, as the agent does.
+     * {@code parts}, then points {@code current} at it with one rename and touches
+     * {@code reload.stamp}, as the agent does.
      */
     private void swapInGeneration(String name, Map<String, byte[]> parts, String... omit) throws IOException {
         Path gen = certDir.resolve(name);
@@ -155,5 +156,6 @@ class AllOrNothingReloadShould {
         Files.createSymbolicLink(tmpLink, Path.of(name));
         Files.move(tmpLink, certDir.resolve("current"), StandardCopyOption.ATOMIC_MOVE,
                 StandardCopyOption.REPLACE_EXISTING);
+        TestPki.touch(certDir.resolve("reload.stamp"));
     }
 }

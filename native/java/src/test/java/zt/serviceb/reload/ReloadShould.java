@@ -53,8 +53,14 @@ class ReloadShould {
                 assertNotEquals(oldSerial, newSerial);
                 Map<String, Object> e = svc.log.await("reload", r -> newSerial.equals(r.get("new_serial")));
                 assertEquals("success", e.get("result"));
-                assertEquals("watch", e.get("trigger"));
+                assertEquals("touch", e.get("trigger"), "the agent's touched file, not the poll (60 s)");
                 assertEquals(oldSerial, e.get("old_serial"));
+                Map<String, Object> rot = svc.log.await("rotation", r -> newSerial.equals(r.get("new_serial")));
+                assertEquals(oldSerial, rot.get("old_serial"));
+                assertEquals(pki.certDir("service-b").resolve("current").toRealPath().getFileName().toString(),
+                        rot.get("generation"));
+                assertEquals(svc.service.identity().notAfter().truncatedTo(java.time.temporal.ChronoUnit.SECONDS)
+                        .toString(), rot.get("not_after"));
 
                 // Same client SSLContext: if the server still resumed old sessions, this would
                 // come back with the old certificate.
@@ -69,6 +75,8 @@ class ReloadShould {
             }
             String page = svc.metricsGet("/metrics");
             assertTrue(page.contains("mtls_reloads_total{result=\"success\"} 1.0"), page);
+            assertTrue(page.contains("mtls_rotation_total{result=\"success\"} 1.0"), page);
+            assertTrue(page.contains("mtls_rotation_total{result=\"failure\"} 0.0"), page);
             assertTrue(page.contains("mtls_cert_info{serial=\"" + svc.service.identity().serial() + "\""), page);
             assertTrue(!page.contains("serial=\"" + oldSerial + "\""), "the old serial's info series is gone");
         }
@@ -85,6 +93,9 @@ class ReloadShould {
             assertTrue(String.valueOf(e.get("reason")).contains("private key does not match"), e.toString());
             assertEquals(oldSerial, e.get("new_serial"));
             assertEquals(1.0, svc.service.metrics().reloads("failure"));
+            assertEquals(1.0, svc.service.metrics().rotations("failure"), "a new generation that was refused");
+            assertEquals(0.0, svc.service.metrics().rotations("success"));
+            assertTrue(svc.log.events("rotation").isEmpty());
 
             try (var c = TestClient.connect(client("client"), svc.port())) {
                 assertEquals(oldSerial, c.serverSerial(), "still serving the old identity");
@@ -94,6 +105,7 @@ class ReloadShould {
             // Heal: a good generation is picked up again.
             String healed = pki.rotate("service-b");
             svc.log.await("reload", r -> "success".equals(r.get("result")) && healed.equals(r.get("new_serial")));
+            assertEquals(1.0, svc.service.metrics().rotations("success"));
             try (var c = TestClient.connect(client("client"), svc.port())) {
                 assertEquals(healed, c.serverSerial());
             }
@@ -136,6 +148,9 @@ class ReloadShould {
                     r -> pki.serial("client").equals(r.get("peer_serial")));
             assertEquals("revoked", e.get("reason"));
             assertTrue(svc.metricsGet("/metrics").contains("mtls_crl_entries 1.0"));
+            assertEquals(1.0, svc.service.metrics().reloads("success"), "a CRL-only reload is a reload ...");
+            assertEquals(0.0, svc.service.metrics().rotations("success"), "... but not a rotation");
+            assertTrue(svc.log.events("rotation").isEmpty());
         }
     }
 
@@ -212,6 +227,38 @@ class ReloadShould {
         }
     }
 
+    @Test
+    void never_reload_with_no_reload_and_log_an_ignored_sighup() throws Exception {
+        String oldSerial = pki.serial("service-b");
+        try (RunningService svc = RunningService.builder(pki.certDir("service-b")).reloadInterval(Duration.ofSeconds(1))
+                .noReload().start()) {
+            String newSerial = pki.rotate("service-b");
+            svc.service.onSighup();
+            Map<String, Object> ignored = svc.log.await("signal_ignored", r -> true);
+            assertEquals("SIGHUP", ignored.get("signal"));
+            // Touch, directory change and SIGHUP are all behind us; a 1 s poll would have run twice.
+            Thread.sleep(2500);
+            assertTrue(svc.log.events("reload").isEmpty(), svc.log.events("reload").toString());
+            try (var c = TestClient.connect(client("client"), svc.port())) {
+                assertEquals(oldSerial, c.serverSerial(), "still the old identity");
+            }
+            assertEquals(0.0, svc.service.metrics().reloads("success"));
+            assertEquals(0.0, svc.service.metrics().rotations("success"));
+            assertNotEquals(oldSerial, newSerial);
+        }
+    }
+
+    @Test
+    void reload_on_the_poll_when_no_touch_comes() throws Exception {
+        try (RunningService svc = RunningService.builder(pki.certDir("service-b")).reloadInterval(Duration.ofSeconds(1))
+                .start()) {
+            String newSerial = pki.rotateWithoutTouch("service-b");
+            Map<String, Object> e = svc.log.await("reload", r -> newSerial.equals(r.get("new_serial")));
+            assertEquals("poll", e.get("trigger"));
+            assertEquals(1.0, svc.service.metrics().rotations("success"));
+        }
+    }
+
     /** Writes a new generation from {@code source}'s files (minus {@code omit}) and swaps `current` to it. */
     private static Path swapInGeneration(Path certDir, Path source, String name, String... omit) throws IOException {
         Path gen = certDir.resolve(name);
@@ -229,6 +276,7 @@ class ReloadShould {
         Files.createSymbolicLink(tmpLink, Path.of(name));
         Files.move(tmpLink, certDir.resolve("current"), StandardCopyOption.ATOMIC_MOVE,
                 StandardCopyOption.REPLACE_EXISTING);
+        TestPki.touch(certDir.resolve("reload.stamp"));
         return gen;
     }
 

@@ -6,7 +6,9 @@ import static org.junit.jupiter.api.Assertions.assertNull;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
+import java.nio.file.attribute.FileTime;
 import java.time.Duration;
+import java.time.Instant;
 import java.util.Set;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.Executors;
@@ -19,8 +21,12 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 import zt.serviceb.support.CapturedLog;
+import zt.serviceb.support.TestPki;
 
-/** When a reload is triggered: the rename of `current`, a renamed CRL, the periodic check. */
+/**
+ * When a reload is triggered: a touch of the reload file (the agent's {@code --touch}), a renamed
+ * CRL, the periodic check; not by the rename of `current` alone.
+ */
 class ReloaderShould {
     @TempDir
     Path dir;
@@ -44,7 +50,11 @@ class ReloaderShould {
     }
 
     private void start(Duration interval) {
-        reloader = new Reloader(dir, Set.of(dir.resolve("crl.pem")), interval, Duration.ofMillis(100),
+        start(interval, dir.resolve("reload.stamp"));
+    }
+
+    private void start(Duration interval, Path reloadFile) {
+        reloader = new Reloader(reloadFile, Set.of(dir.resolve("crl.pem")), interval, Duration.ofMillis(100),
                 triggers::add, new CapturedLog().log("test"), timer);
         reloader.start();
     }
@@ -58,12 +68,42 @@ class ReloaderShould {
     }
 
     @Test
-    void fire_once_for_a_burst_of_swaps_of_current() throws Exception {
+    void fire_once_when_the_reload_file_is_created_and_touched_in_a_burst() throws Exception {
         start(Duration.ZERO);
         swapCurrent("gen-2");
-        swapCurrent("gen-3");
-        assertEquals("watch", triggers.poll(5, TimeUnit.SECONDS));
+        TestPki.touch(dir.resolve("reload.stamp"));
+        Files.setLastModifiedTime(dir.resolve("reload.stamp"), FileTime.fromMillis(1_000));
+        assertEquals("touch", triggers.poll(5, TimeUnit.SECONDS));
         assertNull(triggers.poll(500, TimeUnit.MILLISECONDS), "debounced into one reload");
+    }
+
+    @Test
+    void fire_when_an_existing_reload_file_only_gets_a_new_mtime() throws Exception {
+        Files.createFile(dir.resolve("reload.stamp"));
+        start(Duration.ZERO);
+        assertNull(triggers.poll(300, TimeUnit.MILLISECONDS), "nothing before the touch");
+        // What the agent's Path.touch() does to an existing file: utime(2) only (inotify IN_ATTRIB).
+        Files.setLastModifiedTime(dir.resolve("reload.stamp"), FileTime.from(Instant.now().plusSeconds(1)));
+        assertEquals("touch", triggers.poll(5, TimeUnit.SECONDS));
+    }
+
+    @Test
+    void not_fire_for_a_swap_of_current_without_the_touch() throws Exception {
+        start(Duration.ZERO);
+        swapCurrent("gen-2");
+        assertNull(triggers.poll(700, TimeUnit.MILLISECONDS), "the rename of current alone is not a trigger");
+        TestPki.touch(dir.resolve("reload.stamp"));
+        assertEquals("touch", triggers.poll(5, TimeUnit.SECONDS), "the touch that follows it is");
+    }
+
+    @Test
+    void watch_a_reload_file_outside_the_cert_dir() throws Exception {
+        Path elsewhere = Files.createDirectory(dir.resolve("run"));
+        start(Duration.ZERO, elsewhere.resolve("b.stamp"));
+        TestPki.touch(dir.resolve("reload.stamp"));
+        assertNull(triggers.poll(500, TimeUnit.MILLISECONDS), "not the configured file");
+        TestPki.touch(elsewhere.resolve("b.stamp"));
+        assertEquals("touch", triggers.poll(5, TimeUnit.SECONDS));
     }
 
     @Test
@@ -81,8 +121,8 @@ class ReloaderShould {
         Files.writeString(dir.resolve("unrelated.txt"), "x");
         Files.createDirectory(dir.resolve("gen-9"));
         assertNull(triggers.poll(700, TimeUnit.MILLISECONDS));
-        swapCurrent("gen-10");
-        assertEquals("watch", triggers.poll(5, TimeUnit.SECONDS), "and still sees the ones that matter");
+        TestPki.touch(dir.resolve("reload.stamp"));
+        assertEquals("touch", triggers.poll(5, TimeUnit.SECONDS), "and still sees the ones that matter");
     }
 
     @Test

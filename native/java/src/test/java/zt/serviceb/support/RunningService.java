@@ -62,6 +62,8 @@ public final class RunningService implements AutoCloseable {
         private int handshakeTimeoutMs = 5000;
         private int idleTimeoutMs = 30000;
         private int threads = 8;
+        private boolean noReload;
+        private Clock clock = Clock.systemUTC();
 
         Builder(Path certDir) {
             this.certDir = certDir;
@@ -107,6 +109,16 @@ public final class RunningService implements AutoCloseable {
             return this;
         }
 
+        public Builder clock(Clock c) {
+            clock = c;
+            return this;
+        }
+
+        public Builder noReload() {
+            noReload = true;
+            return this;
+        }
+
         public Builder threads(int n) {
             threads = n;
             return this;
@@ -114,12 +126,13 @@ public final class RunningService implements AutoCloseable {
 
         public Config config() {
             return new Config(certDir, new HostPort("127.0.0.1", 0), new HostPort("127.0.0.1", 0), policy, crl,
-                    stale, expectPeer, name, null, reloadInterval, handshakeTimeoutMs, idleTimeoutMs, threads);
+                    stale, expectPeer, name, null, reloadInterval, handshakeTimeoutMs, idleTimeoutMs, threads, null,
+                    noReload);
         }
 
         public RunningService start() throws ServiceB.StartupException {
             CapturedLog log = new CapturedLog();
-            return new RunningService(ServiceB.start(config(), log.log(name), Clock.systemUTC()), log);
+            return new RunningService(ServiceB.start(config(), log.log(name), clock), log);
         }
     }
 }

@@ -116,9 +116,34 @@ public final class TestPki {
         return serials.get(name).asText();
     }
 
-    /** Issues a fresh leaf for ids/NAME and swaps it in as a new generation; returns its serial. */
+    /**
+     * Issues a fresh leaf for ids/NAME, swaps it in as a new generation and then touches
+     * ids/NAME/reload.stamp, as the agent run with {@code --touch DIR/reload.stamp} does; returns
+     * the new serial.
+     */
     public String rotate(String name) throws IOException {
+        String serial = rotateWithoutTouch(name);
+        touch(certDir(name).resolve("reload.stamp"));
+        return serial;
+    }
+
+    /** Like {@link #rotate} but without the touch: only `current` moves. */
+    public String rotateWithoutTouch(String name) throws IOException {
         return run("rotate", root.toString(), name);
+    }
+
+    /** A new generation whose leaf expires {@code lifetimeSeconds} from now; no touch. */
+    public String rotateWithoutTouch(String name, int lifetimeSeconds) throws IOException {
+        return run("rotate", root.toString(), name, "--lifetime", Integer.toString(lifetimeSeconds));
+    }
+
+    /** What {@code zt-agent --touch FILE} does: create the file, or set its mtime to now. */
+    public static void touch(Path file) throws IOException {
+        if (Files.exists(file)) {
+            Files.setLastModifiedTime(file, java.nio.file.attribute.FileTime.from(java.time.Instant.now()));
+        } else {
+            Files.createFile(file);
+        }
     }
 
     /** Writes a CRL signed by the intermediate to {@code dest} (atomic rename). */

@@ -1,0 +1,150 @@
+"""Long-poll for the CRL: a conditional GET that the publisher holds until the CRL changes.
+
+An agent that already has the current CRL sends `If-None-Match: <its ETag>` and
+`Prefer: wait=N` (RFC 7240 4.3). Instead of answering 304 at once, the publisher holds the
+request until a new CRL is on disk (then answers 200 with it) or N seconds pass (then 304),
+and says `Preference-Applied: wait=N` (RFC 7240 3) with the N it used (capped by
+`--max-wait`). A revocation then reaches every waiting agent within one watch interval of the
+new file, while an agent at rest sends one request per N seconds instead of polling often.
+
+Cost at rest: one watcher task per process stats `crl.der` every `WATCH_INTERVAL` (the CA
+side replaces it by rename, so a changed inode, mtime or size is a new CRL; see
+zt.crl.source), and each held request is one coroutine awaiting one `asyncio.Event` shared by
+all waiters of the current CRL generation: no thread per waiter, no timer per waiter beyond
+asyncio's own. When a new CRL is loaded, that generation's event is set (waking every waiter
+at once) and a fresh event is made for the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+from zt.crl.source import CrlSnapshot
+
+log = logging.getLogger("zt.crl")
+
+# 100 ms: a new CRL reaches the waiters within ~0.1 s of its rename, and ten stat(2) calls a
+# second cost nothing measurable (see docs/revocation.md, "The publisher's long-poll").
+WATCH_INTERVAL = 0.1
+DEFAULT_MAX_WAIT = 60
+
+
+def requested_wait(prefer_headers: Iterable[str]) -> int | None:
+    """The `wait` preference of a request's Prefer header(s), in seconds, or None.
+
+    RFC 7240 2: preferences are comma-separated `token [= value] *(; parameter)`, names are
+    case-insensitive, a preference given twice counts only the first time, and a preference
+    that cannot be understood is ignored (so a malformed `wait` means no wait, never an error).
+    `wait` is delta-seconds (4.3): a non-negative integer, optionally quoted.
+    """
+    for header in prefer_headers:
+        for item in header.split(","):
+            name, _, value = item.split(";", 1)[0].partition("=")
+            if name.strip().lower() != "wait":
+                continue
+            value = value.strip().strip('"')
+            return int(value) if value.isascii() and value.isdigit() else None
+    return None
+
+
+def entity_tags(if_none_match: str | None) -> list[str]:
+    """The entity tags of an If-None-Match header (RFC 9110 13.1.2: `*` or a list, compared
+    weakly, so a `W/` prefix is dropped); empty when there is no header."""
+    if if_none_match is None:
+        return []
+    return [t.strip().removeprefix("W/") for t in if_none_match.split(",") if t.strip()]
+
+
+@dataclass(frozen=True)
+class Held:
+    """How a held request ended: `snapshot` is the new CRL (None: the wait passed, or the
+    client went away, which `disconnected` says)."""
+
+    snapshot: CrlSnapshot | None
+    disconnected: bool = False
+
+
+class CrlGenerations:
+    """The newest CRL snapshot this process has seen, and an event per generation of it.
+
+    Everything here runs on the event loop; `observe` is called by the watcher and by every
+    request that read the file, so whichever sees a new CRL first wakes the waiters. A snapshot
+    counts as newer only by the source's load order (`CrlSnapshot.generation`), so a request
+    that read the file before another cannot move the published generation back.
+    """
+
+    def __init__(self) -> None:
+        self._snapshot: CrlSnapshot | None = None
+        self._changed = asyncio.Event()
+        self._closing = False
+        self.waiting = 0
+
+    @property
+    def snapshot(self) -> CrlSnapshot | None:
+        return self._snapshot
+
+    def observe(self, snap: CrlSnapshot | None) -> None:
+        if snap is None or (self._snapshot is not None and snap.generation <= self._snapshot.generation):
+            return
+        changed = self._snapshot is not None and snap.etag != self._snapshot.etag
+        self._snapshot = snap
+        if changed:
+            woken, self._changed = self._changed, asyncio.Event()
+            woken.set()
+
+    def release(self) -> None:
+        """End every wait now and hold no more requests (the server is shutting down: the
+        waiters get their 304 at once instead of holding the stop up for `--max-wait`)."""
+        self._closing = True
+        self._changed.set()
+
+    async def wait_for_change(
+        self, etag: str, timeout: float, disconnected: Callable[[], Awaitable[None]] | None = None
+    ) -> Held:
+        """Wait until the newest CRL's ETag is not `etag`, `timeout` passes, or `disconnected`
+        returns (the client closed its connection: the wait ends then, not at the timeout)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        gone = asyncio.ensure_future(disconnected()) if disconnected is not None else None
+        self.waiting += 1
+        try:
+            while True:
+                snap = self._snapshot
+                if snap is not None and snap.etag != etag:
+                    return Held(snap)
+                left = deadline - loop.time()
+                if left <= 0 or self._closing:
+                    return Held(None)
+                changed = asyncio.ensure_future(self._changed.wait())
+                pending = {changed, gone} if gone is not None else {changed}
+                done, _ = await asyncio.wait(pending, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+                if changed not in done:
+                    changed.cancel()
+                if gone is not None and gone in done:
+                    return Held(None, disconnected=True)
+        finally:
+            self.waiting -= 1
+            if gone is not None and not gone.done():
+                gone.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await gone
+
+
+async def watch(
+    read: Callable[[], Awaitable[CrlSnapshot | None]], generations: CrlGenerations, interval: float
+) -> None:
+    """The one watcher: read the source every `interval` and publish what it finds.
+
+    A failure is logged and the loop goes on (the file is re-read at the next tick); the loop
+    ends only when its task is cancelled at shutdown.
+    """
+    while True:
+        try:
+            generations.observe(await read())
+        except Exception:  # a long-running loop logs, and goes on
+            log.exception("CRL watcher failed", extra={"event": "crl_watch_failed", "fields": {}})
+        await asyncio.sleep(interval)
