@@ -99,6 +99,9 @@ def test_large_crl_loaded_valid_served_revoked_refused(
                 "no_crl_entries_per_s": round(median_rate(before[s]), 1),
                 "crl_100k_per_s": round(median_rate(after[s]), 1),
                 "handshake_rate_ratio": round(ratio, 3),
+                "load_average_before_after": [
+                    round(statistics.median(r.load_average for r in runs), 2) for runs in (before[s], after[s])
+                ],
                 "rounds": [r.to_json() for r in before[s] + after[s]],
             },
         )

@@ -10,7 +10,6 @@ JSON object per line, docs/contracts.md section 7), and leaves the verdict to th
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -29,11 +28,7 @@ ENTRIES = "mtls_crl_entries"
 
 def log_events(lab: RunningLab, service: str, *events: str) -> list[dict[str, Any]]:
     """The service's own log lines with one of `events`, as the runtime keeps its log."""
-    with tempfile.TemporaryDirectory() as tmp:
-        for path in lab.collect_logs(Path(tmp)):
-            if path.name == f"{service}.log":
-                return [e for e in _json_lines(path.read_text(errors="replace")) if e.get("event") in events]
-    return []
+    return [e for e in _json_lines(lab.component_log(service)) if e.get("event") in events]
 
 
 def _json_lines(text: str) -> list[dict[str, Any]]:

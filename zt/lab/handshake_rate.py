@@ -13,6 +13,7 @@ machine a minute apart; on a shared machine it is a figure for people, never a v
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ class HandshakeRate:
     seconds: float
     threads: int
     failures: tuple[str, ...]  # error/reason of the first few failures
+    load_average: float  # the machine's 1-minute load average when the round ended: context for the figure
 
     @property
     def per_second(self) -> float:
@@ -44,6 +46,7 @@ class HandshakeRate:
             "threads": self.threads,
             "per_second": round(self.per_second, 1),
             "failures": list(self.failures),
+            "load_average": round(self.load_average, 2),
         }
 
 
@@ -76,4 +79,5 @@ def measure(
         t.start()
     for t in pool:
         t.join(timeout=120)
-    return HandshakeRate(service, handshakes, ok[0], time.perf_counter() - t0, threads, tuple(failures))
+    elapsed = time.perf_counter() - t0
+    return HandshakeRate(service, handshakes, ok[0], elapsed, threads, tuple(failures), os.getloadavg()[0])
