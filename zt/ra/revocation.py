@@ -27,6 +27,10 @@ from zt.fsutil import write_atomic
 from zt.ra.store import KEY_COMPROMISE, Store
 
 DEFAULT_CRL_VALIDITY = dt.timedelta(hours=1)
+# thisUpdate is set this far back so that a relying party whose clock is a little behind ours
+# does not see a CRL issued "in the future" (OpenSSL: CRL is not yet valid). sign_crl raises it
+# to the latest revocation date in the CRL (RFC 5280 5.1.2.4, 5.1.2.6; see _publish_locked).
+THIS_UPDATE_BACKDATE = dt.timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,18 @@ def is_crl_due(state: CrlState, now: float, validity: dt.timedelta) -> bool:
 def _publish_locked(
     conn: sqlite3.Connection, store: Store, authority: Authority, paths: CaPaths, now: dt.datetime
 ) -> PublishedCrl:
+    """Sign and write the next CRL: every unexpired revocation, thisUpdate and nextUpdate.
+
+    thisUpdate is `now - THIS_UPDATE_BACKDATE`, unless a listed revocation is later: then it is
+    that revocation's date (zt.ca.crl.effective_this_update). So a CRL published at a revocation
+    has thisUpdate = the revocation's date (about now), and no entry is ever dated after the
+    CRL that lists it, which is what RFC 5280 means by thisUpdate (the issue date, 5.1.2.4) and
+    revocationDate (when the revocation occurred, 5.1.2.6). We keep the revocation date true
+    rather than backdating it too: it is the fact relying parties and audits read. That CRL
+    loses the clock-skew margin, which is acceptable: the agents and service-a accept a
+    thisUpdate up to five minutes ahead (docs/contracts.md, "CRLs only move forward";
+    crl_index.cc), and the next re-issue, at half the validity, has the margin again.
+    """
     state = crl_state(store, conn)
     validity = crl_validity(store, conn)
     number = state.number + 1
@@ -85,16 +101,15 @@ def _publish_locked(
         RevokedEntry(int(serial, 16), dt.datetime.fromtimestamp(at, dt.UTC))
         for serial, at in Store.bench_revocations(conn, now.timestamp())
     ]
-    this_update = now - dt.timedelta(seconds=30)
     next_update = now + validity
-    crl = sign_crl(authority, entries, number, this_update, next_update)
+    crl = sign_crl(authority, entries, number, now - THIS_UPDATE_BACKDATE, next_update)
     paths.crl_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(paths.crl_der, crl.public_bytes(serialization.Encoding.DER))
     write_atomic(paths.crl_pem, crl.public_bytes(serialization.Encoding.PEM))
     Store.set_meta(conn, "crl_number", str(number))
     Store.set_meta(conn, "crl_next_update", str(next_update.timestamp()))
     Store.set_meta(conn, "crl_revision", str(state.revision))
-    return PublishedCrl(number, this_update, next_update, len(entries))
+    return PublishedCrl(number, crl.last_update_utc, next_update, len(entries))
 
 
 def publish_crl(store: Store, authority: Authority, paths: CaPaths, now: dt.datetime) -> PublishedCrl:
