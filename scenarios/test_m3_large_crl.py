@@ -27,14 +27,16 @@ from zt.lab.identity import LabIdentity
 from zt.lab.runtime import RunningLab
 from zt.lab.topology import Topology
 
-pytestmark = pytest.mark.milestone(3)
+# The lab's bring-up, a CRL of 100k entries loaded by both services and ~1,500 measured handshakes
+# take longer than the suite's default 300 s per test on this shared machine, in containers above all.
+pytestmark = [pytest.mark.milestone(3), pytest.mark.timeout(900)]
 
 LAB_TOPOLOGY = Topology()  # CRL validity 1 h: one large CRL, signed once
 SERVICES = ["service-a", "service-b"]
 # What a client sees when a server refuses its revoked certificate: the certificate_revoked
 # alert is the contract; the server-side reason `revoked` is the precise check.
 REVOKED_ALERTS = ("revoked", "bad_certificate", "certificate_unknown")
-WARMUP, ROUNDS, PER_ROUND, THREADS = 150, 3, 150, 4
+WARMUP, ROUNDS, PER_ROUND, THREADS = 100, 3, 100, 4
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,8 @@ from zt.lab.identity import LabIdentity
 from zt.lab.runtime import RunningLab
 from zt.lab.topology import DEFAULT_SERVICES, Topology
 
-pytestmark = pytest.mark.milestone(3)
+# Bring-up plus up to two CRL validities of waiting can pass the suite's default 300 s per test.
+pytestmark = [pytest.mark.milestone(3), pytest.mark.timeout(600)]
 
 CRL_VALIDITY_SECONDS = 40  # short, so a stale CRL comes within a minute; ztca init sets no floor
 MODES = {"service-a": "refuse", "service-b": "warn"}
