@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from zt.lab import checkers, checks_m3, checks_m3b, milestones
-from zt.lab.history import History, Operation, Outcome
+from zt.lab import checks_m3, milestones
+from zt.lab.history import Operation, Outcome
 from zt.lab.revocation_probe import latency_summary, log_events, nearest_rank, norm_serial
 
 SERIAL = "0a1b2c"
@@ -249,13 +249,6 @@ def test_recovery_needs_a_new_unrevoked_certificate_served_and_calls() -> None:
     serve = op("m3.recovery", "ok", name="serve", serving_serial=SERIAL, agent_serial="beef")
     assert "not the agent's new" in str(checks_m3.recovered(serve))
     assert "no serve evidence" in checks_m3.recovered_whole([boot])
-
-
-def test_m3b_placeholders_never_pass() -> None:
-    h = History()
-    h.record("m3.stale_crl", "test", "op", "x", "ok", time.time())
-    verdicts = {c.id: checkers.check(c, h).result for c in checks_m3b.M3B}
-    assert verdicts == {"m3.stale_crl": "fail", "m3.large_crl": "unknown", "m3.crls_valid": "unknown"}
 
 
 def test_milestone_three_judges_all_its_criteria() -> None:

@@ -17,7 +17,7 @@ is what Milestone 3 (issue 11) and issue 18 demand:
   generous bound (30 s) fails;
 - open connections of a revoked or expired peer are ended (issue 18).
 
-Criteria whose evidence comes from scenarios/test_m3_stale_crl.py live in zt.lab.checks_m3b.
+The CRL's own criteria (a stale CRL, a large CRL, every CRL valid) live in zt.lab.checks_m3_crl.
 """
 
 from __future__ import annotations

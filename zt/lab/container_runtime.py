@@ -295,7 +295,7 @@ class ContainerLab(core.LabCore):
             listen=f"0.0.0.0:{tls}",
             metrics_listen=f"0.0.0.0:{metrics}",
             expect_peer=self.topology.spiffe_id(s.expect_peer),
-            crl_stale=self.topology.crl_stale,
+            crl_stale=self.topology.crl_stale_mode(s.name),
             pid_file=f"{RUN}/{s.name}.pid" if signal else None,
         )
         mounts = [(self.volume(f"certs-{s.name}"), CERTS, "ro")]
@@ -324,6 +324,29 @@ class ContainerLab(core.LabCore):
             self.bundle(),
             self.client_identity("lab-probe"),
         )
+
+    # -- faults: components stopped and started again ---------------------------------------
+
+    def stop_component(self, name: str) -> None:
+        """Stop a component's container (only "crl", the publisher, so far); it stays, to start again."""
+        box = self._component(name)
+        progress(f"stopping {box.name} as a fault")
+        box.container.stop(timeout=5)
+
+    def start_component(self, name: str) -> None:
+        """Start the stopped container again and wait until it answers. The engine may publish
+        it on another host port, so the cached one is forgotten (agents use its alias)."""
+        box = self._component(name)
+        progress(f"starting {box.name} again")
+        box.container.start()
+        box.ports.clear()
+        box.container.reload()
+        self._wait("zt-crl /healthz", box, lambda: core.http_ok(self.crl_url() + "/healthz"))
+
+    def _component(self, name: str) -> Box:
+        if name != "crl" or "crl" not in self.boxes:
+            raise LabError(f"only a running lab's 'crl' (the publisher) can be stopped and started, not {name!r}")
+        return self.boxes["crl"]
 
     # -- what scenarios use ----------------------------------------------------------------------
 

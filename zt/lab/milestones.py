@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from zt.lab import checkers, checks_m3, checks_m3b
+from zt.lab import checkers, checks_m3, checks_m3_crl
 from zt.lab.checkers import Criterion, Verdict
 from zt.lab.history import History
 
@@ -51,8 +51,12 @@ REGISTRY: dict[int, Milestone] = {
     3: Milestone(
         3,
         "revocation end to end: a revoked certificate is refused on new and open connections, on both stacks",
-        checks_m3.M3 + checks_m3b.M3B,
-        (Path("scenarios/test_m3_revocation.py"), Path("scenarios/test_m3_stale_crl.py")),
+        checks_m3.M3 + checks_m3_crl.M3_CRL,
+        (
+            Path("scenarios/test_m3_revocation.py"),
+            Path("scenarios/test_m3_stale_crl.py"),
+            Path("scenarios/test_m3_large_crl.py"),
+        ),
     ),
 }
 

@@ -51,6 +51,10 @@ class RunningLab(Protocol):
         self, *, serial: str | None = None, service: str | None = None, reason: str | None = None
     ) -> dict[str, object]: ...
 
+    def bench_crl(self, entries: int) -> dict[str, object]:
+        """Benchmarks: `entries` revocations of never-issued serials put in force by the CA at once."""
+        ...
+
     def ztca(self, *args: str) -> dict[str, Any]:
         """`ztca VERB --json ...` on the run's CA, wherever it lives; its JSON answer."""
         ...
@@ -65,6 +69,14 @@ class RunningLab(Protocol):
         ...
 
     def collect_logs(self, dest: Path) -> list[Path]: ...
+
+    def stop_component(self, name: str) -> None:
+        """A fault: stop one component ("crl", the publisher) and leave the rest running."""
+        ...
+
+    def start_component(self, name: str) -> None:
+        """Its heal: start it again where it was, waiting for real readiness."""
+        ...
 
     def up(self) -> None:
         """Bring every component up, in order, waiting for real readiness."""

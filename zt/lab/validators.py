@@ -1,18 +1,21 @@
-"""Independent validators for every certificate a run issued.
+"""Independent validators for every certificate and CRL a run issued.
 
-Three opinions that do not share code with our CA: `openssl verify` (RFC 5280 path validation
-against the trust bundle, with the purposes a TLS client and server check), pkilint's RFC 5280
-certificate linter, and our own X509-SVID rule checker (zt.svid).
+Three opinions on certificates that do not share code with our CA: `openssl verify` (RFC 5280
+path validation against the trust bundle, with the purposes a TLS client and server check),
+pkilint's RFC 5280 certificate linter, and our own X509-SVID rule checker (zt.svid). CRLs get
+pkilint's RFC 5280 CRL linter plus the one RFC 5280 date rule it does not check (`lint_crl`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 
@@ -82,6 +85,69 @@ def svid_rules(cert_pem: Path) -> str:
     cert = x509.load_pem_x509_certificate(cert_pem.read_bytes())
     findings = svid.check_ca(cert) if _is_ca(cert_pem) else svid.check_leaf(cert)
     return "ok" if not findings else "; ".join(map(str, findings))
+
+
+@functools.cache
+def _pkilint_crl_validator() -> Any:
+    """pkilint's RFC 5280 CRL validator, as its `lint_crl lint -t CRL -p PKIX` builds it.
+
+    Built in-process once (pkilint's import and set-up take seconds on a loaded machine; a
+    run lints every CRL it produced, so the console script's per-file start-up would dominate).
+    """
+    from pkilint import pkix  # type: ignore[import-untyped]  # no py.typed: treated as Any
+    from pkilint.pkix import crl, extension, name  # type: ignore[import-untyped]
+
+    return crl.create_pkix_crl_validator_container(
+        [
+            pkix.create_attribute_decoder(name.ATTRIBUTE_TYPE_MAPPINGS),
+            pkix.create_extension_decoder(extension.EXTENSION_MAPPINGS),
+        ],
+        [
+            crl.create_issuer_validator_container([]),
+            crl.create_validity_validator_container([]),
+            crl.create_extensions_validator_container([]),
+        ],
+    )
+
+
+def _entries_after_this_update(der: bytes) -> list[str]:
+    """RFC 5280 5.1.2.4 and 5.1.2.6: thisUpdate is the CRL's issue date and revocationDate the
+    date the revocation occurred, so no entry can be dated after the CRL that lists it.
+    pkilint 0.13 does not check this (it found nothing in the CRLs that had the defect, issue 11);
+    read here with `cryptography`, not with our CA's code."""
+    crl = x509.load_der_x509_crl(der)
+    return [
+        f"zt.crl_revocation_date_after_this_update (ERROR): serial {entry.serial_number:x} revoked at "
+        f"{entry.revocation_date_utc.isoformat()}, after thisUpdate {crl.last_update_utc.isoformat()}"
+        for entry in crl
+        if entry.revocation_date_utc > crl.last_update_utc
+    ]
+
+
+def lint_crl(der: bytes) -> str:
+    """pkilint's RFC 5280 CRL linter (PKIX profile, a CRL not an ARL) plus the revocation-date rule.
+
+    "ok", or the findings at WARNING and above, `; `-joined, as `pkilint` does for certificates.
+    No pkilint finding is allow-listed for CRLs: our CRLs (empty, and with entries with and
+    without a reason code) have none at any severity, so any finding is news.
+    """
+    from pkilint import loader, validation
+
+    try:
+        doc = loader.load_der_crl(der, "crl")
+    except ValueError as e:  # pkilint: not DER, or SubstrateDecodingFailedError (a ValueError)
+        return f"pkilint could not load the CRL: {type(e).__name__}: {str(e)[:200]}"
+    bad = []
+    for result in _pkilint_crl_validator().validate(doc.root):
+        for f in result.finding_descriptions:
+            if f.finding.severity <= validation.ValidationFindingSeverity.WARNING:
+                where = result.node.path
+                bad.append(f"{f.finding.code} ({f.finding.severity.name}) at {where}: {f.message or ''}".rstrip(": "))
+    try:
+        bad += _entries_after_this_update(der)
+    except ValueError as e:
+        bad.append(f"not a DER CRL: {e}")
+    return "ok" if not bad else "; ".join(bad)[:1000]
 
 
 def validate_all(pem: str, bundle: Path, intermediate: Path) -> dict[str, str]:

@@ -16,16 +16,21 @@ import datetime as dt
 import sqlite3
 from dataclasses import dataclass
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from zt.ca.authority import Authority
 from zt.ca.crl import RevokedEntry, sign_crl
 from zt.ca.layout import CaPaths
-from zt.errors import NotFound
+from zt.errors import InvalidValue, NotFound
 from zt.fsutil import write_atomic
 from zt.ra.store import KEY_COMPROMISE, Store
 
 DEFAULT_CRL_VALIDITY = dt.timedelta(hours=1)
+# thisUpdate is set this far back so that a relying party whose clock is a little behind ours
+# does not see a CRL issued "in the future" (OpenSSL: CRL is not yet valid). sign_crl raises it
+# to the latest revocation date in the CRL (RFC 5280 5.1.2.4, 5.1.2.6; see _publish_locked).
+THIS_UPDATE_BACKDATE = dt.timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,18 @@ def is_crl_due(state: CrlState, now: float, validity: dt.timedelta) -> bool:
 def _publish_locked(
     conn: sqlite3.Connection, store: Store, authority: Authority, paths: CaPaths, now: dt.datetime
 ) -> PublishedCrl:
+    """Sign and write the next CRL: every unexpired revocation, thisUpdate and nextUpdate.
+
+    thisUpdate is `now - THIS_UPDATE_BACKDATE`, unless a listed revocation is later: then it is
+    that revocation's date (zt.ca.crl.effective_this_update). So a CRL published at a revocation
+    has thisUpdate = the revocation's date (about now), and no entry is ever dated after the
+    CRL that lists it, which is what RFC 5280 means by thisUpdate (the issue date, 5.1.2.4) and
+    revocationDate (when the revocation occurred, 5.1.2.6). We keep the revocation date true
+    rather than backdating it too: it is the fact relying parties and audits read. That CRL
+    loses the clock-skew margin, which is acceptable: the agents and service-a accept a
+    thisUpdate up to five minutes ahead (docs/contracts.md, "CRLs only move forward";
+    crl_index.cc), and the next re-issue, at half the validity, has the margin again.
+    """
     state = crl_state(store, conn)
     validity = crl_validity(store, conn)
     number = state.number + 1
@@ -80,16 +97,19 @@ def _publish_locked(
         RevokedEntry(int(r.serial, 16), dt.datetime.fromtimestamp(r.revoked_at or 0, dt.UTC), r.revocation_reason)
         for r in revoked
     ]
-    this_update = now - dt.timedelta(seconds=30)
+    entries += [
+        RevokedEntry(int(serial, 16), dt.datetime.fromtimestamp(at, dt.UTC))
+        for serial, at in Store.bench_revocations(conn, now.timestamp())
+    ]
     next_update = now + validity
-    crl = sign_crl(authority, entries, number, this_update, next_update)
+    crl = sign_crl(authority, entries, number, now - THIS_UPDATE_BACKDATE, next_update)
     paths.crl_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(paths.crl_der, crl.public_bytes(serialization.Encoding.DER))
     write_atomic(paths.crl_pem, crl.public_bytes(serialization.Encoding.PEM))
     Store.set_meta(conn, "crl_number", str(number))
     Store.set_meta(conn, "crl_next_update", str(next_update.timestamp()))
     Store.set_meta(conn, "crl_revision", str(state.revision))
-    return PublishedCrl(number, this_update, next_update, len(entries))
+    return PublishedCrl(number, crl.last_update_utc, next_update, len(entries))
 
 
 def publish_crl(store: Store, authority: Authority, paths: CaPaths, now: dt.datetime) -> PublishedCrl:
@@ -188,3 +208,24 @@ def revoke_identity_and_publish(
         _bump_revision(conn, store)
         published = _publish_locked(conn, store, authority, paths, now)
     return done, published
+
+
+def bench_revoke_and_publish(
+    store: Store, authority: Authority, paths: CaPaths, now: dt.datetime, *, entries: int, lifetime: dt.timedelta
+) -> tuple[int, PublishedCrl]:
+    """Benchmarks and the lab: revoke `entries` random serials that no certificate ever had, in
+    one transaction, and publish the CRL that lists them (with every real revocation).
+
+    They stay on every CRL for `lifetime`, as a revoked certificate stays until its notAfter
+    (RFC 5280 3.3). Serials are 159-bit random numbers, as the CA draws its own (RFC 5280
+    4.1.2.2: positive, at most 20 octets), so they never name a real certificate.
+    """
+    if entries < 1:
+        raise InvalidValue("the number of entries must be at least 1")
+    serials = [format(x509.random_serial_number(), "x") for _ in range(entries)]
+    with store.write() as conn:
+        added = Store.add_bench_revocations(conn, serials, now.timestamp(), (now + lifetime).timestamp())
+        Store.audit(conn, now.timestamp(), "ztca", "bench-crl", None, "ok", f"{added} synthetic revocation(s)")
+        _bump_revision(conn, store)
+        published = _publish_locked(conn, store, authority, paths, now)
+    return added, published
