@@ -158,7 +158,7 @@ def trial(**over: Any) -> dict[str, Any]:
         ({"refused_after_return_s": 30.5}, "over the 30.0 s bound"),
         (
             {"refused_after_return_s": None, "probe": {"refused_after_s": None, "accepted_after_revoke": 600}},
-            "still accepted",
+            "no refusal 30.0 s after",
         ),
         ({"accepted_before": False}, "proves nothing"),
         ({"server_revoked_delta": 0}, "counted no failure with reason revoked"),

@@ -212,7 +212,8 @@ def refused_within_bound(o: Operation) -> str | None:
     probe = d["probe"]
     after = d["refused_after_return_s"]
     if after is None:
-        return f"still accepted {BOUND} s after ztca revoke returned ({probe['accepted_after_revoke']} handshakes)"
+        n, closed = probe["accepted_after_revoke"], probe.get("closed_unanswered", 0)
+        return f"no refusal {BOUND} s after ztca revoke returned ({n} handshakes accepted, {closed} closed unanswered)"
     if float(after) > BOUND:
         return f"first refused {after} s after ztca revoke returned, over the {BOUND} s bound"
     if float(d.get("server_revoked_delta", 0)) < 1:
