@@ -36,8 +36,8 @@ native-java:
 	./native/java/build.sh
 
 lint: venv
-	$(BIN)/ruff check zt tests scenarios bench conftest.py
-	$(BIN)/ruff format --check zt tests scenarios bench conftest.py
+	$(BIN)/ruff check zt tests scenarios bench load conftest.py
+	$(BIN)/ruff format --check zt tests scenarios bench load conftest.py
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 	./scripts/lint-native.sh
@@ -60,8 +60,11 @@ images: venv native
 demo-containers: images
 	./demo.sh mvp --compose
 
+## bench: RA issuance; rotation under load (Milestone 2's lab: pickup delay per stack, p99 around
+## rotations); the native services' handshake rates
 bench: venv native
 	$(BIN)/python -m bench.ra_issue
+	$(BIN)/python -m bench.rotation
 	./native/cpp/bench.sh
 	./native/java/bench.sh
 

@@ -211,6 +211,36 @@ def test_requested_wait_reads_rfc7240_preferences(headers: list[str], wait: int 
     assert requested_wait(headers) == wait
 
 
-def test_negative_max_wait_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    assert crl_main.main(["--ca-dir", "/nonexistent", "--max-wait", "-1"]) == 2
-    assert "--max-wait must be 0 or more" in capsys.readouterr().err
+def test_waiters_are_woken_when_healthz_loaded_the_new_crl_first(ca: CaDir, tmp_path: Path) -> None:
+    """/healthz re-reads the file in its own thread; the watcher then sees nothing changed on
+    disk, yet the waiters have not been given that CRL: they must still get it, at the next
+    tick (2 s here, so that /healthz surely reads the file first), not at the end of the wait."""
+    from tests.e2e.test_crl_longpoll_scale import next_crl
+
+    srv = start_crl(ca, tmp_path / "logs", "--watch-interval", "2s")
+    try:
+        waiter = Waiter(srv.url, etag_of(srv), "wait=10")
+        wait_for_waiters(srv.url, 1)
+        new = next_crl(ca, 0x77)
+        publish(ca, new)
+        assert httpx.get(srv.url + "/healthz").json()["crl_number"] == crl_number(x509.load_der_x509_crl(new))
+        out = waiter.result()
+    finally:
+        srv.proc.stop()
+    assert out.response.status_code == 200 and out.response.content == new
+    assert out.seconds < 9
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--max-wait", "-1"], "--max-wait must be 0 or more"),
+        (["--watch-interval", "0s"], "--watch-interval must be more than 0 and at most 60s"),
+        (["--watch-interval", "2m"], "--watch-interval must be more than 0 and at most 60s"),
+    ],
+)
+def test_bad_long_poll_flags_are_a_usage_error(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert crl_main.main(["--ca-dir", "/nonexistent", *argv]) == 2
+    assert message in capsys.readouterr().err

@@ -5,7 +5,7 @@ A separate client process (tests/e2e/crl_waiters.py) holds 1,000 conditional GET
 publisher's RSS and CPU from /proc while they are held, then publishes a new CRL the way the
 CA side does (a new file renamed over crl.der) and measures, per waiter, the time from the
 rename to its complete 200 answer. It prints the numbers (run with `-s` to see them; the
-figures in docs/revocation.md come from here) and asserts only correctness: every waiter was
+figures in docs/crl-publisher.md come from here) and asserts only correctness: every waiter was
 held, and every one got the new CRL, none an error. Timings are not asserted: the machine is
 shared.
 """

@@ -79,7 +79,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        watcher = asyncio.create_task(watch(read, generations, watch_interval), name="crl-watcher")
+        watcher = asyncio.create_task(watch(source, read, generations, watch_interval), name="crl-watcher")
         try:
             yield
         finally:

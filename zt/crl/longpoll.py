@@ -23,12 +23,12 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
-from zt.crl.source import CrlSnapshot
+from zt.crl.source import CrlSnapshot, CrlSource
 
 log = logging.getLogger("zt.crl")
 
 # 100 ms: a new CRL reaches the waiters within ~0.1 s of its rename, and ten stat(2) calls a
-# second cost nothing measurable (see docs/revocation.md, "The publisher's long-poll").
+# second cost nothing measurable (docs/crl-publisher.md, "What it costs").
 WATCH_INTERVAL = 0.1
 DEFAULT_MAX_WAIT = 60
 
@@ -140,16 +140,26 @@ class CrlGenerations:
 
 
 async def watch(
-    read: Callable[[], Awaitable[CrlSnapshot | None]], generations: CrlGenerations, interval: float
+    source: CrlSource,
+    read: Callable[[], Awaitable[CrlSnapshot | None]],
+    generations: CrlGenerations,
+    interval: float,
 ) -> None:
-    """The one watcher: read the source every `interval` and publish what it finds.
+    """The one watcher: every `interval`, publish the source's newest CRL if it has one.
 
+    Each tick is one stat(2) on the event loop; the file is read (in the thread pool, by `read`)
+    only when it changed on disk, or when another reader (/healthz, /metrics) loaded a CRL the
+    waiters have not been given, so a tick costs no thread hand-off. Measured at rest on the
+    shared lab machine, an idle publisher with this watcher and one without it both used 1.5 to
+    3% of a core (uvicorn's own 100 ms tick included), the difference within the noise.
     A failure is logged and the loop goes on (the file is re-read at the next tick); the loop
     ends only when its task is cancelled at shutdown.
     """
     while True:
         try:
-            generations.observe(await read())
+            published = generations.snapshot.generation if generations.snapshot else 0
+            if source.needs_reload() or source.loads != published:
+                generations.observe(await read())
         except Exception:  # a long-running loop logs, and goes on
             log.exception("CRL watcher failed", extra={"event": "crl_watch_failed", "fields": {}})
         await asyncio.sleep(interval)

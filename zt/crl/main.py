@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zt import logjson, options
-from zt.crl.longpoll import DEFAULT_MAX_WAIT, CrlGenerations
-from zt.durations import host_port
+from zt.crl.longpoll import DEFAULT_MAX_WAIT, WATCH_INTERVAL, CrlGenerations
+from zt.durations import host_port, parse_duration
 from zt.errors import ConfigError, ZtError
 from zt.httpedge import EdgeConfig, add_edge_arguments, limits_from
 from zt.logjson import log_event
@@ -24,10 +24,10 @@ log = logging.getLogger("zt.crl")
 
 # Every agent waiting on a long-poll holds one connection for up to --max-wait, so the cap is
 # a fleet size, not a burst size: 10,000 lets a fleet of thousands of agents wait at once (the
-# RA keeps 1,000, its requests are short). Measured on the lab machine with 1,000 waiters held
-# (tests/e2e/test_crl_longpoll_scale.py): about 40 kB of RSS per held connection and no CPU at
-# rest, so the cap bounds memory at a few hundred MB; each connection is also one descriptor
-# (see _raise_descriptor_limit).
+# RA keeps 1,000: its requests are short). Measured with 1,000 waiters held against a real
+# zt-crl (tests/e2e/test_crl_longpoll_scale.py, docs/crl-publisher.md): about 29 KiB of RSS per
+# held connection and no CPU measurable beyond the idle process's, so 10,000 held bound the
+# memory at about 300 MiB; each connection is also one descriptor (_raise_descriptor_limit).
 DEFAULT_MAX_CONNECTIONS = 10_000
 DESCRIPTORS_SPARE = 64  # the listening socket, the log, the CRL file, the thread pool's
 
@@ -76,6 +76,13 @@ def build_parser() -> options.LayeredParser:
         help="longest long-poll hold in seconds: a conditional GET with Prefer: wait=N waits "
         f"min(N, this) for a new CRL; 0 turns long-poll off (default: {DEFAULT_MAX_WAIT})",
     )
+    p.add_argument(
+        "--watch-interval",
+        type=parse_duration,
+        default=parse_duration(f"{WATCH_INTERVAL:g}s"),
+        help="how often the long-poll watcher stats the CRL file, e.g. 0.1s; a new CRL reaches "
+        f"held requests within this (default: {WATCH_INTERVAL:g}s)",
+    )
     add_edge_arguments(p, max_connections=DEFAULT_MAX_CONNECTIONS)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
@@ -87,6 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         limits = limits_from(args)
         if args.max_wait < 0:
             raise ConfigError(f"--max-wait must be 0 or more seconds (got {args.max_wait})")
+        watch_interval = args.watch_interval.total_seconds()
+        if not 0 < watch_interval <= 60:
+            raise ConfigError(f"--watch-interval must be more than 0 and at most 60s (got {watch_interval:g}s)")
     except ZtError as e:
         print(f"zt-crl: {e}", file=sys.stderr)
         return 2
@@ -105,10 +115,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         header_timeout_seconds=limits.header_timeout,
         max_connections=limits.max_connections,
         max_wait=args.max_wait,
+        watch_interval_seconds=watch_interval,
         descriptor_limit=soft,
         descriptor_hard_limit=hard,
     )
-    app = create_app(crl_dir / "crl.der", args.max_age, max_wait=args.max_wait)
+    app = create_app(crl_dir / "crl.der", args.max_age, max_wait=args.max_wait, watch_interval=watch_interval)
     config = EdgeConfig(
         app,
         limits,

@@ -98,6 +98,23 @@ class CrlSource:
                 self._reload()
             return self._snapshot
 
+    def needs_reload(self) -> bool:
+        """Whether `current()` would re-read the file: one stat(2), no lock, no parsing.
+
+        For the long-poll watcher, which asks ten times a second on the event loop and goes to
+        the thread pool (where a reload may parse a large CRL) only when this says so.
+        """
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return self._key is not None
+        return (st.st_ino, st.st_mtime_ns, st.st_size) != self._key
+
+    @property
+    def loads(self) -> int:
+        """How many CRLs this source has loaded: the generation of the newest snapshot."""
+        return self._loads
+
     @property
     def problem(self) -> str | None:
         """Why the file on disk is not being served (None when it is)."""

@@ -52,6 +52,8 @@ __all__ = ["LABEL_PID", "LABEL_RUN", "ContainerLab", "ContainerRuntime", "sweep_
 RA_ALIAS, CRL_ALIAS = "ra.zt.lab", "crl.zt.lab"
 RA_PORT, CRL_PORT = 8443, 8444
 PORTS = {"cpp": (8080, 9080), "java": (8081, 9081)}  # mTLS, metrics: the services' defaults
+AGENT_METRICS_PORT = 9090  # an agent's --metrics-listen (Topology.agent_metrics), published on 127.0.0.1
+AGENT_PID_FILE = "/tmp/agent.pid"  # on the agent container's own tmpfs
 CA, CA_CRL, CRL, TRUST = "/var/lib/zt/ca", "/var/lib/zt/ca/crl", "/var/lib/zt/crl", "/var/lib/zt/trust"
 TOKEN, CERTS, RUN = "/var/lib/zt/token", "/var/lib/zt/certs", "/run/zt"
 PUBLIC_CA_FILES = ("root.pem", "intermediate.pem", "bundle.pem", "bundle.pem.sha256")  # never a key
@@ -271,6 +273,8 @@ class ContainerLab(core.LabCore):
             token=f"{TOKEN}/token",
             out=CERTS,
             pid_file=f"{RUN}/{s.name}.pid",
+            metrics_listen=f"0.0.0.0:{AGENT_METRICS_PORT}",
+            agent_pid_file=AGENT_PID_FILE,
         )
         mounts = [
             (self.volume("trust"), TRUST, "ro"),
@@ -279,12 +283,16 @@ class ContainerLab(core.LabCore):
         ]
         if s.reload == "signal":
             mounts.append((self.volume(f"run-{s.name}"), RUN, "ro"))
-        box = self._start(self._box(f"agent-{s.name}", "agent", argv, mounts=mounts, network="pki"))
+        ports = (AGENT_METRICS_PORT,) if self.topology.agent_metrics else ()
+        box = self._start(self._box(f"agent-{s.name}", "agent", argv, mounts=mounts, network="pki", ports=ports))
         self._wait(
             f"agent-{s.name} to write identity and CRL",
             box,
             lambda: box.exec("test", "-s", f"{CERTS}/current/svid.json", "-a", "-s", f"{CERTS}/crl.pem")[0] == 0,
         )
+        if self.topology.agent_metrics:
+            url = self.agent_metrics_url(s.name)
+            self._wait(f"agent-{s.name} /healthz", box, lambda: core.http_ok(url + "/healthz"))
 
     def _start_service(self, s: ServiceSpec) -> None:
         tls, metrics = PORTS[s.language]
@@ -297,6 +305,7 @@ class ContainerLab(core.LabCore):
             expect_peer=self.topology.spiffe_id(s.expect_peer),
             crl_stale=self.topology.crl_stale_mode(s.name),
             pid_file=f"{RUN}/{s.name}.pid" if signal else None,
+            no_reload=s.name in self.topology.no_reload,
         )
         mounts = [(self.volume(f"certs-{s.name}"), CERTS, "ro")]
         extra: dict[str, Any] = {}
@@ -369,6 +378,21 @@ class ContainerLab(core.LabCore):
     def crl_url(self) -> str:
         return f"http://127.0.0.1:{self._published('crl', CRL_PORT)}"
 
+    def agent_metrics_url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self._published(f'agent-{service}', AGENT_METRICS_PORT)}"
+
+    def rotate(self, service: str) -> None:
+        """A manual rotation: SIGUSR1 to the agent, which is its container's PID 1
+        (`docker kill --signal USR1`; PID 1 gets the signals it handles)."""
+        try:
+            self.boxes[f"agent-{service}"].container.kill(signal="SIGUSR1")
+        except Exception as e:
+            raise LabError(f"cannot signal agent-{service}: {e}") from e
+
+    def component_log(self, name: str) -> str:
+        """A container's log as the engine keeps it (stdout and stderr)."""
+        return self.boxes[name].logs().decode(errors="replace") if name in self.boxes else ""
+
     def agent_identity(self, service: str) -> LabIdentity:
         """Copied out of the agent's volume at each call, so serials are the current ones."""
         local = cert_copy.sync_from(self.boxes[f"agent-{service}"], CERTS, self.work_dir / "certs" / service)
@@ -407,10 +431,6 @@ class ContainerLab(core.LabCore):
             )
         )
         return {"service": service, "spiffe_id": self.topology.spiffe_id(service), "token_file": f"{TOKEN}/token"}
-
-    def component_log(self, name: str) -> str:
-        box = self.boxes.get(name)
-        return box.logs().decode(errors="replace") if box is not None else ""
 
     def _component_logs(self, dest: Path) -> list[Path]:
         """One file per container: stdout and stderr as the engine kept them."""

@@ -47,10 +47,13 @@ def agent_args(
     token: str,
     out: str,
     pid_file: str,
+    metrics_listen: str | None = None,
+    agent_pid_file: str | None = None,
 ) -> list[str]:
     """zt-agent's arguments (after the program) for workload `s`: bootstrap with its token, then
     keep renewing into `out`, fetch CRLs, and tell the service (SIGHUP via `pid_file`, or a
-    touched file in `out` for a service that watches its directory)."""
+    touched file in `out` for a service that watches its directory). With the topology's
+    `agent_metrics`, also its metrics listener and its own PID file (for manual rotation)."""
     argv = [
         "--ra",
         ra_url,
@@ -69,6 +72,10 @@ def agent_args(
     ]
     if topology.agent_ttl_seconds:
         argv += ["--ttl", str(topology.agent_ttl_seconds)]
+    if topology.agent_renew_at is not None:
+        argv += ["--renew-at", str(topology.agent_renew_at)]
+    if topology.agent_metrics and metrics_listen and agent_pid_file:
+        argv += ["--metrics-listen", metrics_listen, "--agent-pid-file", agent_pid_file]
     if s.reload == "signal":
         argv += ["--signal", "HUP", "--pid-file", pid_file]
     else:
@@ -85,6 +92,7 @@ def service_args(
     expect_peer: str,
     crl_stale: str,
     pid_file: str | None,
+    no_reload: bool = False,
 ) -> list[str]:
     """A native service's arguments (after the binary); both services take the same flags."""
     argv = [
@@ -103,6 +111,8 @@ def service_args(
     ]
     if pid_file is not None:
         argv += ["--pid-file", pid_file]
+    if no_reload:  # a deliberately broken reload (Topology.no_reload)
+        argv.append("--no-reload")
     return argv
 
 

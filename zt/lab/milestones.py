@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from zt.lab import checkers, checks_m3, checks_m3_crl
+from zt.lab import checkers, checks_m2, checks_m3, checks_m3_crl
 from zt.lab.checkers import Criterion, Verdict
 from zt.lab.history import History
 
@@ -47,6 +47,12 @@ REGISTRY: dict[int, Milestone] = {
         "service-a and service-b call each other over mTLS with certificates from our CA",
         checkers.M1,
         (Path("scenarios/test_m1_mtls.py"),),
+    ),
+    2: Milestone(
+        2,
+        "rotation under load: every service rotates at least five times and not one request fails",
+        checks_m2.M2,
+        (Path("scenarios/test_m2_rotation.py"),),
     ),
     3: Milestone(
         3,

@@ -12,6 +12,7 @@ container runtime (zt.lab.core).
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,9 @@ class ProcessLab(core.LabCore):
         self.run_dir.mkdir(exist_ok=True)
         for name in ("ra", "crl", *[f"{s.name}:{kind}" for s in self.topology.services for kind in ("tls", "metrics")]):
             self.ports[name] = free_port()
+        if self.topology.agent_metrics:
+            for s in self.topology.services:
+                self.ports[f"{s.name}:agent-metrics"] = free_port()
         progress(f"ztca init (trust domain {self.topology.trust_domain})")
         self.ztca(
             "init",
@@ -117,6 +121,9 @@ class ProcessLab(core.LabCore):
     def pid_file(self, service: str) -> Path:
         return self.work_dir / f"{service}.pid"
 
+    def agent_pid_file(self, service: str) -> Path:
+        return self.work_dir / f"agent-{service}.pid"
+
     def _start_agent(self, s: ServiceSpec, token: Path) -> None:
         out = self.cert_dir(s.name)
         argv = python_cmd(
@@ -130,6 +137,8 @@ class ProcessLab(core.LabCore):
                 token=str(token),
                 out=str(out),
                 pid_file=str(self.pid_file(s.name)),
+                metrics_listen=f"127.0.0.1:{self.ports.get(f'{s.name}:agent-metrics')}",
+                agent_pid_file=str(self.agent_pid_file(s.name)),
             ),
         )
         p = self._start(f"agent-{s.name}", argv)
@@ -139,6 +148,9 @@ class ProcessLab(core.LabCore):
             timeout=60,
             proc=p,
         )
+        if self.topology.agent_metrics:
+            url = self.agent_metrics_url(s.name)
+            process.wait_until(f"agent-{s.name} /healthz", lambda: core.http_ok(url + "/healthz"), timeout=30, proc=p)
 
     def _start_service(self, s: ServiceSpec) -> None:
         progress(f"starting {s.name} ({s.language})")
@@ -151,6 +163,7 @@ class ProcessLab(core.LabCore):
             crl_stale=self.topology.crl_stale_mode(s.name),
             tls_port=self.ports[f"{s.name}:tls"],
             metrics_port=self.ports[f"{s.name}:metrics"],
+            extra=("--no-reload",) if s.name in self.topology.no_reload else (),
         )
         self.procs.append(svc.proc)
         services.wait_ready(svc, self.bundle(), self.client_identity("lab-probe"))
@@ -188,6 +201,22 @@ class ProcessLab(core.LabCore):
     def metrics_url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[f'{service}:metrics']}"
 
+    def agent_metrics_url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[f'{service}:agent-metrics']}"
+
+    def rotate(self, service: str) -> None:
+        """A manual rotation, as an operator asks for one: `zt-agent rotate --pid-file F`
+        (SIGUSR1 to the agent that wrote F)."""
+        argv = python_cmd("zt.agent.main", "rotate", "--pid-file", str(self.agent_pid_file(service)))
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            last = (r.stderr.strip().splitlines() or ["(no message)"])[-1]
+            raise host_identities.LabError(f"zt-agent rotate for {service} failed ({r.returncode}): {last}")
+
+    def component_log(self, name: str) -> str:
+        path = self.logs / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
     def ra_url(self) -> str:
         return f"https://127.0.0.1:{self.ports['ra']}"
 
@@ -203,10 +232,6 @@ class ProcessLab(core.LabCore):
         token = self.run_dir / f"{service}.token"
         doc = self.ztca("register", service, "--reenable", "--token-file", str(token))
         return {"service": doc.get("service"), "spiffe_id": doc.get("spiffe_id"), "token_file": str(token)}
-
-    def component_log(self, name: str) -> str:
-        path = self.logs / f"{name}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
         for p in reversed(self.procs):

@@ -25,6 +25,18 @@ class RunningLab(Protocol):
 
     def metrics_url(self, service: str) -> str: ...
 
+    def agent_metrics_url(self, service: str) -> str:
+        """http://host:port of the service's agent's metrics (needs Topology.agent_metrics)."""
+        ...
+
+    def rotate(self, service: str) -> None:
+        """Ask the service's agent for a manual rotation now (SIGUSR1); LabError if it cannot."""
+        ...
+
+    def component_log(self, name: str) -> str:
+        """The log so far of a component by name (`agent-service-a`, `service-b`, `zt-ra`...)."""
+        ...
+
     def ra_url(self) -> str: ...
 
     def crl_url(self) -> str: ...
@@ -62,10 +74,6 @@ class RunningLab(Protocol):
     def reregister(self, service: str) -> dict[str, object]:
         """`ztca register SERVICE --reenable`, its new one-time token written where the
         service's agent reads its token (the operator's recovery after a revocation)."""
-        ...
-
-    def component_log(self, name: str) -> str:
-        """The log so far of one component (`service-a`, `agent-service-a`, `zt-ra`, ...)."""
         ...
 
     def collect_logs(self, dest: Path) -> list[Path]: ...

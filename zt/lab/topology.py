@@ -39,6 +39,13 @@ class Topology:
     crl_stale: str = "refuse"
     ra_workers: int = 1
     services: tuple[ServiceSpec, ...] = DEFAULT_SERVICES
+    agent_renew_at: float | None = None  # agents' --renew-at (fraction of the lifetime); None: theirs
+    # Agents serve their metrics (--metrics-listen) and write their PID (--agent-pid-file), so the
+    # lab can scrape rotation counters and ask for a manual rotation (RunningLab.rotate).
+    agent_metrics: bool = False
+    # Services started with --no-reload: they never pick up a new generation. Milestone 2 must
+    # FAIL with one of these (tests/e2e/test_m2_broken_reload.py).
+    no_reload: tuple[str, ...] = ()
 
     def service(self, name: str) -> ServiceSpec:
         for s in self.services:

@@ -1,12 +1,14 @@
 package zt.serviceb.http;
 
 import java.io.IOException;
+import java.math.BigInteger;
 import java.net.Socket;
 import java.security.cert.X509Certificate;
 import java.time.Instant;
 import java.util.List;
 import java.util.concurrent.ScheduledFuture;
 import javax.net.ssl.SSLSocket;
+import javax.security.auth.x500.X500Principal;
 
 import zt.serviceb.revocation.CrlIndex;
 
@@ -35,7 +37,9 @@ public final class OpenConnection {
     private final Socket raw;
     private final SSLSocket socket;
     private final Peer peer;
-    private final List<X509Certificate> chain;
+    /** The peer chain's (issuer, serial) pairs, issuers already hashed: see {@link CrlIndex#isRevoked(X500Principal, BigInteger)}. */
+    private final X500Principal[] issuers;
+    private final BigInteger[] serials;
     private final Instant notAfter;
     private boolean busy;
     private String endReason;
@@ -45,9 +49,15 @@ public final class OpenConnection {
         this.raw = raw;
         this.socket = socket;
         this.peer = peer;
-        this.chain = List.copyOf(chain);
+        this.issuers = new X500Principal[chain.size()];
+        this.serials = new BigInteger[chain.size()];
         Instant earliest = null;
-        for (X509Certificate c : chain) {
+        for (int i = 0; i < chain.size(); i++) {
+            X509Certificate c = chain.get(i);
+            issuers[i] = c.getIssuerX500Principal();
+            // Canonicalises the name now, on the connection's own thread, not in the reload's loop.
+            issuers[i].hashCode();
+            serials[i] = c.getSerialNumber();
             Instant n = c.getNotAfter().toInstant();
             earliest = earliest == null || n.isBefore(earliest) ? n : earliest;
         }
@@ -65,8 +75,8 @@ public final class OpenConnection {
 
     /** One hash lookup per certificate of the peer's chain. */
     public boolean isRevokedBy(CrlIndex crl) {
-        for (X509Certificate c : chain) {
-            if (crl.isRevoked(c)) {
+        for (int i = 0; i < issuers.length; i++) {
+            if (crl.isRevoked(issuers[i], serials[i])) {
                 return true;
             }
         }

@@ -196,8 +196,18 @@ public final class CrlIndex {
 
     /** Is this certificate listed? One hash lookup. */
     public boolean isRevoked(X509Certificate cert) {
-        Set<BigInteger> serials = revoked.get(cert.getIssuerX500Principal());
-        return serials != null && serials.contains(cert.getSerialNumber());
+        return isRevoked(cert.getIssuerX500Principal(), cert.getSerialNumber());
+    }
+
+    /**
+     * The same lookup for an issuer and serial taken from a certificate earlier. Hashing an
+     * X500Principal canonicalises the name once per object (then cached in it), so a caller that
+     * checks the same certificate again and again (an open connection, at every CRL reload)
+     * keeps the principal rather than asking the certificate for a new one each time.
+     */
+    public boolean isRevoked(X500Principal issuer, BigInteger serial) {
+        Set<BigInteger> serials = revoked.get(issuer);
+        return serials != null && serials.contains(serial);
     }
 
     /** Contract section 3: stale when now is past the nextUpdate of a CRL in use. */

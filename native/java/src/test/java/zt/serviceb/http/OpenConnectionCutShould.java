@@ -15,6 +15,8 @@ import java.util.Map;
 import javax.net.ssl.SSLContext;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 import zt.serviceb.support.MovableClock;
 import zt.serviceb.support.RunningService;
@@ -46,15 +48,18 @@ class OpenConnectionCutShould {
         }
     }
 
-    @Test
-    void end_an_idle_connection_of_a_newly_revoked_client_at_once_and_keep_the_others() throws Exception {
+    @ParameterizedTest
+    @ValueSource(strings = {"TLSv1.3", "TLSv1.2"})
+    void end_an_idle_connection_of_a_newly_revoked_client_at_once_and_keep_the_others(String protocol)
+            throws Exception {
         TestPki pki = TestPki.shared();
         Path crl = tmp.resolve("crl.pem");
         Files.copy(pki.crl("crl-empty.pem"), crl);
         try (RunningService svc = RunningService.builder(pki.certDir("service-b")).crl(crl).reloadInterval(NO_POLL)
                 .start();
-             var victim = TestClient.connect(client(pki, "client"), svc.port());
+             var victim = TestClient.connect(client(pki, "client"), svc.port(), new String[] {protocol});
              var bystander = TestClient.connect(client(pki, "service-a"), svc.port())) {
+            assertEquals(protocol, victim.socket().getSession().getProtocol());
             assertEquals(200, victim.get("/hello").status());
             assertEquals(200, bystander.get("/hello").status());
 

@@ -5,9 +5,15 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
 import java.util.Map;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 
 import zt.serviceb.support.RunningService;
 import zt.serviceb.support.TestClient;
@@ -16,6 +22,8 @@ import zt.serviceb.support.TestPki;
 /** --crl-stale refuse (fail closed) against warn (fail open with an alarm), with a real stale CRL. */
 class StaleCrlShould {
     private static TestPki pki;
+    @TempDir
+    Path tmp;
 
     @BeforeAll
     static void pki() throws Exception {
@@ -49,6 +57,47 @@ class StaleCrlShould {
                 assertEquals(200, c.get("/hello").status());
             }
             assertEquals("warn", svc.log.await("crl_stale", r -> true).get("mode"));
+            assertTrue(svc.metricsGet("/metrics").contains("mtls_crl_stale 1.0"));
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(StaleMode.class)
+    void log_once_per_crl_and_recover_when_a_fresh_crl_is_loaded(StaleMode mode) throws Exception {
+        Path crl = tmp.resolve("crl.pem");
+        Files.copy(pki.crl("crl-stale.pem"), crl);
+        try (RunningService svc = RunningService.builder(pki.certDir("service-b")).crl(crl).stale(mode)
+                .reloadInterval(Duration.ofSeconds(60)).start()) {
+            var ctx = TestClient.context(pki.certDir("client"), pki.bundle());
+            for (int i = 0; i < 3; i++) {
+                if (mode == StaleMode.REFUSE) {
+                    assertThrows(IOException.class, () -> {
+                        try (var c = TestClient.connect(ctx, svc.port())) {
+                            c.get("/hello");
+                        }
+                    });
+                } else {
+                    try (var c = TestClient.connect(ctx, svc.port())) {
+                        assertEquals(200, c.get("/hello").status());
+                    }
+                }
+            }
+            assertEquals(mode == StaleMode.REFUSE ? 3.0 : 0.0, svc.service.metrics().handshakeFailures("crl_stale"));
+            assertEquals(1, svc.log.events("crl_stale").size(), "once per CRL, not per handshake");
+            assertTrue(svc.metricsGet("/metrics").contains("mtls_crl_stale 1.0"));
+
+            // The agent's next CRL (fresh, renamed into place): both modes recover.
+            pki.writeCrl(crl, false, "revoked");
+            svc.log.await("reload", r -> "success".equals(r.get("result")), Duration.ofSeconds(15));
+            try (var c = TestClient.connect(ctx, svc.port())) {
+                assertEquals(200, c.get("/hello").status(), "served again with a fresh CRL");
+            }
+            assertTrue(svc.metricsGet("/metrics").contains("mtls_crl_stale 0.0"));
+            assertEquals(1, svc.log.events("crl_stale").size(), "no new alarm for a fresh CRL");
+
+            // A new CRL that is stale again is a new CRL: one more alarm.
+            pki.writeCrl(crl, true, "revoked");
+            svc.log.await("crl_stale", r -> svc.log.events("crl_stale").size() == 2, Duration.ofSeconds(15));
             assertTrue(svc.metricsGet("/metrics").contains("mtls_crl_stale 1.0"));
         }
     }

@@ -47,6 +47,12 @@ public final class TestPki {
         return new TestPki(dir);
     }
 
+    /** Also writes crl/crl-large.pem: 100k random serials plus ids/revoked (slow: tens of seconds). */
+    public static TestPki createWithLargeCrl(Path dir) throws IOException {
+        run("all", dir.toString(), "--large-crl");
+        return new TestPki(dir);
+    }
+
     public static Path script() {
         String p = System.getProperty("testpki.script");
         Path s = p != null ? Path.of(p) : Path.of("..", "testpki", "make_test_pki.py");
