@@ -24,6 +24,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -39,9 +40,11 @@ from zt.lab.topology import Topology
 
 pytestmark = pytest.mark.milestone(3)
 
-# The lab's default: agents check the CRL every second (the publisher's long-poll, when the
-# agents use it, brings a new CRL sooner), leaves live an hour (no rotation during the run).
-LAB_TOPOLOGY = Topology()
+# The agents' own defaults, as issue 11 asks ("within two seconds ... with default settings"):
+# a new CRL reaches them by the publisher's long-poll, and the periodic fetch (--crl-interval
+# 60 s) is only the fallback, so a fast revocation here is the long-poll's doing. Leaves live an
+# hour: no rotation during the run.
+LAB_TOPOLOGY = Topology(crl_interval=60.0)
 
 STACKS = ("service-a", "service-b")
 LATENCY_TRIALS = 20
@@ -224,43 +227,65 @@ def test_revocation_latency_new_handshakes_and_open_connections(
     client_identity: Callable[..., LabIdentity],
     bystander: LabIdentity,
 ) -> None:
-    """Each trial revokes a fresh certificate and times, from `ztca revoke` returning, the first
-    refused handshake and the end of an open keep-alive connection (probes every 50 ms)."""
+    """Each trial revokes a fresh certificate and times the first refused handshake and the end
+    of an open keep-alive connection (probes every 50 ms). The two stacks' trials run side by
+    side (one thread each, trials one after the other within a stack), halving the wall time;
+    each trial's probes only ever present its own certificate."""
     base = client_identity("latency")
-    results: list[rc.TrialResult] = []
-    hold_connection = dict.fromkeys(STACKS, True)
-    valid = []
-    for n in range(LATENCY_TRIALS):
-        service = STACKS[n % 2]
-        r = rc.latency_trial(
-            lab, history, service, base, lab.work_dir / "m3" / f"trial-{n}", with_connection=hold_connection[service]
-        )
-        results.append(r)
-        if hold_connection[service] and r.cut_after_s is None:
-            # not cut within the bound: one such trial per stack is the evidence; do not spend
-            # another 30 s on each of the others
-            hold_connection[service] = False
-        valid.append(rc.valid_hello(lab, history, "m3.valid_still_works", service, bystander, "during"))
+
+    def stack_trials(service: str) -> tuple[list[rc.TrialResult], list[Operation]]:
+        results, valid = [], []
+        hold_connection = True
+        for n in range(LATENCY_TRIALS // 2):
+            out = lab.work_dir / "m3" / f"trial-{service}-{n}"
+            r = rc.latency_trial(lab, history, service, base, out, with_connection=hold_connection)
+            results.append(r)
+            if hold_connection and r.cut_after_s is None:
+                # not cut within the bound: one such trial is the evidence; do not spend the
+                # bound again on each of the others
+                hold_connection = False
+            valid.append(rc.valid_hello(lab, history, "m3.valid_still_works", service, bystander, "during"))
+        return results, valid
+
+    with ThreadPoolExecutor(len(STACKS), thread_name_prefix="m3-latency") as pool:
+        done = [f.result() for f in [pool.submit(stack_trials, s) for s in STACKS]]
+    results = [r for rs, _ in done for r in rs]
+    valid = [o for _, vs in done for o in vs]
     ops = [o for r in results for o in r.operations]
-    refusal = {
-        s: latency_summary([r.refused_after_s for r in results if r.service == s and r.refused_after_s is not None])
-        for s in STACKS
-    }
-    cut = {
-        s: latency_summary([r.cut_after_s for r in results if r.service == s and r.cut_after_s is not None])
-        for s in STACKS
-    }
-    figures.figure(3, "revoke_to_refusal_s", {**refusal, "interval_s": INTERVAL, "bound_s": BOUND})
-    figures.figure(3, "revoke_to_connection_cut_s", {**cut, "interval_s": INTERVAL, "bound_s": BOUND})
+
+    def per_stack(attr: str) -> dict[str, dict[str, float | int | None]]:
+        return {
+            s: latency_summary([v for r in results if r.service == s and (v := getattr(r, attr)) is not None])
+            for s in STACKS
+        }
+
+    refusal, cut = per_stack("refused_after_s"), per_stack("cut_after_s")
+    refusal_start, cut_start, ztca = (
+        per_stack("refused_from_start_s"),
+        per_stack("cut_from_start_s"),
+        per_stack("ztca_s"),
+    )
+    how = {"interval_s": INTERVAL, "bound_s": BOUND}
+    figures.figure(3, "revoke_to_refusal_s", {**refusal, **how, "from": "ztca revoke returned"})
+    figures.figure(3, "revoke_to_connection_cut_s", {**cut, **how, "from": "ztca revoke returned"})
+    figures.figure(3, "revoke_start_to_refusal_s", {**refusal_start, **how, "from": "ztca revoke started"})
+    figures.figure(3, "revoke_start_to_connection_cut_s", {**cut_start, **how, "from": "ztca revoke started"})
+    figures.figure(3, "ztca_revoke_duration_s", ztca)
     figures.table(
         3,
-        f"revocation latency ({lab.runtime_name}): from `ztca revoke` returning, "
-        f"probes every {int(INTERVAL * 1000)} ms",
-        ["stack", "measure", "n", "p50 s", "p99 s", "max s"],
+        f"revocation latency ({lab.runtime_name}), seconds; probes every {int(INTERVAL * 1000)} ms from ztca's "
+        "start; 'after return' is issue 11's measure (0: refused before ztca exited)",
+        ["stack", "measure", "n", "p50", "p99", "max"],
         [
             [s, what, d[s]["n"], d[s]["p50_s"], d[s]["p99_s"], d[s]["max_s"]]
             for s in STACKS
-            for what, d in (("new handshake refused", refusal), ("open connection cut", cut))
+            for what, d in (
+                ("new handshake refused, after ztca returned", refusal),
+                ("new handshake refused, from ztca start", refusal_start),
+                ("open connection cut, after ztca returned", cut),
+                ("open connection cut, from ztca start", cut_start),
+                ("ztca revoke itself", ztca),
+            )
         ],
     )
     _plot(figures, lab.runtime_name, results)
@@ -278,16 +303,16 @@ def _plot(figures: Figures, runtime: str, results: list[rc.TrialResult]) -> None
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for s in STACKS:
         for attr, marker, what in (
-            ("refused_after_s", "o", "new handshake refused"),
-            ("cut_after_s", "x", "open connection cut"),
+            ("refused_from_start_s", "o", "new handshake refused"),
+            ("cut_from_start_s", "x", "open connection cut"),
+            ("ztca_s", "_", "ztca revoke returned"),
         ):
-            points = [
-                (n, getattr(r, attr)) for n, r in enumerate(results) if r.service == s and getattr(r, attr) is not None
-            ]
+            mine = [r for r in results if r.service == s]
+            points = [(n, getattr(r, attr)) for n, r in enumerate(mine) if getattr(r, attr) is not None]
             if points:
                 ax.scatter([p[0] for p in points], [p[1] for p in points], marker=marker, label=f"{s}: {what}")
-    ax.set_xlabel("trial")
-    ax.set_ylabel("seconds after ztca revoke returned")
+    ax.set_xlabel("trial (per stack)")
+    ax.set_ylabel("seconds after ztca revoke started")
     ax.legend(fontsize=7)
     ax.set_title(f"revocation latency per trial ({runtime})")
     path = figures.plot_file(f"m3-revocation-latency-{runtime}.png")

@@ -142,7 +142,8 @@ def trial(**over: Any) -> dict[str, Any]:
         "presented_serial": SERIAL,
         "revoked_serials": [SERIAL],
         "accepted_before": True,
-        "probe": {"refused_after_s": 0.8, "bound_s": 30.0, "accepted_after_revoke": 12, "first_refusal": {}},
+        "refused_after_return_s": 0.8,
+        "probe": {"refused_after_s": 2.8, "bound_s": 60.0, "accepted_after_revoke": 12, "first_refusal": {}},
         "server_revoked_delta": 1.0,
     }
     d.update(over)
@@ -153,8 +154,12 @@ def trial(**over: Any) -> dict[str, Any]:
     "change, why",
     [
         ({}, None),
-        ({"probe": {"refused_after_s": 29.9, "bound_s": 30.0, "accepted_after_revoke": 598}}, None),  # slow is a figure
-        ({"probe": {"refused_after_s": None, "bound_s": 30.0, "accepted_after_revoke": 600}}, "still accepted"),
+        ({"refused_after_return_s": 29.9}, None),  # slow is a figure, not a failure
+        ({"refused_after_return_s": 30.5}, "over the 30.0 s bound"),
+        (
+            {"refused_after_return_s": None, "probe": {"refused_after_s": None, "accepted_after_revoke": 600}},
+            "no refusal 30.0 s after",
+        ),
         ({"accepted_before": False}, "proves nothing"),
         ({"server_revoked_delta": 0}, "counted no failure with reason revoked"),
     ],
@@ -175,7 +180,8 @@ def test_latency_needs_twenty_trials_split_between_the_stacks() -> None:
 def cut(**over: Any) -> dict[str, Any]:
     d = trial(
         served_caller_serial=SERIAL,
-        cut={"cut_after_s": 0.9, "bound_s": 30.0, "served_after_event": 10, "cut": {"error": "closed"}},
+        cut_after_return_s=0.9,
+        cut={"cut_after_s": 2.9, "bound_s": 60.0, "served_after_event": 10, "cut": {"error": "closed"}},
         server_closed_delta=1.0,
     )
     d.update(over)
@@ -187,7 +193,10 @@ def cut(**over: Any) -> dict[str, Any]:
     [
         ({}, None),
         ({"served_caller_serial": "ff"}, "not the revoked"),
-        ({"cut": {"cut_after_s": None, "bound_s": 30.0, "served_after_event": 600}}, "still served 30.0 s"),
+        (
+            {"cut_after_return_s": None, "cut": {"cut_after_s": None, "bound_s": 60.0, "served_after_event": 600}},
+            "still served 30.0 s",
+        ),
         ({"server_closed_delta": 0}, "counted no connection closed with reason revoked"),
     ],
 )

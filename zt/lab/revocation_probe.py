@@ -83,6 +83,7 @@ class ProbeSeries:
     bound_s: float
     interval_s: float
     samples: list[dict[str, Any]] = field(default_factory=list)  # first and last few attempts
+    closed_unanswered: int = 0  # connections ended without an answer or an alert (see wait_refused)
 
     @property
     def refused_after_s(self) -> float | None:
@@ -96,6 +97,7 @@ class ProbeSeries:
             "last_accepted_s": None if self.last_accepted_s is None else round(self.last_accepted_s, 4),
             "first_refusal": self.first_refusal.to_json() if self.first_refusal is not None else None,
             "transient_errors": self.transient_errors,
+            "closed_unanswered": self.closed_unanswered,
             "bound_s": self.bound_s,
             "interval_s": self.interval_s,
             "samples": self.samples,
@@ -133,16 +135,22 @@ def wait_refused(
     expect_peer: str | None = None,
 ) -> ProbeSeries:
     """New handshakes (GET `url`) with the identity in `ctx`, on a fixed schedule starting at
-    `since` (time.monotonic() when the revocation returned), until one is refused (a TLS refusal
-    or the connection closed during the handshake) or `bound` seconds pass."""
-    attempts = accepted = transient = 0
+    `since` (time.monotonic() when the clock starts), until the service refuses one with a TLS
+    alert, or `bound` seconds pass.
+
+    A connection closed without an answer and without an alert is not a refusal: it is what a
+    handshake accepted just before the new CRL loaded looks like when the service then ends the
+    connection (issue 18's cut, which the keep-alive probe measures). It is counted
+    (`closed_unanswered`) and probing goes on; so are connect errors and timeouts (`transient`).
+    """
+    attempts = accepted = transient = closed = 0
     last_ok: float | None = None
     samples: list[dict[str, Any]] = []
     tick = 0
     while True:
         now = time.monotonic() - since
         if now > bound:
-            return ProbeSeries(attempts, accepted, None, last_ok, transient, bound, interval, samples)
+            return ProbeSeries(attempts, accepted, None, last_ok, transient, bound, interval, samples, closed)
         r = mtls_client.get(url, bundle=bundle, identity=None, ctx=ctx, timeout=5, expect_peer=expect_peer)
         a = _attempt(r, time.monotonic() - since)
         attempts += 1
@@ -150,8 +158,10 @@ def wait_refused(
         if a.accepted:
             accepted += 1
             last_ok = a.at
-        elif r.error in ("tls_refused", "protocol"):
-            return ProbeSeries(attempts, accepted, a, last_ok, transient, bound, interval, samples)
+        elif r.error == "tls_refused":
+            return ProbeSeries(attempts, accepted, a, last_ok, transient, bound, interval, samples, closed)
+        elif r.error == "protocol":
+            closed += 1
         else:  # connect error, timeout, peer mismatch: not an answer about the certificate
             transient += 1
         tick += 1

@@ -13,7 +13,7 @@ std::string usage() {
 
 service-a: the zt mTLS HTTP service (C++). Serves GET /hello and GET /call over mutual TLS,
 identifies callers by the SPIFFE ID in their X509-SVID, and reloads its identity, CRL and
-policy on SIGHUP.
+policy on SIGHUP (unless --no-reload).
 
 Options:
   --cert-dir DIR              the agent's certificate directory (required); read through
@@ -29,12 +29,15 @@ Options:
   --name NAME                 service name in logs and /hello (default service-a)
   --pid-file FILE             write the PID here at start
   --reload-interval SECONDS   poll for changed files every SECONDS; 0 disables (default 5)
+  --no-reload                 never reload: SIGHUP is logged (signal_ignored) and ignored,
+                              no polling (the lab's broken-reload control)
   --handshake-timeout-ms N    inbound and outbound handshake timeout (default 5000)
   --idle-timeout-ms N         keep-alive idle and request-read timeout (default 30000)
   --threads N                 worker threads (default 16)
   --help                      print this help and exit
 
-Signals: SIGHUP reloads; SIGTERM and SIGINT stop (exit 0).
+Signals: SIGHUP reloads (logged and ignored with --no-reload); SIGTERM and SIGINT stop
+(exit 0).
 Exit codes: 0 after SIGTERM/SIGINT, 1 when the material cannot be loaded at start, 2 for bad
 flags.
 )";
@@ -129,6 +132,11 @@ std::variant<Config, ExitRequest> parse_args(const std::vector<std::string>& arg
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
     if (arg == "--help" || arg == "-h") return ExitRequest{0, usage()};
+    if (arg == "--no-reload") {  // the one flag without a value
+      cfg.no_reload = true;
+      continue;
+    }
+    if (arg.rfind("--no-reload=", 0) == 0) return bad("--no-reload takes no value");
     std::string name = arg;
     std::optional<std::string> value;
     if (size_t eq = arg.find('='); arg.rfind("--", 0) == 0 && eq != std::string::npos) {

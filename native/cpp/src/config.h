@@ -23,6 +23,7 @@ struct Config {
   std::string name = "service-a";
   std::optional<std::string> pid_file;
   int reload_interval_s = 5;
+  bool no_reload = false;  // --no-reload: never reload (SIGHUP logged and ignored, no poll)
   int handshake_timeout_ms = 5000;
   int idle_timeout_ms = 30000;
   int threads = 16;

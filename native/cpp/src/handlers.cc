@@ -1,6 +1,7 @@
 #include "handlers.h"
 
 #include "outbound.h"
+#include "x509_util.h"
 
 #include <chrono>
 
@@ -27,6 +28,15 @@ Response RequestHandler::handle_malformed(const HttpError& err, const PeerInfo& 
   Response r = error_response(err.status, err.code, err.reason);
   r.close = true;
   record("", "", r.status, peer, 0);
+  return r;
+}
+
+Response RequestHandler::handle_expired_peer(const Request& req, const PeerInfo& peer, std::time_t not_after) {
+  Response r = error_response(401, "peer_certificate_expired",
+                              "the client certificate of this connection expired at " + rfc3339(not_after) +
+                                  "; connect again with a valid certificate");
+  r.close = true;
+  record(req.method, req.path, r.status, peer, 0);
   return r;
 }
 

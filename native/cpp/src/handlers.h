@@ -14,6 +14,7 @@
 #include "metrics.h"
 #include "service_state.h"
 
+#include <ctime>
 #include <string>
 
 namespace zt {
@@ -32,6 +33,9 @@ class RequestHandler {
   Response handle(const Request& req, const PeerInfo& peer, const ServiceState& conn_state);
   // A request that could not be parsed: the error response, counted and logged.
   Response handle_malformed(const HttpError& err, const PeerInfo& peer);
+  // A request on a connection whose peer certificate expired after the handshake (issue 18):
+  // 401 peer_certificate_expired, counted and logged; the caller closes the connection.
+  Response handle_expired_peer(const Request& req, const PeerInfo& peer, std::time_t not_after);
 
  private:
   Response route(const Request& req, const PeerInfo& peer, const ServiceState& conn_state);

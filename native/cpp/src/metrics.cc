@@ -31,6 +31,18 @@ Metrics::Metrics()
       reloads_(BuildCounter().Name("mtls_reloads_total").Help("Reload attempts by result").Register(*registry_)),
       reload_ok_(reloads_.Add({{"result", "success"}})),
       reload_fail_(reloads_.Add({{"result", "failure"}})),
+      rotations_(BuildCounter()
+                     .Name("mtls_rotation_total")
+                     .Help("Reloads that changed the served leaf (success), or saw a new generation and failed")
+                     .Register(*registry_)),
+      rotation_ok_(rotations_.Add({{"result", "success"}})),
+      rotation_fail_(rotations_.Add({{"result", "failure"}})),
+      connections_closed_(BuildCounter()
+                              .Name("mtls_connections_closed_total")
+                              .Help("Open inbound connections ended because the peer certificate was revoked or expired")
+                              .Register(*registry_)),
+      closed_revoked_(connections_closed_.Add({{"reason", "revoked"}})),
+      closed_expired_(connections_closed_.Add({{"reason", "expired"}})),
       crl_entries_(BuildGauge()
                        .Name("mtls_crl_entries")
                        .Help("Revoked serials in the loaded CRL(s)")
@@ -75,6 +87,12 @@ void Metrics::handshake_failed(FailureReason reason) {
 }
 
 void Metrics::reload(bool ok) { (ok ? reload_ok_ : reload_fail_).Increment(); }
+
+void Metrics::rotation(bool ok) { (ok ? rotation_ok_ : rotation_fail_).Increment(); }
+
+void Metrics::connection_closed(const std::string& reason) {
+  (reason == "revoked" ? closed_revoked_ : closed_expired_).Increment();
+}
 
 void Metrics::policy_denied() { policy_denials_.Increment(); }
 

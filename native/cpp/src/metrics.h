@@ -25,6 +25,11 @@ class Metrics {
   void handshake_succeeded();
   void handshake_failed(FailureReason reason);
   void reload(bool ok);
+  // A reload that changed the served leaf (ok), or one that saw a new generation and failed.
+  void rotation(bool ok);
+  // An open inbound connection ended because its peer's certificate was revoked or expired
+  // (issue 18); `reason` is "revoked" or "expired".
+  void connection_closed(const std::string& reason);
   void policy_denied();
   void outbound_call(bool ok);
   // `route` is "/hello", "/call" or "other".
@@ -49,6 +54,12 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& reloads_;
   prometheus::Counter& reload_ok_;
   prometheus::Counter& reload_fail_;
+  prometheus::Family<prometheus::Counter>& rotations_;
+  prometheus::Counter& rotation_ok_;
+  prometheus::Counter& rotation_fail_;
+  prometheus::Family<prometheus::Counter>& connections_closed_;
+  prometheus::Counter& closed_revoked_;
+  prometheus::Counter& closed_expired_;
   prometheus::Gauge& crl_entries_;
   prometheus::Gauge& crl_next_update_;
   prometheus::Gauge& crl_stale_;

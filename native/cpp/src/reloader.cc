@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <filesystem>
 
 namespace zt {
 
@@ -59,15 +60,25 @@ Status Reloader::load_initial() {
 }
 
 bool Reloader::reload(const std::string& trigger) {
+  if (cfg_.no_reload) {
+    // --no-reload: nothing is re-read, nothing is counted; the line says the request was seen.
+    log_.warn("signal_ignored", {{"signal", "SIGHUP"}, {"reason", "--no-reload"}, {"trigger", trigger}});
+    return false;
+  }
   std::lock_guard<std::mutex> lock(reload_mu_);
   std::shared_ptr<const ServiceState> old = states_.get();
+  const Identity& old_id = old->identity();
   last_fingerprint_ = fingerprint();
+  // A rotation attempt is a reload that finds DIR/current pointing at another generation.
+  auto on_disk = resolve_current(cfg_.cert_dir);
+  const bool new_generation = on_disk && on_disk.value() != old_id.generation_dir;
   auto next = load_state(cfg_, [this](std::time_t t) { stale_.observe_stale(t); }, old.get());
   if (!next) {
     metrics_.reload(false);
+    if (new_generation) metrics_.rotation(false);
     log_.error("reload", {{"result", "failure"},
-                          {"old_serial", old->identity().serial},
-                          {"new_serial", old->identity().serial},  // still serving the old one
+                          {"old_serial", old_id.serial},
+                          {"new_serial", old_id.serial},  // still serving the old one
                           {"reason", next.error()},
                           {"trigger", trigger}});
     return false;
@@ -75,10 +86,20 @@ bool Reloader::reload(const std::string& trigger) {
   states_.swap(next.value());
   metrics_.reload(true);
   publish(*next.value());
+  const Identity& new_id = next.value()->identity();
   log_.info("reload", {{"result", "success"},
-                       {"old_serial", old->identity().serial},
-                       {"new_serial", next.value()->identity().serial},
+                       {"old_serial", old_id.serial},
+                       {"new_serial", new_id.serial},
                        {"trigger", trigger}});
+  if (new_id.serial != old_id.serial) {
+    metrics_.rotation(true);
+    log_.info("rotation", {{"old_serial", old_id.serial},
+                           {"new_serial", new_id.serial},
+                           {"not_after", rfc3339(new_id.not_after)},
+                           {"generation", std::filesystem::path(new_id.generation_dir).filename().string()},
+                           {"trigger", trigger}});
+  }
+  if (on_reloaded_) on_reloaded_(next.value());
   return true;
 }
 
@@ -103,7 +124,7 @@ void Reloader::poll_loop() {
     if (stopping_) break;
     lock.unlock();
     if (auto state = states_.get()) stale_.refresh(*state, std::time(nullptr));
-    if (cfg_.reload_interval_s > 0 && std::chrono::steady_clock::now() >= next_poll) {
+    if (!cfg_.no_reload && cfg_.reload_interval_s > 0 && std::chrono::steady_clock::now() >= next_poll) {
       next_poll = std::chrono::steady_clock::now() + std::chrono::seconds(cfg_.reload_interval_s);
       std::string fp = fingerprint();
       bool changed;

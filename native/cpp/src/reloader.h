@@ -3,6 +3,12 @@
 // validates it, and only then swaps it in; on any failure the old state stays, the failure is
 // counted (mtls_reloads_total{result="failure"}) and logged with the reason.
 //
+// A reload that changes the served leaf's serial is a rotation: mtls_rotation_total
+// {result="success"} and a `rotation` line (old and new serial, notAfter, generation); a
+// failed reload that had found DIR/current pointing at a new generation counts
+// {result="failure"}. With --no-reload (cfg.no_reload) reload() only logs `signal_ignored`
+// and the poll never looks at the files (the staleness refresh still runs).
+//
 // Triggers: SIGHUP (main calls reload("signal")), and a fallback poll every
 // --reload-interval seconds of realpath(DIR/current) and the CRL and policy files' identity
 // (inode, size, mtime). A poll retries only after the files change again, so bad material
@@ -17,6 +23,8 @@
 #include "service_state.h"
 
 #include <condition_variable>
+#include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -33,6 +41,12 @@ class Reloader {
   // Returns true when new material was swapped in. Serialised; safe from any thread.
   bool reload(const std::string& trigger);
 
+  // Called (on the reloading thread) with each snapshot a successful reload swapped in, after
+  // it is published: the server re-checks open connections against its CRL (issue 18).
+  void on_reloaded(std::function<void(const std::shared_ptr<const ServiceState>&)> fn) {
+    on_reloaded_ = std::move(fn);
+  }
+
   void start_polling();
   void stop();
 
@@ -46,6 +60,8 @@ class Reloader {
   Metrics& metrics_;
   Logger& log_;
   CrlStaleMonitor& stale_;
+
+  std::function<void(const std::shared_ptr<const ServiceState>&)> on_reloaded_;
 
   std::mutex reload_mu_;
   std::string last_fingerprint_;

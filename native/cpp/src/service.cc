@@ -21,9 +21,13 @@ nlohmann::json path_or_null(const std::string& p) { return p.empty() ? nlohmann:
 Service::Service(Config cfg, Logger::Sink log_sink)
     : cfg_(std::move(cfg)),
       log_(cfg_.name, std::move(log_sink)),
-      stale_(log_, metrics_, cfg_.crl_stale),
+      stale_(log_, metrics_, cfg_.crl_stale, states_),
       reloader_(cfg_, states_, metrics_, log_, stale_),
       handler_(cfg_, metrics_, log_, states_) {
+  // After every successful reload, open connections are looked up in the new CRL (issue 18).
+  reloader_.on_reloaded([this](const std::shared_ptr<const ServiceState>&) {
+    if (server_) server_->recheck_peers();
+  });
   // A peer closing mid-write must not kill the process. (SIGPIPE is a valid signal, so this
   // cannot fail in practice; if it ever did, the log says why writes could kill us.)
   if (std::signal(SIGPIPE, SIG_IGN) == SIG_ERR) log_.warn("sigpipe", {{"reason", "cannot ignore SIGPIPE"}});
@@ -74,7 +78,8 @@ Status Service::start() {
                       {"serial", id.serial},
                       {"not_after", rfc3339(id.not_after)},
                       {"crl", path_or_null(state->crl_path)},
-                      {"policy", path_or_null(cfg_.policy.value_or(""))}});
+                      {"policy", path_or_null(cfg_.policy.value_or(""))},
+                      {"no_reload", cfg_.no_reload}});
   return ok_status();
 }
 
@@ -91,6 +96,7 @@ void Service::stop(const std::string& reason) {
 
 uint16_t Service::port() const { return server_ ? server_->port() : 0; }
 uint16_t Service::metrics_port() const { return metrics_server_ ? metrics_server_->port() : 0; }
+size_t Service::open_connections() const { return server_ ? server_->live_connections() : 0; }
 
 void Service::handshake_succeeded(const PeerInfo&) { metrics_.handshake_succeeded(); }
 
@@ -101,6 +107,22 @@ void Service::handshake_failed(FailureReason reason, const std::string& detail, 
   if (!outcome.peer_spiffe_id.empty()) fields["peer_spiffe_id"] = outcome.peer_spiffe_id;
   if (!outcome.peer_serial.empty()) fields["peer_serial"] = outcome.peer_serial;
   log_.warn("handshake_rejected", fields);
+}
+
+
+void Service::connection_closed(const std::string& reason, const PeerInfo& peer, const std::string& detail) {
+  metrics_.connection_closed(reason);
+  log_.warn("connection_closed", {{"reason", reason},
+                                  {"peer", peer.spiffe_id},
+                                  {"peer_serial", peer.serial},
+                                  {"peer_addr", peer.addr},
+                                  {"detail", detail}});
+}
+
+void Service::peers_rechecked(size_t connections, size_t revoked, double lookup_ms) {
+  log_.info("crl_recheck", {{"connections", connections},
+                            {"revoked", revoked},
+                            {"lookup_ms", static_cast<double>(static_cast<long long>(lookup_ms * 1000)) / 1000}});
 }
 
 }  // namespace zt

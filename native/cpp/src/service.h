@@ -34,6 +34,8 @@ class Service : private HandshakeObserver {
 
   uint16_t port() const;
   uint16_t metrics_port() const;
+  // Open inbound connections (handshaking, idle or busy); 0 before start.
+  size_t open_connections() const;
   Metrics& metrics() { return metrics_; }
   Logger& logger() { return log_; }
   std::shared_ptr<const ServiceState> state() const { return states_.get(); }
@@ -43,6 +45,8 @@ class Service : private HandshakeObserver {
   void handshake_succeeded(const PeerInfo& peer) override;
   void handshake_failed(FailureReason reason, const std::string& detail, const std::string& peer_addr,
                         const VerifyOutcome& outcome) override;
+  void connection_closed(const std::string& reason, const PeerInfo& peer, const std::string& detail) override;
+  void peers_rechecked(size_t connections, size_t revoked, double lookup_ms) override;
 
   Config cfg_;
   Logger log_;

@@ -1,6 +1,7 @@
 #include "tls_server.h"
 
 #include "svid.h"
+#include "x509_util.h"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -45,6 +46,8 @@ struct Connection {
   SslPtr ssl;
   VerifyOutcome outcome;
   PeerInfo peer;
+  PeerRecord record;                             // set when the handshake completes
+  std::shared_ptr<const CrlIndex> checked_crl;   // the CRL `record` was last checked against
   RequestParser parser;
   Phase phase = Phase::Handshake;
   Deadline deadline{};
@@ -90,6 +93,11 @@ void TlsServer::stop() {
   returns_.clear();
 }
 
+void TlsServer::recheck_peers() {
+  recheck_requested_ = true;
+  wake();
+}
+
 void TlsServer::wake() {
   uint64_t one = 1;
   ssize_t n = write(wake_fd_.get(), &one, sizeof one);
@@ -114,6 +122,7 @@ void TlsServer::run() {
         drive(*it->second);
       }
     }
+    if (recheck_requested_.exchange(false)) check_peers();
     expire(false);
     if (accept_paused_until_ && SteadyClock::now() >= *accept_paused_until_) {
       accept_paused_until_.reset();
@@ -201,12 +210,12 @@ void TlsServer::drive(Connection& c) {
       fail_handshake(c, e);
       return linger(c);
     }
-    handshake_done(c);
+    if (!handshake_done(c)) return;
   }
   read_requests(c);
 }
 
-void TlsServer::handshake_done(Connection& c) {
+bool TlsServer::handshake_done(Connection& c) {
   c.phase = Connection::Phase::Reading;
   c.deadline = deadline_in_ms(options_.idle_timeout_ms);
   X509* leaf = SSL_get0_peer_certificate(c.ssl.get());
@@ -216,7 +225,53 @@ void TlsServer::handshake_done(Connection& c) {
     c.peer.serial = svid ? svid->serial : c.outcome.peer_serial;
   }
   c.peer.tls_version = SSL_get_version(c.ssl.get());
+  c.record = PeerRecord::of(c.ssl.get());
+  c.checked_crl = c.state->tls->crl;  // the verifier just checked the chain against it
   observer_.handshake_succeeded(c.peer);
+  // A reload may have swapped in a new CRL while this handshake ran on the old snapshot.
+  if (auto why = newly_revoked(c, current_crl())) {
+    end_for_peer(c, "revoked", *why);
+    return false;
+  }
+  return true;
+}
+
+std::shared_ptr<const CrlIndex> TlsServer::current_crl() const {
+  auto state = states_.get();
+  return state ? state->tls->crl : nullptr;
+}
+
+std::optional<std::string> TlsServer::newly_revoked(Connection& c, const std::shared_ptr<const CrlIndex>& crl) {
+  if (crl == c.checked_crl) return std::nullopt;
+  c.checked_crl = crl;
+  if (!crl) return std::nullopt;
+  return c.record.revoked_by(*crl, std::time(nullptr));
+}
+
+// Reactor thread, for a connection in conns_: says why, then close_notify (best effort, the
+// socket is non-blocking) and close.
+void TlsServer::end_for_peer(Connection& c, const std::string& reason, const std::string& detail) {
+  observer_.connection_closed(reason, c.peer, detail);
+  ERR_clear_error();
+  SSL_shutdown(c.ssl.get());
+  ERR_clear_error();
+  close_connection(c.id);
+}
+
+void TlsServer::check_peers() {
+  auto crl = current_crl();
+  swept_crl_ = crl;
+  auto start = SteadyClock::now();
+  size_t looked_up = 0;
+  std::vector<std::pair<uint64_t, std::string>> revoked;
+  for (auto& [id, c] : conns_) {
+    if (c->phase != Connection::Phase::Reading) continue;  // handshakes are checked when done
+    ++looked_up;
+    if (auto why = newly_revoked(*c, crl)) revoked.emplace_back(id, std::move(*why));
+  }
+  double ms = std::chrono::duration<double, std::milli>(SteadyClock::now() - start).count();
+  for (auto& [id, why] : revoked) end_for_peer(*conns_.at(id), "revoked", why);
+  if (looked_up > 0) observer_.peers_rechecked(looked_up, revoked.size(), ms);
 }
 
 // In TLS 1.3 the client finishes its side of the handshake before the server has checked the
@@ -309,17 +364,31 @@ void TlsServer::serve(std::unique_ptr<Connection> c) {
   Response resp;
   bool keep_alive = false;
   bool with_body = true;
-  if (c->parser.parse() == RequestParser::State::Failed) {
+  std::optional<std::pair<std::string, std::string>> ended;  // reason, detail
+  const bool parsed = c->parser.parse() != RequestParser::State::Failed;
+  if (c->record.expired(std::time(nullptr))) {
+    // The peer's certificate expired while the connection was open: answer why, then close.
+    Request req = parsed ? c->parser.take() : Request{};
+    resp = handler_.handle_expired_peer(req, c->peer, c->record.not_after());
+    with_body = req.method != "HEAD";
+    ended.emplace("expired", "the peer certificate chain expired at " + rfc3339(c->record.not_after()));
+  } else if (!parsed) {
     resp = handler_.handle_malformed(c->parser.error(), c->peer);
   } else {
     Request req = c->parser.take();
     resp = handler_.handle(req, c->peer, *c->state);
     keep_alive = req.keep_alive && !resp.close;
     with_body = req.method != "HEAD";  // RFC 9110 9.3.2: same headers, no body
+    // Busy while a new CRL was loaded: this answer is the last one on the connection.
+    if (auto why = newly_revoked(*c, current_crl())) {
+      keep_alive = false;
+      ended.emplace("revoked", std::move(*why));
+    }
   }
   keep_alive = keep_alive && !stopping_;
   IoStatus st = tls_write_all(c->ssl.get(), c->fd.get(), serialize_response(resp, keep_alive, with_body),
                               deadline_in_ms(options_.idle_timeout_ms));
+  if (ended) observer_.connection_closed(ended->first, c->peer, ended->second);
   if (st != IoStatus::Ok || !keep_alive) {
     if (st == IoStatus::Ok) SSL_shutdown(c->ssl.get());  // close_notify; never waits
     ERR_clear_error();
@@ -344,7 +413,15 @@ void TlsServer::take_returns() {
     std::lock_guard<std::mutex> lock(returns_mu_);
     back.swap(returns_);
   }
+  auto crl = back.empty() ? nullptr : current_crl();
   for (auto& c : back) {
+    if (auto why = newly_revoked(*c, crl)) {  // a CRL arrived while its answer was written
+      observer_.connection_closed("revoked", c->peer, *why);
+      ERR_clear_error();
+      SSL_shutdown(c->ssl.get());
+      ERR_clear_error();
+      continue;  // closes here
+    }
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.u64 = c->id;
@@ -361,6 +438,17 @@ void TlsServer::expire(bool force_all) {
   auto now = SteadyClock::now();
   if (!force_all && now - last_sweep_ < kSweepEvery) return;
   last_sweep_ = now;
+  if (!force_all && current_crl() != swept_crl_) check_peers();  // a reload nobody announced
+  // Idle connections whose peer certificate expired end now (the timer of issue 18).
+  std::time_t wall = std::time(nullptr);
+  std::vector<uint64_t> peer_expired;
+  for (auto& [id, c] : conns_) {
+    if (c->phase == Connection::Phase::Reading && c->record.expired(wall)) peer_expired.push_back(id);
+  }
+  for (uint64_t id : peer_expired) {
+    Connection& c = *conns_.at(id);
+    end_for_peer(c, "expired", "the peer certificate chain expired at " + rfc3339(c.record.not_after()));
+  }
   std::vector<uint64_t> expired;
   for (auto& [id, c] : conns_) {
     if (force_all || c->deadline <= now) expired.push_back(id);

@@ -231,5 +231,26 @@ TEST(CliBinary, test_binary_sighup_reloads_and_sigterm_exits_0) {
   EXPECT_FALSE(std::filesystem::exists(pid_file));
 }
 
+TEST(CliBinary, test_binary_no_reload_logs_and_ignores_sighup) {
+  test::ScratchIdentity scratch("service-a");
+  RunningBinary svc({"--cert-dir", scratch.dir(), "--no-reload"});
+  ASSERT_TRUE(svc.started());
+  EXPECT_EQ(svc.logs().wait_for("start")["no_reload"], true);
+  scratch.rotate();
+  svc.child().signal(SIGHUP);
+  auto ignored = svc.logs().wait_for("signal_ignored", nullptr, 10000);
+  ASSERT_FALSE(ignored.is_null()) << "SIGHUP was not logged";
+  EXPECT_EQ(ignored["signal"], "SIGHUP");
+  svc.child().signal(SIGHUP);  // still alive and still ignoring
+  EXPECT_TRUE(test::wait_until([&] { return svc.logs().events("signal_ignored").size() == 2; }, 10000));
+  EXPECT_TRUE(svc.logs().events("reload").empty());
+  if (test::have_program("openssl")) {
+    auto r = s_client(svc.port(), "client", pki().bundle());
+    EXPECT_NE(r.output.find("\"serial\":\"" + pki().serial("service-a") + "\""), std::string::npos) << r.output;
+  }
+  svc.child().signal(SIGTERM);
+  EXPECT_EQ(svc.child().wait(10000), 0);
+}
+
 }  // namespace
 }  // namespace zt

@@ -75,8 +75,9 @@ ScratchIdentity::ScratchIdentity(const std::string& name) : name_(name) {
 
 ScratchIdentity::~ScratchIdentity() { remove_tree(root_); }
 
-std::string ScratchIdentity::rotate() {
-  CommandResult r = run_command({"python3", ZT_TESTPKI_SCRIPT, "rotate", root_, name_}, "", 60000);
+std::string ScratchIdentity::rotate(int lifetime_s) {
+  CommandResult r = run_command(
+      {"python3", ZT_TESTPKI_SCRIPT, "rotate", root_, name_, "--lifetime", std::to_string(lifetime_s)}, "", 60000);
   if (r.exit_code != 0) throw std::runtime_error("rotate failed: " + r.output);
   std::string out = r.output;
   while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();

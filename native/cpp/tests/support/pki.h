@@ -53,8 +53,8 @@ class ScratchIdentity {
   const std::string& dir() const { return dir_; }
   const std::string& root() const { return root_; }
   // Issues a fresh leaf (new key, same SPIFFE ID) as a new generation and swaps `current`;
-  // returns the new serial.
-  std::string rotate();
+  // returns the new serial. `lifetime_s`: seconds from now to notAfter (notBefore is 30 s ago).
+  std::string rotate(int lifetime_s = 86400);
   // Swaps `current` to a copy of another identity's current generation (e.g. wrong-key).
   void swap_in_generation_of(const std::string& other_identity);
   // A file path inside the scratch root.
