@@ -91,6 +91,11 @@ def test_spent_token_fails_with_reason_and_writes_nothing(ra: RaServer, tmp_path
     [
         (("--bundle-sha256", "00" * 32), "refusing to trust it"),
         (("--service", "../etc"), "invalid service name"),
+        (("--renew-at", "1.5"), "--renew-at must be between 0 and 1"),
+        (("--jitter", "0.7"), "--jitter must be at least 0 and less than --renew-at"),
+        (("--crl-wait", "0.5"), "--crl-wait must be 0 (no long-poll) or between 1 and 3600"),
+        (("--crl-interval", "0"), "--crl-interval must be between 0.1 and 86400"),
+        (("--metrics-listen", "9102"), "--metrics-listen wants HOST:PORT"),
     ],
 )
 def test_bad_configuration_exits_2_with_message(

@@ -57,6 +57,7 @@ def test_revoked_agent_stops_renewing_and_bootstraps_again_after_a_new_token(
         assert r.code == 0, r.err
         process.wait_until("a new identity", lambda: serial(out) != first, timeout=30, proc=agent)
         second = serial(out)
+        process.wait_until("the bootstrap log line", lambda: log_events(agent, "bootstrap"), proc=agent)
         boot = log_events(agent, "bootstrap")
         assert len(boot) == 1 and boot[0]["serial"] == second and boot[0]["old_serial"] == first
         assert boot[0]["reason"] == "revoked" and boot[0]["service"] == "a"
@@ -72,5 +73,35 @@ def test_revoked_agent_stops_renewing_and_bootstraps_again_after_a_new_token(
         process.wait_until("a rotation of the new identity", lambda: serial(out) != second, timeout=30, proc=agent)
         assert scrape(url)["rotation_success_total"] == 1
         assert "ztb_" not in agent.log_text()  # the tokens are never logged
+    finally:
+        assert agent.stop() == 0
+
+
+def test_renewal_refused_as_revoked_by_the_ra_stops_renewing_without_a_crl(ra: RaServer, tmp_path: Path) -> None:
+    """No CRL at all (--no-crl, as when the publisher is down): the RA's refusal of a renewal
+    with a revoked certificate is enough to stop retrying and wait for a new token."""
+    out, metrics = tmp_path / "out", f"127.0.0.1:{free_port()}"
+    tok = token_file(ra.ca, "a", tmp_path)
+    argv = agent_argv(ra, "a", out, tok, "--no-crl", "--metrics-listen", metrics, "--token-poll", "0.3")
+    agent = process.start("agent", argv, tmp_path / "agent.log")
+    url = "http://" + metrics
+    try:
+        process.wait_until("first identity", lambda: (out / "svid.json").exists(), proc=agent)
+        first = serial(out)
+        assert ra.ca.ztca("revoke", first).code == 0
+        agent.signal(signal.SIGUSR1)
+        process.wait_until("identity_revoked logged", lambda: log_events(agent, "identity_revoked"), proc=agent)
+        revoked = log_events(agent, "identity_revoked")[0]
+        assert revoked["source"] == "ra" and revoked["ra_code"] == "revoked_certificate" and revoked["serial"] == first
+        got = scrape(url)
+        assert got["identity_revoked"] == 1 and got["rotation_failure_total"] == 1
+        agent.signal(signal.SIGUSR1)  # asked again: refused by the agent itself, the RA is not bothered
+        process.wait_until("manual rotation refused", lambda: log_events(agent, "rotation_refused"), proc=agent)
+        assert scrape(url)["rotation_failure_total"] == 1
+
+        assert ra.ca.ztca("register", "a", "--token-file", str(tok)).code == 0  # only the serial was revoked
+        process.wait_until("a new identity", lambda: serial(out) != first, timeout=30, proc=agent)
+        process.wait_until("the bootstrap log line", lambda: log_events(agent, "bootstrap"), proc=agent)
+        assert scrape(url)["identity_revoked"] == 0
     finally:
         assert agent.stop() == 0

@@ -31,7 +31,11 @@ def scrape(url: str) -> dict[str, float]:
 
 
 def log_events(agent: process.Proc, name: str) -> list[dict[str, object]]:
-    lines = (json.loads(line) for line in agent.log_text().splitlines() if line.startswith("{"))
+    """The agent's `name` events so far. The agent may be writing while we read: only whole
+    lines (ended by a newline) are parsed, so a half-written last line is left for later."""
+    text = agent.log_text()
+    whole = text[: text.rfind("\n") + 1]
+    lines = (json.loads(line) for line in whole.splitlines() if line.startswith("{"))
     return [e for e in lines if e.get("event") == name]
 
 

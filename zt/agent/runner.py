@@ -42,6 +42,10 @@ from zt.pki.renewal_proof import make_renewal_proof
 
 log = logging.getLogger("zt.agent")
 
+# The RA's answers to a renewal whose certificate (or identity) is revoked (zt/ra/authorize.py):
+# renewing again cannot help, only a new token can.
+REVOKED_CODES = frozenset({"revoked_certificate", "revoked_identity"})
+
 
 @dataclass(frozen=True)
 class AgentConfig:
@@ -104,6 +108,7 @@ class Agent:
         # on by the renewal loop): no renewal with it; a new token brings a new identity.
         self._revoked_serial: str | None = None
         self._crl_thread: threading.Thread | None = None
+        self._no_crl_url_logged = False
 
     @property
     def service(self) -> str:
@@ -121,9 +126,16 @@ class Agent:
     # -- identity ------------------------------------------------------------------------------
 
     def _adopt(self, m: Material) -> None:
-        """Make `m` the identity the agent holds (and the gauges describe)."""
+        """Make `m` the identity the agent holds (and the gauges describe). `identity_revoked`
+        describes the identity held, so a new one starts unrevoked unless the newest CRL we
+        hold already lists it."""
         self.current = m
         self.metrics.identity = IdentityView(m.serial, m.not_before, m.not_after)
+        if self._revoked_serial != m.serial:
+            self._revoked_serial = None
+            self.metrics.revoked = False
+        if self._crl is not None:
+            self._check_own_revocation(self._crl.state.revoked, self._crl.state.number)
 
     def _install(self, m: Material, why: str) -> str:
         old = self.current.serial if self.current else None
@@ -261,13 +273,17 @@ class Agent:
 
     def fetch_crl_once(self, wait: float = 0.0) -> str:
         """One CRL request (a long-poll when `wait` > 0 and we hold an ETag); verifies, writes,
-        notifies. Returns the `crl_fetch_total` result, which it has counted and logged: a
-        failed or rejected fetch never raises, the last good `crl.pem` stays."""
+        notifies. Returns the `crl_fetch_total` result, which it has counted and logged (or
+        `no_url` when there is nothing to fetch from): a failed or rejected fetch never raises,
+        the last good `crl.pem` stays."""
         assert self.current is not None
         if self._crl is None:
             url = self.cfg.crl_url or crl_url_of(self.current.leaf)
             if url is None:
-                return "not_modified"
+                if not self._no_crl_url_logged:
+                    self._no_crl_url_logged = True
+                    log_event(log, "crl_no_url", logging.WARNING, reason="no --crl-url and no CRL DP in our leaf")
+                return "no_url"  # not a fetch: not counted; the thread looks again every --crl-interval
             issuers = self.current.intermediates + self.cfg.roots
             crl_file = self.cfg.out / "crl.pem"
             state = state_from_file(crl_file.read_bytes() if crl_file.is_file() else None, issuers)
@@ -309,7 +325,11 @@ class Agent:
         """Our own serial on the CRL: say so once, raise the gauge, stop renewing (the loop
         waits for a new token instead)."""
         cur = self.current
-        if cur is None or cur.leaf.serial_number not in revoked or self._revoked_serial == cur.serial:
+        if cur is not None and cur.leaf.serial_number in revoked:
+            self._mark_revoked(cur, "crl", crl_number=crl_number)
+
+    def _mark_revoked(self, cur: Material, source: str, **fields: object) -> None:
+        if self._revoked_serial == cur.serial:
             return
         self._revoked_serial = cur.serial
         self.metrics.revoked = True
@@ -319,7 +339,8 @@ class Agent:
             logging.ERROR,
             service=self.service,
             serial=cur.serial,
-            crl_number=crl_number,
+            source=source,
+            **fields,
             action="renewal stopped; waiting for a new token in the token file"
             if self._tokens
             else "renewal stopped; no --token-file to bootstrap again with",
@@ -366,8 +387,6 @@ class Agent:
             log_event(log, "bootstrap_failed", logging.WARNING, reason=str(e), remote=True, transient=e.is_transient)
             return None
         gen = self._install(m, "bootstrap")
-        self._revoked_serial = None
-        self.metrics.revoked = self._crl is not None and m.leaf.serial_number in self._crl.state.revoked
         log_event(
             log, "bootstrap", service=self.service, serial=m.serial, old_serial=old, generation=gen, reason="revoked"
         )
@@ -437,6 +456,9 @@ class Agent:
                     next_renew = self._next_renewal(m)
                 except (RemoteError, ConfigError) as e:
                     self.metrics.rotation_failure.inc()
+                    if isinstance(e, RemoteError) and e.code in REVOKED_CODES:
+                        # The RA knows before the CRL reaches us (or the publisher is down).
+                        self._mark_revoked(self.current, "ra", ra_code=e.code)
                     failures += 1
                     next_renew = now + retry_delay(now, self.current.not_after, failures)
                     level = logging.ERROR if now >= self.current.not_after else logging.WARNING
