@@ -7,15 +7,20 @@
 namespace zt {
 
 PeerRecord PeerRecord::of(const SSL* ssl) {
-  PeerRecord r;
+  std::vector<X509Ptr> certs;
   STACK_OF(X509)* chain = SSL_get0_verified_chain(ssl);
   int n = chain == nullptr ? 0 : sk_X509_num(chain);
-  for (int i = 0; i < n; ++i) {
-    X509* cert = sk_X509_value(chain, i);
-    std::time_t t = asn1_time_to_unix(X509_get0_notAfter(cert));
+  for (int i = 0; i < n; ++i) certs.push_back(up_ref(sk_X509_value(chain, i)));
+  return of_chain(std::move(certs));
+}
+
+PeerRecord PeerRecord::of_chain(std::vector<X509Ptr> chain) {
+  PeerRecord r;
+  for (size_t i = 0; i < chain.size(); ++i) {
+    std::time_t t = asn1_time_to_unix(X509_get0_notAfter(chain[i].get()));
     r.not_after_ = i == 0 ? t : std::min(r.not_after_, t);
-    r.chain_.push_back(up_ref(cert));
   }
+  r.chain_ = std::move(chain);
   return r;
 }
 

@@ -23,6 +23,8 @@ class PeerRecord {
   PeerRecord() = default;
   // The chain the verifier accepted for this connection (SSL_get0_verified_chain).
   static PeerRecord of(const SSL* ssl);
+  // The same from a chain in hand (leaf first, trust anchor last); for tests and benchmarks.
+  static PeerRecord of_chain(std::vector<X509Ptr> chain);
 
   // Why `crl` revokes this peer (serial and depth of the listed certificate), or nullopt.
   // Certificates whose issuer has no CRL in the index are not covered, as at the handshake.
