@@ -181,6 +181,8 @@ class ProcessLab(core.LabCore):
         """Start a stopped component again on the same port, and wait until it answers."""
         if name != "crl":
             raise host_identities.LabError(f"start_component: only 'crl' can be restarted, not {name!r}")
+        if "crl" not in self.ports:
+            raise host_identities.LabError("start_component: the lab is not up, it has no crl to start again")
         if any(p.name == "zt-crl" and p.alive() for p in self.procs):
             raise host_identities.LabError("start_component: zt-crl is running already")
         self._start_crl()
