@@ -322,8 +322,15 @@ def _plot(figures: Figures, runtime: str, results: list[rc.TrialResult]) -> None
     figures.plot(3, f"revocation latency per trial ({runtime})", path)
 
 
-def test_expired_client_loses_its_open_connection(history: History, expiry_watch: rc.ExpiryWatch) -> None:
+def test_expired_client_loses_its_open_connection(
+    history: History, figures: Figures, expiry_watch: rc.ExpiryWatch
+) -> None:
     remaining = expiry_watch.not_after - time.time()
     ops = expiry_watch.finish(history, timeout=max(0.0, remaining) + BOUND + 15)
+    figures.figure(
+        3,
+        "expiry_to_connection_cut_s",
+        {o.target: (o.details.get("cut") or {}).get("cut_after_s") for o in ops} | {"from": "the client's notAfter"},
+    )
     _assert_all(ops, checks_m3.connection_cut_expired)
     assert checks_m3.stacks_whole(ops) == []
