@@ -4,6 +4,8 @@
 #
 #   ./demo.sh mvp             local processes (the lab's process runtime) on 127.0.0.1
 #   ./demo.sh mvp --compose   every component in its own container (compose.yaml)
+#   ./demo.sh revoke          revocation (local processes): revoke service-a's certificate, then
+#                             its next call to service-b fails with the reason, a valid call works
 #
 # Both bring the whole system up as a deployment does (CA init, RA, CRL publisher, an agent
 # per service, the C++ service-a and the Java service-b), print what curl got back with
@@ -18,12 +20,17 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")" && pwd)"
 cd "$repo"
 
-usage() { echo "usage: $0 mvp [--compose]" >&2; exit 2; }
-[[ "${1:-}" == "mvp" ]] || usage
+usage() { echo "usage: $0 mvp [--compose] | $0 revoke" >&2; exit 2; }
 mode=process
-case "${2:-}" in
-  "") ;;
-  --compose) mode=compose ;;
+case "${1:-}" in
+  mvp)
+    case "${2:-}" in
+      "") ;;
+      --compose) mode=compose ;;
+      *) usage ;;
+    esac
+    ;;
+  revoke) [[ -z "${2:-}" ]] || usage; mode=revoke ;;
   *) usage ;;
 esac
 say() { echo "[demo] $*"; }
@@ -66,6 +73,100 @@ finally:
         lab.stop()
     shutil.rmtree(work, ignore_errors=True)
 print("[demo] service-a -> service-b over mTLS: " + ("OK" if ok else "FAILED"), flush=True)
+sys.exit(0 if ok else 1)
+PY
+}
+
+revoke_process() {
+  [[ -x .venv/bin/python ]] || make --no-print-directory venv
+  [[ -x build/service-a && -f build/service-b.jar ]] || make --no-print-directory native
+  .venv/bin/python - <<'PY'
+"""Process runtime: service-a's certificate works, `ztca revoke` it, the next call with it is
+refused (the client's TLS alert and service-b's own log line say why), a valid identity still
+gets in. The lab is stopped whatever happens."""
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from zt.lab.metrics_scrape import scrape, value
+from zt.lab.pins import curl_pin
+from zt.lab.process_runtime import ProcessRuntime
+from zt.lab.topology import Topology
+
+
+def say(msg):
+    print(f"[demo] {msg}", flush=True)
+
+
+def curl_b(lab, identity):
+    """curl service-b's /hello with one resolved generation of `identity`; (exit code, output)."""
+    g = identity.generation()
+    argv = ["curl", "-sS", "--max-time", "10", "-k", "--pinnedpubkey", curl_pin(lab.agent_identity("service-b").cert),
+            "--cert", str(g / "chain.pem"), "--key", str(g / "key.pem"), lab.service_url("service-b") + "/hello"]
+    say(f"$ curl -k --pinnedpubkey sha256//... --cert <{identity.name}>/chain.pem --key <{identity.name}>/key.pem "
+        f"{lab.service_url('service-b')}/hello")
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    out = (r.stdout.strip() or r.stderr.strip())
+    print(out, flush=True)
+    return r.returncode, out
+
+
+def caller_is(out, spiffe_id):
+    try:
+        return json.loads(out).get("caller") == spiffe_id
+    except ValueError:
+        return False
+
+
+work = Path(tempfile.mkdtemp(prefix="zt-demo-"))
+topology = Topology()
+lab = None
+ok = False
+try:
+    lab = ProcessRuntime().start(topology, work)
+    a = lab.agent_identity("service-a")
+    operator = lab.client_identity("operator")
+    say("1. service-a's certificate gets it into service-b:")
+    code, out = curl_b(lab, a)
+    before = code == 0 and caller_is(out, topology.spiffe_id("service-a"))
+    serial = a.serial
+    say(f"2. revoke it: $ ztca revoke {serial} --dir {lab.ca_dir}")
+    doc = lab.revoke(serial=serial)
+    say(f"   revoked {doc['revoked']}; CRL {doc['crl_number']} published")
+    deadline = time.monotonic() + 15  # publisher -> agent -> service-b: normally well under a second
+    while time.monotonic() < deadline and value(scrape(lab.metrics_url("service-b")), "mtls_crl_entries") < 1:
+        time.sleep(0.1)
+    say("3. the next call with service-a's certificate:")
+    code, out = curl_b(lab, a)
+    refused = code != 0 and "revoked" in out
+    time.sleep(0.5)  # service-b logs after it sent its alert
+    log = (work / "logs" / "service-b.log").read_text(errors="replace").splitlines()
+    why = [line for line in log if '"handshake_rejected"' in line and serial in line.lower()]
+    say("   service-b's log says why: " + (why[-1] if why else "(no handshake_rejected line)"))
+    target = lab.service_url("service-b", from_service=True) + "/hello"
+    say(f"   and service-a's own /call to service-b ($ curl --cert <operator>/... '{lab.service_url('service-a')}"
+        f"/call?target={target}'):")
+    g = operator.generation()
+    r = subprocess.run(
+        ["curl", "-sS", "--max-time", "10", "-k", "--pinnedpubkey", curl_pin(a.cert), "--cert", str(g / "chain.pem"),
+         "--key", str(g / "key.pem"), "-G", "--data-urlencode", f"target={target}", lab.service_url("service-a") + "/call"],
+        capture_output=True, text=True, timeout=30,
+    )
+    print(r.stdout.strip() or r.stderr.strip(), flush=True)
+    call_refused = '"status":200' not in r.stdout.replace(" ", "") and "revoked" in r.stdout
+    say("4. a valid identity (spiffe://zt.lab/svc/operator) still gets in:")
+    code, out = curl_b(lab, operator)
+    valid = code == 0 and caller_is(out, topology.spiffe_id("operator"))
+    ok = before and refused and bool(why) and call_refused and valid
+finally:
+    if lab is not None:
+        lab.stop()
+    shutil.rmtree(work, ignore_errors=True)
+say("revoked certificate refused, valid one served: " + ("OK" if ok else "FAILED"))
 sys.exit(0 if ok else 1)
 PY
 }
@@ -138,4 +239,8 @@ mvp_compose() {
   fi
 }
 
-if [[ "$mode" == compose ]]; then mvp_compose; else mvp_process; fi
+case "$mode" in
+  compose) mvp_compose ;;
+  revoke) revoke_process ;;
+  *) mvp_process ;;
+esac

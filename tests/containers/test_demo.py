@@ -40,3 +40,12 @@ def test_demo_rejects_unknown_commands(args: list[str]) -> None:
         [str(REPO / "demo.sh"), *(["mvp", *args] if args else ["nope"])], capture_output=True, text=True, timeout=30
     )
     assert r.returncode == 2 and "usage" in r.stderr
+
+
+def test_demo_revoke_refuses_service_a_after_ztca_revoke_and_serves_a_valid_caller() -> None:
+    r = subprocess.run([str(REPO / "demo.sh"), "revoke"], cwd=REPO, capture_output=True, text=True, timeout=280)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert "alert certificate revoked" in r.stdout
+    assert '"event":"handshake_rejected","reason":"revoked"' in r.stdout
+    assert '"caller":"spiffe://zt.lab/svc/operator"' in r.stdout
+    assert "revoked certificate refused, valid one served: OK" in r.stdout

@@ -162,3 +162,37 @@ def test_list_json_with_pem_includes_each_certificate(ca: CaDir, tmp_path: Path)
     cert = x509.load_pem_x509_certificate(rows[0]["pem"].encode())
     assert format(cert.serial_number, "x") == serial == rows[0]["serial"]
     assert "pem" not in ca.ztca("list", "--json").json()["certificates"][0]
+
+
+def test_bench_crl_puts_synthetic_revocations_in_force_beside_real_ones(ca: CaDir, tmp_path: Path) -> None:
+    ca.register("svc")
+    real = ca.ztca("issue", "svc", "--out", str(tmp_path / "o"), "--json").json()["serial"]
+    assert ca.ztca("revoke", real).code == 0
+    r = ca.ztca("bench-crl", "--entries", "500", "--json")
+    assert r.code == 0, r.err
+    doc = r.json()
+    assert doc["added"] == 500 and doc["crl_entries"] == 501
+    crl = x509.load_der_x509_crl(ca.paths.crl_der.read_bytes())
+    assert len(crl) == 501
+    assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == doc["crl_number"]
+    assert crl.get_revoked_certificate_by_serial_number(int(real, 16)) is not None
+    # Never-issued serials: the certificate list (and so the validators) never sees them.
+    assert [c["serial"] for c in ca.ztca("list", "--json").json()["certificates"]] == [real]
+    again = ca.ztca("bench-crl", "--entries", "10", "--json").json()
+    assert again["crl_entries"] == 511 and again["crl_number"] > doc["crl_number"]
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (("bench-crl",), "--entries"),
+        (("bench-crl", "--entries", "0"), "--entries must be between 1 and"),
+        (("bench-crl", "--entries", "many"), "invalid int value"),
+        (("bench-crl", "--entries", "5", "--lifetime", "0s"), "--lifetime must be positive"),
+    ],
+)
+def test_bench_crl_bad_input_is_a_usage_error(ca: CaDir, argv: tuple[str, ...], words: str) -> None:
+    r = ca.ztca(*argv)
+    assert r.code == 2, r
+    assert words in r.err
+    assert len(x509.load_der_x509_crl(ca.paths.crl_der.read_bytes())) == 0

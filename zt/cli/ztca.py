@@ -6,6 +6,7 @@
     ztca issue <service> [--out DIR] [--ttl 1h] [--allow-long-ttl]
     ztca revoke <serial> | --service NAME [--reason key-compromise]
     ztca rotate-intermediate (--root-key PATH | --root-key-passphrase-file F)
+    ztca bench-crl --entries N [--lifetime 1d]     (benchmarks and the lab only)
     ztca list [--json]
     ztca status [--json]
 
@@ -38,7 +39,7 @@ from zt.fsutil import write_secret
 from zt.pki.keys import KeyType, generate_key
 from zt.ra import tokens
 from zt.ra.authorize import max_leaf_lifetime
-from zt.ra.revocation import crl_state, publish_crl
+from zt.ra.revocation import bench_revoke_and_publish, crl_state, publish_crl
 from zt.ra.service import DEFAULT_LEAF_TTL, DEFAULT_TOKEN_TTL, MIN_LEAF_TTL, RegistrationAuthority, normalise_serial
 from zt.ra.store import Store
 from zt.spiffe import validate_trust_domain
@@ -236,6 +237,38 @@ def cmd_revoke(args: argparse.Namespace, clock: Clock) -> int:
     return 0
 
 
+MAX_BENCH_ENTRIES = 1_000_000  # ~39 MB of DER: beyond any agent's --crl-max-bytes (10 MiB) already
+
+
+def cmd_bench_crl(args: argparse.Namespace, clock: Clock) -> int:
+    """A benchmark and lab tool, not an operator's verb: put N revocations of never-issued
+    serials in force, in one transaction, and publish the CRL, so a large CRL can be measured
+    on the running system (docs/revocation.md). They leave the CRL after --lifetime."""
+    if not 1 <= args.entries <= MAX_BENCH_ENTRIES:
+        raise ConfigError(f"--entries must be between 1 and {MAX_BENCH_ENTRIES}")
+    if args.lifetime.total_seconds() <= 0:
+        raise ConfigError("--lifetime must be positive")
+    ra = _open_ra(args.dir, clock)
+    added, published = bench_revoke_and_publish(
+        ra.store, ra.authority, ra.paths, clock.now(), entries=args.entries, lifetime=args.lifetime
+    )
+    doc = {
+        "added": added,
+        "crl_number": published.number,
+        "crl_entries": published.entries,
+        "next_update": rfc3339(published.next_update),
+        "crl": str(ra.paths.crl_der),
+    }
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        print(
+            f"{added} synthetic revocation(s) in force; "
+            f"CRL {published.number} published with {published.entries} entries"
+        )
+    return 0
+
+
 def _cert_rows(ra: RegistrationAuthority, now: float, with_pem: bool = False) -> list[dict[str, Any]]:
     rows = []
     for c in ra.store.certificates():
@@ -400,6 +433,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ri.add_argument("--intermediate-ttl", type=parse_duration, default=parse_duration("365d"))
     ri.set_defaults(func=cmd_rotate_intermediate)
+
+    b = sub.add_parser(
+        "bench-crl",
+        parents=[common],
+        help="benchmarks/lab only: revoke N random never-issued serials at once and publish the CRL",
+    )
+    b.add_argument("--entries", type=int, required=True, help=f"how many (1 to {MAX_BENCH_ENTRIES})")
+    b.add_argument(
+        "--lifetime",
+        type=parse_duration,
+        default=parse_duration("1d"),
+        help="how long they stay on the CRL (default: 1d)",
+    )
+    b.set_defaults(func=cmd_bench_crl)
 
     ls = sub.add_parser("list", parents=[common], help="identities and issued certificates")
     ls.add_argument("--pem", action="store_true", help="with --json: include each certificate's PEM")

@@ -303,7 +303,7 @@ class ContainerLab(core.LabCore):
             listen=f"0.0.0.0:{tls}",
             metrics_listen=f"0.0.0.0:{metrics}",
             expect_peer=self.topology.spiffe_id(s.expect_peer),
-            crl_stale=self.topology.crl_stale,
+            crl_stale=self.topology.crl_stale_mode(s.name),
             pid_file=f"{RUN}/{s.name}.pid" if signal else None,
             no_reload=s.name in self.topology.no_reload,
         )
@@ -333,6 +333,29 @@ class ContainerLab(core.LabCore):
             self.bundle(),
             self.client_identity("lab-probe"),
         )
+
+    # -- faults: components stopped and started again ---------------------------------------
+
+    def stop_component(self, name: str) -> None:
+        """Stop a component's container (only "crl", the publisher, so far); it stays, to start again."""
+        box = self._component(name)
+        progress(f"stopping {box.name} as a fault")
+        box.container.stop(timeout=5)
+
+    def start_component(self, name: str) -> None:
+        """Start the stopped container again and wait until it answers. The engine may publish
+        it on another host port, so the cached one is forgotten (agents use its alias)."""
+        box = self._component(name)
+        progress(f"starting {box.name} again")
+        box.container.start()
+        box.ports.clear()
+        box.container.reload()
+        self._wait("zt-crl /healthz", box, lambda: core.http_ok(self.crl_url() + "/healthz"))
+
+    def _component(self, name: str) -> Box:
+        if name != "crl" or "crl" not in self.boxes:
+            raise LabError(f"only a running lab's 'crl' (the publisher) can be stopped and started, not {name!r}")
+        return self.boxes["crl"]
 
     # -- what scenarios use ----------------------------------------------------------------------
 
@@ -388,6 +411,26 @@ class ContainerLab(core.LabCore):
         goes straight into a 0600 file on the host. The RA's certificate also names 127.0.0.1,
         so the host's agent bootstraps over the published port."""
         write_secret(token_file, str(self.ztca("register", name)["token"]).encode() + b"\n")
+
+    def reregister(self, service: str) -> dict[str, Any]:
+        """A one-shot `ztca register --reenable` on the CA volumes writes the new token into the
+        agent's token volume (mounted read-only in the agent, which sees the file replaced)."""
+        n = sum(name.startswith(f"reregister-{service}") for name in self.boxes)
+        self._run_once(
+            self._box(
+                f"reregister-{service}-{n + 1}",
+                "ra",
+                ["register", service, "--dir", CA, "--token-file", f"{TOKEN}/token", "--reenable"],
+                entrypoint=["ztca"],
+                network=None,
+                mounts=[
+                    (self.volume("ca"), CA, "rw"),
+                    (self.volume("crl"), CA_CRL, "rw"),
+                    (self.volume(f"token-{service}"), TOKEN, "rw"),
+                ],
+            )
+        )
+        return {"service": service, "spiffe_id": self.topology.spiffe_id(service), "token_file": f"{TOKEN}/token"}
 
     def _component_logs(self, dest: Path) -> list[Path]:
         """One file per container: stdout and stderr as the engine kept them."""

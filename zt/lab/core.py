@@ -220,6 +220,10 @@ class LabCore:
             args += ["--reason", reason]
         return self.ztca(*args)
 
+    def bench_crl(self, entries: int) -> dict[str, Any]:
+        """`ztca bench-crl`: `entries` revocations of never-issued serials, in force at once."""
+        return self.ztca("bench-crl", "--entries", str(entries))
+
     def collect_logs(self, dest: Path) -> list[Path]:
         """One file per component in `dest`: the runtime's own, then every log of the host side."""
         dest.mkdir(parents=True, exist_ok=True)

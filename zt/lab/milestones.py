@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from zt.lab import checkers, checks_m2
+from zt.lab import checkers, checks_m2, checks_m3, checks_m3_crl
 from zt.lab.checkers import Criterion, Verdict
 from zt.lab.history import History
 
@@ -53,6 +53,16 @@ REGISTRY: dict[int, Milestone] = {
         "rotation under load: every service rotates at least five times and not one request fails",
         checks_m2.M2,
         (Path("scenarios/test_m2_rotation.py"),),
+    ),
+    3: Milestone(
+        3,
+        "revocation end to end: a revoked certificate is refused on new and open connections, on both stacks",
+        checks_m3.M3 + checks_m3_crl.M3_CRL,
+        (
+            Path("scenarios/test_m3_revocation.py"),
+            Path("scenarios/test_m3_stale_crl.py"),
+            Path("scenarios/test_m3_large_crl.py"),
+        ),
     ),
 }
 

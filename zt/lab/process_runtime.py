@@ -160,13 +160,40 @@ class ProcessLab(core.LabCore):
             self.cert_dir(s.name),
             self.work_dir,
             expect_peer=self.topology.spiffe_id(s.expect_peer),
-            crl_stale=self.topology.crl_stale,
+            crl_stale=self.topology.crl_stale_mode(s.name),
             tls_port=self.ports[f"{s.name}:tls"],
             metrics_port=self.ports[f"{s.name}:metrics"],
             extra=("--no-reload",) if s.name in self.topology.no_reload else (),
         )
         self.procs.append(svc.proc)
         services.wait_ready(svc, self.bundle(), self.client_identity("lab-probe"))
+
+    # -- faults: components stopped and started again ---------------------------------------
+
+    def stop_component(self, name: str) -> None:
+        """Stop a component (only "crl", the publisher, so far) by its PID; its port stays ours."""
+        proc = self._component(name)
+        progress(f"stopping {proc.name} (pid {proc.pid}) as a fault")
+        proc.stop()
+        self.procs.remove(proc)
+
+    def start_component(self, name: str) -> None:
+        """Start a stopped component again on the same port, and wait until it answers."""
+        if name != "crl":
+            raise host_identities.LabError(f"start_component: only 'crl' can be restarted, not {name!r}")
+        if "crl" not in self.ports:
+            raise host_identities.LabError("start_component: the lab is not up, it has no crl to start again")
+        if any(p.name == "zt-crl" and p.alive() for p in self.procs):
+            raise host_identities.LabError("start_component: zt-crl is running already")
+        self._start_crl()
+
+    def _component(self, name: str) -> process.Proc:
+        if name != "crl":
+            raise host_identities.LabError(f"stop_component: only 'crl' can be stopped, not {name!r}")
+        for p in self.procs:
+            if p.name == "zt-crl" and p.alive():
+                return p
+        raise host_identities.LabError("stop_component: zt-crl is not running")
 
     # -- what scenarios use ----------------------------------------------------------------------
 
@@ -200,6 +227,13 @@ class ProcessLab(core.LabCore):
 
     def agent_identity(self, service: str) -> LabIdentity:
         return LabIdentity(service, self.topology.spiffe_id(service), self.cert_dir(service))
+
+    def reregister(self, service: str) -> dict[str, Any]:
+        """The token file the agent was started with gets the new token (ztca replaces it
+        atomically, 0600); the agent notices the change and bootstraps again."""
+        token = self.run_dir / f"{service}.token"
+        doc = self.ztca("register", service, "--reenable", "--token-file", str(token))
+        return {"service": doc.get("service"), "spiffe_id": doc.get("spiffe_id"), "token_file": str(token)}
 
     def stop(self) -> None:
         for p in reversed(self.procs):

@@ -8,7 +8,7 @@ the container runtime both implement it, so a scenario runs unchanged on either.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from zt.lab.identity import LabIdentity
 from zt.lab.topology import Topology
@@ -63,7 +63,28 @@ class RunningLab(Protocol):
         self, *, serial: str | None = None, service: str | None = None, reason: str | None = None
     ) -> dict[str, object]: ...
 
+    def bench_crl(self, entries: int) -> dict[str, object]:
+        """Benchmarks: `entries` revocations of never-issued serials put in force by the CA at once."""
+        ...
+
+    def ztca(self, *args: str) -> dict[str, Any]:
+        """`ztca VERB --json ...` on the run's CA, wherever it lives; its JSON answer."""
+        ...
+
+    def reregister(self, service: str) -> dict[str, object]:
+        """`ztca register SERVICE --reenable`, its new one-time token written where the
+        service's agent reads its token (the operator's recovery after a revocation)."""
+        ...
+
     def collect_logs(self, dest: Path) -> list[Path]: ...
+
+    def stop_component(self, name: str) -> None:
+        """A fault: stop one component ("crl", the publisher) and leave the rest running."""
+        ...
+
+    def start_component(self, name: str) -> None:
+        """Its heal: start it again where it was, waiting for real readiness."""
+        ...
 
     def up(self) -> None:
         """Bring every component up, in order, waiting for real readiness."""

@@ -20,6 +20,7 @@ class ServiceSpec:
     binary: str  # build/service-a or build/service-b
     expect_peer: str  # the service it calls in /call by default
     reload: str  # "signal" (SIGHUP via pid file) or "watch" (directory watch + touched file)
+    crl_stale: str | None = None  # --crl-stale refuse|warn for this service; None: the topology's
 
 
 DEFAULT_SERVICES = (
@@ -51,6 +52,10 @@ class Topology:
             if s.name == name:
                 return s
         raise KeyError(f"no service {name!r} in the topology")
+
+    def crl_stale_mode(self, service: str) -> str:
+        """The service's --crl-stale: its own when its spec sets one, else the topology's."""
+        return self.service(service).crl_stale or self.crl_stale
 
     def spiffe_id(self, service: str) -> str:
         """spiffe://<td>/svc/<service>, built and validated by zt.spiffe."""

@@ -16,12 +16,13 @@ import datetime as dt
 import sqlite3
 from dataclasses import dataclass
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from zt.ca.authority import Authority
 from zt.ca.crl import RevokedEntry, sign_crl
 from zt.ca.layout import CaPaths
-from zt.errors import NotFound
+from zt.errors import InvalidValue, NotFound
 from zt.fsutil import write_atomic
 from zt.ra.store import KEY_COMPROMISE, Store
 
@@ -95,6 +96,10 @@ def _publish_locked(
     entries = [
         RevokedEntry(int(r.serial, 16), dt.datetime.fromtimestamp(r.revoked_at or 0, dt.UTC), r.revocation_reason)
         for r in revoked
+    ]
+    entries += [
+        RevokedEntry(int(serial, 16), dt.datetime.fromtimestamp(at, dt.UTC))
+        for serial, at in Store.bench_revocations(conn, now.timestamp())
     ]
     next_update = now + validity
     crl = sign_crl(authority, entries, number, now - THIS_UPDATE_BACKDATE, next_update)
@@ -203,3 +208,24 @@ def revoke_identity_and_publish(
         _bump_revision(conn, store)
         published = _publish_locked(conn, store, authority, paths, now)
     return done, published
+
+
+def bench_revoke_and_publish(
+    store: Store, authority: Authority, paths: CaPaths, now: dt.datetime, *, entries: int, lifetime: dt.timedelta
+) -> tuple[int, PublishedCrl]:
+    """Benchmarks and the lab: revoke `entries` random serials that no certificate ever had, in
+    one transaction, and publish the CRL that lists them (with every real revocation).
+
+    They stay on every CRL for `lifetime`, as a revoked certificate stays until its notAfter
+    (RFC 5280 3.3). Serials are 159-bit random numbers, as the CA draws its own (RFC 5280
+    4.1.2.2: positive, at most 20 octets), so they never name a real certificate.
+    """
+    if entries < 1:
+        raise InvalidValue("the number of entries must be at least 1")
+    serials = [format(x509.random_serial_number(), "x") for _ in range(entries)]
+    with store.write() as conn:
+        added = Store.add_bench_revocations(conn, serials, now.timestamp(), (now + lifetime).timestamp())
+        Store.audit(conn, now.timestamp(), "ztca", "bench-crl", None, "ok", f"{added} synthetic revocation(s)")
+        _bump_revision(conn, store)
+        published = _publish_locked(conn, store, authority, paths, now)
+    return added, published

@@ -52,6 +52,14 @@ CREATE TABLE IF NOT EXISTS audit (
     action TEXT NOT NULL, subject TEXT, outcome TEXT NOT NULL, detail TEXT);
 """
 
+# Revocations of serials no certificate ever had, for benchmarks and the lab (`ztca bench-crl`).
+# A table of its own, created on first use: `ztca list`, the validators and every
+# per-certificate query stay free of them, and a store without it simply has none.
+_BENCH_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS bench_revocations ("
+    " serial TEXT PRIMARY KEY, revoked_at REAL NOT NULL, expires_at REAL NOT NULL)"
+)
+
 _UPGRADE_1_TO_2 = (
     "ALTER TABLE identities ADD COLUMN revoked_at REAL",
     "ALTER TABLE identities ADD COLUMN revocation_reason TEXT",
@@ -391,6 +399,25 @@ class Store:
             (now,),
         ).fetchall()
         return [CertRecord(**dict(r)) for r in rows]
+
+    @staticmethod
+    def add_bench_revocations(conn: sqlite3.Connection, serials: list[str], now: float, expires_at: float) -> int:
+        """Record revocations of never-issued serials in the caller's transaction; how many were new."""
+        conn.execute(_BENCH_SCHEMA)
+        before = conn.total_changes
+        conn.executemany(
+            "INSERT OR IGNORE INTO bench_revocations VALUES (?, ?, ?)", [(s, now, expires_at) for s in serials]
+        )
+        return conn.total_changes - before
+
+    @staticmethod
+    def bench_revocations(conn: sqlite3.Connection, now: float) -> list[tuple[str, float]]:
+        """(serial, revoked_at) of the synthetic revocations still in force; none without the table."""
+        exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='bench_revocations'").fetchone()
+        if exists is None:
+            return []
+        rows = conn.execute("SELECT serial, revoked_at FROM bench_revocations WHERE expires_at > ?", (now,)).fetchall()
+        return [(str(r["serial"]), float(r["revoked_at"])) for r in rows]
 
     # -- renewal nonces ------------------------------------------------------------------------
 
