@@ -5,6 +5,7 @@
 #include <openssl/pem.h>
 
 #include <algorithm>
+#include <cstring>
 
 namespace zt {
 namespace {
@@ -87,6 +88,20 @@ Result<bool> entry_revokes(X509_REVOKED* rev) {
   return revokes;
 }
 
+// A certificate's SubjectPublicKeyInfo as encoded: the algorithm (with parameters, e.g. the
+// curve) and the key bits. Pointers into the certificate; no allocation.
+struct KeyEncoding {
+  const unsigned char* bits = nullptr;
+  int len = 0;
+  X509_ALGOR* alg = nullptr;
+};
+
+bool key_encoding(const X509* cert, KeyEncoding& out) {
+  X509_PUBKEY* pub = X509_get_X509_PUBKEY(cert);
+  return pub != nullptr && X509_PUBKEY_get0_param(nullptr, &out.bits, &out.len, &out.alg, pub) == 1 &&
+         out.bits != nullptr && out.alg != nullptr;
+}
+
 // The known CA certificate whose key signed `crl`, or null.
 X509* find_signer(X509_CRL* crl, const std::vector<X509*>& ca_certs) {
   for (X509* ca : ca_certs) {
@@ -128,6 +143,11 @@ Result<CrlIndex::Crl> index_one(X509_CRL* crl, const std::string& where,
   }
   out.issuer.reset(X509_NAME_dup(X509_CRL_get_issuer(crl)));
   out.signer_key = up_ref(X509_get0_pubkey(signer));
+  KeyEncoding signer_enc;
+  if (!key_encoding(signer, signer_enc)) return fail(ctx + ": cannot read the signer's public key encoding");
+  out.signer_key_alg.reset(X509_ALGOR_dup(signer_enc.alg));
+  if (!out.signer_key_alg) return fail(ctx + ": out of memory");
+  out.signer_key_bits.assign(reinterpret_cast<const char*>(signer_enc.bits), static_cast<size_t>(signer_enc.len));
   STACK_OF(X509_REVOKED)* revoked = X509_CRL_get_REVOKED(crl);
   int n = revoked == nullptr ? 0 : sk_X509_REVOKED_num(revoked);
   out.serials.reserve(static_cast<size_t>(n));
@@ -195,11 +215,16 @@ Result<std::shared_ptr<const CrlIndex>> CrlIndex::parse(const std::string& pem, 
 CrlCheck CrlIndex::check(const X509* cert, const X509* issuer, std::time_t now) const {
   CrlCheck result;
   const X509_NAME* issuer_name = X509_get_issuer_name(cert);
-  EVP_PKEY* issuer_key = issuer == nullptr ? nullptr : X509_get0_pubkey(issuer);
-  if (issuer_key == nullptr) return result;
+  KeyEncoding issuer_key;
+  if (issuer == nullptr || !key_encoding(issuer, issuer_key)) return result;
   for (const Crl& c : crls_) {
     if (X509_NAME_cmp(c.issuer.get(), issuer_name) != 0) continue;
-    if (EVP_PKEY_eq(c.signer_key.get(), issuer_key) != 1) continue;
+    // The same key: the same encoded algorithm (with its parameters) and the same key bits.
+    if (static_cast<size_t>(issuer_key.len) != c.signer_key_bits.size() ||
+        std::memcmp(issuer_key.bits, c.signer_key_bits.data(), c.signer_key_bits.size()) != 0 ||
+        X509_ALGOR_cmp(issuer_key.alg, c.signer_key_alg.get()) != 0) {
+      continue;
+    }
     result.next_update = c.summary.next_update;
     result.stale = now > c.summary.next_update;
     result.status = c.serials.count(serial_key(X509_get0_serialNumber(cert))) != 0 ? Revocation::Revoked

@@ -67,6 +67,11 @@ class CrlIndex {
   struct Crl {
     X509NamePtr issuer;
     EvpPkeyPtr signer_key;
+    // The signer's public key as encoded in its certificate (algorithm and key bits): a
+    // lookup compares these bytes, not the keys. EVP_PKEY_eq costs tens of microseconds per
+    // call on EC keys in OpenSSL 3, which dominated the per-connection re-check of issue 18.
+    X509AlgorPtr signer_key_alg;
+    std::string signer_key_bits;
     BignumPtr number;  // null when the CRL has no CRL number
     std::unordered_set<std::string> serials;
     CrlSummary summary;

@@ -96,7 +96,6 @@ void Service::stop(const std::string& reason) {
 
 uint16_t Service::port() const { return server_ ? server_->port() : 0; }
 uint16_t Service::metrics_port() const { return metrics_server_ ? metrics_server_->port() : 0; }
-size_t Service::open_connections() const { return server_ ? server_->live_connections() : 0; }
 
 void Service::handshake_succeeded(const PeerInfo&) { metrics_.handshake_succeeded(); }
 

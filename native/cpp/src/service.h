@@ -34,8 +34,6 @@ class Service : private HandshakeObserver {
 
   uint16_t port() const;
   uint16_t metrics_port() const;
-  // Open inbound connections (handshaking, idle or busy); 0 before start.
-  size_t open_connections() const;
   Metrics& metrics() { return metrics_; }
   Logger& logger() { return log_; }
   std::shared_ptr<const ServiceState> state() const { return states_.get(); }
