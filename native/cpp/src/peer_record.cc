@@ -10,6 +10,7 @@ PeerRecord PeerRecord::of(const SSL* ssl) {
   std::vector<X509Ptr> certs;
   STACK_OF(X509)* chain = SSL_get0_verified_chain(ssl);
   int n = chain == nullptr ? 0 : sk_X509_num(chain);
+  certs.reserve(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i) certs.push_back(up_ref(sk_X509_value(chain, i)));
   return of_chain(std::move(certs));
 }
