@@ -82,7 +82,13 @@ class StaleCrlShould {
                     }
                 }
             }
-            assertEquals(mode == StaleMode.REFUSE ? 3.0 : 0.0, svc.service.metrics().handshakeFailures("crl_stale"));
+            // The client sees the refusal before the server's thread has counted it: wait, bounded.
+            double want = mode == StaleMode.REFUSE ? 3.0 : 0.0;
+            long deadline = System.nanoTime() + Duration.ofSeconds(10).toNanos();
+            while (svc.service.metrics().handshakeFailures("crl_stale") < want && System.nanoTime() < deadline) {
+                Thread.sleep(20);
+            }
+            assertEquals(want, svc.service.metrics().handshakeFailures("crl_stale"));
             assertEquals(1, svc.log.events("crl_stale").size(), "once per CRL, not per handshake");
             assertTrue(svc.metricsGet("/metrics").contains("mtls_crl_stale 1.0"));
 
