@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test deps venv native native-cpp native-java lint test-python test-cpp test-java bench clean images demo-containers
 
 ## demo: install what is missing, build, run every milestone the lab defines (zt.lab.milestones:
-## now Milestone 1) on local processes, print the verdicts and write reports/latest
+## now Milestones 1 to 3) on local processes, print the verdicts and write reports/latest
 demo: deps venv native
 	$(BIN)/zt-lab run --milestone all
 
