@@ -26,6 +26,7 @@ from cryptography import x509
 from zt.lab import mtls_client, renewal
 from zt.lab.history import History, Operation, Outcome
 from zt.lab.identity import LabIdentity
+from zt.lab.metrics_scrape import counter, counter_delta
 from zt.lab.revocation_probe import (
     BOUND,
     CONNECTIONS_CLOSED,
@@ -34,8 +35,6 @@ from zt.lab.revocation_probe import (
     CutSeries,
     KeepAlive,
     client_context,
-    counter,
-    counter_delta,
     log_events,
     norm_serial,
     served_serial,

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from zt.lab import metrics_scrape, mtls_client
+from zt.lab import mtls_client
 from zt.lab.identity import LabIdentity
 
 HANDSHAKE_FAILURES = "mtls_handshake_failures_total"
@@ -288,21 +288,6 @@ def wait_cut(conn: KeepAlive, *, since: float, interval: float = INTERVAL, bound
 
 
 # -- the server's side --------------------------------------------------------------------------
-
-
-def counter(metrics_url: str, name: str, **labels: str) -> float:
-    return metrics_scrape.value(metrics_scrape.scrape(metrics_url), name, **labels)
-
-
-def counter_delta(metrics_url: str, name: str, before: float, *, wait: float = 3.0, **labels: str) -> float:
-    """How much a counter grew since `before`, waiting up to `wait` s for it to grow at all
-    (a server counts after it sent its alert or closed the connection)."""
-    deadline = time.monotonic() + wait
-    while True:
-        delta = counter(metrics_url, name, **labels) - before
-        if delta >= 1 or time.monotonic() >= deadline:
-            return delta
-        time.sleep(0.1)
 
 
 def served_serial(metrics_url: str) -> str | None:
