@@ -41,6 +41,7 @@ class Figures:
     """The run's figures, keyed by milestone; safe to add to from several threads."""
 
     report_dir: Path
+    labs_at_once: int = 1  # >1: `zt-lab run --parallel N`; the figures shared the machine with other labs
     values: dict[int, dict[str, Any]] = field(default_factory=dict)
     tables: list[Table] = field(default_factory=list)
     plots: list[Plot] = field(default_factory=list)
@@ -65,9 +66,27 @@ class Figures:
         with self._lock:
             self.plots.append(Plot(milestone, title, str(path.relative_to(self.report_dir))))
 
+    @property
+    def run_kind(self) -> str:
+        """Which kind of run measured these figures: only an `alone` run's timings are comparable."""
+        return "alone" if self.labs_at_once <= 1 else f"parallel ({self.labs_at_once} labs at once)"
+
+    def merge(self, doc: dict[str, Any]) -> None:
+        """Add the figures of another process of the same run (a `--parallel` worker's `to_json`)."""
+        with self._lock:
+            for m, values in doc.get("values", {}).items():
+                self.values.setdefault(int(m), {}).update(values)
+            self.tables += [
+                Table(t["milestone"], t["title"], tuple(t["columns"]), tuple(tuple(r) for r in t["rows"]))
+                for t in doc.get("tables", [])
+            ]
+            self.plots += [Plot(p["milestone"], p["title"], p["file"]) for p in doc.get("plots", [])]
+
     def to_json(self) -> dict[str, Any]:
         with self._lock:
             return {
+                "run_kind": self.run_kind,
+                "labs_at_once": self.labs_at_once,
                 "values": {str(m): v for m, v in sorted(self.values.items())},
                 "tables": [t.to_json() for t in self.tables],
                 "plots": [p.to_json() for p in self.plots],

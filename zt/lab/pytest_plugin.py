@@ -17,8 +17,10 @@ are judged. A criterion with no operations is `unknown`, and the session fails.
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import contextlib
+import dataclasses
 import datetime as dt
 import os
 import random
@@ -36,7 +38,7 @@ import pytest
 
 from zt.lab import environment, milestones, report
 from zt.lab.figures import Figures
-from zt.lab.history import History
+from zt.lab.history import History, Operation
 from zt.lab.identity import LabIdentity
 from zt.lab.milestones import Milestone
 from zt.lab.runtime import RunningLab, Runtime
@@ -70,10 +72,25 @@ class LabSession:
 _KEY = pytest.StashKey[LabSession]()
 
 
-def new_session(runtime: str, reports: Path, seed: int | None, keep: bool, argv: list[str]) -> LabSession:
-    """A run's identity and places: run id, report directory, working directory, seed."""
+def new_run_id(runtime: str) -> str:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    run_id = f"{stamp}-m{os.getpid()}-{runtime}"
+    return f"{stamp}-m{os.getpid()}-{runtime}"
+
+
+def new_session(
+    runtime: str,
+    reports: Path,
+    seed: int | None,
+    keep: bool,
+    argv: list[str],
+    run_id: str | None = None,
+    labs_at_once: int = 1,
+) -> LabSession:
+    """A run's identity and places: run id, report directory, working directory, seed.
+
+    `run_id` is given to the workers of a `--parallel` run, so that all of them write into one
+    report directory and one working directory (each lab in its module's subdirectory)."""
+    run_id = run_id or new_run_id(runtime)
     return LabSession(
         run_id=run_id,
         report_dir=reports / run_id,
@@ -82,6 +99,7 @@ def new_session(runtime: str, reports: Path, seed: int | None, keep: bool, argv:
         seed=seed or random.SystemRandom().randrange(2**31),
         argv=argv,
         keep=keep,
+        figures=Figures(reports / run_id, labs_at_once=labs_at_once),
     )
 
 
@@ -89,6 +107,7 @@ def conclude(ls: LabSession, selected: list[Milestone], out: Callable[[str], obj
     """Judge every criterion of the selected milestones, write the report, print the verdicts."""
     verdicts = milestones.judge(selected, ls.history)
     env = environment.describe(ls.argv, ls.seed, ls.runtime_name)
+    env["labs_at_once"] = ls.figures.labs_at_once if ls.figures is not None else 1
     doc = report.summary(
         ls.run_id,
         verdicts,
@@ -121,6 +140,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     g.addoption("--lab-reports", default=str(REPO / "reports"), help="where run reports go (default: reports/)")
     g.addoption("--lab-seed", type=int, default=None, help="seed for the scenarios' random choices")
+    g.addoption("--lab-run-id", default=None, help=argparse.SUPPRESS)  # set by `zt-lab run --parallel`
+    g.addoption("--lab-parallel", type=int, default=1, help=argparse.SUPPRESS)  # labs at once (report label)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -134,6 +155,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.getoption("--lab-seed"),
         bool(config.getoption("--lab-keep")),
         list(sys.argv),
+        run_id=config.getoption("--lab-run-id"),
+        labs_at_once=config.getoption("--lab-parallel"),
     )
 
 
@@ -233,10 +256,49 @@ def foreign_identity(lab: RunningLab) -> Callable[[str], LabIdentity]:
     return lab.foreign_identity
 
 
+def _is_worker(config: pytest.Config) -> bool:
+    """A pytest-xdist worker of `zt-lab run --parallel`: it hands its evidence to the controller."""
+    return hasattr(config, "workerinput")
+
+
+def worker_evidence(ls: LabSession) -> dict[str, Any]:
+    """What a worker sends back: its history, figures, logs and counters (JSON-able)."""
+    return {
+        "operations": [dataclasses.asdict(o) for o in ls.history.operations()],
+        "figures": ls.figures.to_json() if ls.figures is not None else {},
+        "logs": ls.logs,
+        "milestones": sorted(ls.milestones),
+        "labs_started": ls.labs_started,
+    }
+
+
+def absorb_evidence(ls: LabSession, doc: dict[str, Any]) -> None:
+    """The controller's side: one run, one history, one report, whichever worker ran a lab."""
+    ls.history.extend(Operation(**o) for o in doc.get("operations", []))
+    if ls.figures is not None:
+        ls.figures.merge(doc.get("figures", {}))
+    ls.logs += doc.get("logs", [])
+    ls.milestones.update(doc.get("milestones", []))
+    ls.labs_started += int(doc.get("labs_started", 0))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """pytest-xdist: a worker finished; take its evidence (none when it crashed: then the
+    criteria it would have provided have no operations and are UNKNOWN, which fails)."""
+    ls = node.config.stash.get(_KEY, None)
+    doc = getattr(node, "workeroutput", {}).get("zt_lab")
+    if ls is not None and doc:
+        absorb_evidence(ls, doc)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     ls = session.config.stash.get(_KEY, None)
     if ls is None:
+        return
+    if _is_worker(session.config):
+        session.config.workeroutput["zt_lab"] = worker_evidence(ls)  # type: ignore[attr-defined]
         return
     selected = session.config.stash.get(SELECTED, None)
     if selected is None:  # plain pytest: judge the milestones whose scenarios ran

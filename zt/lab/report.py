@@ -114,11 +114,20 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _run_kind_note(figs: dict[str, Any]) -> str:
+    if figs.get("labs_at_once", 1) > 1:
+        return (
+            f"Run kind: {figs.get('run_kind')}: these timings shared the machine with other labs of this run; "
+            "compare only figures of runs made alone (zt-lab run without --parallel)."
+        )
+    return "Run kind: alone (one lab at a time): timings are comparable between such runs."
+
+
 def figures_markdown(figs: dict[str, Any]) -> list[str]:
     """Measured figures (benchmarks, not verdicts) as Markdown: values, then tables."""
     if not figs or not (figs.get("values") or figs.get("tables")):
         return []
-    lines = ["## Figures (measured, not pass/fail)", ""]
+    lines = ["## Figures (measured, not pass/fail)", "", _run_kind_note(figs), ""]
     for m, values in figs.get("values", {}).items():
         for k, v in values.items():
             lines.append(f"- milestone {m}, `{k}`: {json.dumps(v)}")
@@ -135,7 +144,10 @@ def figures_html(figs: dict[str, Any]) -> str:
     """Tables, plots and values, in that order: a person reads the plots first."""
     if not figs or not any(figs.get(k) for k in ("values", "tables", "plots")):
         return ""
-    parts = ["<h2>Figures (measured, not pass/fail: the machine may be shared)</h2>"]
+    parts = [
+        "<h2>Figures (measured, not pass/fail: the machine may be shared)</h2>",
+        f"<p><b>{html.escape(_run_kind_note(figs))}</b></p>",
+    ]
     for p in figs.get("plots", []):
         parts.append(
             f"<h3>Milestone {p['milestone']}: {html.escape(p['title'])}</h3>"
