@@ -18,11 +18,12 @@ import datetime as dt
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Header, Request, Response
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 from starlette.concurrency import run_in_threadpool
 
 from zt import __version__
@@ -53,8 +54,35 @@ class ErrorResponse(BaseModel):
     reason: str = Field(description="what went wrong, for a human")
 
 
+# What zt.spiffe.validate_service_name accepts, as a regular expression a schema can carry (no
+# look-ahead): 1-64 of A-Z a-z 0-9 . - _, but not "." or "..".
+SERVICE_PATTERN = r"^([A-Za-z0-9_-][A-Za-z0-9._-]{0,63}|\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,62}|\.\.[A-Za-z0-9._-]{1,62})$"
+# What zt.ra.service.normalise_serial accepts: hex, optionally 0x-prefixed or colon-separated.
+SERIAL_PATTERN = r"^(0[xX])?[0-9A-Fa-f]+(:[0-9A-Fa-f]+)*$"
+# A PEM block of a PKCS#10 request (its content is checked by the RA: malformed_csr).
+CSR_PATTERN = r"-----BEGIN (NEW )?CERTIFICATE REQUEST-----"
+RevocationReason = Literal[
+    "unspecified",
+    "key-compromise",
+    "affiliation-changed",
+    "superseded",
+    "cessation-of-operation",
+    "privilege-withdrawn",
+]  # zt.ca.crl.REASONS; a test keeps the two equal
+
+
 class RegisterRequest(Strict):
-    service: str = Field(max_length=64, description="service name: one path segment of A-Z a-z 0-9 . - _")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"service": "billing"}, {"service": "web", "token_ttl_seconds": 600}]},
+    )
+
+    service: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=SERVICE_PATTERN,
+        description="service name: one path segment of A-Z a-z 0-9 . - _ (not '.' or '..')",
+    )
     token_ttl_seconds: int | None = Field(default=None, ge=1, le=30 * 86400)
 
 
@@ -66,7 +94,12 @@ class RegisterResponse(BaseModel):
 
 
 class IssueRequest(Strict):
-    csr: str = Field(max_length=PEM_MAX, description="PEM PKCS#10 request whose only SAN is the SPIFFE ID")
+    csr: str = Field(
+        min_length=1,
+        max_length=PEM_MAX,
+        pattern=CSR_PATTERN,
+        description="PEM PKCS#10 request whose only SAN is the SPIFFE ID",
+    )
     ttl_seconds: int | None = Field(
         default=None,
         ge=int(MIN_LEAF_TTL.total_seconds()),
@@ -76,7 +109,9 @@ class IssueRequest(Strict):
 
 
 class RenewRequest(IssueRequest):
-    proof: str = Field(max_length=PEM_MAX, description="x5c-signed JWT proving possession of the current key")
+    proof: str = Field(
+        min_length=1, max_length=PEM_MAX, description="x5c-signed JWT proving possession of the current key"
+    )
 
 
 class CertificateResponse(BaseModel):
@@ -89,10 +124,48 @@ class CertificateResponse(BaseModel):
     not_after: str
 
 
+_Absent = SkipJsonSchema[None]  # Python's default when a field is left out; not a value a client may send
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # the Python default (None) is no JSON value of the field's type
+
+
 class RevokeRequest(Strict):
-    serial: str | None = Field(default=None, max_length=80)
-    service: str | None = Field(default=None, max_length=64)
-    reason: str | None = Field(default=None, max_length=40)
+    """Exactly one of `serial` and `service` (the schema's oneOf, enforced here too); no nulls."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "oneOf": [{"required": ["serial"]}, {"required": ["service"]}],
+            "examples": [{"serial": "3f2a9c", "reason": "key-compromise"}, {"service": "billing"}],
+        },
+    )
+
+    serial: Annotated[str, StringConstraints(min_length=1, max_length=80, pattern=SERIAL_PATTERN)] | _Absent = Field(
+        default=None, description="one certificate", json_schema_extra=_no_default
+    )
+    service: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=SERVICE_PATTERN)] | _Absent = Field(
+        default=None,
+        description="every certificate of this service (and its identity)",
+        json_schema_extra=_no_default,
+    )
+    reason: RevocationReason | _Absent = Field(
+        default=None, description="RFC 5280 reason code", json_schema_extra=_no_default
+    )
+
+    @field_validator("serial", "service", "reason", mode="before")
+    @classmethod
+    def _no_null(cls, v: object) -> object:
+        if v is None:
+            raise ValueError("leave the field out instead of null")
+        return v
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> RevokeRequest:
+        if (self.serial is None) == (self.service is None):
+            raise ValueError("give exactly one of serial or service")
+        return self
 
 
 class RevokeResponse(BaseModel):
@@ -116,6 +189,40 @@ class StatusResponse(BaseModel):
 
 _ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 429, 503)
+}
+
+
+class PemResponse(PlainTextResponse):
+    """PEM text under the media type tools use for PEM files; the schema names the same type."""
+
+    media_type = "application/x-pem-file"
+
+
+# OpenAPI links: how one answer feeds the next request (register -> issue -> renew -> revoke).
+# Clients read them as documentation; schemathesis's stateful phase follows them.
+REGISTER_LINKS = {
+    "IssueWithTheToken": {
+        "operationId": "issue",
+        "parameters": {"header.authorization": "Bearer {$response.body#/token}"},
+        "description": "the one-time token authorises one issuance for the registered service",
+    },
+    "RevokeTheService": {
+        "operationId": "revoke",
+        "requestBody": {"service": "$response.body#/service"},
+        "description": "revoke every certificate of the service (and its identity)",
+    },
+}
+ISSUED_LINKS = {
+    "RenewTheCertificate": {
+        "operationId": "renew",
+        "requestBody": {"csr": "$response.body#/certificate", "proof": "$response.body#/chain"},
+        "description": "renew with a proof signed by this certificate's key over its chain (x5c) and a new CSR",
+    },
+    "RevokeTheCertificate": {
+        "operationId": "revoke",
+        "requestBody": {"serial": "$response.body#/serial"},
+        "description": "revoke this certificate",
+    },
 }
 
 
@@ -207,8 +314,9 @@ def create_app(settings: RaSettings, clock: Clock | None = None) -> FastAPI:
     @app.post(
         "/v1/register",
         response_model=RegisterResponse,
-        responses=_ERRORS,
+        responses={**_ERRORS, 201: {"links": REGISTER_LINKS}},
         status_code=201,
+        operation_id="register",
         summary="register a service and mint its one-time bootstrap token (admin)",
     )
     def register(body: RegisterRequest, authorization: Annotated[str | None, Header()] = None) -> RegisterResponse:
@@ -225,7 +333,8 @@ def create_app(settings: RaSettings, clock: Clock | None = None) -> FastAPI:
     @app.post(
         "/v1/issue",
         response_model=CertificateResponse,
-        responses=_ERRORS,
+        responses={**_ERRORS, 200: {"links": ISSUED_LINKS}},
+        operation_id="issue",
         summary="exchange a bootstrap token and a CSR for an X509-SVID",
     )
     def issue(body: IssueRequest, authorization: Annotated[str | None, Header()] = None) -> CertificateResponse:
@@ -236,7 +345,8 @@ def create_app(settings: RaSettings, clock: Clock | None = None) -> FastAPI:
     @app.post(
         "/v1/renew",
         response_model=CertificateResponse,
-        responses=_ERRORS,
+        responses={**_ERRORS, 200: {"links": ISSUED_LINKS}},
+        operation_id="renew",
         summary="renew: prove possession of the current certificate's key, get a new one",
     )
     def renew(body: RenewRequest) -> CertificateResponse:
@@ -248,6 +358,7 @@ def create_app(settings: RaSettings, clock: Clock | None = None) -> FastAPI:
         "/v1/revoke",
         response_model=RevokeResponse,
         responses=_ERRORS,
+        operation_id="revoke",
         summary="revoke one certificate or all of a service's, and publish a new CRL (admin)",
     )
     def revoke(body: RevokeRequest, authorization: Annotated[str | None, Header()] = None) -> RevokeResponse:
@@ -257,11 +368,17 @@ def create_app(settings: RaSettings, clock: Clock | None = None) -> FastAPI:
         metrics.CRLS.inc()
         return RevokeResponse(revoked=done, crl_number=published.number)
 
-    @app.get("/v1/bundle", response_class=PlainTextResponse, summary="the trust bundle (PEM)")
-    def bundle() -> PlainTextResponse:
-        return PlainTextResponse(ra.authority.bundle_pem().decode(), media_type="application/x-pem-file")
+    @app.get(
+        "/v1/bundle",
+        response_class=PemResponse,
+        operation_id="bundle",
+        summary="the trust bundle (PEM)",
+        responses={200: {"content": {PemResponse.media_type: {"schema": {"type": "string"}}}}},
+    )
+    def bundle() -> PemResponse:
+        return PemResponse(ra.authority.bundle_pem().decode())
 
-    @app.get("/v1/status", response_model=StatusResponse, summary="health and counts")
+    @app.get("/v1/status", response_model=StatusResponse, operation_id="status", summary="health and counts")
     def status() -> StatusResponse:
         now = ra.clock.now()
         c = ra.store.counts(now.timestamp())

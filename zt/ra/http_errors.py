@@ -24,7 +24,11 @@ log = logging.getLogger("zt.ra")
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
 # Fields whose range errors get the same code as the service's own range check.
+# The schema's models check these first (docs: the RA's schema states what it enforces), with
+# the codes the service's own checks used before, so clients see the same code either way.
+# A string of the wrong shape gets the field's code; a value of the wrong type stays bad_request.
 _FIELD_CODES = {"ttl_seconds": "bad_ttl", "token_ttl_seconds": "bad_ttl"}
+_STRING_FIELD_CODES = {"service": "bad_service_name", "serial": "bad_serial", "csr": "malformed_csr"}
 
 
 def error_body(code: str, reason: str) -> dict[str, str]:
@@ -64,6 +68,8 @@ def install(app: FastAPI) -> None:
         first = errors[0] if errors else {}
         loc = [str(p) for p in first.get("loc", ()) if p != "body"]
         code = _FIELD_CODES.get(loc[-1], "bad_request") if loc else "bad_request"
+        if loc and first.get("type") in ("string_too_short", "string_too_long", "string_pattern_mismatch"):
+            code = _STRING_FIELD_CODES.get(loc[-1], code)
         if first.get("type") == "json_invalid":
             reason = "request body is not valid JSON"
         else:
