@@ -79,15 +79,15 @@ def before_call(ctx: Any, case: Any, **kwargs: Any) -> None:
         except ValueError:
             return
         with _lock:
-            key = _keys_by_spki.get(_spki(chain[0]))
-        if key is not None:
+            current_key = _keys_by_spki.get(_spki(chain[0]))
+        if current_key is not None:
             sid = chain[0].extensions.get_extension_for_class(x509.SubjectAlternativeName).value
             spiffe_id = sid.get_values_for_type(x509.UniformResourceIdentifier)[0]
             new_key = generate_key()
             csr = build_csr(new_key, spiffe_id)
             body["csr"] = csr_pem(csr)
             csr_der = csr.public_bytes(serialization.Encoding.DER)
-            body["proof"] = make_renewal_proof(key, chain, spiffe_id, csr_der, utcnow())
+            body["proof"] = make_renewal_proof(current_key, chain, spiffe_id, csr_der, utcnow())
             with _lock:
                 _keys_by_spki[_spki_of_key(new_key)] = new_key
 
