@@ -401,9 +401,13 @@ class ContainerLab(core.LabCore):
     def ztca(self, *args: str) -> dict[str, Any]:
         """`ztca VERB --dir <CA volume> --json ...` inside the RA container (which holds the CA)."""
         verb, *rest = args
-        code, out = self.boxes["ra"].exec("ztca", verb, "--dir", CA, "--json", *rest)
+        # stdout is the JSON answer; stderr holds ztca's JSON log lines (kept in logs/ztca.log).
+        code, out, err = self.boxes["ra"].exec_split("ztca", verb, "--dir", CA, "--json", *rest)
+        self.logs.mkdir(parents=True, exist_ok=True)
+        with (self.logs / "ztca.log").open("a", encoding="utf-8") as f:
+            f.write(err)
         if code != 0:
-            raise LabError(f"ztca {verb} in the RA container failed ({code}): {out.strip()[-500:]}")
+            raise LabError(f"ztca {verb} in the RA container failed ({code}): {(err + out).strip()[-500:]}")
         return dict(json.loads(out)) if out.strip() else {}
 
     def register(self, name: str, token_file: Path) -> None:

@@ -43,7 +43,7 @@ class ProcessLab(core.LabCore):
     # -- the CA, on the host ---------------------------------------------------------------------
 
     def ztca(self, *args: str) -> dict[str, Any]:
-        return host_identities.host_ztca(self.ca_dir, *args)
+        return host_identities.host_ztca(self.ca_dir, *args, log=self.logs / "ztca.log")
 
     def register(self, name: str, token_file: Path) -> None:
         self.ztca("register", name, "--token-file", str(token_file))  # ztca writes it 0600
