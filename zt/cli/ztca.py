@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from zt.agent.material import build_csr, material_from_response
-from zt.auditlog import Verdict, torn_path, verify_file
 from zt.agent.writer import CertDirWriter
+from zt.auditlog import Verdict, torn_path, verify_file
 from zt.ca.authority import Authority
 from zt.ca.crl import REASONS, parse_reason
 from zt.ca.layout import CaPaths
@@ -112,9 +112,7 @@ def cmd_init(args: argparse.Namespace, clock: Clock) -> int:
     )
     write_secret(paths.admin_token, admin.encode() + b"\n")
     with store.write() as c:
-        Store.audit(
-            c, now.timestamp(), "ztca", "init", td, "ok", f"intermediate {format(inter.serial_number, 'x')}"
-        )
+        Store.audit(c, now.timestamp(), "ztca", "init", td, "ok", f"intermediate {format(inter.serial_number, 'x')}")
     published = publish_crl(store, Authority.load(paths, td), paths, now)
     doc = {
         "dir": str(paths.dir),

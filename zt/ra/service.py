@@ -108,7 +108,13 @@ class RegistrationAuthority:
         """
         with self.store.write() as c:
             Store.audit(
-                c, self.clock.now().timestamp(), source or "unknown", "refuse", credential, "refused", f"{code} on {endpoint}"
+                c,
+                self.clock.now().timestamp(),
+                source or "unknown",
+                "refuse",
+                credential,
+                "refused",
+                f"{code} on {endpoint}",
             )
 
     # -- register ------------------------------------------------------------------------------

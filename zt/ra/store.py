@@ -507,9 +507,7 @@ class Store:
         """Committed audit rows with an id above `after`, oldest first."""
         rows = conn.execute("SELECT * FROM audit WHERE id > ? ORDER BY id", (after,)).fetchall()
         return [
-            AuditRecord(
-                int(r["id"]), float(r["ts"]), r["actor"], r["action"], r["subject"], r["outcome"], r["detail"]
-            )
+            AuditRecord(int(r["id"]), float(r["ts"]), r["actor"], r["action"], r["subject"], r["outcome"], r["detail"])
             for r in rows
         ]
 
