@@ -40,6 +40,7 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -54,10 +55,12 @@ log = logging.getLogger("zt.audit")
 GENESIS = "0" * 64
 FIELDS = ("seq", "ts", "actor", "action", "subject", "outcome", "detail", "rid", "prev", "hash")
 TORN_SUFFIX = ".torn"
-# A test-only fault point (as FoundationDB's and TiKV's failpoints): when set to N, the writer
-# writes the first N bytes of its next line, then kills itself with SIGKILL: exactly the torn
-# write a crash mid-append leaves. Never set it outside tests.
+# A test-only fault point (as FoundationDB's and TiKV's failpoints): "N" or "N@K". At this
+# process's K-th append (default: the first) the writer writes only the first N bytes, fsyncs
+# and kills itself with SIGKILL, holding the locks: exactly the torn write a crash mid-append
+# leaves. Never set it outside tests.
 FAILPOINT_ENV = "ZT_AUDIT_FAILPOINT_TEAR_AFTER_BYTES"
+_appends = 0
 _TAIL_CHUNK = 64 * 1024
 
 
@@ -314,11 +317,15 @@ class AuditLog:
         os.fsync(fd)
 
     def _write(self, fd: int, data: bytes) -> None:
+        global _appends
+        _appends += 1
         tear = os.environ.get(FAILPOINT_ENV)
         if tear:
-            os.write(fd, data[: int(tear)])
-            os.fsync(fd)
-            os.kill(os.getpid(), 9)
+            size, _, at = tear.partition("@")
+            if _appends == int(at or "1"):
+                os.write(fd, data[: int(size)])
+                os.fsync(fd)
+                os.kill(os.getpid(), signal.SIGKILL)
         view = memoryview(data)
         while view:
             n = os.write(fd, view)
