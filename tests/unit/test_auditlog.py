@@ -6,6 +6,7 @@ and the kind of change; the untampered twin verifies.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Callable
@@ -41,7 +42,7 @@ def test_audit_log_every_committed_row_is_a_chained_line(tmp_path: Path) -> None
     assert [d["seq"] for d in docs] == [1, 2, 3, 4, 5, 6]
     assert [d["rid"] for d in docs] == [r.rid for r in rows(store)]
     assert docs[0]["prev"] == GENESIS
-    for before, after in zip(docs, docs[1:], strict=False):
+    for before, after in itertools.pairwise(docs):
         assert after["prev"] == before["hash"] == entry_hash(before)
     assert store.audit_log.path.stat().st_mode & 0o777 == 0o600
     verdict = verify_file(store.audit_log.path, rows(store))
