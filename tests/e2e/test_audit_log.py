@@ -240,5 +240,6 @@ def test_audit_tail_prints_last_lines_and_follows_new_ones(ca: CaDir) -> None:
     finally:
         follower.send_signal(signal.SIGINT)  # -f runs until SIGINT, and then exits 0
         assert follower.wait(timeout=20) == 0
-        follower.stdout.close()
+        if follower.stdout is not None:
+            follower.stdout.close()
     assert ztca(ca, "audit", "tail", "-n", "-1").returncode == 2

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from zt.auditlog import GENESIS, entry_hash, torn_path, verify_bytes, verify_file
+from zt.auditlog import GENESIS, AuditRecord, entry_hash, torn_path, verify_bytes, verify_file
 from zt.errors import StoreError
 from zt.ra.store import Store
 
@@ -32,7 +32,7 @@ def lines_of(store: Store) -> list[bytes]:
     return store.audit_log.path.read_bytes().splitlines(keepends=True)
 
 
-def rows(store: Store) -> list:
+def rows(store: Store) -> list[AuditRecord]:
     return Store.audit_records(store.read())
 
 
