@@ -95,3 +95,32 @@ def test_every_container_is_hardened(compose_model: dict[str, Any], svc: str) ->
     assert s.get("cap_drop") == ["ALL"]
     assert "no-new-privileges:true" in s.get("security_opt", [])
     assert "user" not in s or s["user"] not in ("0", "root"), "runs as root"
+
+
+@pytest.mark.parametrize("svc", ["agent-a", "agent-b"])
+def test_agents_pin_the_bundle_from_the_trust_volume(compose_model: dict[str, Any], svc: str) -> None:
+    """CONTRACT B: every agent runs with --bundle-sha256, here the checksum ca-init published."""
+    s = service(compose_model, svc)
+    script = " ".join(s.get("entrypoint") or [])
+    assert "zt-agent --bundle-sha256" in script, script
+    assert "/var/lib/zt/trust/bundle.pem.sha256" in script, script
+    trust = [(target, ro) for vol, target, ro in mounts(s) if vol == "trust"]
+    assert trust == [("/var/lib/zt/trust", True)]
+    assert "--bundle" in s["command"] and "/var/lib/zt/trust/bundle.pem" in s["command"]
+
+
+@pytest.mark.parametrize("svc", ["service-a", "service-b"])
+def test_services_enforce_the_mesh_policy(compose_model: dict[str, Any], svc: str) -> None:
+    """CONTRACT P: both services run with --policy on deploy/mesh-policy.json, mounted read-only."""
+    import json
+    from pathlib import Path
+
+    s = service(compose_model, svc)
+    cmd = list(s["command"])
+    policy = cmd[cmd.index("--policy") + 1]
+    mount = [(vol, target, ro) for vol, target, ro in mounts(s) if policy.startswith(target.rstrip("/") + "/")]
+    assert len(mount) == 1 and mount[0][2], mount
+    source = Path(mount[0][0]) / Path(policy).relative_to(mount[0][1])
+    assert source == (Path(__file__).resolve().parents[2] / "deploy" / "mesh-policy.json")
+    doc = json.loads(source.read_text())
+    assert doc["version"] == 2 and doc["rules"]

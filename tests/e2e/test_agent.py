@@ -251,3 +251,33 @@ def test_operator_updates_the_bundle_by_restarting_with_a_new_pin(ra: RaServer, 
     r = run(argv)  # the identity on disk no longer verifies, and there is no token
     assert r.returncode == 2 and "identity_not_reusable" in r.stderr and "no usable identity" in r.stderr
     assert (out / "bundle.pem").read_bytes() == both.read_bytes()
+
+
+def test_every_generation_carries_the_bundle_checksum_services_check(ra: RaServer, tmp_path: Path) -> None:
+    """CONTRACT B end to end: the agent, pinned to `ztca init`'s bundle.pem.sha256, writes
+    gen-*/bundle.pem.sha256 of the bundle it wrote (equal to the pin, since it writes the pinned
+    bundle) with DIR/bundle.pem.sha256 following `current`; a directory written before the
+    checksum existed gets it as a new generation of the same identity on the next start."""
+    import hashlib
+
+    out = tmp_path / "out"
+    pin = ra.ca.paths.bundle_sha256.read_text()
+    base = agent_argv(ra, "a", out, token_file(ra.ca, "a", tmp_path), "--once", "--no-crl", "--bundle-sha256", pin)
+    r = run(base)
+    assert r.returncode == 0, r.stderr
+    gdir = (out / "current").resolve()
+    line = (gdir / "bundle.pem.sha256").read_text()
+    assert line == f"{hashlib.sha256((gdir / 'bundle.pem').read_bytes()).hexdigest()}  bundle.pem\n"
+    assert line.split()[0] == pin.split()[0]
+    assert os.readlink(out / "bundle.pem.sha256") == "current/bundle.pem.sha256"
+    assert (out / "bundle.pem.sha256").read_text() == line
+
+    first, old_gen = serial(out), gdir.name
+    (gdir / "bundle.pem.sha256").unlink()  # as an agent from before CONTRACT B left it
+    r = run(agent_argv(ra, "a", out, None, "--once", "--no-crl", "--bundle-sha256", pin))
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(x)["event"] for x in r.stderr.splitlines() if x.startswith("{")]
+    assert "bundle_checksum_added" in events and "identity_reused" not in events
+    new = (out / "current").resolve()
+    assert new.name != old_gen and serial(out) == first  # same certificate, no token spent
+    assert (new / "bundle.pem.sha256").read_text() == line

@@ -140,3 +140,47 @@ def test_all_key_types_round_trip_through_writer(tmp_path: Path) -> None:
         out = tmp_path / kind.value
         CertDirWriter(out).write(issue(auth, kind))
         assert read_current(out) is not None
+
+
+def test_every_generation_carries_the_bundle_checksum_in_sha256sum_format(tmp_path: Path) -> None:
+    """CONTRACT B: gen-*/bundle.pem.sha256 is `<hex>  bundle.pem\\n` (0644) of the bundle.pem
+    beside it, `sha256sum -c` accepts it, and DIR/bundle.pem.sha256 follows `current`."""
+    import hashlib
+    import re
+    import shutil
+    import subprocess
+
+    auth = authority(tmp_path)
+    out = tmp_path / "out"
+    w = CertDirWriter(out)
+    for _ in range(2):
+        gen = w.write(issue(auth))
+        gdir = out / gen
+        line = (gdir / "bundle.pem.sha256").read_text()
+        assert re.fullmatch(r"[0-9a-f]{64}  bundle\.pem\n", line), line
+        assert line.split()[0] == hashlib.sha256((gdir / "bundle.pem").read_bytes()).hexdigest()
+        assert oct(os.stat(gdir / "bundle.pem.sha256").st_mode & 0o777) == "0o644"
+        assert os.readlink(out / "bundle.pem.sha256") == "current/bundle.pem.sha256"
+        assert (out / "bundle.pem.sha256").read_text() == line
+    sha256sum = shutil.which("sha256sum")
+    assert sha256sum is not None
+    ok = subprocess.run([sha256sum, "-c", "bundle.pem.sha256"], cwd=out / "current", capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    # An edited bundle no longer matches: what a service's check catches.
+    gdir = (out / "current").resolve()
+    (gdir / "bundle.pem").chmod(0o644)
+    (gdir / "bundle.pem").write_bytes((gdir / "bundle.pem").read_bytes() + b"\n")
+    bad = subprocess.run([sha256sum, "-c", "bundle.pem.sha256"], cwd=gdir, capture_output=True, text=True)
+    assert bad.returncode != 0 and "FAILED" in bad.stdout
+
+
+def test_current_has_bundle_checksum_tells_old_generations_apart(tmp_path: Path) -> None:
+    from zt.agent.writer import current_has_bundle_checksum
+
+    auth = authority(tmp_path)
+    out = tmp_path / "out"
+    assert not current_has_bundle_checksum(out)
+    CertDirWriter(out).write(issue(auth))
+    assert current_has_bundle_checksum(out)
+    ((out / "current").resolve() / "bundle.pem.sha256").unlink()
+    assert not current_has_bundle_checksum(out)

@@ -33,7 +33,7 @@ from zt.agent.rotation import DEFAULT_JITTER, DEFAULT_RENEW_FRACTION, MIN_RENEW_
 from zt.agent.signals import Notifier
 from zt.agent.token_watch import TokenWatch, read_token
 from zt.agent.trust import fingerprint, same_certificates, verify_svid
-from zt.agent.writer import CertDirWriter, read_current
+from zt.agent.writer import CertDirWriter, current_has_bundle_checksum, read_current
 from zt.clock import Clock, rfc3339
 from zt.errors import ConfigError, RemoteError, SvidError
 from zt.logjson import log_event
@@ -204,6 +204,12 @@ class Agent:
                 )
                 self._install(updated, "bundle")
                 return updated
+            if not current_has_bundle_checksum(self.cfg.out):
+                # Written before generations carried bundle.pem.sha256 (CONTRACT B): the same
+                # identity again, as a new generation with the checksum, so readers can check it.
+                log_event(log, "bundle_checksum_added", serial=existing.serial)
+                self._install(existing, "bundle")
+                return existing
             self._adopt(existing)
             log_event(log, "identity_reused", serial=existing.serial, not_after=rfc3339(existing.not_after))
             return existing

@@ -5,12 +5,18 @@ generation is written whole into a new `gen-*` directory, then a relative symlin
 is swapped to it with one rename(2). A reader that resolves `current` once and reads every
 file from there can never see a new certificate next to an old key. The last few generations
 are kept so a reader that resolved `current` just before a swap can still open its files.
+
+Each generation also carries `bundle.pem.sha256` (sha256sum format) of the `bundle.pem` beside
+it, so a service can tell a bundle that was edited after the agent wrote it (CONTRACT B): the
+agent verified what it wrote against its pinned bundle, and the checksum carries that
+decision to the reader, who checks `bundle.pem` against it before trusting it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import os
 import secrets
@@ -27,6 +33,7 @@ from zt.fsutil import PUBLIC_MODE, SECRET_MODE, fsync_dir, write_atomic, write_n
 from zt.pki.encoding import key_pem, load_certs, load_private_key, pem
 
 CURRENT = "current"
+BUNDLE_SHA256 = "bundle.pem.sha256"
 KEEP_GENERATIONS = 3
 KEYSTORE_ALIAS = b"identity"
 LINKED_FILES = (
@@ -34,11 +41,17 @@ LINKED_FILES = (
     "cert.pem",
     "chain.pem",
     "bundle.pem",
+    BUNDLE_SHA256,
     "keystore.p12",
     "truststore.p12",
     "keystore.pass",
     "svid.json",
 )
+
+
+def bundle_checksum_line(bundle_pem: bytes) -> bytes:
+    """`<sha256 hex>  bundle.pem\n`: what `sha256sum bundle.pem` prints, so `sha256sum -c` checks it."""
+    return f"{hashlib.sha256(bundle_pem).hexdigest()}  bundle.pem\n".encode()
 
 
 def _generation_name(m: Material) -> str:
@@ -65,6 +78,7 @@ class CertDirWriter:
             ("cert.pem", pem(m.leaf), PUBLIC_MODE),
             ("chain.pem", chain_pem, PUBLIC_MODE),
             ("bundle.pem", bundle_pem, PUBLIC_MODE),
+            (BUNDLE_SHA256, bundle_checksum_line(bundle_pem), PUBLIC_MODE),
             ("keystore.pass", password.encode(), SECRET_MODE),
             (
                 "keystore.p12",
@@ -127,6 +141,11 @@ def point_current(out: Path, gen: str) -> None:
             with contextlib.suppress(FileNotFoundError):
                 link.unlink()
             os.symlink(f"{CURRENT}/{name}", link)
+
+
+def current_has_bundle_checksum(out: Path) -> bool:
+    """Whether the current generation carries `bundle.pem.sha256` (older agents did not write it)."""
+    return (Path(out) / CURRENT / BUNDLE_SHA256).is_file()
 
 
 def read_current(out: Path) -> Material | None:
