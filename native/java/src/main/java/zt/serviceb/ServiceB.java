@@ -269,6 +269,7 @@ public final class ServiceB implements Closeable {
         boolean policyChanged = config.policy() != null && !wanted.policy().equals(had.policy());
         List<String> parts = new ArrayList<>();
         List<String> failures = new ArrayList<>();
+        List<String> details = new ArrayList<>();
 
         IdentityMaterial id = old.identity();
         if (idChanged) {
@@ -279,7 +280,11 @@ public final class ServiceB implements Closeable {
                 try {
                     id = IdentityMaterial.validate(reader.readGeneration(gen), clock.instant());
                 } catch (MaterialException e) {
-                    failures.add(e.getMessage());
+                    // A coded failure (bundle_checksum_mismatch) is logged by its code; its text goes to detail.
+                    failures.add(e.code() != null ? e.code() : e.getMessage());
+                    if (e.code() != null) {
+                        details.add(e.getMessage());
+                    }
                 }
             }
         }
@@ -313,7 +318,8 @@ public final class ServiceB implements Closeable {
             }
             log.error("reload", "result", "failure", "old_serial", old.identity().serial(),
                     "new_serial", old.identity().serial(), "reason", String.join("; ", failures),
-                    "trigger", trigger, "changed", List.of(), "rejected", parts);
+                    "trigger", trigger, "changed", List.of(), "rejected", parts,
+                    "detail", details.isEmpty() ? null : String.join("; ", details));
             return;
         }
 
