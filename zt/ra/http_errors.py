@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -237,7 +238,7 @@ class SourceLimit:
             metrics.REJECTED.labels(endpoint, exc.code).inc()
             await too_many(exc)(scope, receive, send)
             return
-        except StoreError as exc:
+        except (StoreError, sqlite3.Error) as exc:
             log_event(log, "store_error", logging.ERROR, reason=str(exc))
             response = JSONResponse(
                 error_body("unavailable", "the RA cannot reach its store; retry later"),
