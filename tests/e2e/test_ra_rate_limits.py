@@ -201,6 +201,25 @@ def test_source_limit_counts_the_tcp_peer_on_every_endpoint(ca: CaDir, tmp_path:
         ra.proc.stop()
 
 
+def test_issuance_requests_count_against_their_source_whether_they_succeed_or_not(ca: CaDir, tmp_path: Path) -> None:
+    """/v1/issue and /v1/renew count the source in the issuance transaction, or after the answer
+    when they end before it; both count."""
+    ra = start_ra(ca, tmp_path / "logs", "--rate-source", "4/30s")
+    try:
+        assert issue(ra, ca.register("a"), "a", ATTACKER).status_code == 200
+        assert issue(ra, wrong_bootstrap_token(), "a", ATTACKER).status_code == 401
+        with client(ra, ATTACKER) as c:
+            assert c.post("/v1/renew", content=b"{", headers={"Content-Type": "application/json"}).status_code == 400
+            assert c.get("/v1/status").status_code == 200
+            assert_429(c.post("/v1/issue", json={"csr": "x"}), "rate_limited")
+        # The token refused for the source's limit was not spent.
+        token = ca.register("b")
+        assert_429(issue(ra, token, "b", ATTACKER), "rate_limited")
+        assert issue(ra, token, "b", NEIGHBOUR).status_code == 200
+    finally:
+        ra.proc.stop()
+
+
 # -- token lockout ---------------------------------------------------------------------------
 
 
