@@ -17,8 +17,8 @@ write lock, which makes check-and-count atomic across processes:
 
 What the operator sees of a refusal: every 429 is one log line (`rate_limited` or
 `locked_out`, docs/logs.md) and counted (`ra_rate_limited_total{limit}`,
-`ra_lockouts_total{credential}`, `ra_token_failures_total{credential}`); the first refusal of
-a key (until it is let through again) and every start of a lockout are audited
+`ra_lockouts_total{credential}`, `ra_token_failures_total{credential}`); a key's refusals are
+audited at most once per window period, and every start of a lockout is audited
 (`Store.audit`), so a flood cannot turn each refused request into an audit record.
 Only authenticated requests count against an identity, so nobody can spend another
 service's budget; the source address is the TCP peer (uvicorn's proxy headers are off).
@@ -77,7 +77,7 @@ class RateLimiter:
         with self.store.write() as c:
             retry = _retry_after(c, key, rate, now)
             if retry is None:
-                Store.add_rate_hit(c, key, now, now - rate.period)
+                Store.add_rate_hit(c, key, now)
                 return
             self._audit_first_refusal(c, key, now, source, REQUESTS_PER_SOURCE, rate, retry, endpoint)
         raise self.refused(REQUESTS_PER_SOURCE, source, rate, retry, endpoint)
@@ -108,7 +108,7 @@ class RateLimiter:
         key = f"source:{ticket.source}"
         retry = _retry_after(conn, key, rate, now)
         if retry is None:
-            Store.add_rate_hit(conn, key, now, now - rate.period)
+            Store.add_rate_hit(conn, key, now)
             return None
         self._audit_first_refusal(conn, key, now, ticket.source, REQUESTS_PER_SOURCE, rate, retry, ticket.endpoint)
         return retry
@@ -121,7 +121,7 @@ class RateLimiter:
         ticket.settled = True
         key, now = f"source:{ticket.source}", self.clock.now().timestamp()
         with self.store.write() as c:
-            Store.add_rate_hit(c, key, now, now - rate.period)
+            Store.add_rate_hit(c, key, now)
 
     # -- per identity: /v1/issue and /v1/renew (zt.ra.service) ------------------------------
 
@@ -148,7 +148,7 @@ class RateLimiter:
         key = f"identity:{identity}"
         retry = _retry_after(conn, key, rate, now)
         if retry is None:
-            Store.add_rate_hit(conn, key, now, now - rate.period)
+            Store.add_rate_hit(conn, key, now)
             return None
         self._audit_first_refusal(conn, key, now, actor, ISSUE_PER_IDENTITY, rate, retry, endpoint)
         return retry
@@ -169,8 +169,9 @@ class RateLimiter:
     def _first_refusal(
         self, key: str, now: float, actor: str, limit: str, rate: Rate, retry: float, endpoint: str
     ) -> None:
-        if Store.is_refusing(self.store.read(), key):
-            return  # this key's refusals were audited when they began
+        since = Store.refusing_since(self.store.read(), key)
+        if since is not None and since >= now - rate.period:
+            return  # this key's refusals were audited less than a window ago
         with self.store.write() as c:
             self._audit_first_refusal(c, key, now, actor, limit, rate, retry, endpoint)
 
@@ -185,7 +186,7 @@ class RateLimiter:
         retry: float,
         endpoint: str,
     ) -> None:
-        if Store.start_refusing(conn, key, now):
+        if Store.start_refusing(conn, key, now, now - rate.period):
             Store.audit(
                 conn,
                 now,
@@ -194,7 +195,7 @@ class RateLimiter:
                 key,
                 "refused",
                 f"{limit} {rate} on {endpoint}; refusing for {retry:.3f}s; "
-                "later refusals until one is let through are logged and counted, not audited",
+                f"further refusals of {key} within {rate.period:g}s are logged and counted, not audited",
             )
 
     # -- housekeeping ------------------------------------------------------------------------
