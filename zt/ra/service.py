@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import sqlite3
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -38,6 +39,9 @@ from zt.ra.authorize import (
     authorize_token,
 )
 from zt.ra.csr import parse_csr, spki_sha256
+from zt.ra.limits import ADMIN_TOKEN, BOOTSTRAP_TOKEN, ISSUE_PER_IDENTITY, REQUESTS_PER_SOURCE, Limits
+from zt.ra.lockout import Lockout
+from zt.ra.ratelimit import RateLimiter, SourceTicket
 from zt.ra.revocation import PublishedCrl, revoke_and_publish, revoke_identity_and_publish
 from zt.ra.store import CertRecord, Identity, Store
 from zt.spiffe import parse_spiffe_id, validate_service_name, workload_id
@@ -55,6 +59,9 @@ __all__ = [
 ]
 
 DEFAULT_LEAF_TTL = dt.timedelta(hours=1)
+# The endpoints whose issuances count against an identity's limit (the log's `endpoint`).
+ISSUE_ENDPOINT = "/v1/issue"
+RENEW_ENDPOINT = "/v1/renew"
 DEFAULT_TOKEN_TTL = dt.timedelta(hours=1)
 MAX_TOKEN_TTL = dt.timedelta(days=30)
 
@@ -87,6 +94,7 @@ class RegistrationAuthority:
         *,
         leaf_ttl: dt.timedelta = DEFAULT_LEAF_TTL,
         crl_url: str | None = None,
+        limits: Limits | None = None,
     ) -> None:
         if leaf_ttl < MIN_LEAF_TTL:
             raise BadRequest(f"leaf lifetime must be at least {int(MIN_LEAF_TTL.total_seconds())}s")
@@ -96,9 +104,25 @@ class RegistrationAuthority:
         self.clock = clock
         self.leaf_ttl = leaf_ttl
         self.crl_url = crl_url
+        # No limits unless given: `ztca` runs this in-process for an operator (zt.ra.app gives
+        # the RA's configured ones).
+        limits = limits or Limits.off()
+        self.limiter = RateLimiter(store, limits, clock)
+        self.lockout = Lockout(store, limits.lockout, clock)
 
-    def authorize_admin(self, token: str | None) -> AdminGrant:
-        return authorize_admin(self.store, token)
+    def authorize_admin(self, token: str | None, source: str | None = None) -> AdminGrant:
+        """The admin credential; wrong ones count against `source` (zt.ra.lockout)."""
+        if token is None:
+            return authorize_admin(self.store, token)  # 401 missing_credential: not a guess
+        attempt = self.lockout.check(source, ADMIN_TOKEN)
+        try:
+            grant = authorize_admin(self.store, token)
+        except Unauthorized as e:
+            if e.code == "invalid_credential":
+                self.lockout.failed(attempt)
+            raise
+        self.lockout.succeeded(attempt)
+        return grant
 
     def record_refusal(self, credential: str, code: str, source: str | None, endpoint: str) -> None:
         """Audit a refused bootstrap or admin token: which kind, why, from where (never the token).
@@ -189,26 +213,51 @@ class RegistrationAuthority:
 
     # -- issue ---------------------------------------------------------------------------------
 
-    def issue(self, token: str | None, csr_pem: str, ttl_seconds: int | None = None) -> Issued:
-        """Bootstrap: a one-time token buys one certificate for the token's identity."""
+    def issue(
+        self,
+        token: str | None,
+        csr_pem: str,
+        ttl_seconds: int | None = None,
+        source: str | None = None,
+        ticket: SourceTicket | None = None,
+    ) -> Issued:
+        """Bootstrap: a one-time token buys one certificate for the token's identity.
+
+        A source locked out for wrong tokens is refused before its token is looked at; an
+        unknown token counts against it (zt.ra.lockout). The identity's issuance limit is
+        checked before signing and counted in the transaction that records the certificate.
+        """
         if token is None:
             raise Unauthorized("missing bootstrap token (Authorization: Bearer <token>)", code="missing_token")
+        attempt = self.lockout.check(source, BOOTSTRAP_TOKEN)
         csr = parse_csr(csr_pem)
         lifetime = authorize_lifetime(ttl_seconds, self.leaf_ttl)
         spki = spki_sha256(csr)
         th = tokens.token_hash(token)
         now = self.clock.now()
-        grant = authorize_token(self.store, self.store.read(), th, csr, spki, now, lifetime)
+        try:
+            grant = authorize_token(self.store, self.store.read(), th, csr, spki, now, lifetime)
+        except Unauthorized as e:
+            if e.code == "unknown_token":
+                self.lockout.failed(attempt)
+            raise
+        self.lockout.succeeded(attempt)
         if grant.earlier is not None:
             return self._issued(grant.earlier)
+        ident = grant.identity
+        self.limiter.precheck_identity(ident.name, ident.spiffe_id, ISSUE_ENDPOINT)
         rec = self._sign(grant, csr, now)
         with self.store.write() as c:
             again = authorize_token(self.store, c, th, csr, spki, now, lifetime)
             if again.earlier is not None:
                 return self._issued(again.earlier)
-            Store.add_certificate(c, rec)
-            Store.mark_token_used(c, th, now.timestamp(), rec.serial, spki)
-            Store.audit(c, now.timestamp(), rec.spiffe_id, "issue", rec.serial, "ok", "via bootstrap token")
+            over_source, retry = self._take_limits(c, ticket, ident, ISSUE_ENDPOINT, now.timestamp())
+            if retry is None:
+                Store.add_certificate(c, rec)
+                Store.mark_token_used(c, th, now.timestamp(), rec.serial, spki)
+                Store.audit(c, now.timestamp(), rec.spiffe_id, "issue", rec.serial, "ok", "via bootstrap token")
+        if retry is not None:
+            raise self._refused(over_source, ticket, ident, retry, ISSUE_ENDPOINT)
         log_event(
             log,
             "issued",
@@ -222,7 +271,28 @@ class RegistrationAuthority:
 
     # -- renew ---------------------------------------------------------------------------------
 
-    def renew(self, proof: str, csr_pem: str, ttl_seconds: int | None = None) -> Issued:
+    def _take_limits(
+        self, conn: sqlite3.Connection, ticket: SourceTicket | None, ident: Identity, endpoint: str, now: float
+    ) -> tuple[bool, float | None]:
+        """In the recording transaction: the source's count (if the HTTP layer left it to this
+        transaction), then the identity's. (over the source limit?, seconds to wait or None)."""
+        if ticket is not None:
+            retry = self.limiter.take_source(conn, ticket, now)
+            if retry is not None:
+                return True, retry
+        return False, self.limiter.take_identity(conn, ident.name, ident.spiffe_id, endpoint, now)
+
+    def _refused(
+        self, over_source: bool, ticket: SourceTicket | None, ident: Identity, retry: float, endpoint: str
+    ) -> Exception:
+        limits = self.limiter.limits
+        if over_source and ticket is not None:
+            return self.limiter.refused(REQUESTS_PER_SOURCE, ticket.source, limits.source, retry, endpoint)
+        return self.limiter.refused(ISSUE_PER_IDENTITY, ident.name, limits.issue, retry, endpoint)
+
+    def renew(
+        self, proof: str, csr_pem: str, ttl_seconds: int | None = None, ticket: SourceTicket | None = None
+    ) -> Issued:
         """Renewal: proof of possession of a current, unexpired, unrevoked certificate's key.
 
         The renewal is authorised again under the write lock (a revocation of the certificate,
@@ -236,13 +306,20 @@ class RegistrationAuthority:
         csr_der = csr.public_bytes(serialization.Encoding.DER)
         claims = verify_renewal_proof(proof, leaf, csr_der, now)
         grant = authorize_renewal(self.store, self.store.read(), leaf, claims, csr, now, lifetime)
+        ident = grant.identity
+        self.limiter.precheck_identity(ident.name, ident.spiffe_id, RENEW_ENDPOINT)
         new = self._sign(grant, csr, now)
         with self.store.write() as c:
             authorize_renewal(self.store, c, leaf, claims, csr, now, lifetime)
             if not Store.use_nonce(c, str(claims["jti"]), float(str(claims["exp"])) + 60, now.timestamp()):
                 raise Unauthorized("renewal proof was already used", code="replayed_proof")
-            Store.add_certificate(c, new)
-            Store.audit(c, now.timestamp(), new.spiffe_id, "renew", new.serial, "ok", f"replaces {grant.renews}")
+            # A refused renewal still spends its proof (the agent makes a new one per attempt).
+            over_source, retry = self._take_limits(c, ticket, ident, RENEW_ENDPOINT, now.timestamp())
+            if retry is None:
+                Store.add_certificate(c, new)
+                Store.audit(c, now.timestamp(), new.spiffe_id, "renew", new.serial, "ok", f"replaces {grant.renews}")
+        if retry is not None:
+            raise self._refused(over_source, ticket, ident, retry, RENEW_ENDPOINT)
         log_event(
             log,
             "issued",
