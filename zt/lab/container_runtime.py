@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zt.fsutil import write_secret
-from zt.lab import cert_copy, core, process
+from zt.lab import cert_copy, core, process, secrets_scan
 from zt.lab.box import HARDENED, IMAGES, LABEL_PID, LABEL_RUN, Box, image, image_tag, testcontainers_defaults
 from zt.lab.core import progress
 from zt.lab.host_identities import LabError
@@ -401,10 +401,36 @@ class ContainerLab(core.LabCore):
     def ztca(self, *args: str) -> dict[str, Any]:
         """`ztca VERB --dir <CA volume> --json ...` inside the RA container (which holds the CA)."""
         verb, *rest = args
-        code, out = self.boxes["ra"].exec("ztca", verb, "--dir", CA, "--json", *rest)
-        if code != 0:
-            raise LabError(f"ztca {verb} in the RA container failed ({code}): {out.strip()[-500:]}")
+        r = self.boxes["ra"].container.exec_run(["ztca", verb, "--dir", CA, "--json", *rest], demux=True)
+        out, err = ((b or b"").decode(errors="replace") for b in (r.output or (None, None)))
+        if err:  # ztca's log lines: the run's evidence, beside the containers' logs
+            self.logs.mkdir(parents=True, exist_ok=True)
+            with open(self.logs / "ztca.log", "a") as f:
+                f.write(err if err.endswith("\n") else err + "\n")
+        if r.exit_code != 0:
+            raise LabError(f"ztca {verb} in the RA container failed ({r.exit_code}): {(out + err).strip()[-500:]}")
         return dict(json.loads(out)) if out.strip() else {}
+
+    def ztca_exit(self, *args: str) -> tuple[int, str]:
+        return self.boxes["ra"].exec("ztca", *[CA if a == core.CA_DIR else a for a in args])
+
+    def ca_file(self, name: str) -> bytes:
+        with self.boxes["ra"].read_tar(f"{CA}/{name}") as tar:
+            member = tar.next()
+            data = tar.extractfile(member) if member is not None else None
+            if data is None:
+                raise LabError(f"{CA}/{name} in the RA container is not a regular file")
+            return data.read()
+
+    def _runtime_secrets(self) -> list[secrets_scan.Secret]:
+        """The CA volume (keys, admin token) through the RA, each agent's volumes through it."""
+        found = []
+        places = [("ra", CA)] + [(f"agent-{s.name}", d) for s in self.topology.services for d in (CERTS, TOKEN)]
+        for box, path in places:
+            if box in self.boxes:
+                with self.boxes[box].read_tar(path) as tar:
+                    found += secrets_scan.in_tar(tar, f"{box}:{path}")
+        return found
 
     def register(self, name: str, token_file: Path) -> None:
         """Registered in the RA container (which holds the CA); the token comes back as JSON and

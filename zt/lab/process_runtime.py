@@ -45,7 +45,15 @@ class ProcessLab(core.LabCore):
     # -- the CA, on the host ---------------------------------------------------------------------
 
     def ztca(self, *args: str) -> dict[str, Any]:
-        return host_identities.host_ztca(self.ca_dir, *args)
+        return host_identities.host_ztca(self.ca_dir, *args, log=self.logs / "ztca.log")
+
+    def ztca_exit(self, *args: str) -> tuple[int, str]:
+        argv = python_cmd("zt.cli.ztca", *[str(self.ca_dir) if a == core.CA_DIR else a for a in args])
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        return r.returncode, r.stdout + r.stderr
+
+    def ca_file(self, name: str) -> bytes:
+        return (self.ca_dir / name).read_bytes()
 
     def register(self, name: str, token_file: Path) -> None:
         self.ztca("register", name, "--token-file", str(token_file))  # ztca writes it 0600
@@ -177,7 +185,9 @@ class ProcessLab(core.LabCore):
         port (never the Debian service's); ready when every component's target is up."""
         binary = shutil.which("prometheus")
         if binary is None:
-            raise host_identities.LabError("no prometheus binary: install Debian's prometheus (scripts/install-deps.sh)")
+            raise host_identities.LabError(
+                "no prometheus binary: install Debian's prometheus (scripts/install-deps.sh)"
+            )
         self.ports["prometheus"] = free_port()
         home = self.work_dir / "prometheus"
         home.mkdir(exist_ok=True)

@@ -122,9 +122,7 @@ class Prometheus:
         )
         if data.get("resultType") != "matrix":
             raise PrometheusError(f"{promql!r}: expected a matrix, got {data.get('resultType')}")
-        return [
-            Series(dict(s["metric"]), tuple((float(t), float(v)) for t, v in s["values"])) for s in data["result"]
-        ]
+        return [Series(dict(s["metric"]), tuple((float(t), float(v)) for t, v in s["values"])) for s in data["result"]]
 
     def targets(self) -> list[Target]:
         data = self._get("/api/v1/targets", {"state": "active"})
