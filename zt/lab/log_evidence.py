@@ -10,6 +10,7 @@ the schema criterion UNKNOWN (no evidence), never PASS.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from zt.lab.revocation_probe import norm_serial
 
 NOT_ZT = ("prometheus",)  # logs of what is not a zt component
 SERIAL_FIELDS = ("serial", "old_serial", "new_serial", "peer_serial", "renews")
+TIME_FIELDS = ("not_after", "not_before", "next_update", "this_update", "token_expires")
 
 
 def component_of(log: Path) -> str:
@@ -65,12 +67,22 @@ def events(log_text: str) -> list[dict[str, Any]]:
 def _same(field: str, seen: Any, want: Any) -> bool:
     if field in SERIAL_FIELDS:
         return seen is not None and norm_serial(seen) == norm_serial(want)
+    if field in TIME_FIELDS:
+        return _instant(seen) is not None and _instant(seen) == _instant(want)
     if field == "serials":
         return isinstance(seen, list) and {norm_serial(s) for s in want} <= {norm_serial(s) for s in seen}
     return bool(seen == want)
 
 
+def _instant(value: Any) -> float | None:
+    """An RFC 3339 time as a unix second (fractions dropped: certificates hold whole seconds)."""
+    try:
+        return float(int(dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()))
+    except ValueError:
+        return None
+
+
 def find(docs: Iterable[dict[str, Any]], event: str, **want: Any) -> list[dict[str, Any]]:
     """The `event` lines whose fields equal `want` (serials compared as integers' hex; for
-    `serials`, every wanted serial listed)."""
+    `serials`, every wanted serial listed; times as instants)."""
     return [d for d in docs if d.get("event") == event and all(_same(k, d.get(k), v) for k, v in want.items())]
