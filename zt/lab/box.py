@@ -20,7 +20,14 @@ if TYPE_CHECKING:
     from docker.models.containers import Container
     from testcontainers.core.container import DockerContainer
 
-IMAGES = {"ra": "zt-ra", "crl": "zt-crl", "agent": "zt-agent", "cpp": "zt-service-a", "java": "zt-service-b"}
+IMAGES = {
+    "ra": "zt-ra",
+    "crl": "zt-crl",
+    "agent": "zt-agent",
+    "cpp": "zt-service-a",
+    "java": "zt-service-b",
+    "prometheus": "zt-prometheus",  # only for labs with Topology.prometheus (Milestone 4)
+}
 # As in compose.yaml: read-only root filesystem, no capabilities, no privilege gain.
 HARDENED: dict[str, Any] = {"read_only": True, "cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"]}
 LABEL_RUN, LABEL_PID = "zt.lab.run", "zt.lab.pid"  # every container, network and volume of a run carries both
