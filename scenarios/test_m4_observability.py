@@ -39,7 +39,8 @@ from zt.lab.core import CA_DIR, progress
 from zt.lab.figures import Figures
 from zt.lab.history import History, Operation, Outcome
 from zt.lab.identity import LabIdentity
-from zt.lab.prometheus import Prometheus, PrometheusError
+from zt.lab.prometheus import FIRST_QUESTIONS, Prometheus, PrometheusError
+from zt.lab.prometheus import answers as prometheus_answers
 from zt.lab.revocation_probe import served_serial
 from zt.lab.runtime import RunningLab
 from zt.lab.topology import Topology
@@ -499,17 +500,7 @@ def test_report_plots_and_answers_from_prometheus(
         file=f"m4-cert-expiry-{runtime}.png",
         label=lambda m: str(m.get("job")),
     )
-    answers = []
-    for q in (
-        "sum by (job, result) (mtls_handshakes_total)",
-        "mtls_cert_expiry_seconds",
-        "rotation_success_total",
-        "sum by (via) (zt_ra_certificates_issued_total)",
-        "up",
-    ):
-        for sample in prom.query(q):
-            labels = {k: v for k, v in sample.labels.items() if k not in ("__name__", "instance")}
-            answers.append([q, json.dumps(labels, sort_keys=True), round(sample.value, 3)])
+    answers = [list(a) for a in prometheus_answers(prom, FIRST_QUESTIONS)]
     figures.table(4, f"PromQL answers at the end of the scenario ({runtime})", ["query", "series", "value"], answers)
     figures.figure(4, f"promql_answers_{runtime}", len(answers))
     assert answers, "Prometheus answered nothing"

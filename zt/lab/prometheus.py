@@ -167,3 +167,24 @@ class Prometheus:
                     "not scraped since the action: " + "; ".join(f"{x.job} {x.health} {x.last_error}" for x in late)
                 )
             time.sleep(0.2)
+
+
+def answers(prom: Prometheus, queries: list[str]) -> list[tuple[str, str, float]]:
+    """Each query's series as a person reads them: (query, labels without name and instance,
+    value): for the report's table and `./demo.sh observe`."""
+    out = []
+    for q in queries:
+        for sample in prom.query(q):
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()) if k not in ("__name__", "instance"))
+            out.append((q, "{" + labels + "}", round(sample.value, 3)))
+    return out
+
+
+# The questions a person asks first, for the report and the demo.
+FIRST_QUESTIONS = [
+    "sum by (job, result) (mtls_handshakes_total)",
+    "mtls_cert_expiry_seconds",
+    "sum by (job) (rotation_success_total)",
+    "sum by (via) (zt_ra_certificates_issued_total)",
+    "up",
+]
