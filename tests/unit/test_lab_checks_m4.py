@@ -106,7 +106,10 @@ def test_event_logged_wants_the_serials(line: dict[str, Any], ok: bool) -> None:
 
 
 def test_find_compares_times_as_instants_and_serial_lists_as_sets() -> None:
-    docs = [{"event": "issued", "not_after": "2030-01-01T00:00:00.000Z"}, {"event": "revoked", "serials": ["a", "B"]}]
+    docs: list[dict[str, Any]] = [
+        {"event": "issued", "not_after": "2030-01-01T00:00:00.000Z"},
+        {"event": "revoked", "serials": ["a", "B"]},
+    ]
     assert log_evidence.find(docs, "issued", not_after="2030-01-01T00:00:00Z")
     assert not log_evidence.find(docs, "issued", not_after="2030-01-01T00:00:01Z")
     assert log_evidence.find(docs, "revoked", serials=["b"])

@@ -12,6 +12,13 @@
 
 Exit status: 0 done; 1 an operation failed (store, CA files, a refused request); 2 a usage
 error (bad flag or value, e.g. an unknown --reason), like the daemons.
+
+Output: the answer on stdout (text, or JSON with --json) for people and scripts; on stderr one
+JSON log line per thing done (`registered`, `issued`, `revoked`, `ca_created`, ...,
+component `ztca`, docs/logs.md), the same schema as the daemons', so a log shipper sees an
+operator's revocation like the RA's. A failure ends with one plain `ztca VERB: reason` line
+on stderr (argparse's usage errors are plain text too): that line is for the person at the
+terminal, not a log line.
 """
 
 from __future__ import annotations
@@ -19,12 +26,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from zt import logjson
 from zt.agent.material import build_csr, material_from_response
 from zt.agent.writer import CertDirWriter
 from zt.ca.authority import Authority
@@ -45,6 +54,9 @@ from zt.ra.store import Store
 from zt.spiffe import validate_trust_domain
 
 DEFAULT_CRL_URL = "http://127.0.0.1:8444/crl"
+COMPONENT = "ztca"  # the `component` of its log lines, and the `actor` it records
+
+log = logging.getLogger("zt.cli.ztca")
 
 
 def _ts(seconds: float | None) -> str | None:
@@ -108,6 +120,21 @@ def cmd_init(args: argparse.Namespace, clock: Clock) -> int:
     )
     write_secret(paths.admin_token, admin.encode() + b"\n")
     published = publish_crl(store, Authority.load(paths, td), paths, now)
+    logjson.log_event(
+        log,
+        "ca_created",
+        trust_domain=td,
+        dir=str(paths.dir),
+        root_serial=format(root.serial_number, "x"),
+        intermediate_serial=format(inter.serial_number, "x"),
+        root_not_after=rfc3339(root.not_valid_after_utc),
+        intermediate_not_after=rfc3339(inter.not_valid_after_utc),
+        root_key=custody.describe(paths),
+        admin_token_file=str(paths.admin_token),
+        crl_url=args.crl_url,
+        crl_number=published.number,
+        actor=COMPONENT,
+    )
     doc = {
         "dir": str(paths.dir),
         "trust_domain": td,
@@ -141,6 +168,14 @@ def cmd_rotate_intermediate(args: argparse.Namespace, clock: Clock) -> int:
     root_key = load_root_key(source, _passphrase(args.root_key_passphrase_file))
     inter = rotate_intermediate(paths, td, root_key, clock.now(), lifetime=args.intermediate_ttl)
     published = publish_crl(store, Authority.load(paths, td), paths, clock.now())
+    logjson.log_event(
+        log,
+        "intermediate_rotated",
+        serial=format(inter.serial_number, "x"),
+        not_after=rfc3339(inter.not_valid_after_utc),
+        crl_number=published.number,
+        actor=COMPONENT,
+    )
     doc = {
         "intermediate": str(paths.intermediate_cert),
         "serial": format(inter.serial_number, "x"),
@@ -157,7 +192,7 @@ def cmd_rotate_intermediate(args: argparse.Namespace, clock: Clock) -> int:
 
 def cmd_register(args: argparse.Namespace, clock: Clock) -> int:
     ra = _open_ra(args.dir, clock)
-    reg = ra.register(args.service, args.ttl, actor="ztca", reenable=args.reenable)
+    reg = ra.register(args.service, args.ttl, actor=COMPONENT, reenable=args.reenable)
     doc = {
         "service": reg.identity.name,
         "spiffe_id": reg.identity.spiffe_id,
@@ -194,10 +229,19 @@ def cmd_issue(args: argparse.Namespace, clock: Clock) -> int:
     if ident is None:
         raise RequestRejected(f"service {args.service!r} is not registered; run 'ztca register {args.service}' first")
     key = generate_key(KeyType(args.key_type))
-    issued = ra.issue_direct(args.service, build_csr(key, ident.spiffe_id), int(ttl.total_seconds()), actor="ztca")
+    issued = ra.issue_direct(args.service, build_csr(key, ident.spiffe_id), int(ttl.total_seconds()), actor=COMPONENT)
     m = material_from_response(key, issued.chain_pem, issued.bundle_pem, ident.spiffe_id)
     out = args.out or Path(f"certs/{args.service}")
     gen = CertDirWriter(out).write(m)
+    logjson.log_event(
+        log,
+        "identity_written",
+        spiffe_id=ident.spiffe_id,
+        serial=m.serial,
+        not_after=rfc3339(m.not_after),
+        out=str(out),
+        generation=gen,
+    )
     crl = ra.paths.crl_pem
     if crl.exists():
         CertDirWriter(out).write_crl(crl.read_bytes())
@@ -228,7 +272,7 @@ def cmd_revoke(args: argparse.Namespace, clock: Clock) -> int:
         except BadRequest as e:
             raise ConfigError(e.reason) from e
     ra = _open_ra(args.dir, clock)
-    done, published = ra.revoke(serial=serial, service=args.service, reason=reason, actor="ztca")
+    done, published = ra.revoke(serial=serial, service=args.service, reason=reason, actor=COMPONENT)
     doc = {"revoked": done, "crl_number": published.number, "crl": str(ra.paths.crl_der)}
     if args.json:
         print(json.dumps(doc, indent=2))
@@ -251,6 +295,15 @@ def cmd_bench_crl(args: argparse.Namespace, clock: Clock) -> int:
     ra = _open_ra(args.dir, clock)
     added, published = bench_revoke_and_publish(
         ra.store, ra.authority, ra.paths, clock.now(), entries=args.entries, lifetime=args.lifetime
+    )
+    logjson.log_event(
+        log,
+        "bench_crl_published",
+        added=added,
+        crl_number=published.number,
+        entries=published.entries,
+        next_update=rfc3339(published.next_update),
+        actor=COMPONENT,
     )
     doc = {
         "added": added,
@@ -463,7 +516,8 @@ def main(argv: Sequence[str] | None = None, clock: Clock | None = None) -> int:
     except SystemExit as e:
         return int(e.code or 0)
     try:
-        return int(args.func(args, clock or SystemClock()))
+        with logjson.logging_to(sys.stderr, COMPONENT):
+            return int(args.func(args, clock or SystemClock()))
     except (ConfigError, InvalidValue) as e:
         # A usage error: the operator can fix the command line. Exit 2, as argparse and the daemons do.
         print(f"ztca {args.verb}: {e}", file=sys.stderr)

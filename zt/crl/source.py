@@ -24,6 +24,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from zt.clock import rfc3339
 from zt.logjson import log_event
 from zt.pki.crls import crl_number
 
@@ -146,5 +147,5 @@ class CrlSource:
             path=str(self.path),
             crl_number=snap.number,
             entries=snap.entries,
-            next_update=snap.next_update.isoformat(),
+            next_update=rfc3339(snap.next_update),
         )

@@ -86,6 +86,13 @@ class Box:
         out = r.output if isinstance(r.output, bytes) else b""
         return int(r.exit_code or 0), out.decode(errors="replace")
 
+    def exec_split(self, *argv: str) -> tuple[int, str, str]:
+        """`exec` with stdout and stderr apart: a command that answers on stdout and logs JSON
+        lines on stderr (ztca) must not have the two interleaved."""
+        r = self.container.exec_run(list(argv), demux=True)
+        out, err = r.output if isinstance(r.output, tuple) else (None, None)
+        return int(r.exit_code or 0), (out or b"").decode(errors="replace"), (err or b"").decode(errors="replace")
+
     def port(self, container_port: int) -> int:
         if container_port not in self.ports:
             self.ports[container_port] = int(self.tc.get_exposed_port(container_port))

@@ -444,15 +444,13 @@ class ContainerLab(core.LabCore):
     def ztca(self, *args: str) -> dict[str, Any]:
         """`ztca VERB --dir <CA volume> --json ...` inside the RA container (which holds the CA)."""
         verb, *rest = args
-        r = self.boxes["ra"].container.exec_run(["ztca", verb, "--dir", CA, "--json", *rest], demux=True)
-        streams = r.output if isinstance(r.output, tuple) else (None, None)  # demux: (stdout, stderr)
-        out, err = (b.decode(errors="replace") if isinstance(b, bytes) else "" for b in streams)
-        if err:  # ztca's log lines: the run's evidence, beside the containers' logs
-            self.logs.mkdir(parents=True, exist_ok=True)
-            with open(self.logs / "ztca.log", "a") as f:
-                f.write(err if err.endswith("\n") else err + "\n")
-        if r.exit_code != 0:
-            raise LabError(f"ztca {verb} in the RA container failed ({r.exit_code}): {(out + err).strip()[-500:]}")
+        # stdout is the JSON answer; stderr holds ztca's JSON log lines (kept in logs/ztca.log).
+        code, out, err = self.boxes["ra"].exec_split("ztca", verb, "--dir", CA, "--json", *rest)
+        self.logs.mkdir(parents=True, exist_ok=True)
+        with (self.logs / "ztca.log").open("a", encoding="utf-8") as f:
+            f.write(err)
+        if code != 0:
+            raise LabError(f"ztca {verb} in the RA container failed ({code}): {(err + out).strip()[-500:]}")
         return dict(json.loads(out)) if out.strip() else {}
 
     def ztca_exit(self, *args: str) -> tuple[int, str]:

@@ -25,15 +25,15 @@ class LabError(ZtError):
 
 
 def host_ztca(ca_dir: Path, *args: str, log: Path | None = None) -> dict[str, Any]:
-    """`ztca VERB --dir CA_DIR --json ...` as a real command; its JSON answer. Its log lines
-    (stderr) are appended to `log` when given: they are the run's evidence too."""
+    """`ztca VERB --dir CA_DIR --json ...` as a real command; its JSON answer. Its stderr (JSON
+    log lines, docs/logs.md) is appended to `log` when given."""
     verb, *rest = args
     argv = [sys.executable, "-m", "zt.cli.ztca", verb, "--dir", str(ca_dir), "--json", *rest]
     r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
-    if log is not None and r.stderr:
+    if log is not None:
         log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "a") as f:
-            f.write(r.stderr if r.stderr.endswith("\n") else r.stderr + "\n")
+        with log.open("a", encoding="utf-8") as f:
+            f.write(r.stderr)
     if r.returncode != 0:
         raise LabError(f"ztca {verb} failed ({r.returncode}): {r.stderr.strip()}")
     return dict(json.loads(r.stdout)) if r.stdout.strip() else {}

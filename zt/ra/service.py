@@ -137,7 +137,7 @@ class RegistrationAuthority:
             ident = Store.ensure_identity(c, service, sid, now.timestamp())
             Store.add_token(c, tokens.token_hash(token), service, now.timestamp(), expires.timestamp())
             Store.audit(c, now.timestamp(), actor, "register", sid, "ok", f"token expires {rfc3339(expires)}")
-        log_event(log, "registered", service=service, spiffe_id=sid, token_expires=rfc3339(expires))
+        log_event(log, "registered", service=service, spiffe_id=sid, token_expires=rfc3339(expires), actor=actor)
         return Registered(ident, token, expires)
 
     # -- signing and recording -----------------------------------------------------------------
@@ -198,6 +198,7 @@ class RegistrationAuthority:
             spiffe_id=rec.spiffe_id,
             serial=rec.serial,
             via="token",
+            actor=grant.identity.name,  # who asked: the identity the token was issued to
             not_after=rfc3339(dt.datetime.fromtimestamp(rec.not_after, dt.UTC)),
         )
         return self._issued(rec)
@@ -230,8 +231,11 @@ class RegistrationAuthority:
             "issued",
             spiffe_id=new.spiffe_id,
             serial=new.serial,
-            via="renew",
-            replaces=grant.renews,
+            via="renewal",
+            # who asked: the presented certificate, on record under this identity's SPIFFE ID
+            # (authorize_renewal checked), and the serial it renews
+            actor=new.spiffe_id,
+            renews=grant.renews,
             not_after=rfc3339(dt.datetime.fromtimestamp(new.not_after, dt.UTC)),
         )
         return self._issued(new)
@@ -253,7 +257,15 @@ class RegistrationAuthority:
             authorize_admin_issue(self.store, c, service, csr, lifetime)
             Store.add_certificate(c, rec)
             Store.audit(c, now.timestamp(), actor, "issue", rec.serial, "ok", "admin path")
-        log_event(log, "issued", spiffe_id=rec.spiffe_id, serial=rec.serial, via="admin")
+        log_event(
+            log,
+            "issued",
+            spiffe_id=rec.spiffe_id,
+            serial=rec.serial,
+            via="admin",
+            actor=actor,
+            not_after=rfc3339(dt.datetime.fromtimestamp(rec.not_after, dt.UTC)),
+        )
         return self._issued(rec)
 
     def revoke(
@@ -276,7 +288,9 @@ class RegistrationAuthority:
             done, published = revoke_identity_and_publish(
                 self.store, self.authority, self.paths, now, service=service, reason=reason, actor=actor
             )
-        log_event(log, "revoked", serials=done, service=service, reason=reason, crl_number=published.number)
+        log_event(
+            log, "revoked", serials=done, service=service, reason=reason, actor=actor, crl_number=published.number
+        )
         return done, published
 
 
