@@ -9,6 +9,8 @@
 <dir>/bundle.pem, bundle.pem.sha256      the trust bundle (roots) and its digest (0444)
 <dir>/admin.token                        the RA admin credential (0600; the store keeps its hash)
 <dir>/zt.db                              the state store (SQLite)
+<dir>/audit.jsonl                        the hash-chained audit log (0600, append-only; zt.auditlog)
+<dir>/audit.jsonl.torn                   torn last lines set aside by a repair (evidence, 0600)
 <dir>/crl/crl.der, crl/crl.pem           the current CRL, replaced atomically
 <dir>/ra/                                the RA's own TLS key and certificate
 """
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+AUDIT_LOG_NAME = "audit.jsonl"
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,10 @@ class CaPaths:
     @property
     def store(self) -> Path:
         return self.dir / "zt.db"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.dir / AUDIT_LOG_NAME
 
     @property
     def crl_dir(self) -> Path:

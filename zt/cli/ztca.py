@@ -9,6 +9,7 @@
     ztca bench-crl --entries N [--lifetime 1d]     (benchmarks and the lab only)
     ztca list [--json]
     ztca status [--json]
+    ztca audit verify [--file F] | tail [-n N] [-f] [--timeout S] | repair   (docs/audit.md)
 
 Exit status: 0 done; 1 an operation failed (store, CA files, a refused request); 2 a usage
 error (bad flag or value, e.g. an unknown --reason), like the daemons.
@@ -29,6 +30,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ from typing import Any
 from zt import logjson
 from zt.agent.material import build_csr, material_from_response
 from zt.agent.writer import CertDirWriter
+from zt.auditlog import Verdict, torn_path, verify_file
 from zt.ca.authority import Authority
 from zt.ca.crl import REASONS, parse_reason
 from zt.ca.layout import CaPaths
@@ -107,6 +110,7 @@ def cmd_init(args: argparse.Namespace, clock: Clock) -> int:
         intermediate_lifetime=args.intermediate_ttl,
         root_key=custody,
     )
+    _set_old_audit_log_aside(paths, now)
     admin = tokens.new_token(tokens.ADMIN_PREFIX)
     store = Store(paths.store)
     store.create(
@@ -119,6 +123,8 @@ def cmd_init(args: argparse.Namespace, clock: Clock) -> int:
         }
     )
     write_secret(paths.admin_token, admin.encode() + b"\n")
+    with store.write() as c:
+        Store.audit(c, now.timestamp(), "ztca", "init", td, "ok", f"intermediate {format(inter.serial_number, 'x')}")
     published = publish_crl(store, Authority.load(paths, td), paths, now)
     logjson.log_event(
         log,
@@ -167,6 +173,16 @@ def cmd_rotate_intermediate(args: argparse.Namespace, clock: Clock) -> int:
     source = args.root_key or paths.root_key_encrypted
     root_key = load_root_key(source, _passphrase(args.root_key_passphrase_file))
     inter = rotate_intermediate(paths, td, root_key, clock.now(), lifetime=args.intermediate_ttl)
+    with store.write() as c:
+        Store.audit(
+            c,
+            clock.now().timestamp(),
+            "ztca",
+            "rotate-intermediate",
+            format(inter.serial_number, "x"),
+            "ok",
+            f"not after {rfc3339(inter.not_valid_after_utc)}",
+        )
     published = publish_crl(store, Authority.load(paths, td), paths, clock.now())
     logjson.log_event(
         log,
@@ -397,6 +413,117 @@ def cmd_status(args: argparse.Namespace, clock: Clock) -> int:
     return 0
 
 
+# -- audit log (docs/audit.md) -------------------------------------------------------------------
+
+
+def _set_old_audit_log_aside(paths: CaPaths, now: dt.datetime) -> None:
+    """`init --force` starts a new store, whose audit rows count from 1 again: the old CA's log
+    is kept, renamed, never deleted (it is evidence), and the new CA starts a new chain."""
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    for p in (paths.audit_log, torn_path(paths.audit_log)):
+        if p.exists():
+            p.rename(p.with_name(f"{p.name}.replaced-{stamp}"))
+
+
+def _audit_store(directory: Path) -> Store:
+    store = Store(CaPaths(directory).store)
+    store.check()
+    return store
+
+
+def _print_verdict(args: argparse.Namespace, path: Path, verdict: Verdict, against: str) -> int:
+    doc = {
+        "file": str(path),
+        "ok": verdict.ok,
+        "lines": verdict.lines,
+        "checked_against": against,
+        "problem": None
+        if verdict.problem is None
+        else {"line": verdict.problem.line, "kind": verdict.problem.kind, "message": verdict.problem.message},
+    }
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    elif verdict.problem is None:
+        print(f"{path}: {verdict.lines} line(s), chain verified ({against})")
+    else:
+        p = verdict.problem
+        print(f"{path}: line {p.line}: {p.kind}: {p.message}")
+    return 0 if verdict.ok else 1
+
+
+def cmd_audit_verify(args: argparse.Namespace, clock: Clock) -> int:
+    """Walk the chain; against the store's rows too, unless --file names a copy to check alone."""
+    if args.file is not None:
+        if not args.file.is_file():
+            raise ConfigError(f"no audit log at {args.file}")
+        return _print_verdict(args, args.file, verify_file(args.file), "the chain alone")
+    store = _audit_store(args.dir)
+    path = store.audit_log.path
+    with store.quiesced() as conn:  # no writer between its COMMIT and its append
+        rows = Store.audit_records(conn)
+        verdict = verify_file(path, rows)
+    return _print_verdict(args, path, verdict, f"the chain and the store's {len(rows)} audit row(s)")
+
+
+def _complete_lines(data: bytes) -> list[bytes]:
+    return data[: data.rfind(b"\n") + 1].splitlines() if b"\n" in data else []
+
+
+def cmd_audit_tail(args: argparse.Namespace, clock: Clock) -> int:
+    """The last N whole lines; with -f, then every new whole line until SIGINT or --timeout."""
+    if args.lines < 0:
+        raise ConfigError("-n must be 0 or more")
+    path = CaPaths(args.dir).audit_log
+    if not path.exists() and not args.follow:
+        raise RequestRejected(f"no audit log at {path}")
+    data = path.read_bytes() if path.exists() else b""
+    whole = _complete_lines(data)
+    for line in whole[len(whole) - args.lines :] if args.lines else []:
+        print(line.decode("utf-8", errors="replace"))
+    sys.stdout.flush()
+    if not args.follow:
+        return 0
+    offset = sum(len(line) + 1 for line in whole)
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.2)
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                continue
+            if size < offset:  # replaced or cut back: start over at its beginning
+                offset = 0
+            if size == offset:
+                continue
+            with path.open("rb") as f:
+                f.seek(offset)
+                new = _complete_lines(f.read(size - offset))
+            for line in new:
+                print(line.decode("utf-8", errors="replace"))
+                offset += len(line) + 1
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_audit_repair(args: argparse.Namespace, clock: Clock) -> int:
+    """Set a torn last line aside and append the rows the file lacks, then verify."""
+    store = _audit_store(args.dir)
+    result = store.sync_audit()
+    if result.repaired is not None:
+        print(
+            f"set aside a torn line of {len(result.repaired.data)} byte(s) at offset {result.repaired.offset} "
+            f"into {torn_path(store.audit_log.path)}"
+        )
+    print(f"appended {len(result.appended)} line(s) from the store")
+    with store.quiesced() as conn:
+        rows = Store.audit_records(conn)
+        verdict = verify_file(store.audit_log.path, rows)
+    return _print_verdict(args, store.audit_log.path, verdict, f"the chain and the store's {len(rows)} audit row(s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ztca",
@@ -506,7 +633,31 @@ def build_parser() -> argparse.ArgumentParser:
     ls.set_defaults(func=cmd_list)
     st = sub.add_parser("status", parents=[common], help="CA summary: validity, counts, CRL")
     st.set_defaults(func=cmd_status)
+    _add_audit_parser(sub, common)
     return p
+
+
+def _add_audit_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    a = sub.add_parser("audit", help="the hash-chained audit log: verify, tail, repair (docs/audit.md)")
+    verbs = a.add_subparsers(dest="audit_verb", required=True, metavar="ACTION")
+    ca_alias = argparse.ArgumentParser(add_help=False)
+    ca_alias.add_argument(
+        "--ca", dest="dir", type=Path, default=argparse.SUPPRESS, help="the CA directory (same as --dir)"
+    )
+    v = verbs.add_parser(
+        "verify", parents=[common, ca_alias], help="walk the chain; exit 1 naming the first bad line and how"
+    )
+    v.add_argument("--file", type=Path, help="verify this copy of a log by its chain alone (no store)")
+    v.set_defaults(func=cmd_audit_verify)
+    t = verbs.add_parser("tail", parents=[common, ca_alias], help="print the last lines; -f to follow")
+    t.add_argument("-n", dest="lines", type=int, default=10, help="how many lines (default: 10)")
+    t.add_argument("-f", "--follow", action="store_true", help="then print new lines as they are appended")
+    t.add_argument("--timeout", type=float, help="with -f: stop after this many seconds (default: until SIGINT)")
+    t.set_defaults(func=cmd_audit_tail)
+    r = verbs.add_parser(
+        "repair", parents=[common, ca_alias], help="set a torn last line aside, append rows the file lacks"
+    )
+    r.set_defaults(func=cmd_audit_repair)
 
 
 def main(argv: Sequence[str] | None = None, clock: Clock | None = None) -> int:

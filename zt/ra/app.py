@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
@@ -134,7 +135,7 @@ def _certificate_response(issued: Issued) -> CertificateResponse:
 
 def build_ra(settings: RaSettings, clock: Clock) -> RegistrationAuthority:
     paths = CaPaths(settings.ca_dir)
-    store = Store(paths.store, durable=settings.durable)
+    store = Store(paths.store, durable=settings.durable, audit_echo=sys.stdout if settings.audit_stdout else None)
     store.check()
     trust_domain = store.meta("trust_domain")
     if not trust_domain:

@@ -12,6 +12,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -23,6 +24,16 @@ from zt.ra import metrics
 log = logging.getLogger("zt.ra")
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
+# Refusals of a presented (or missing) credential that the audit log records, by code: the
+# credential they refused (zt.ra.service.RegistrationAuthority.record_refusal).
+REFUSED_CREDENTIALS = {
+    "missing_token": "bootstrap_token",
+    "unknown_token": "bootstrap_token",
+    "used_token": "bootstrap_token",
+    "expired_token": "bootstrap_token",
+    "missing_credential": "admin_token",
+    "invalid_credential": "admin_token",
+}
 # Fields whose range errors get the same code as the service's own range check.
 _FIELD_CODES = {"ttl_seconds": "bad_ttl", "token_ttl_seconds": "bad_ttl"}
 
@@ -50,6 +61,7 @@ def install(app: FastAPI) -> None:
             reason=exc.reason,
             client=request.client.host if request.client else None,
         )
+        await _audit_refusal(request, exc)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return JSONResponse(error_body(exc.code, exc.reason), status_code=exc.status, headers=headers)
 
@@ -97,6 +109,20 @@ def install(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error", extra={"event": "internal_error", "fields": {}})
         return JSONResponse(error_body("internal", "internal error; the RA log has the details"), status_code=500)
+
+
+async def _audit_refusal(request: Request, exc: RequestRejected) -> None:
+    """Put a refused token in the audit log before the refusal is answered; a failure to
+    record it is logged and the refusal still goes out (it refuses; it grants nothing)."""
+    credential = REFUSED_CREDENTIALS.get(exc.code)
+    ra = getattr(request.app.state, "ra", None)
+    if credential is None or ra is None:
+        return
+    source = request.client.host if request.client else None
+    try:
+        await run_in_threadpool(ra.record_refusal, credential, exc.code, source, endpoint_of(request))
+    except StoreError as e:
+        log_event(log, "audit_failed", logging.ERROR, reason=str(e), error=exc.code)
 
 
 def _ca_unavailable(request: Request, exc: CaError) -> JSONResponse:

@@ -73,6 +73,11 @@ def build_parser() -> options.LayeredParser:
         help="store fsync level: full survives power loss, normal survives a process kill (default: full)",
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--audit-stdout",
+        action="store_true",
+        help="also write every audit log line (CA_DIR/audit.jsonl, docs/audit.md) to stdout, for a log aggregator",
+    )
     return p
 
 
@@ -99,6 +104,7 @@ def settings_from(args: argparse.Namespace) -> RaSettings:
         max_connections=limits.max_connections,
         durable=args.durability == "full",
         log_level=args.log_level,
+        audit_stdout=bool(args.audit_stdout),
     )
 
 
@@ -158,6 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from zt.ra.server_cert import issue_server_certificate
 
         ra = build_ra(settings, SystemClock())
+        # Before serving: set aside a torn last line and append rows a killed writer left
+        # behind (zt.auditlog), so the log is whole again from the first request on.
+        ra.store.sync_audit()
         files = issue_server_certificate(ra, settings.server_names, settings.server_cert_ttl)
         ra.store.close()
         log_event(

@@ -100,6 +100,23 @@ class RegistrationAuthority:
     def authorize_admin(self, token: str | None) -> AdminGrant:
         return authorize_admin(self.store, token)
 
+    def record_refusal(self, credential: str, code: str, source: str | None, endpoint: str) -> None:
+        """Audit a refused bootstrap or admin token: which kind, why, from where (never the token).
+
+        Its own write transaction, so the line is in the audit log before the 401 goes out
+        (zt.ra.http_errors calls this for the refusal codes in REFUSED_CREDENTIALS).
+        """
+        with self.store.write() as c:
+            Store.audit(
+                c,
+                self.clock.now().timestamp(),
+                source or "unknown",
+                "refuse",
+                credential,
+                "refused",
+                f"{code} on {endpoint}",
+            )
+
     # -- register ------------------------------------------------------------------------------
 
     def register(

@@ -37,6 +37,7 @@ class RaSettings:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     durable: bool = True
     log_level: str = "info"
+    audit_stdout: bool = False  # also write each audit log line to stdout (--audit-stdout)
 
     @property
     def edge_limits(self) -> EdgeLimits:

@@ -25,7 +25,10 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
+from zt.auditlog import AuditLog, AuditRecord, SyncResult
+from zt.ca.layout import AUDIT_LOG_NAME
 from zt.errors import StoreError
 
 SCHEMA_VERSION = 2
@@ -124,13 +127,28 @@ class Counts:
     tokens_outstanding: int
 
 
-class Store:
-    """One SQLite database; safe to share across threads and processes."""
+class _Connection(sqlite3.Connection):
+    """A connection that remembers whether its open transaction recorded an audit row, so the
+    commit knows to bring the audit log file up to date (zt.auditlog)."""
 
-    def __init__(self, path: Path, *, durable: bool = True) -> None:
+    audited = False
+
+
+class Store:
+    """One SQLite database; safe to share across threads and processes.
+
+    Its audit table feeds the hash-chained audit log file beside it (`audit.jsonl`,
+    zt.auditlog): every write transaction that called `Store.audit` appends its rows to the
+    file after COMMIT and before the write lock is released, so a caller that returns from
+    `write()` has its lines fsync'd, in commit order. `audit_echo` also copies each appended
+    line there (zt-ra --audit-stdout).
+    """
+
+    def __init__(self, path: Path, *, durable: bool = True, audit_echo: IO[str] | None = None) -> None:
         self.path = Path(path)
         self._durable = durable
         self._local = threading.local()
+        self.audit_log = AuditLog(self.path.with_name(AUDIT_LOG_NAME), echo=audit_echo)
 
     # -- connections -------------------------------------------------------------------------
 
@@ -138,7 +156,9 @@ class Store:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             try:
-                conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+                conn = sqlite3.connect(
+                    self.path, timeout=30.0, isolation_level=None, check_same_thread=False, factory=_Connection
+                )
                 conn.row_factory = sqlite3.Row
                 conn.execute("PRAGMA journal_mode=WAL")
                 # FULL: a committed issuance survives power loss too; NORMAL survives a process
@@ -160,6 +180,7 @@ class Store:
         if fd is not None:
             os.close(fd)
             self._local.lock_fd = None
+        self.audit_log.close()
 
     def _lock_fd(self) -> int:
         fd: int | None = getattr(self._local, "lock_fd", None)
@@ -175,6 +196,13 @@ class Store:
         Writers first queue on an flock(2) next to the database: the kernel wakes the next
         writer the moment the lock is free, whereas SQLite's own busy handler sleeps and
         polls (measured: ~50 ms per contended write with two RA workers).
+
+        A transaction that recorded audit rows appends them to the audit log after COMMIT,
+        still under the lock: lines land in commit order, and `ztca audit verify` (which takes
+        the lock shared) never sees a row committed but not yet appended. A rolled-back
+        transaction leaves neither a row nor a line. If the append fails, the effect stays
+        committed (its row too, for the next writer or `ztca audit repair` to append) and the
+        caller gets a StoreError instead of an answer.
         """
         conn = self._conn()
         lock = self._lock_fd()
@@ -184,6 +212,8 @@ class Store:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as e:
                 raise StoreError(f"store {self.path} is busy or broken: {e}") from e
+            if isinstance(conn, _Connection):
+                conn.audited = False
             try:
                 yield conn
             except BaseException:
@@ -191,6 +221,23 @@ class Store:
                 raise
             else:
                 conn.execute("COMMIT")
+                if isinstance(conn, _Connection) and conn.audited:
+                    conn.audited = False
+                    if not self.sync_audit_locked(conn).appended:
+                        raise StoreError(
+                            f"audit log {self.audit_log.path} is ahead of the store's audit rows: it "
+                            "belongs to another store (move it aside, then 'ztca audit repair')"
+                        )
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def quiesced(self) -> Iterator[sqlite3.Connection]:
+        """Hold the write lock shared: no writer is between its COMMIT and its audit append."""
+        lock = self._lock_fd()
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        try:
+            yield self._conn()
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
@@ -430,6 +477,12 @@ class Store:
 
     # -- audit ---------------------------------------------------------------------------------
 
+    # The audit table stays: it is the transactional half of the audit trail. A row commits
+    # with the effect it describes (or not at all), which a file append cannot do; the file
+    # (zt.auditlog) is made from the rows after the commit, so a crash between the two loses
+    # nothing, and `ztca audit verify` checks each line against its row and finds lines cut
+    # from the end of the file, which no hash chain alone can see.
+
     @staticmethod
     def audit(
         conn: sqlite3.Connection,
@@ -440,10 +493,37 @@ class Store:
         outcome: str,
         detail: str | None = None,
     ) -> None:
+        """Record one audit row in the caller's write transaction; it reaches the audit log
+        file when that transaction commits (see `write`)."""
         conn.execute(
             "INSERT INTO audit (ts, actor, action, subject, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)",
             (now, actor, action, subject, outcome, detail),
         )
+        if isinstance(conn, _Connection):
+            conn.audited = True
+
+    @staticmethod
+    def audit_records(conn: sqlite3.Connection, after: int = 0) -> list[AuditRecord]:
+        """Committed audit rows with an id above `after`, oldest first."""
+        rows = conn.execute("SELECT * FROM audit WHERE id > ? ORDER BY id", (after,)).fetchall()
+        return [
+            AuditRecord(int(r["id"]), float(r["ts"]), r["actor"], r["action"], r["subject"], r["outcome"], r["detail"])
+            for r in rows
+        ]
+
+    def sync_audit_locked(self, conn: sqlite3.Connection) -> SyncResult:
+        """Append every committed row the file does not hold yet; the caller holds the write lock."""
+        return self.audit_log.sync(lambda after: Store.audit_records(conn, after))
+
+    def sync_audit(self) -> SyncResult:
+        """Bring the file up to date under the write lock: at RA start and `ztca audit repair`
+        (a torn last line is set aside, rows a dead writer never appended are appended)."""
+        lock = self._lock_fd()
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return self.sync_audit_locked(self._conn())
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
     def audit_rows(self, limit: int = 1000) -> list[dict[str, object]]:
         rows = self.read().execute("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
