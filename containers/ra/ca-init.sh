@@ -19,7 +19,11 @@ trust=/var/lib/zt/trust
 tokens=/var/lib/zt/tokens
 services="${ZT_SERVICES-service-a service-b}"
 
-log() { printf '{"event": "ca_init", "step": "%s", "detail": "%s"}\n' "$1" "$2" >&2; }
+# One JSON line on stderr in the one log schema (docs/logs.md): ts, level, component, event.
+log() {
+  printf '{"ts":"%s","level":"info","component":"zt-ca-init","event":"ca_init","step":"%s","detail":"%s"}\n' \
+    "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" "$1" "$2" >&2
+}
 
 if [ -f "$ca/zt.db" ]; then
   log exists "$ca holds a CA; not touching its keys"
