@@ -245,3 +245,28 @@ def test_secret_scan_reads_container_tars() -> None:
         found = secrets_scan.in_tar(tar, "ra:/var/lib/zt/ca")
     assert [s.where for s in found] == ["ra:/var/lib/zt/ca:ca/admin.token"]
     assert found[0].needles == ("admin-secret-123456",)
+
+
+def test_event_tail_reads_as_a_line_per_event(tmp_path: Path) -> None:
+    from zt.lab import event_tail
+
+    log = tmp_path / "zt-ra.log"
+    lines = [
+        {
+            "ts": "2030-01-01T00:00:01.250Z",
+            "level": "info",
+            "component": "zt-ra",
+            "event": "issued",
+            "serial": "4993e964478acd919a7709ff6bf0a92731527b03",
+            "spiffe_id": "spiffe://zt.lab/svc/a",
+            "via": "token",
+        },
+        {"ts": "2030-01-01T00:00:02.000Z", "level": "debug", "component": "zt-ra", "event": "noise"},
+        {"ts": "2030-01-01T00:00:03.000Z", "level": "warn", "component": "zt-ra", "event": "locked_out", "source": "x"},
+    ]
+    log.write_text("\n".join(json.dumps(d) for d in lines) + "\nnot json\n")
+    assert event_tail.tail(log, 5) == [
+        "00:00:01.250 zt-ra            issued serial=4993e96447… spiffe_id=spiffe://zt.lab/svc/a via=token",
+        "00:00:03.000 zt-ra            [warn] locked_out source=x",
+    ]
+    assert event_tail.main([str(tmp_path), "-n", "1"]) == 0
