@@ -203,7 +203,7 @@ def test_prometheus_config_scrapes_every_component() -> None:
             1.0,
         )
     )
-    assert doc["global"] == {"scrape_interval": "1000ms", "scrape_timeout": "900ms", "evaluation_interval": "1000ms"}
+    assert doc["global"] == {"scrape_interval": "1000ms", "scrape_timeout": "1000ms", "evaluation_interval": "1000ms"}
     ra, svc = doc["scrape_configs"]
     assert ra["scheme"] == "https" and ra["tls_config"] == {"ca_file": "/b.pem", "server_name": "ra.zt.lab"}
     assert "scheme" not in svc and svc["static_configs"] == [{"targets": ["service-a:9080"]}]

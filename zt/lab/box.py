@@ -58,6 +58,9 @@ class Box:
     name: str
     tc: DockerContainer
     started: bool = False
+    # A one-shot CLI container (ca-init, register-*): its stdout is the command's answer, not a
+    # log; its log lines are its stderr (`log_lines`).
+    one_shot: bool = False
     ports: dict[int, int] = field(default_factory=dict)  # container port -> published port
 
     @property
@@ -74,6 +77,10 @@ class Box:
 
     def logs(self, tail: int | None = None) -> bytes:
         return self.container.logs(stdout=True, stderr=True, tail=tail if tail else "all")
+
+    def log_lines(self) -> bytes:
+        """What the component logged: stderr and stdout, or for a one-shot CLI its stderr only."""
+        return self.container.logs(stdout=not self.one_shot, stderr=True)
 
     def log_tail(self, n: int = 30) -> str:
         try:

@@ -147,6 +147,7 @@ class ContainerLab(core.LabCore):
 
     def _run_once(self, box: Box, timeout: float = 60.0) -> None:
         """Start a one-shot container and require exit code 0."""
+        box.one_shot = True
         self._start(box)
         code = int(box.container.wait(timeout=timeout).get("StatusCode", -1))
         if code != 0:
@@ -506,7 +507,7 @@ class ContainerLab(core.LabCore):
         for name, box in self.boxes.items():
             target = dest / f"{name}.log"
             try:
-                target.write_bytes(box.logs())
+                target.write_bytes(box.log_lines())
             except Exception as e:  # noqa: BLE001 - a lost log must not hide the others
                 target.write_text(f"(logs of {name} unavailable: {e})\n")
             copied.append(target)

@@ -40,7 +40,8 @@ def _duration(seconds: float) -> str:
 
 
 def render(targets: list[ScrapeTarget], interval: float) -> str:
-    """prometheus.yml for `targets`, scraped every `interval` seconds (timeout just under it)."""
+    """prometheus.yml for `targets`, scraped every `interval` seconds (and as long a timeout: a
+    slow scrape on a busy machine is late, not missing)."""
     scrape_configs = []
     for t in targets:
         job: dict[str, object] = {"job_name": t.job, "static_configs": [{"targets": [t.address]}]}
@@ -54,7 +55,7 @@ def render(targets: list[ScrapeTarget], interval: float) -> str:
     doc = {
         "global": {
             "scrape_interval": _duration(interval),
-            "scrape_timeout": _duration(interval * 0.9),
+            "scrape_timeout": _duration(interval),
             "evaluation_interval": _duration(interval),
         },
         "scrape_configs": scrape_configs,
