@@ -486,6 +486,7 @@ def test_report_plots_and_answers_from_prometheus(
         title=f"mTLS handshakes per second by result ({runtime})",
         ylabel="handshakes/s",
         file=f"m4-handshakes-{runtime}.png",
+        origin=story.start,
         label=lambda m: f"{m.get('job')} {m.get('result')}",
     )
     prometheus_plots.plot_range(
@@ -498,6 +499,7 @@ def test_report_plots_and_answers_from_prometheus(
         title=f"served certificate: seconds until expiry ({runtime})",
         ylabel="seconds",
         file=f"m4-cert-expiry-{runtime}.png",
+        origin=story.start,
         label=lambda m: str(m.get("job")),
     )
     answers = [list(a) for a in prometheus_answers(prom, FIRST_QUESTIONS)]

@@ -25,19 +25,22 @@ def plot_range(
     ylabel: str,
     file: str,
     label: Callable[[dict[str, str]], str],
+    origin: float | None = None,
 ) -> list[Series]:
     """Query `promql` over `window` (unix times) every `step` s, draw each series against
-    seconds from the window's start, save `file` under the report's plots and register it."""
+    seconds from `origin` (the window's start by default), save `file` under the report's
+    plots and register it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     start, end = window
+    zero = start if origin is None else origin
     series = prom.query_range(promql, start, end, step)
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for s in sorted(series, key=lambda s: label(s.labels)):
-        ax.plot([t - start for t, _ in s.points], [v for _, v in s.points], label=label(s.labels))
+        ax.plot([t - zero for t, _ in s.points], [v for _, v in s.points], label=label(s.labels))
     ax.set_xlabel("seconds from the scenario's start")
     ax.set_ylabel(ylabel)
     ax.set_title(f"{title}\n{promql}", fontsize=9)
