@@ -185,7 +185,7 @@ PY
 }
 
 observe_ready() {
-  [[ -x .venv/bin/python ]] || make --no-print-directory venv
+  make --no-print-directory venv  # cheap when .venv is current; Milestone 4 needs jsonschema
   [[ -x build/service-a && -f build/service-b.jar ]] || make --no-print-directory native
   command -v prometheus >/dev/null || ./scripts/install-deps.sh
 }
