@@ -15,7 +15,8 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Iterator, Mapping
+import sys
+from collections.abc import Iterator, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -125,3 +126,32 @@ def validate_text(text: str) -> list[tuple[int, str]]:
 def validate_file(path: Path | str) -> list[tuple[int, str]]:
     """`validate_bytes` of a log file."""
     return validate_bytes(Path(path).read_bytes())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m zt.logschema LOG...`: print `file:line: problem` for every bad line.
+
+    Exit 0 when every line of every file follows the schema, 1 when one does not, 2 when a file
+    cannot be read. For CI steps and people checking a run's logs by hand.
+    """
+    paths = list(sys.argv[1:] if argv is None else argv)
+    if not paths:
+        print("usage: python -m zt.logschema LOG...", file=sys.stderr)
+        return 2
+    worst = 0
+    for path in paths:
+        try:
+            problems = validate_file(path)
+        except OSError as e:
+            print(f"{path}: cannot read: {e.strerror}", file=sys.stderr)
+            worst = 2
+            continue
+        for lineno, msg in problems:
+            print(f"{path}:{lineno}: {msg}")
+        if problems and worst == 0:
+            worst = 1
+    return worst
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -19,9 +19,9 @@ trust=/var/lib/zt/trust
 tokens=/var/lib/zt/tokens
 services="${ZT_SERVICES-service-a service-b}"
 
-# One JSON line on stderr in the one log schema (docs/logs.md): ts, level, component, event.
+# One JSON line per step, in the log-line schema of every zt component (docs/logs.md).
 log() {
-  printf '{"ts":"%s","level":"info","component":"zt-ca-init","event":"ca_init","step":"%s","detail":"%s"}\n' \
+  printf '{"ts":"%s","level":"info","component":"ca-init","event":"ca_init","step":"%s","detail":"%s"}\n' \
     "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" "$1" "$2" >&2
 }
 

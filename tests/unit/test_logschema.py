@@ -14,7 +14,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from zt.logschema import load_schema, validate_bytes, validate_file, validate_line, validate_text
+from zt.logschema import load_schema, main, validate_bytes, validate_file, validate_line, validate_text
 
 TS = "2026-12-01T01:02:03.456Z"
 SID = "spiffe://zt.lab/svc/service-a"
@@ -179,6 +179,13 @@ def test_validate_line_accepts_every_level(level: str) -> None:
     assert validate_line(line(level=level)) == []
 
 
+@pytest.mark.parametrize(
+    "addr", ["127.0.0.1:8443", "service-a.zt.lab:8443", "[::1]:443", "::1:443", "[fe80::1%eth0]:1"]
+)
+def test_validate_line_accepts_peer_addr_forms(addr: str) -> None:
+    assert validate_line(line("handshake_rejected_no_cert", peer_addr=addr)) == []
+
+
 BAD: list[tuple[str, dict[str, Any], str]] = [
     # base keys
     ("minimal", {"ts": _DROP}, "'ts' is a required property"),
@@ -247,6 +254,9 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     # peer_addr
     ("minimal", {"peer_addr": "127.0.0.1"}, "peer_addr:"),
     ("minimal", {"peer_addr": 50412}, "peer_addr:"),
+    ("minimal", {"peer_addr": "/127.0.0.1:50412"}, "peer_addr:"),
+    ("minimal", {"peer_addr": "https://127.0.0.1:50412"}, "peer_addr:"),
+    ("minimal", {"peer_addr": "127.0.0.1:"}, "peer_addr:"),
     # issued
     ("issued_token", {"serial": _DROP}, "'serial' is a required property"),
     ("issued_token", {"spiffe_id": _DROP}, "'spiffe_id' is a required property"),
@@ -380,3 +390,14 @@ def test_validate_file_rejects_non_utf8_and_plain_text(tmp_path: Path) -> None:
 
 def test_validate_bytes_final_line_without_newline_is_checked() -> None:
     assert [n for n, _ in validate_bytes(b'{"event":"x"}')] == [1, 1, 1]
+
+
+def test_main_reports_each_bad_line_and_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good, bad = tmp_path / "good.log", tmp_path / "bad.log"
+    good.write_text(json.dumps(line()) + "\n")
+    bad.write_text(json.dumps(line()) + "\n" + json.dumps(line(serial="AB")) + "\n")
+    assert main([str(good)]) == 0
+    assert main([str(good), str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert f"{bad}:2: serial:" in out and str(good) + ":" not in out
+    assert main([str(tmp_path / "missing.log")]) == 2
