@@ -402,6 +402,8 @@ def cmd_status(args: argparse.Namespace, clock: Clock) -> int:
         "crl_number": crl.number,
         "crl_next_update": _ts(crl.next_update) if crl.next_update else None,
         "crl_url": ra.store.meta("crl_url"),
+        "audit_log": str(ra.store.audit_log.path),
+        "audit_rows": int(ra.store.read().execute("SELECT COUNT(*) FROM audit").fetchone()[0]),
         "certificates_detail": _cert_rows(ra, now.timestamp()),
     }
     if args.json:
