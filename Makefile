@@ -8,9 +8,14 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test deps venv native native-cpp native-java lint test-python test-cpp test-java bench clean images demo-containers
 
 ## demo: install what is missing, build, run every milestone the lab defines (zt.lab.milestones:
-## now Milestones 1 to 3) on local processes, print the verdicts and write reports/latest
+## now Milestones 1 to 4) on local processes, print the verdicts and write reports/latest, then
+## say where the logs and metrics are
 demo: deps venv native
-	$(BIN)/zt-lab run --milestone all
+	@rc=0; $(BIN)/zt-lab run --milestone all || rc=$$?; \
+	echo "[demo] logs and metrics: reports/latest/report.html (verdicts; Milestone 4's plots from Prometheus and"; \
+	echo "[demo]   its PromQL answers), reports/latest/logs/<scenario>/ (every component's JSON log lines);"; \
+	echo "[demo]   ./demo.sh observe for a readable tail of the events, ./demo.sh observe --keep for the Prometheus UI"; \
+	exit $$rc
 
 ## test: everything CI runs (scripts/make-test.sh, a timing line per step): lint, the C++ and Java
 ## suites, a container engine and the images where it can (root, or an engine that answers), the

@@ -6,6 +6,12 @@
 #   ./demo.sh mvp --compose   every component in its own container (compose.yaml)
 #   ./demo.sh revoke          revocation (local processes): revoke service-a's certificate, then
 #                             its next call to service-b fails with the reason, a valid call works
+#   ./demo.sh observe         logs and metrics (Milestone 4): runs `zt-lab run --milestone 4`
+#                             (the lab with a real Prometheus), then shows a readable tail of each
+#                             component's events and the PromQL answers from the run's report
+#   ./demo.sh observe --keep  the same lab, kept up: some traffic (requests, a refused handshake,
+#                             a rotation), the events, live PromQL answers and the Prometheus UI's
+#                             address, until Enter or Ctrl-C; then everything is torn down
 #
 # Both bring the whole system up as a deployment does (CA init, RA, CRL publisher, an agent
 # per service, the C++ service-a and the Java service-b), print what curl got back with
@@ -20,7 +26,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")" && pwd)"
 cd "$repo"
 
-usage() { echo "usage: $0 mvp [--compose] | $0 revoke" >&2; exit 2; }
+usage() { echo "usage: $0 mvp [--compose] | $0 revoke | $0 observe [--keep]" >&2; exit 2; }
 mode=process
 case "${1:-}" in
   mvp)
@@ -31,6 +37,13 @@ case "${1:-}" in
     esac
     ;;
   revoke) [[ -z "${2:-}" ]] || usage; mode=revoke ;;
+  observe)
+    case "${2:-}" in
+      "") mode=observe ;;
+      --keep) mode=observe-keep ;;
+      *) usage ;;
+    esac
+    ;;
   *) usage ;;
 esac
 say() { echo "[demo] $*"; }
@@ -171,6 +184,96 @@ sys.exit(0 if ok else 1)
 PY
 }
 
+observe_ready() {
+  make --no-print-directory venv  # cheap when .venv is current; Milestone 4 needs jsonschema
+  [[ -x build/service-a && -f build/service-b.jar ]] || make --no-print-directory native
+  command -v prometheus >/dev/null || ./scripts/install-deps.sh
+}
+
+observe_run() {
+  observe_ready
+  local rc=0
+  .venv/bin/zt-lab run --milestone 4 || rc=$?
+  local logs=reports/latest/logs/test_m4_observability
+  echo
+  say "what the components said, a few events each ($logs/):"
+  .venv/bin/python -m zt.lab.event_tail "$logs" -n 4 || true
+  echo
+  say "what Prometheus answered at the end of the scenario (reports/latest/summary.json):"
+  .venv/bin/python - <<'PY' || true
+import json
+
+doc = json.load(open("reports/latest/summary.json"))
+for t in doc.get("figures", {}).get("tables", []):
+    if t["title"].startswith("PromQL answers"):
+        for query, series, value in t["rows"]:
+            print(f"  {query:<48} {series:<40} {value:g}")
+PY
+  say "plots (handshakes per second, seconds until expiry) and verdicts: reports/latest/report.html"
+  say "the Prometheus UI, live: ./demo.sh observe --keep"
+  return "$rc"
+}
+
+observe_keep() {
+  observe_ready
+  .venv/bin/python - <<'PY'
+"""Milestone 4's lab on local processes, kept up for a person: some traffic, the events, live
+PromQL answers and the Prometheus UI, until Enter or Ctrl-C; then it is torn down."""
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from scenarios.test_m4_observability import LAB_TOPOLOGY
+from zt.lab import event_tail, mtls_client
+from zt.lab.process_runtime import ProcessRuntime
+from zt.lab.prometheus import FIRST_QUESTIONS, Prometheus, answers
+
+
+def say(msg):
+    print(f"[demo] {msg}", flush=True)
+
+
+work = Path(tempfile.mkdtemp(prefix="zt-observe-"))
+lab = None
+try:
+    lab = ProcessRuntime().start(LAB_TOPOLOGY, work)
+    prom = Prometheus(lab.prometheus_url())
+    client = lab.client_identity("demo-client")
+    say("traffic: 5 requests per service, one without a certificate (refused), a rotation of service-a")
+    for s in ("service-a", "service-b"):
+        for _ in range(5):
+            mtls_client.get(lab.service_url(s) + "/hello", bundle=lab.bundle(), identity=client)
+        mtls_client.get(lab.service_url(s) + "/hello", bundle=lab.bundle(), identity=None)
+    lab.rotate("service-a")
+    time.sleep(3)  # the rotation, and two scrapes
+    prom.wait_scraped_after(time.time())
+    for log in sorted(lab.logs.glob("*.log")):
+        lines = event_tail.tail(log, 3) if log.stem != "prometheus" else []
+        if lines:
+            print(f"--- {log.stem}")
+            print("\n".join(lines))
+    say("PromQL answers, live:")
+    for q, series, value in answers(prom, FIRST_QUESTIONS):
+        print(f"  {q:<48} {series:<40} {value:g}")
+    say(f"Prometheus UI: {lab.prometheus_url()}/graph  (try: rate(mtls_handshakes_total[1m]))")
+    say(f"component logs: {lab.logs}/")
+    say("the lab stays up; press Enter (or Ctrl-C) to tear it down")
+    try:
+        input()
+    except EOFError:  # no terminal: nothing to wait for
+        pass
+    except KeyboardInterrupt:
+        pass
+finally:
+    if lab is not None:
+        lab.stop()
+    shutil.rmtree(work, ignore_errors=True)
+sys.exit(0)
+PY
+}
+
 compose_cmd() {
   if docker compose version >/dev/null 2>&1; then
     echo "docker compose"
@@ -242,5 +345,7 @@ mvp_compose() {
 case "$mode" in
   compose) mvp_compose ;;
   revoke) revoke_process ;;
+  observe) observe_run ;;
+  observe-keep) observe_keep ;;
   *) mvp_process ;;
 esac

@@ -8,6 +8,8 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 packages=(
   # Python core and lab
   python3-venv python3-pip openssl curl git procps
+  # the lab's Prometheus server (Milestone 4); the lab runs its own binary, config and port
+  prometheus
   # service-a (C++): see native/cpp/apt-packages.txt
   # service-b (Java)
   openjdk-17-jdk-headless maven

@@ -20,7 +20,14 @@ if TYPE_CHECKING:
     from docker.models.containers import Container
     from testcontainers.core.container import DockerContainer
 
-IMAGES = {"ra": "zt-ra", "crl": "zt-crl", "agent": "zt-agent", "cpp": "zt-service-a", "java": "zt-service-b"}
+IMAGES = {
+    "ra": "zt-ra",
+    "crl": "zt-crl",
+    "agent": "zt-agent",
+    "cpp": "zt-service-a",
+    "java": "zt-service-b",
+    "prometheus": "zt-prometheus",  # only for labs with Topology.prometheus (Milestone 4)
+}
 # As in compose.yaml: read-only root filesystem, no capabilities, no privilege gain.
 HARDENED: dict[str, Any] = {"read_only": True, "cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"]}
 LABEL_RUN, LABEL_PID = "zt.lab.run", "zt.lab.pid"  # every container, network and volume of a run carries both
@@ -51,6 +58,9 @@ class Box:
     name: str
     tc: DockerContainer
     started: bool = False
+    # A one-shot CLI container (ca-init, register-*): its stdout is the command's answer, not a
+    # log; its log lines are its stderr (`log_lines`).
+    one_shot: bool = False
     ports: dict[int, int] = field(default_factory=dict)  # container port -> published port
 
     @property
@@ -67,6 +77,10 @@ class Box:
 
     def logs(self, tail: int | None = None) -> bytes:
         return self.container.logs(stdout=True, stderr=True, tail=tail if tail else "all")
+
+    def log_lines(self) -> bytes:
+        """What the component logged: stderr and stdout, or for a one-shot CLI its stderr only."""
+        return self.container.logs(stdout=not self.one_shot, stderr=True)
 
     def log_tail(self, n: int = 30) -> str:
         try:

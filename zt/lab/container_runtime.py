@@ -34,11 +34,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zt.fsutil import write_secret
-from zt.lab import cert_copy, core, process
+from zt.lab import cert_copy, core, process, prometheus_config, secrets_scan
 from zt.lab.box import HARDENED, IMAGES, LABEL_PID, LABEL_RUN, Box, image, image_tag, testcontainers_defaults
 from zt.lab.core import progress
 from zt.lab.host_identities import LabError
 from zt.lab.identity import LabIdentity
+from zt.lab.prometheus import Prometheus
 from zt.lab.runtime import bring_up
 from zt.lab.sweep import sweep_stale
 from zt.lab.topology import ServiceSpec, Topology
@@ -53,6 +54,7 @@ RA_ALIAS, CRL_ALIAS = "ra.zt.lab", "crl.zt.lab"
 RA_PORT, CRL_PORT = 8443, 8444
 PORTS = {"cpp": (8080, 9080), "java": (8081, 9081)}  # mTLS, metrics: the services' defaults
 AGENT_METRICS_PORT = 9090  # an agent's --metrics-listen (Topology.agent_metrics), published on 127.0.0.1
+PROMETHEUS_PORT = 9090  # the lab's Prometheus (Topology.prometheus), published on 127.0.0.1
 AGENT_PID_FILE = "/tmp/agent.pid"  # on the agent container's own tmpfs
 CA, CA_CRL, CRL, TRUST = "/var/lib/zt/ca", "/var/lib/zt/ca/crl", "/var/lib/zt/crl", "/var/lib/zt/trust"
 TOKEN, CERTS, RUN = "/var/lib/zt/token", "/var/lib/zt/certs", "/run/zt"
@@ -145,6 +147,7 @@ class ContainerLab(core.LabCore):
 
     def _run_once(self, box: Box, timeout: float = 60.0) -> None:
         """Start a one-shot container and require exit code 0."""
+        box.one_shot = True
         self._start(box)
         code = int(box.container.wait(timeout=timeout).get("StatusCode", -1))
         if code != 0:
@@ -207,10 +210,13 @@ class ContainerLab(core.LabCore):
             self._start_agent(s)
         for s in self.topology.services:
             self._start_service(s)
+        if self.topology.prometheus:
+            self._start_prometheus()
         progress("lab is up (containers)")
 
     def _preflight(self) -> None:
-        missing = [image(k) for k in IMAGES if not self.docker.images.list(name=image(k))]
+        kinds = [k for k in IMAGES if k != "prometheus" or self.topology.prometheus]
+        missing = [image(k) for k in kinds if not self.docker.images.list(name=image(k))]
         if missing:
             raise LabError(f"images missing: {', '.join(missing)}; build them: scripts/build-images.sh")
         labels = self.docker.images.get(image("ra")).labels or {}
@@ -334,6 +340,39 @@ class ContainerLab(core.LabCore):
             self.client_identity("lab-probe"),
         )
 
+    def _start_prometheus(self) -> None:
+        """The zt-prometheus image on both networks (the RA, publisher and agents on `pki`, the
+        services on `mesh`), scraping each by its alias; the RA's TLS verified against the
+        bundle and its alias. Ready when every component's target is up."""
+        targets = [
+            prometheus_config.ScrapeTarget("zt-ra", f"{RA_ALIAS}:{RA_PORT}", f"{TRUST}/bundle.pem", RA_ALIAS),
+            prometheus_config.ScrapeTarget("zt-crl", f"{CRL_ALIAS}:{CRL_PORT}"),
+        ]
+        if self.topology.agent_metrics:
+            targets += [
+                prometheus_config.ScrapeTarget(f"agent-{s.name}", f"agent-{s.name}:{AGENT_METRICS_PORT}")
+                for s in self.topology.services
+            ]
+        targets += [
+            prometheus_config.ScrapeTarget(s.name, f"{s.name}:{PORTS[s.language][1]}") for s in self.topology.services
+        ]
+        box = self._box(
+            "prometheus",
+            "prometheus",
+            prometheus_config.server_args(
+                "/tmp/prometheus/prometheus.yml", "/tmp/prometheus/data", f"0.0.0.0:{PROMETHEUS_PORT}"
+            ),
+            mounts=[(self.volume("trust"), TRUST, "ro")],
+            network="pki",
+            ports=(PROMETHEUS_PORT,),
+            env={"ZT_PROMETHEUS_CONFIG": prometheus_config.render(targets, self.topology.prometheus_interval)},
+        )
+        self._start(box)
+        self.networks["mesh"].connect(str(box.container.id))
+        server = Prometheus(self.prometheus_url())
+        self._wait("prometheus /-/ready", box, server.ready)
+        server.wait_all_up(set(prometheus_config.jobs(self.topology)))
+
     # -- faults: components stopped and started again ---------------------------------------
 
     def stop_component(self, name: str) -> None:
@@ -381,6 +420,11 @@ class ContainerLab(core.LabCore):
     def agent_metrics_url(self, service: str) -> str:
         return f"http://127.0.0.1:{self._published(f'agent-{service}', AGENT_METRICS_PORT)}"
 
+    def prometheus_url(self) -> str:
+        if "prometheus" not in self.boxes:
+            raise LabError("this lab runs no Prometheus (Topology.prometheus)")
+        return f"http://127.0.0.1:{self._published('prometheus', PROMETHEUS_PORT)}"
+
     def rotate(self, service: str) -> None:
         """A manual rotation: SIGUSR1 to the agent, which is its container's PID 1
         (`docker kill --signal USR1`; PID 1 gets the signals it handles)."""
@@ -409,6 +453,27 @@ class ContainerLab(core.LabCore):
         if code != 0:
             raise LabError(f"ztca {verb} in the RA container failed ({code}): {(err + out).strip()[-500:]}")
         return dict(json.loads(out)) if out.strip() else {}
+
+    def ztca_exit(self, *args: str) -> tuple[int, str]:
+        return self.boxes["ra"].exec("ztca", *[CA if a == core.CA_DIR else a for a in args])
+
+    def ca_file(self, name: str) -> bytes:
+        with self.boxes["ra"].read_tar(f"{CA}/{name}") as tar:
+            member = tar.next()
+            data = tar.extractfile(member) if member is not None else None
+            if data is None:
+                raise LabError(f"{CA}/{name} in the RA container is not a regular file")
+            return data.read()
+
+    def _runtime_secrets(self) -> list[secrets_scan.Secret]:
+        """The CA volume (keys, admin token) through the RA, each agent's volumes through it."""
+        found = []
+        places = [("ra", CA)] + [(f"agent-{s.name}", d) for s in self.topology.services for d in (CERTS, TOKEN)]
+        for box, path in places:
+            if box in self.boxes:
+                with self.boxes[box].read_tar(path) as tar:
+                    found += secrets_scan.in_tar(tar, f"{box}:{path}")
+        return found
 
     def register(self, name: str, token_file: Path) -> None:
         """Registered in the RA container (which holds the CA); the token comes back as JSON and
@@ -442,7 +507,7 @@ class ContainerLab(core.LabCore):
         for name, box in self.boxes.items():
             target = dest / f"{name}.log"
             try:
-                target.write_bytes(box.logs())
+                target.write_bytes(box.log_lines())
             except Exception as e:  # noqa: BLE001 - a lost log must not hide the others
                 target.write_text(f"(logs of {name} unavailable: {e})\n")
             copied.append(target)

@@ -23,9 +23,11 @@ from typing import Any
 
 import httpx
 
-from zt.lab import host_identities, mtls_client, process
+from zt.lab import host_identities, mtls_client, process, secrets_scan
 from zt.lab.identity import LabIdentity
 from zt.lab.topology import ServiceSpec, Topology
+
+CA_DIR = "{ca}"  # in ztca_exit's arguments: the CA directory, wherever the runtime keeps it
 
 
 def progress(msg: str) -> None:
@@ -177,6 +179,23 @@ class LabCore:
     def _component_logs(self, dest: Path) -> list[Path]:
         """Logs the runtime keeps elsewhere than `self.logs` (a container engine's)."""
         return []
+
+    def ztca_exit(self, *args: str) -> tuple[int, str]:
+        """`ztca ARGS` as given (CA_DIR replaced by the CA directory), where the CA is: its exit
+        code and its output (stdout, then stderr), for verbs judged by their exit code."""
+        raise NotImplementedError
+
+    def ca_file(self, name: str) -> bytes:
+        """A file of the CA directory (e.g. `audit.jsonl`), read where the CA is."""
+        raise NotImplementedError
+
+    def _runtime_secrets(self) -> list[secrets_scan.Secret]:
+        """Secrets the runtime keeps outside the work directory (in container volumes)."""
+        return []
+
+    def secrets(self) -> list[secrets_scan.Secret]:
+        """Every secret this lab created: keys, tokens, keystore passwords (zt.lab.secrets_scan)."""
+        return secrets_scan.in_dir(self.work_dir, skip=[self.logs]) + self._runtime_secrets()
 
     # -- shared ------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from zt.lab import checkers, checks_m2, checks_m3, checks_m3_crl
+from zt.lab import checkers, checks_m2, checks_m3, checks_m3_crl, checks_m4
 from zt.lab.checkers import Criterion, Verdict
 from zt.lab.history import History
 
@@ -63,6 +63,12 @@ REGISTRY: dict[int, Milestone] = {
             Path("scenarios/test_m3_stale_crl.py"),
             Path("scenarios/test_m3_large_crl.py"),
         ),
+    ),
+    4: Milestone(
+        4,
+        "observability: one log schema, events in the logs, metrics through a real Prometheus, a verified audit",
+        checks_m4.M4,
+        (Path("scenarios/test_m4_observability.py"),),
     ),
 }
 

@@ -12,15 +12,17 @@ container runtime (zt.lab.core).
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from zt.lab import core, host_identities, process, services
+from zt.lab import core, host_identities, process, prometheus_config, services
 from zt.lab.core import progress
 from zt.lab.identity import LabIdentity
 from zt.lab.ports import free_port
+from zt.lab.prometheus import Prometheus
 from zt.lab.runtime import bring_up
 from zt.lab.topology import ServiceSpec, Topology
 
@@ -44,6 +46,14 @@ class ProcessLab(core.LabCore):
 
     def ztca(self, *args: str) -> dict[str, Any]:
         return host_identities.host_ztca(self.ca_dir, *args, log=self.logs / "ztca.log")
+
+    def ztca_exit(self, *args: str) -> tuple[int, str]:
+        argv = python_cmd("zt.cli.ztca", *[str(self.ca_dir) if a == core.CA_DIR else a for a in args])
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        return r.returncode, r.stdout + r.stderr
+
+    def ca_file(self, name: str) -> bytes:
+        return (self.ca_dir / name).read_bytes()
 
     def register(self, name: str, token_file: Path) -> None:
         self.ztca("register", name, "--token-file", str(token_file))  # ztca writes it 0600
@@ -85,6 +95,8 @@ class ProcessLab(core.LabCore):
             self._start_agent(s, tokens[s.name])
         for s in self.topology.services:
             self._start_service(s)
+        if self.topology.prometheus:
+            self._start_prometheus()
         progress("lab is up")
 
     def _start_ra(self) -> None:
@@ -168,6 +180,43 @@ class ProcessLab(core.LabCore):
         self.procs.append(svc.proc)
         services.wait_ready(svc, self.bundle(), self.client_identity("lab-probe"))
 
+    def _start_prometheus(self) -> None:
+        """Debian's prometheus binary, with the lab's own config, data directory and loopback
+        port (never the Debian service's); ready when every component's target is up."""
+        binary = shutil.which("prometheus")
+        if binary is None:
+            raise host_identities.LabError(
+                "no prometheus binary: install Debian's prometheus (scripts/install-deps.sh)"
+            )
+        self.ports["prometheus"] = free_port()
+        home = self.work_dir / "prometheus"
+        home.mkdir(exist_ok=True)
+        targets = [
+            prometheus_config.ScrapeTarget(
+                "zt-ra", f"127.0.0.1:{self.ports['ra']}", str(self.bundle()), tls_server_name="127.0.0.1"
+            ),
+            prometheus_config.ScrapeTarget("zt-crl", f"127.0.0.1:{self.ports['crl']}"),
+        ]
+        if self.topology.agent_metrics:
+            targets += [
+                prometheus_config.ScrapeTarget(f"agent-{s.name}", f"127.0.0.1:{self.ports[f'{s.name}:agent-metrics']}")
+                for s in self.topology.services
+            ]
+        targets += [
+            prometheus_config.ScrapeTarget(s.name, f"127.0.0.1:{self.ports[f'{s.name}:metrics']}")
+            for s in self.topology.services
+        ]
+        config = home / "prometheus.yml"
+        config.write_text(prometheus_config.render(targets, self.topology.prometheus_interval))
+        argv = [
+            binary,
+            *prometheus_config.server_args(str(config), str(home / "data"), f"127.0.0.1:{self.ports['prometheus']}"),
+        ]
+        p = self._start("prometheus", argv)
+        server = Prometheus(self.prometheus_url())
+        process.wait_until("prometheus /-/ready", server.ready, timeout=30, proc=p)
+        server.wait_all_up(set(prometheus_config.jobs(self.topology)))
+
     # -- faults: components stopped and started again ---------------------------------------
 
     def stop_component(self, name: str) -> None:
@@ -224,6 +273,11 @@ class ProcessLab(core.LabCore):
 
     def crl_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['crl']}"
+
+    def prometheus_url(self) -> str:
+        if "prometheus" not in self.ports:
+            raise host_identities.LabError("this lab runs no Prometheus (Topology.prometheus)")
+        return f"http://127.0.0.1:{self.ports['prometheus']}"
 
     def agent_identity(self, service: str) -> LabIdentity:
         return LabIdentity(service, self.topology.spiffe_id(service), self.cert_dir(service))

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from zt.lab.identity import LabIdentity
+from zt.lab.secrets_scan import Secret
 from zt.lab.topology import Topology
 
 
@@ -38,6 +39,10 @@ class RunningLab(Protocol):
         ...
 
     def ra_url(self) -> str: ...
+
+    def prometheus_url(self) -> str:
+        """http://host:port of the lab's Prometheus server (needs Topology.prometheus)."""
+        ...
 
     def crl_url(self) -> str: ...
 
@@ -77,6 +82,18 @@ class RunningLab(Protocol):
         ...
 
     def collect_logs(self, dest: Path) -> list[Path]: ...
+
+    def ztca_exit(self, *args: str) -> tuple[int, str]:
+        """`ztca ARGS` as given (zt.lab.core.CA_DIR stands for the CA directory): exit code, output."""
+        ...
+
+    def ca_file(self, name: str) -> bytes:
+        """A file of the CA directory (`audit.jsonl`), wherever the CA lives."""
+        ...
+
+    def secrets(self) -> list[Secret]:
+        """Every secret the run created (keys, tokens, keystore passwords), for the log scan."""
+        ...
 
     def stop_component(self, name: str) -> None:
         """A fault: stop one component ("crl", the publisher) and leave the rest running."""

@@ -46,6 +46,11 @@ class Topology:
     # Services started with --no-reload: they never pick up a new generation. Milestone 2 must
     # FAIL with one of these (tests/e2e/test_m2_broken_reload.py).
     no_reload: tuple[str, ...] = ()
+    # A real Prometheus server that scrapes every component with a metrics endpoint every
+    # `prometheus_interval` seconds (RunningLab.prometheus_url; zt.lab.prometheus_config).
+    # Milestone 4's lab only: the others stay fast.
+    prometheus: bool = False
+    prometheus_interval: float = 1.0
 
     def service(self, name: str) -> ServiceSpec:
         for s in self.services:
