@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from zt.lab import checkers, checks_m2, checks_m3, checks_m3_crl
+from zt.lab import checkers, checks_m2, checks_m3, checks_m3_crl, checks_m5
 from zt.lab.checkers import Criterion, Verdict
 from zt.lab.history import History
 
@@ -63,6 +63,12 @@ REGISTRY: dict[int, Milestone] = {
             Path("scenarios/test_m3_stale_crl.py"),
             Path("scenarios/test_m3_large_crl.py"),
         ),
+    ),
+    5: Milestone(
+        5,
+        "hardening: a mesh policy both stacks enforce, RA rate limits across workers, token lockout, a pinned bundle",
+        checks_m5.M5,
+        (Path("scenarios/test_m5_hardening.py"),),
     ),
 }
 
