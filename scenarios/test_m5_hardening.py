@@ -40,7 +40,7 @@ import pytest
 from zt.lab import checks_m5, metrics_scrape, mtls_client, renewal
 from zt.lab.core import progress
 from zt.lab.figures import Figures
-from zt.lab.history import History, Operation
+from zt.lab.history import History, Operation, Outcome
 from zt.lab.identity import LabIdentity
 from zt.lab.ra_sources import RaAnswer
 from zt.lab.runtime import RunningLab
@@ -108,7 +108,7 @@ def policy_request(
         for e in checks_m5.log_events(lab.component_log(service), "policy_denied")
         if e.get("caller") == who.spiffe_id and e.get("path") == path
     ]
-    outcome = "unknown" if r.error == "timeout" else ("ok" if r.ok and r.status == 200 else "fail")
+    outcome: Outcome = "unknown" if r.error == "timeout" else ("ok" if r.ok and r.status == 200 else "fail")
     return history.record(
         criterion,
         who.name,
