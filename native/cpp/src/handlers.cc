@@ -11,6 +11,9 @@ namespace {
 std::string route_label(const std::string& path) {
   return path == "/hello" || path == "/call" ? path : "other";
 }
+
+// Logs type an unknown peer or serial as null, never "".
+nlohmann::json or_null(const std::string& s) { return s.empty() ? nlohmann::json(nullptr) : nlohmann::json(s); }
 }  // namespace
 
 RequestHandler::RequestHandler(const Config& cfg, Metrics& metrics, Logger& log, const StateHolder& states)
@@ -52,10 +55,17 @@ void RequestHandler::record(const std::string& method, const std::string& path, 
 
 Response RequestHandler::route(const Request& req, const PeerInfo& peer, const ServiceState& conn_state) {
   std::shared_ptr<const ServiceState> current = states_.get();
-  if (current->policy && !current->policy->is_allowed(peer.spiffe_id, req.path)) {
+  // The callee is who we are now (the current leaf), the same for every open connection.
+  const std::string callee = current->identity().id.str();
+  if (current->policy && !current->policy->is_allowed({peer.spiffe_id, callee, req.method, req.path})) {
     metrics_.policy_denied();
-    log_.info("policy_denied", {{"caller", peer.spiffe_id}, {"path", req.path}});
-    return error_response(403, "forbidden", peer.spiffe_id + " may not access " + req.path);
+    log_.info("policy_denied", {{"caller", peer.spiffe_id}, {"callee", callee}, {"method", req.method}, {"path", req.path}});
+    return json_response(403, {{"error", "forbidden"},
+                                     {"reason", peer.spiffe_id + " may not call " + req.method + " " + req.path + " on " + callee},
+                                     {"caller", peer.spiffe_id},
+                                     {"callee", callee},
+                                     {"method", req.method},
+                                     {"path", req.path}});
   }
   if (req.path != "/hello" && req.path != "/call") {
     return error_response(404, "not_found", "no route for " + req.path + " (try /hello or /call)");
@@ -107,8 +117,8 @@ Response RequestHandler::call(const Request& req) {
   metrics_.outbound_call(ok);
   nlohmann::json fields = {{"target", target_text},
                            {"result", ok ? "success" : "failure"},
-                           {"peer", out.peer},
-                           {"peer_serial", out.peer_serial}};
+                           {"peer", or_null(out.peer)},
+                           {"peer_serial", or_null(out.peer_serial)}};
   if (!ok) fields["reason"] = out.reason;
   if (ok) {
     log_.info("call", fields);

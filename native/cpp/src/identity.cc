@@ -5,6 +5,10 @@
 
 #include <openssl/pem.h>
 
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -72,7 +76,45 @@ Status verify_chain(const Identity& id) {
   return ok_status();
 }
 
+std::string sha256_hex(const std::string& data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr) != 1) return "";
+  static const char* const kHex = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < len; ++i) {
+    out.push_back(kHex[md[i] >> 4]);
+    out.push_back(kHex[md[i] & 0xf]);
+  }
+  return out;
+}
+
 }  // namespace
+
+Status check_bundle_checksum(const std::string& gen_dir, const std::string& bundle_pem) {
+  const std::string path = gen_dir + "/" + kBundleChecksumFile;
+  struct stat st {};
+  if (lstat(path.c_str(), &st) != 0 && errno == ENOENT) return ok_status();  // no checksum: nothing to check
+  auto text = read_file(path);
+  if (!text) return fail(std::string(kBundleChecksumMismatch) + ": " + text.error());
+  // sha256sum format: "<64 hex>  bundle.pem\n" ("*bundle.pem" in binary mode); one line.
+  const std::string& line = text.value();
+  std::string want = line.substr(0, std::min<size_t>(line.size(), 64));
+  std::string rest = line.size() > 64 ? line.substr(64) : "";
+  if (!rest.empty() && rest.back() == '\n') rest.pop_back();
+  bool hex = want.size() == 64 && want.find_first_not_of("0123456789abcdefABCDEF") == std::string::npos;
+  if (!hex || (rest != "  bundle.pem" && rest != " *bundle.pem")) {
+    return fail(std::string(kBundleChecksumMismatch) + ": " + path +
+                " is not one sha256sum line for bundle.pem (\"<64 hex>  bundle.pem\")");
+  }
+  for (char& c : want) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  std::string got = sha256_hex(bundle_pem);
+  if (got != want) {
+    return fail(std::string(kBundleChecksumMismatch) + ": " + gen_dir + "/bundle.pem has sha256 " + got + ", " +
+                kBundleChecksumFile + " says " + want);
+  }
+  return ok_status();
+}
 
 Result<std::shared_ptr<const Identity>> load_identity(const std::string& cert_dir) {
   auto gen = resolve_current(cert_dir);
@@ -85,6 +127,7 @@ Result<std::shared_ptr<const Identity>> load_identity(const std::string& cert_di
   if (!chain_pem) return fail(chain_pem.error());
   auto bundle_pem = read_file(dir + "/bundle.pem");
   if (!bundle_pem) return fail(bundle_pem.error());
+  if (auto st = check_bundle_checksum(dir, bundle_pem.value()); !st) return fail(st.error());
 
   auto key = parse_key(key_pem.value(), dir + "/key.pem");
   if (!key) return fail(key.error());

@@ -33,13 +33,13 @@ std::string rfc3339_millis_now() {
   return out;
 }
 
-Logger::Logger(std::string service, Sink sink) : service_(std::move(service)), sink_(std::move(sink)) {}
+Logger::Logger(std::string component, Sink sink) : component_(std::move(component)), sink_(std::move(sink)) {}
 
 void Logger::log(LogLevel level, std::string_view event, nlohmann::json fields) {
   nlohmann::ordered_json line = nlohmann::ordered_json::object();  // ts, level, ... first
   line["ts"] = rfc3339_millis_now();
   line["level"] = level_name(level);
-  line["service"] = service_;
+  line["component"] = component_;
   line["event"] = std::string(event);
   if (fields.is_object()) {
     for (auto& [key, value] : fields.items()) line[key] = nlohmann::ordered_json(value);

@@ -1,5 +1,6 @@
 // Structured logs (docs/contracts.md section 7): one JSON object per line, each with ts
-// (RFC 3339 UTC, milliseconds), level, service and event, plus the event's fields.
+// (RFC 3339 UTC, milliseconds), level, component (the --name) and event, plus the event's
+// fields: the one line schema of every zt component (docs/logs.md, zt/log_line.schema.json).
 //
 // Lines go to a sink (stderr by default; tests capture them). Writing is serialised so lines
 // from different threads never interleave. Callers never pass secrets: the logger has no
@@ -21,7 +22,7 @@ class Logger {
  public:
   using Sink = std::function<void(const std::string& line)>;  // line without newline
 
-  explicit Logger(std::string service, Sink sink = nullptr);
+  explicit Logger(std::string component, Sink sink = nullptr);
 
   void log(LogLevel level, std::string_view event, nlohmann::json fields = nlohmann::json::object());
   void info(std::string_view event, nlohmann::json fields = nlohmann::json::object()) {
@@ -34,10 +35,10 @@ class Logger {
     log(LogLevel::Error, event, std::move(fields));
   }
 
-  const std::string& service() const { return service_; }
+  const std::string& component() const { return component_; }
 
  private:
-  std::string service_;
+  std::string component_;
   Sink sink_;
   std::mutex mu_;
 };

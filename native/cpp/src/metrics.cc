@@ -2,10 +2,18 @@
 
 #include <prometheus/text_serializer.h>
 
+#include <chrono>
+
 namespace zt {
 
 using prometheus::BuildCounter;
 using prometheus::BuildGauge;
+
+namespace {
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+}  // namespace
 
 Metrics::Metrics()
     : registry_(std::make_shared<prometheus::Registry>()),
@@ -21,9 +29,14 @@ Metrics::Metrics()
                               .Register(*registry_)),
       cert_expiry_(BuildGauge()
                        .Name("mtls_cert_expiry_seconds")
-                       .Help("notAfter of the current leaf certificate, Unix time")
+                       .Help("Seconds until notAfter of the served leaf certificate, at scrape time (negative once expired)")
                        .Register(*registry_)
                        .Add({})),
+      cert_not_after_(BuildGauge()
+                          .Name("mtls_cert_not_after_timestamp_seconds")
+                          .Help("notAfter of the served leaf certificate, Unix time")
+                          .Register(*registry_)
+                          .Add({})),
       cert_info_(BuildGauge()
                      .Name("mtls_cert_info")
                      .Help("The current leaf certificate (value is always 1)")
@@ -104,7 +117,9 @@ void Metrics::http_request(const std::string& route, int code) {
 
 void Metrics::set_certificate(const std::string& serial, const std::string& spiffe_id,
                               std::time_t not_after) {
-  cert_expiry_.Set(static_cast<double>(not_after));
+  not_after_.store(not_after);
+  cert_not_after_.Set(static_cast<double>(not_after));
+  cert_expiry_.Set(static_cast<double>(not_after) - unix_now());
   std::lock_guard<std::mutex> lock(cert_mu_);
   prometheus::Gauge& next = cert_info_.Add({{"serial", serial}, {"spiffe_id", spiffe_id}});
   next.Set(1);
@@ -119,7 +134,16 @@ void Metrics::set_crl(size_t entries, std::time_t earliest_next_update) {
 
 void Metrics::set_crl_stale(bool stale) { crl_stale_.Set(stale ? 1 : 0); }
 
-std::string Metrics::serialize() const {
+std::string Metrics::serialize() const { return serialize(unix_now()); }
+
+std::string Metrics::serialize(double now) const {
+  // The time left is a function of the scrape time, so it is set here, just before the
+  // registry is collected, rather than when the certificate was loaded. (Concurrent scrapes
+  // each set it for their own moment; the last write wins, and both are within a scrape of
+  // each other.)
+  if (std::time_t not_after = not_after_.load(); not_after != 0) {
+    cert_expiry_.Set(static_cast<double>(not_after) - now);
+  }
   return prometheus::TextSerializer().Serialize(registry_->Collect());
 }
 

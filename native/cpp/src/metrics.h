@@ -11,6 +11,7 @@
 #include <prometheus/registry.h>
 
 #include <array>
+#include <atomic>
 #include <ctime>
 #include <memory>
 #include <mutex>
@@ -35,12 +36,15 @@ class Metrics {
   // `route` is "/hello", "/call" or "other".
   void http_request(const std::string& route, int code);
 
+  // The served leaf. mtls_cert_not_after_timestamp_seconds holds its notAfter;
+  // mtls_cert_expiry_seconds (seconds until then) is computed from it at each scrape.
   void set_certificate(const std::string& serial, const std::string& spiffe_id, std::time_t not_after);
   void set_crl(size_t entries, std::time_t earliest_next_update);  // 0 when no CRL
   void set_crl_stale(bool stale);
 
-  // Prometheus text format 0.0.4.
+  // Prometheus text format 0.0.4. `now` (Unix time, sub-second) is when the scrape happens.
   std::string serialize() const;
+  std::string serialize(double now) const;
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
@@ -50,6 +54,8 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& handshake_failures_;
   std::array<prometheus::Counter*, kAllFailureReasons.size()> failure_by_reason_{};
   prometheus::Gauge& cert_expiry_;
+  prometheus::Gauge& cert_not_after_;
+  std::atomic<std::time_t> not_after_{0};  // 0 until the first certificate is set
   prometheus::Family<prometheus::Gauge>& cert_info_;
   prometheus::Family<prometheus::Counter>& reloads_;
   prometheus::Counter& reload_ok_;

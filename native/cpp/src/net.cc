@@ -79,7 +79,8 @@ uint16_t local_port(int fd) {
 std::string peer_address(int fd) {
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
-  if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "?";
+  // Logs type peer_addr as host:port, so an unknown address still has that shape.
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "unknown:0";
   char host[INET6_ADDRSTRLEN] = "?";
   uint16_t port = 0;
   if (ss.ss_family == AF_INET) {
@@ -96,7 +97,7 @@ std::string peer_address(int fd) {
     out.append(host).append("]:").append(std::to_string(port));  // (not "[" + ...: GCC 12 -Wrestrict false positive)
     return out;
   }
-  return "?";
+  return "unknown:0";
 }
 
 bool wait_fd(int fd, short events, Deadline deadline) {

@@ -30,7 +30,7 @@ Result<HostPort> parse_host_port(const std::string& s);
 // A non-blocking listening socket (SO_REUSEADDR), bound and listening.
 Result<int> listen_tcp(const std::string& host_port);
 uint16_t local_port(int fd);
-std::string peer_address(int fd);  // "127.0.0.1:54321"
+std::string peer_address(int fd);  // "127.0.0.1:54321", "[::1]:54321"; "unknown:0" when unknown
 void set_nonblocking(int fd);
 
 // Connects a non-blocking TCP socket to host:port before `deadline` (every resolved address

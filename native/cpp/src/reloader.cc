@@ -4,7 +4,9 @@
 
 #include <sys/stat.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 
 namespace zt {
@@ -24,11 +26,38 @@ Reloader::Reloader(const Config& cfg, StateHolder& states, Metrics& metrics, Log
 
 Reloader::~Reloader() { stop(); }
 
-std::string Reloader::fingerprint() const {
+Reloader::Sources Reloader::sources() const {
   auto gen = resolve_current(cfg_.cert_dir);
   std::string crl = cfg_.crl ? *cfg_.crl : cfg_.cert_dir + "/crl.pem";
-  return (gen ? gen.value() : "?") + "|" + file_identity(crl) + "|" + file_identity(cfg_.policy.value_or(""));
+  return Sources{gen ? gen.value() : "?", file_identity(crl), file_identity(cfg_.policy.value_or(""))};
 }
+
+std::string Reloader::fingerprint() const {
+  Sources s = sources();
+  return s.generation + "|" + s.crl + "|" + s.policy;
+}
+
+namespace {
+// The parts that differ between two Sources, in the order service-b names them.
+nlohmann::json changed_parts(const auto& had, const auto& now) {
+  nlohmann::json parts = nlohmann::json::array();
+  if (had.generation != now.generation) parts.push_back("identity");
+  if (had.crl != now.crl) parts.push_back("crl");
+  if (had.policy != now.policy) parts.push_back("policy");
+  return parts;
+}
+
+// The CRL number as the log schema types it (an integer); null when absent or beyond 64 bits.
+nlohmann::json crl_number_field(const std::string& decimal) {
+  if (decimal.empty() || decimal.size() > 20 || decimal.find_first_not_of("0123456789") != std::string::npos) {
+    return nullptr;
+  }
+  errno = 0;
+  unsigned long long n = std::strtoull(decimal.c_str(), nullptr, 10);
+  if (errno == ERANGE) return nullptr;
+  return n;
+}
+}  // namespace
 
 void Reloader::publish(const ServiceState& state) {
   const Identity& id = state.identity();
@@ -37,12 +66,10 @@ void Reloader::publish(const ServiceState& state) {
   metrics_.set_crl(crl ? crl->entries() : 0, crl ? crl->earliest_next_update() : 0);
   if (crl != nullptr) {
     for (const CrlSummary& s : crl->summaries()) {
-      nlohmann::json number = s.crl_number.empty() ? nlohmann::json(nullptr) : nlohmann::json(s.crl_number);
-      if (!s.crl_number.empty() && s.crl_number.size() < 19) number = std::stoll(s.crl_number);
       log_.info("crl_loaded", {{"path", crl->path()},
                                {"entries", s.entries},
                                {"next_update", rfc3339(s.next_update)},
-                               {"crl_number", number},
+                               {"crl_number", crl_number_field(s.crl_number)},
                                {"issuer", s.issuer}});
     }
   }
@@ -51,9 +78,11 @@ void Reloader::publish(const ServiceState& state) {
 
 Status Reloader::load_initial() {
   std::lock_guard<std::mutex> lock(reload_mu_);
+  Sources on_disk = sources();
   last_fingerprint_ = fingerprint();
   auto state = load_state(cfg_, [this](std::time_t next) { stale_.observe_stale(next); });
   if (!state) return fail(state.error());
+  served_ = on_disk;
   states_.swap(state.value());
   publish(*state.value());
   return ok_status();
@@ -68,6 +97,8 @@ bool Reloader::reload(const std::string& trigger) {
   std::lock_guard<std::mutex> lock(reload_mu_);
   std::shared_ptr<const ServiceState> old = states_.get();
   const Identity& old_id = old->identity();
+  const Sources now = sources();
+  const nlohmann::json parts = changed_parts(served_, now);
   last_fingerprint_ = fingerprint();
   // A rotation attempt is a reload that finds DIR/current pointing at another generation.
   auto on_disk = resolve_current(cfg_.cert_dir);
@@ -80,17 +111,21 @@ bool Reloader::reload(const std::string& trigger) {
                           {"old_serial", old_id.serial},
                           {"new_serial", old_id.serial},  // still serving the old one
                           {"reason", next.error()},
-                          {"trigger", trigger}});
+                          {"trigger", trigger},
+                          {"changed", nlohmann::json::array()},
+                          {"rejected", parts}});
     return false;
   }
   states_.swap(next.value());
+  served_ = now;
   metrics_.reload(true);
   publish(*next.value());
   const Identity& new_id = next.value()->identity();
   log_.info("reload", {{"result", "success"},
                        {"old_serial", old_id.serial},
                        {"new_serial", new_id.serial},
-                       {"trigger", trigger}});
+                       {"trigger", trigger},
+                       {"changed", parts}});
   if (new_id.serial != old_id.serial) {
     metrics_.rotation(true);
     log_.info("rotation", {{"old_serial", old_id.serial},

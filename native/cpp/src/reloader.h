@@ -6,7 +6,10 @@
 // A reload that changes the served leaf's serial is a rotation: mtls_rotation_total
 // {result="success"} and a `rotation` line (old and new serial, notAfter, generation); a
 // failed reload that had found DIR/current pointing at a new generation counts
-// {result="failure"}. With --no-reload (cfg.no_reload) reload() only logs `signal_ignored`
+// {result="failure"}. Every `reload` line names the parts that changed on disk since the
+// snapshot in use was loaded ("identity", "crl", "policy"): `changed` (swapped in; empty on
+// failure) and, on failure, `rejected` (what had changed and was refused), as service-b does,
+// so a CRL- or policy-only reload says so (contracts section 9). With --no-reload (cfg.no_reload) reload() only logs `signal_ignored`
 // and the poll never looks at the files (the staleness refresh still runs).
 //
 // Triggers: SIGHUP (main calls reload("signal")), and a fallback poll every
@@ -51,6 +54,13 @@ class Reloader {
   void stop();
 
  private:
+  // What is on disk, part by part: realpath(DIR/current), and the CRL's and policy's file
+  // identity (inode, size, mtime).
+  struct Sources {
+    std::string generation, crl, policy;
+    bool operator==(const Sources&) const = default;
+  };
+  Sources sources() const;
   std::string fingerprint() const;
   void publish(const ServiceState& state);
   void poll_loop();
@@ -65,6 +75,7 @@ class Reloader {
 
   std::mutex reload_mu_;
   std::string last_fingerprint_;
+  Sources served_;  // the sources of the snapshot in use
 
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;

@@ -103,8 +103,14 @@ void Service::handshake_failed(FailureReason reason, const std::string& detail, 
                                const VerifyOutcome& outcome) {
   metrics_.handshake_failed(reason);
   nlohmann::json fields = {{"reason", std::string(reason_name(reason))}, {"detail", detail}, {"peer_addr", peer_addr}};
-  if (!outcome.peer_spiffe_id.empty()) fields["peer_spiffe_id"] = outcome.peer_spiffe_id;
-  if (!outcome.peer_serial.empty()) fields["peer_serial"] = outcome.peer_serial;
+  // A presented certificate is named by its serial, and by its SPIFFE ID when its URI SAN is
+  // one (the log schema types peer_spiffe_id as spiffe://... or null; another URI stays in
+  // `detail`).
+  if (!outcome.peer_serial.empty()) {
+    fields["peer_serial"] = outcome.peer_serial;
+    fields["peer_spiffe_id"] = outcome.peer_spiffe_id.starts_with("spiffe://") ? nlohmann::json(outcome.peer_spiffe_id)
+                                                                               : nlohmann::json(nullptr);
+  }
   log_.warn("handshake_rejected", fields);
 }
 

@@ -127,11 +127,24 @@ TEST_F(HandshakeTest, test_rejection_log_names_the_claimed_identity) {
   auto r = https_get(svc_->port(), "/hello", as(pki().id_dir("two-uris")));
   ASSERT_FALSE(r.ok);
   auto line = svc_->logs().wait_for("handshake_rejected", [](const nlohmann::json& j) {
-    return j.value("peer_spiffe_id", "") == "spiffe://zt.lab/svc/two-uris";
+    return j.contains("peer_spiffe_id") && j["peer_spiffe_id"] == "spiffe://zt.lab/svc/two-uris";
   });
   ASSERT_FALSE(line.is_null());
   EXPECT_EQ(line["reason"], "bad_spiffe_id");
   EXPECT_NE(line["detail"].get<std::string>().find("2 URI SANs"), std::string::npos) << line.dump();
+}
+
+// The log schema types peer_spiffe_id as spiffe://... or null: a presented certificate whose URI
+// SAN is something else is named by its serial, its SPIFFE ID is null.
+TEST_F(HandshakeTest, test_rejection_log_non_spiffe_uri_is_null_spiffe_id) {
+  auto r = https_get(svc_->port(), "/hello", as(pki().id_dir("not-spiffe")));
+  ASSERT_FALSE(r.ok);
+  auto line = svc_->logs().wait_for("handshake_rejected", [](const nlohmann::json& j) {
+    return j.contains("peer_serial") && j["peer_serial"] == pki().serial("not-spiffe");
+  });
+  ASSERT_FALSE(line.is_null());
+  ASSERT_TRUE(line.contains("peer_spiffe_id")) << line.dump();
+  EXPECT_TRUE(line["peer_spiffe_id"].is_null()) << line.dump();
 }
 
 TEST(HandshakeWithoutCrl, test_revoked_client_accepted_when_no_crl_configured) {

@@ -101,8 +101,9 @@ TEST_F(HttpApiTest, test_request_is_logged_and_counted) {
   EXPECT_EQ(line["method"], "GET");
   EXPECT_EQ(line["status"], 200);
   EXPECT_TRUE(line["duration_ms"].is_number());
-  for (const char* key : {"ts", "level", "service", "event"}) EXPECT_TRUE(line.contains(key)) << key;
-  EXPECT_EQ(line["service"], "service-a");
+  for (const char* key : {"ts", "level", "component", "event"}) EXPECT_TRUE(line.contains(key)) << key;
+  EXPECT_EQ(line["component"], "service-a");
+  EXPECT_FALSE(line.contains("service")) << "the old key is replaced by component";
 }
 
 class PolicyTest : public ::testing::Test {
@@ -138,11 +139,18 @@ TEST_F(PolicyTest, test_policy_denies_unlisted_path_with_403_json) {
   ASSERT_TRUE(r.ok) << r.error;  // a completed TLS connection, not a handshake failure
   EXPECT_EQ(r.status, 403);
   EXPECT_EQ(r.json["error"], "forbidden");
-  EXPECT_EQ(r.json["reason"], "spiffe://zt.lab/svc/client may not access /call");
+  EXPECT_EQ(r.json["reason"],
+            "spiffe://zt.lab/svc/client may not call GET /call on spiffe://zt.lab/svc/service-a");
+  EXPECT_EQ(r.json["caller"], "spiffe://zt.lab/svc/client");
+  EXPECT_EQ(r.json["callee"], "spiffe://zt.lab/svc/service-a");
+  EXPECT_EQ(r.json["method"], "GET");
+  EXPECT_EQ(r.json["path"], "/call");  // without the query string
   EXPECT_TRUE(svc_->wait_metric("mtls_policy_denials_total", {}, 1));
   auto line = svc_->logs().wait_for("policy_denied");
   ASSERT_FALSE(line.is_null());
   EXPECT_EQ(line["caller"], "spiffe://zt.lab/svc/client");
+  EXPECT_EQ(line["callee"], "spiffe://zt.lab/svc/service-a");
+  EXPECT_EQ(line["method"], "GET");
   EXPECT_EQ(line["path"], "/call");
   EXPECT_EQ(svc_->metric("mtls_handshakes_total", {{"result", "failure"}}), 0);
 }
@@ -163,13 +171,58 @@ TEST_F(PolicyTest, test_policy_unlisted_caller_denied_even_unknown_paths) {
 
 TEST(PolicyStart, test_bad_policy_refuses_to_start) {
   std::string dir = test::make_temp_dir("zt-policy");
-  test::write_file_atomic(dir + "/p.json", R"({"version": 2, "rules": []})");
+  test::write_file_atomic(dir + "/p.json", R"({"version": 2, "rules": [{"caller": "*", "allow": ["*"]}]})");
   Config cfg = test::test_config(pki().id_dir("service-a"));
   cfg.policy = dir + "/p.json";
   Service svc(cfg, [](const std::string&) {});
   auto st = svc.start();
   ASSERT_FALSE(st.ok());
   EXPECT_NE(st.error().find("policy"), std::string::npos) << st.error();
+  test::remove_tree(dir);
+}
+
+// Version 2 (contract P): one mesh file; the callee is matched against our own SPIFFE ID, and
+// methods count. The same file, loaded by service-a and service-b, decides differently.
+TEST(PolicyV2, test_policy_v2_callee_method_and_path) {
+  std::string dir = test::make_temp_dir("zt-policy");
+  test::write_file_atomic(dir + "/mesh.json", R"({"version": 2, "rules": [
+    {"caller": "spiffe://zt.lab/svc/client", "callee": "spiffe://zt.lab/svc/service-b",
+     "methods": ["GET"], "paths": ["/hello", "/call"]},
+    {"caller": "spiffe://zt.lab/svc/client", "callee": "spiffe://zt.lab/svc/service-a",
+     "methods": ["GET"], "paths": ["/hello"]},
+    {"caller": "spiffe://zt.lab/svc/service-*", "callee": "*", "methods": ["*"], "paths": ["*"]}
+  ]})");
+  Config a = test::test_config(pki().id_dir("service-a"));
+  a.policy = dir + "/mesh.json";
+  ServiceUnderTest svc_a(a);
+  Config b = test::test_config(pki().id_dir("service-b"));
+  b.name = "service-b";
+  b.policy = dir + "/mesh.json";
+  ServiceUnderTest svc_b(b);
+  const auto client = as(pki().id_dir("client"));
+
+  EXPECT_EQ(https_get(svc_a.port(), "/hello", client).status, 200);
+  EXPECT_EQ(https_get(svc_b.port(), "/hello", client).status, 200);
+  // /call: allowed on service-b (then 400: no target), denied on service-a.
+  EXPECT_EQ(https_get(svc_b.port(), "/call", client).status, 400);
+  auto denied = https_get(svc_a.port(), "/call", client);
+  EXPECT_EQ(denied.status, 403);
+  EXPECT_EQ(denied.json["callee"], "spiffe://zt.lab/svc/service-a");
+  // A method the rule does not list is denied before the 405 a POST would get.
+  std::string err;
+  auto conn = test::TestConnection::open(svc_a.port(), client, &err);
+  ASSERT_TRUE(conn) << err;
+  auto post = conn->send_raw("POST /hello HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(post.status, 403) << post.body;
+  EXPECT_EQ(post.json["method"], "POST");
+  // The wildcard callee rule: service-b may do anything on service-a.
+  EXPECT_EQ(https_get(svc_a.port(), "/nope", as(pki().id_dir("service-b"))).status, 404);
+  auto line = svc_a.logs().wait_for("policy_denied", [](const nlohmann::json& j) { return j.value("method", "") == "POST"; });
+  ASSERT_FALSE(line.is_null());
+  EXPECT_EQ(line["callee"], "spiffe://zt.lab/svc/service-a");
+  EXPECT_EQ(line["path"], "/hello");
+  EXPECT_EQ(svc_a.metric("mtls_policy_denials_total"), 2);
+  EXPECT_EQ(svc_b.metric("mtls_policy_denials_total"), 0);
   test::remove_tree(dir);
 }
 

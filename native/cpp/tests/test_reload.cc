@@ -1,12 +1,17 @@
 // Reloads (docs/contracts.md section 2): all or nothing; new connections get the new
 // material, open connections finish on the old; bad material keeps the old and is counted.
+#include "identity.h"
 #include "support/harness.h"
 #include "support/pki.h"
 #include "support/test_client.h"
 
 #include <gtest/gtest.h>
 
+#include <openssl/evp.h>
+
+#include <cctype>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 
 namespace zt {
@@ -17,6 +22,20 @@ using test::https_get;
 using test::pki;
 using test::ScratchIdentity;
 using test::ServiceUnderTest;
+
+// A sha256sum line for `data` named bundle.pem, as the agent writes it.
+std::string sha256_line(const std::string& data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
+  std::string hex;
+  for (unsigned int i = 0; i < len; ++i) {
+    char b[3];
+    std::snprintf(b, sizeof b, "%02x", md[i]);
+    hex += b;
+  }
+  return hex + "  bundle.pem\n";
+}
 
 std::string hello_serial(const ServiceUnderTest& svc) {
   auto r = https_get(svc.port(), "/hello", as(pki().id_dir("client")));
@@ -209,6 +228,13 @@ TEST_P(ReloadAllOrNothing, test_reload_good_certificate_with_bad_piece_changes_n
     // verify against it, and it would trust strangers.
     std::string gen = std::filesystem::canonical(scratch.dir() + "/current").string();
     test::write_file_atomic(gen + "/bundle.pem", test::read_text(pki().root() + "/foreign/bundle.pem"));
+  } else if (bad.name == "bundle_checksum") {
+    // The agent's checksum of the bundle it verified, then a bundle that still verifies our
+    // chain but also trusts a stranger's root: only the checksum can tell.
+    std::string gen = std::filesystem::canonical(scratch.dir() + "/current").string();
+    std::string bundle = test::read_text(gen + "/bundle.pem");
+    test::write_file_atomic(gen + "/bundle.pem.sha256", sha256_line(bundle));
+    test::write_file_atomic(gen + "/bundle.pem", bundle + test::read_text(pki().root() + "/foreign/bundle.pem"));
   } else if (bad.name == "policy") {
     test::write_file_atomic(policy, R"({"version": 1, "rules": [{"caller": "*", "allow": ["*"], "deny": []}]})");
   } else {
@@ -244,11 +270,108 @@ TEST_P(ReloadAllOrNothing, test_reload_good_certificate_with_bad_piece_changes_n
   EXPECT_EQ(line["old_serial"], old_serial);
   EXPECT_EQ(line["new_serial"], old_serial);  // still serving the old one
   EXPECT_NE(line["reason"].get<std::string>().find(bad.reason_fragment), std::string::npos) << line.dump();
+  EXPECT_EQ(line["changed"], nlohmann::json::array());
+  EXPECT_TRUE(line["rejected"].is_array() && !line["rejected"].empty()) << line.dump();
+}
+
+// Contract B: with a matching bundle.pem.sha256 the generation loads; the checksum file
+// alone changes nothing else.
+TEST(Reload, test_reload_generation_with_matching_bundle_checksum) {
+  ScratchIdentity scratch("service-a");
+  ServiceUnderTest svc(test::test_config(scratch.dir()));
+  const std::string new_serial = scratch.rotate();
+  std::string gen = std::filesystem::canonical(scratch.dir() + "/current").string();
+  test::write_file_atomic(gen + "/bundle.pem.sha256", sha256_line(test::read_text(gen + "/bundle.pem")));
+  ASSERT_TRUE(svc.service().reload("signal"));
+  EXPECT_EQ(hello_serial(svc), new_serial);
+}
+
+TEST(Reload, test_start_refuses_bundle_checksum_mismatch) {
+  ScratchIdentity scratch("service-a");
+  std::string gen = std::filesystem::canonical(scratch.dir() + "/current").string();
+  test::write_file_atomic(gen + "/bundle.pem.sha256", std::string(64, 'a') + "  bundle.pem\n");
+  Service svc(test::test_config(scratch.dir()), [](const std::string&) {});
+  auto st = svc.start();
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().find("bundle_checksum_mismatch"), std::string::npos) << st.error();
+}
+
+TEST(BundleChecksum, test_check_bundle_checksum_formats) {
+  std::string dir = test::make_temp_dir("zt-sum");
+  const std::string bundle = "-----BEGIN CERTIFICATE-----\nxyz\n-----END CERTIFICATE-----\n";
+  EXPECT_TRUE(check_bundle_checksum(dir, bundle).ok()) << "no checksum file: nothing to check";
+  std::string line = sha256_line(bundle);
+  struct Case {
+    std::string file;
+    bool ok;
+  };
+  std::string upper = line.substr(0, 64);
+  for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  for (const Case& c : {Case{line, true}, Case{line.substr(0, 64) + " *bundle.pem\n", true},
+                        Case{line.substr(0, 64) + "  bundle.pem", true}, Case{upper + "  bundle.pem\n", true},
+                        Case{line.substr(0, 64) + "  other.pem\n", false}, Case{line.substr(0, 63) + "  bundle.pem\n", false},
+                        Case{"", false}, Case{line + line, false}, Case{sha256_line(bundle + " "), false}}) {
+    test::write_file_atomic(dir + "/bundle.pem.sha256", c.file);
+    auto st = check_bundle_checksum(dir, bundle);
+    EXPECT_EQ(st.ok(), c.ok) << c.file;
+    if (!st.ok()) EXPECT_EQ(st.error().rfind("bundle_checksum_mismatch: ", 0), 0U) << st.error();
+  }
+  test::remove_tree(dir);
+}
+
+// Contracts section 9: every reload line says what changed; a CRL- or policy-only reload too.
+TEST(Reload, test_reload_line_names_changed_parts) {
+  ScratchIdentity scratch("service-a");
+  std::string crl = scratch.path("crl.pem");
+  std::string policy = scratch.path("policy.json");
+  test::write_file_atomic(crl, test::read_text(pki().crl("crl-empty.pem")));
+  test::write_file_atomic(policy, R"({"version": 1, "rules": [{"caller": "*", "allow": ["*"]}]})");
+  Config cfg = test::test_config(scratch.dir());
+  cfg.crl = crl;
+  cfg.policy = policy;
+  ServiceUnderTest svc(cfg);
+  const std::string serial = pki().serial("service-a");
+  auto nth_reload = [&](size_t n) {
+    EXPECT_TRUE(test::wait_until([&] { return svc.logs().events("reload").size() >= n; }, 5000));
+    auto lines = svc.logs().events("reload");
+    return lines.size() >= n ? lines[n - 1] : nlohmann::json();
+  };
+
+  test::write_file_atomic(crl, test::read_text(pki().crl("crl.pem")));
+  ASSERT_TRUE(svc.service().reload("signal"));
+  auto line = nth_reload(1);
+  EXPECT_EQ(line["changed"], nlohmann::json::array({"crl"})) << line.dump();
+  EXPECT_EQ(line["old_serial"], serial);
+  EXPECT_EQ(line["new_serial"], serial);
+
+  test::write_file_atomic(policy, R"({"version": 2, "rules": [{"caller": "*", "callee": "*", "methods": ["GET"], "paths": ["*"]}]})");
+  ASSERT_TRUE(svc.service().reload("signal"));
+  line = nth_reload(2);
+  EXPECT_EQ(line["changed"], nlohmann::json::array({"policy"})) << line.dump();
+  EXPECT_EQ(line["new_serial"], serial);
+
+  ASSERT_TRUE(svc.service().reload("signal"));  // nothing changed on disk
+  EXPECT_EQ(nth_reload(3)["changed"], nlohmann::json::array());
+
+  const std::string new_serial = scratch.rotate();
+  ASSERT_TRUE(svc.service().reload("signal"));
+  line = nth_reload(4);
+  EXPECT_EQ(line["changed"], nlohmann::json::array({"identity"})) << line.dump();
+  EXPECT_EQ(line["new_serial"], new_serial);
+
+  test::write_file_atomic(policy, "{");
+  EXPECT_FALSE(svc.service().reload("signal"));
+  line = nth_reload(5);
+  EXPECT_EQ(line["result"], "failure");
+  EXPECT_EQ(line["changed"], nlohmann::json::array());
+  EXPECT_EQ(line["rejected"], nlohmann::json::array({"policy"})) << line.dump();
+  EXPECT_EQ(svc.metric("mtls_reloads_total", {{"result", "failure"}}), 1);
 }
 
 INSTANTIATE_TEST_SUITE_P(BadPieces, ReloadAllOrNothing,
                          ::testing::Values(BadPiece{"bundle", "bundle"}, BadPiece{"policy", "policy"},
-                                           BadPiece{"crl", "crl:"}),
+                                           BadPiece{"crl", "crl:"},
+                                           BadPiece{"bundle_checksum", "bundle_checksum_mismatch"}),
                          [](const ::testing::TestParamInfo<BadPiece>& p) { return p.param.name; });
 
 TEST(Reload, test_reload_by_poll_when_current_moves) {
