@@ -100,7 +100,7 @@ public final class ServiceB implements Closeable {
             state = new AtomicReference<>(initial);
             attempted = initial.sources();
             tls = new TlsContext(() -> state.get().identity(), () -> state.get().verifier());
-            metrics = new Metrics(() -> state.get().crl().isStale(clock.instant()),
+            metrics = new Metrics(clock, () -> state.get().crl().isStale(clock.instant()),
                     Arrays.stream(RejectReason.values()).map(RejectReason::label).toList());
             metrics.identity(id.serial(), id.spiffeId().toString(), id.notAfter());
             metrics.crl(crl.entries(), crl.nextUpdate());
@@ -173,6 +173,7 @@ public final class ServiceB implements Closeable {
         CrlIndex crl = s.state.get().crl();
         log.info("start", "listen", config.listen().host() + ":" + s.port(),
                 "metrics_listen", config.metricsListen().host() + ":" + s.metricsPort(),
+                "port", s.port(), "metrics_port", s.metricsPort(), "pid", ProcessHandle.current().pid(),
                 "spiffe_id", id.spiffeId().toString(), "serial", id.serial(), "not_after", rfc3339(id.notAfter()),
                 "crl", crl.isConfigured() ? crl.source().toString() : null,
                 "policy", config.policy() == null ? null : config.policy().toString(),
@@ -268,6 +269,7 @@ public final class ServiceB implements Closeable {
         boolean policyChanged = config.policy() != null && !wanted.policy().equals(had.policy());
         List<String> parts = new ArrayList<>();
         List<String> failures = new ArrayList<>();
+        List<String> details = new ArrayList<>();
 
         IdentityMaterial id = old.identity();
         if (idChanged) {
@@ -278,7 +280,11 @@ public final class ServiceB implements Closeable {
                 try {
                     id = IdentityMaterial.validate(reader.readGeneration(gen), clock.instant());
                 } catch (MaterialException e) {
-                    failures.add(e.getMessage());
+                    // A coded failure (bundle_checksum_mismatch) is logged by its code; its text goes to detail.
+                    failures.add(e.code() != null ? e.code() : e.getMessage());
+                    if (e.code() != null) {
+                        details.add(e.getMessage());
+                    }
                 }
             }
         }
@@ -312,7 +318,8 @@ public final class ServiceB implements Closeable {
             }
             log.error("reload", "result", "failure", "old_serial", old.identity().serial(),
                     "new_serial", old.identity().serial(), "reason", String.join("; ", failures),
-                    "trigger", trigger, "changed", List.of(), "rejected", parts);
+                    "trigger", trigger, "changed", List.of(), "rejected", parts,
+                    "detail", details.isEmpty() ? null : String.join("; ", details));
             return;
         }
 
@@ -351,7 +358,7 @@ public final class ServiceB implements Closeable {
     private void logCrlLoaded(CrlIndex crl) {
         log.info("crl_loaded", "path", crl.source().toString(), "entries", crl.entries(),
                 "next_update", crl.nextUpdate() == null ? null : rfc3339(crl.nextUpdate()),
-                "crl_number", crl.crlNumber() == null ? null : crl.crlNumber().toString(),
+                "crl_number", crl.crlNumber(),
                 "crls", crl.crlCount());
     }
 

@@ -56,7 +56,7 @@ public final class ConnectionCheckBench {
                 }
             }
         });
-        OpenConnections open = new OpenConnections(new Metrics(() -> false, List.of()), log, Clock.systemUTC(), timer);
+        OpenConnections open = new OpenConnections(new Metrics(Clock.systemUTC(), () -> false, List.of()), log, Clock.systemUTC(), timer);
         SSLContext ctx = SSLContext.getDefault();
         for (int i = 0; i < n; i++) {
             List<X509Certificate> chain = i == 0 ? revoked : client;

@@ -178,8 +178,13 @@ public final class MtlsServer implements Closeable {
             watchdog.cancel(false);
             HandshakeFailure f = HandshakeFailure.classify(e, late.get());
             metrics.handshakeFailed(f.reason().label());
+            // The log schema types peer_spiffe_id as a spiffe:// URI or null: a claimed URI SAN of
+            // another scheme (a bad_spiffe_id peer) goes under peer_uri instead.
+            String claimed = f.peerSpiffeId();
+            boolean spiffe = claimed != null && claimed.startsWith("spiffe://");
             log.warn("handshake_rejected", "reason", f.reason().label(), "detail", f.detail(),
-                    "peer_addr", peerAddr(raw), "peer_spiffe_id", f.peerSpiffeId(), "peer_serial", f.peerSerial());
+                    "peer_addr", peerAddr(raw), "peer_spiffe_id", spiffe ? claimed : null,
+                    "peer_serial", f.peerSerial(), "peer_uri", spiffe ? null : claimed);
             return null;
         }
         watchdog.cancel(false);

@@ -63,10 +63,20 @@ public final class Router {
     }
 
     private HttpResponse route(HttpRequest req, Peer peer) {
-        if (!policy.get().isAllowed(peer.spiffeId(), req.path())) {
+        String callee = ownSpiffeId.get();
+        if (!policy.get().isAllowed(peer.spiffeId(), callee, req.method(), req.path())) {
+            // Counter before the log line: whoever sees the line may read the counter at once.
             metrics.policyDenied();
-            log.info("policy_denied", "caller", peer.spiffeId(), "path", req.path());
-            return HttpResponse.error(403, "forbidden", peer.spiffeId() + " may not access " + req.path());
+            log.info("policy_denied", "caller", peer.spiffeId(), "callee", callee, "method", req.method(),
+                    "path", req.path());
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("error", "forbidden");
+            m.put("reason", peer.spiffeId() + " may not call " + req.method() + " " + req.path() + " on " + callee);
+            m.put("caller", peer.spiffeId());
+            m.put("callee", callee);
+            m.put("method", req.method());
+            m.put("path", req.path());
+            return HttpResponse.json(403, m);
         }
         boolean known = "/hello".equals(req.path()) || "/call".equals(req.path());
         if (!known) {

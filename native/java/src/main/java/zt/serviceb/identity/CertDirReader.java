@@ -57,17 +57,20 @@ public final class CertDirReader {
 
     /** Reads one already-resolved generation directory. */
     public RawMaterial readGeneration(Path gen) throws MaterialException {
+        // CONTRACT B: with a bundle.pem.sha256, the bundle must be the one the agent checked.
+        List<X509Certificate> checkedBundle = BundleChecksum.verify(gen);
         Path keystore = gen.resolve("keystore.p12");
         if (Files.exists(keystore)) {
-            return readPkcs12(gen, keystore);
+            return readPkcs12(gen, keystore, checkedBundle);
         }
         if (Files.exists(gen.resolve("key.pem"))) {
-            return readPem(gen);
+            return readPem(gen, checkedBundle);
         }
         throw new MaterialException(gen + " has neither keystore.p12 nor key.pem");
     }
 
-    private RawMaterial readPkcs12(Path gen, Path keystore) throws MaterialException {
+    private RawMaterial readPkcs12(Path gen, Path keystore, List<X509Certificate> checkedBundle)
+            throws MaterialException {
         char[] password = readPassword(gen.resolve("keystore.pass"));
         try {
             KeyStore ks = load(keystore, password);
@@ -87,8 +90,11 @@ public final class CertDirReader {
             Path truststore = gen.resolve("truststore.p12");
             if (Files.exists(truststore)) {
                 bundle = trustedCertificates(load(truststore, password), truststore);
+                if (checkedBundle != null) {
+                    BundleChecksum.requireSameCertificates(bundle, truststore, checkedBundle);
+                }
             } else {
-                bundle = PemFiles.readCertificates(gen.resolve("bundle.pem"));
+                bundle = checkedBundle != null ? checkedBundle : PemFiles.readCertificates(gen.resolve("bundle.pem"));
             }
             return new RawMaterial(gen, key, x509Chain, bundle, "pkcs12");
         } catch (GeneralSecurityException e) {
@@ -98,12 +104,13 @@ public final class CertDirReader {
         }
     }
 
-    private RawMaterial readPem(Path gen) throws MaterialException {
+    private RawMaterial readPem(Path gen, List<X509Certificate> checkedBundle) throws MaterialException {
         PrivateKey key = PemFiles.readPrivateKey(gen.resolve("key.pem"));
         Path chainFile = gen.resolve("chain.pem");
         List<X509Certificate> chain = PemFiles.readCertificates(
                 Files.exists(chainFile) ? chainFile : gen.resolve("cert.pem"));
-        List<X509Certificate> bundle = PemFiles.readCertificates(gen.resolve("bundle.pem"));
+        List<X509Certificate> bundle = checkedBundle != null ? checkedBundle
+                : PemFiles.readCertificates(gen.resolve("bundle.pem"));
         return new RawMaterial(gen, key, chain, bundle, "pem");
     }
 

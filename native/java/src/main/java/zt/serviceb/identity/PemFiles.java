@@ -30,7 +30,11 @@ public final class PemFiles {
     }
 
     public static List<X509Certificate> readCertificates(Path file) throws MaterialException {
-        byte[] bytes = readAll(file);
+        return parseCertificates(readAll(file), file);
+    }
+
+    /** The certificates in {@code bytes}, read from {@code file} (named in messages). */
+    public static List<X509Certificate> parseCertificates(byte[] bytes, Path file) throws MaterialException {
         try {
             CertificateFactory cf = CertificateFactory.getInstance("X.509");
             List<X509Certificate> certs = new ArrayList<>();

@@ -11,9 +11,12 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 
 /**
- * One JSON object per line (contracts.md 7): {@code ts} (RFC 3339 UTC, milliseconds),
- * {@code level}, {@code service}, {@code event}, then the event's fields in the order given.
- * Callers never pass secrets; the log has no way to tell a password from a serial.
+ * One JSON object per line (contracts.md 7, the shared log schema of CONTRACT L):
+ * {@code ts} (RFC 3339 UTC, milliseconds), {@code level}, {@code component} (the {@code --name}),
+ * {@code event}, then the event's fields in the order given. The key is {@code component}, as in
+ * every other zt component, so one schema and one query cover them all. Callers pass fields in
+ * the schema's types (serials as lowercase hex, times as RFC 3339 Z, numbers as numbers) and
+ * never pass secrets; the log has no way to tell a password from a serial.
  */
 public final class JsonLog {
     private static final DateTimeFormatter TS = DateTimeFormatter.ofPattern("yyyy-MM-dd'T'HH:mm:ss.SSS'Z'")
@@ -25,12 +28,12 @@ public final class JsonLog {
         void write(Map<String, Object> record, String line);
     }
 
-    private final String service;
+    private final String component;
     private final Clock clock;
     private final Sink sink;
 
-    public JsonLog(String service, Clock clock, Sink sink) {
-        this.service = service;
+    public JsonLog(String component, Clock clock, Sink sink) {
+        this.component = component;
         this.clock = clock;
         this.sink = sink;
     }
@@ -68,7 +71,7 @@ public final class JsonLog {
         Map<String, Object> record = new LinkedHashMap<>();
         record.put("ts", TS.format(clock.instant().truncatedTo(ChronoUnit.MILLIS)));
         record.put("level", level);
-        record.put("service", service);
+        record.put("component", component);
         record.put("event", event);
         for (int i = 0; i < fields.length; i += 2) {
             record.put(String.valueOf(fields[i]), fields[i + 1]);
@@ -77,7 +80,8 @@ public final class JsonLog {
         try {
             line = JSON.writeValueAsString(record);
         } catch (JsonProcessingException e) {
-            line = "{\"level\":\"error\",\"event\":\"log_failure\",\"reason\":" + quote(e.getMessage()) + "}";
+            line = "{\"ts\":" + quote((String) record.get("ts")) + ",\"level\":\"error\",\"component\":"
+                    + quote(component) + ",\"event\":\"log_failure\",\"reason\":" + quote(e.getMessage()) + "}";
         }
         sink.write(record, line);
     }

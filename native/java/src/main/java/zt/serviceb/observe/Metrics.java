@@ -7,6 +7,7 @@ import io.prometheus.metrics.expositionformats.PrometheusTextFormatWriter;
 import io.prometheus.metrics.model.registry.PrometheusRegistry;
 import java.io.IOException;
 import java.io.OutputStream;
+import java.time.Clock;
 import java.time.Instant;
 import java.util.List;
 import java.util.function.BooleanSupplier;
@@ -23,7 +24,7 @@ public final class Metrics {
             .help("Inbound TLS handshakes by result").labelNames("result").register(registry);
     private final Counter handshakeFailures = Counter.builder().name("mtls_handshake_failures_total")
             .help("Inbound TLS handshake failures by reason").labelNames("reason").register(registry);
-    private final Gauge certExpiry = Gauge.builder().name("mtls_cert_expiry_seconds")
+    private final Gauge certNotAfter = Gauge.builder().name("mtls_cert_not_after_timestamp_seconds")
             .help("notAfter of the current leaf certificate, Unix time").register(registry);
     private final Gauge certInfo = Gauge.builder().name("mtls_cert_info")
             .help("The current leaf certificate (always 1)").labelNames("serial", "spiffe_id").register(registry);
@@ -46,17 +47,29 @@ public final class Metrics {
     private final Counter httpRequests = Counter.builder().name("http_requests_total")
             .help("HTTP requests by route and status code").labelNames("path", "code").register(registry);
     private String[] certLabels;
+    /** The served leaf's notAfter; {@code mtls_cert_expiry_seconds} is computed from it at each scrape. */
+    private volatile Instant notAfter;
 
     /** The reasons of {@code mtls_connections_closed_total}, exported at 0 from the start. */
     public static final List<String> CLOSE_REASONS = List.of("revoked", "expired");
 
     /**
      * {@code stale} is read at each scrape: a CRL goes stale by the clock, without any event.
+     * Likewise the time left until the leaf's notAfter is taken from {@code clock} at each
+     * scrape, so it counts down between rotations (and goes negative once expired).
      * {@code failureReasons} are exported at 0 from the start, so a dashboard sees every series.
      */
-    public Metrics(BooleanSupplier stale, List<String> failureReasons) {
+    public Metrics(Clock clock, BooleanSupplier stale, List<String> failureReasons) {
         GaugeWithCallback.builder().name("mtls_crl_stale").help("1 when a loaded CRL is past nextUpdate")
                 .callback(cb -> cb.call(stale.getAsBoolean() ? 1 : 0)).register(registry);
+        GaugeWithCallback.builder().name("mtls_cert_expiry_seconds")
+                .help("Seconds until notAfter of the current leaf certificate, at scrape time (negative once expired)")
+                .callback(cb -> {
+                    Instant t = notAfter;
+                    if (t != null) {
+                        cb.call(secondsUntil(t, clock.instant()));
+                    }
+                }).register(registry);
         for (String r : new String[] {"success", "failure"}) {
             handshakes.labelValues(r);
             reloads.labelValues(r);
@@ -81,7 +94,8 @@ public final class Metrics {
     }
 
     public synchronized void identity(String serial, String spiffeId, Instant notAfter) {
-        certExpiry.set(notAfter.getEpochSecond());
+        this.notAfter = notAfter;
+        certNotAfter.set(notAfter.getEpochSecond());
         if (certLabels != null) {
             certInfo.remove(certLabels);
         }
@@ -121,6 +135,11 @@ public final class Metrics {
 
     public void write(OutputStream out) throws IOException {
         PrometheusTextFormatWriter.create().write(out, registry.scrape());
+    }
+
+    /** {@code mtls_cert_expiry_seconds}: seconds from {@code now} to {@code notAfter}, millisecond precision. */
+    static double secondsUntil(Instant notAfter, Instant now) {
+        return (notAfter.toEpochMilli() - now.toEpochMilli()) / 1000.0;
     }
 
     /** For tests and the start line: the current value of a counter sample. */
