@@ -6,6 +6,12 @@ the RA, not its own key generation), then drives /v1/issue over HTTPS keep-alive
 from several client threads. Prints a table and the ratio of N workers to 1.
 
     python -m bench.ra_issue [--requests 1500] [--clients 8] [--workers 2] [--json out.json]
+    python -m bench.ra_issue --limits-cost [--rounds 4] [--requests 600] [--workers 2]
+
+The first form runs with the rate limits and the lockout off (they would refuse a benchmark).
+`--limits-cost` measures what the limits cost at full issuance rate (docs/rate-limits.md):
+in one run, alternating rounds with the limits off and on with limits so high they are checked
+on every request but never hit, each round on a fresh CA.
 
 The load generator runs on the same machine and takes CPU from the RA: read the numbers as a
 lower bound and as ratios between configurations.
@@ -23,6 +29,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import CaDir, make_ca, start_ra
 from zt.agent.material import build_csr, csr_pem
@@ -50,13 +57,23 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def run_case(workers: int, durability: str, requests: int, clients: int) -> dict[str, float | int | str]:
+# The limits off, and on but never reached. The per-source window is 2 s so that it holds about
+# as many hits at this rate (some hundreds) as the default 600/1m holds at most: the count the
+# check makes is that of the default's worst case. Every request is one new identity, as in an
+# issuance storm; the per-identity check runs on each (one indexed count, one insert).
+LIMITS_OFF = ("--rate-issue", "0", "--rate-source", "0", "--lockout-threshold", "0")
+LIMITS_ON_HIGH = ("--rate-issue", "1000000/1m", "--rate-source", "1000000/2s", "--lockout-threshold", "5")
+
+
+def run_case(
+    workers: int, durability: str, requests: int, clients: int, limits: tuple[str, ...] = LIMITS_OFF
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         ca = make_ca(tmp_path)
         print(f"  preparing {requests} tokens and CSRs ...", flush=True)
         jobs = prepare(ca, requests)
-        ra = start_ra(ca, tmp_path / "logs", "--workers", str(workers), "--durability", durability)
+        ra = start_ra(ca, tmp_path / "logs", "--workers", str(workers), "--durability", durability, *limits)
         latencies: list[float] = []
         errors = [0]
         lock = threading.Lock()
@@ -89,6 +106,7 @@ def run_case(workers: int, durability: str, requests: int, clients: int) -> dict
             ra.proc.stop()
     ms = [x * 1000 for x in latencies]
     return {
+        "latencies_ms": ms,
         "workers": workers,
         "durability": durability,
         "requests": len(rest),
@@ -116,13 +134,52 @@ def service_layer_rate(requests: int) -> float:
         return requests / (time.perf_counter() - start)
 
 
+def limits_cost(rounds: int, requests: int, clients: int, workers: int) -> tuple[dict[str, dict[str, Any]], bool]:
+    """Alternating rounds (off, on, on, off, ...) so drift on a shared machine hits both alike."""
+    per_mode: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
+    for i in range(rounds):
+        order = ("off", "on") if i % 2 == 0 else ("on", "off")
+        for mode in order:
+            print(f"round {i + 1}/{rounds}: limits {mode}", flush=True)
+            r = run_case(workers, "full", requests, clients, LIMITS_OFF if mode == "off" else LIMITS_ON_HIGH)
+            per_mode[mode].append(r)
+            print("  " + json.dumps({k: v for k, v in r.items() if k != "latencies_ms"}), flush=True)
+    summary: dict[str, dict[str, Any]] = {}
+    for mode, runs in per_mode.items():
+        pooled = [x for r in runs for x in r["latencies_ms"]]
+        summary[mode] = {
+            "rounds": len(runs),
+            "certs_per_s_median": round(statistics.median(float(r["certs_per_s"]) for r in runs), 1),
+            "certs_per_s_each": [r["certs_per_s"] for r in runs],
+            "p50_ms": round(percentile(pooled, 50), 2),
+            "p99_ms": round(percentile(pooled, 99), 2),
+            "errors": sum(int(r["errors"]) for r in runs),
+        }
+    off, on = summary["off"], summary["on"]
+    print(f"\nlimits cost, {workers} workers, durability full, {requests} requests x {rounds} rounds per mode")
+    for mode in ("off", "on"):
+        print(f"  limits {mode:>3}: {json.dumps(summary[mode])}")
+    print(
+        f"  on/off: throughput {on['certs_per_s_median'] / off['certs_per_s_median']:.3f}x, "
+        f"p50 {on['p50_ms'] - off['p50_ms']:+.2f} ms, p99 {on['p99_ms'] - off['p99_ms']:+.2f} ms"
+    )
+    return summary, off["errors"] == 0 and on["errors"] == 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--requests", type=int, default=1500)
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--json", type=Path)
+    p.add_argument("--limits-cost", action="store_true", help="measure the rate limits' cost instead")
+    p.add_argument("--rounds", type=int, default=4, help="--limits-cost: rounds per mode")
     args = p.parse_args(argv)
+    if args.limits_cost:
+        summary, ok = limits_cost(args.rounds, args.requests, args.clients, args.workers)
+        if args.json:
+            args.json.write_text(json.dumps(summary, indent=2))
+        return 0 if ok else 1
     ceiling = service_layer_rate(min(args.requests, 500))
     print(f"service layer in-process (CSR check + sign + store, no HTTP): {ceiling:.0f} certs/s", flush=True)
     results = []
@@ -130,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         for durability in ("full", "normal"):
             print(f"case: workers={workers} durability={durability}", flush=True)
             results.append(run_case(workers, durability, args.requests, args.clients))
+            results[-1].pop("latencies_ms")
             print("  " + json.dumps(results[-1]), flush=True)
     print()
     cols = ["workers", "durability", "requests", "errors", "certs_per_s", "p50_ms", "p95_ms", "p99_ms"]

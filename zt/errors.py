@@ -94,8 +94,15 @@ class PayloadTooLarge(RequestRejected):
 
 
 class RateLimited(RequestRejected):
+    """429: over a rate limit (`rate_limited`) or locked out after failed tokens (`locked_out`);
+    `retry_after` says in how many seconds the same request would be let through."""
+
     status = 429
     code = "rate_limited"
+
+    def __init__(self, reason: str, *, retry_after: float, code: str | None = None) -> None:
+        super().__init__(reason, code=code)
+        self.retry_after = max(0.0, retry_after)
 
 
 class RemoteError(ZtError):

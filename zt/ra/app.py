@@ -8,6 +8,10 @@ GET  /v1/bundle                           -> the trust bundle (PEM)
 GET  /v1/status                           -> health and counts
 GET  /metrics                             -> Prometheus text
 GET  /openapi.json                        -> this API's schema
+
+Every endpoint may answer 429 (rate limited per source; /v1/issue and /v1/renew also per
+identity; /v1/issue, /v1/register and /v1/revoke also `locked_out` after wrong tokens) with
+`Retry-After` and `{error, reason, retry_after}`: docs/rate-limits.md.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from zt.clock import Clock, SystemClock, rfc3339
 from zt.errors import StoreError
 from zt.logjson import log_event
 from zt.ra import http_errors, metrics
+from zt.ra.ratelimit import RateLimiter
 from zt.ra.revocation import crl_state, refresh_crl_if_due
 from zt.ra.service import MIN_LEAF_TTL, Issued, RegistrationAuthority
 from zt.ra.settings import MAX_LEAF_TTL, RaSettings
@@ -51,6 +56,10 @@ class Strict(BaseModel):
 class ErrorResponse(BaseModel):
     error: str = Field(description="stable machine-readable code, e.g. used_token")
     reason: str = Field(description="what went wrong, for a human")
+
+
+class RateLimitedResponse(ErrorResponse):
+    retry_after: int = Field(description="seconds until the same request would be let through; as Retry-After")
 
 
 class RegisterRequest(Strict):
@@ -114,9 +123,19 @@ class StatusResponse(BaseModel):
     intermediate_not_after: str
 
 
-_ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 429, 503)
+_TOO_MANY: dict[str, object] = {
+    "model": RateLimitedResponse,
+    "description": "rate_limited (too many requests from this source, or issuances for this identity) "
+    "or locked_out (too many wrong tokens from this source); docs/rate-limits.md",
+    "headers": {
+        "Retry-After": {"description": "whole seconds, rounded up", "schema": {"type": "integer", "minimum": 1}}
+    },
 }
+_ERRORS: dict[int | str, dict[str, object]] = {
+    **{code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 503)},
+    429: _TOO_MANY,
+}
+_READ_ERRORS: dict[int | str, dict[str, object]] = {429: _TOO_MANY}
 
 
 def _certificate_response(issued: Issued) -> CertificateResponse:
@@ -141,7 +160,26 @@ def build_ra(settings: RaSettings, clock: Clock) -> RegistrationAuthority:
         raise StoreError(f"{paths.store} has no trust domain; was it made by 'ztca init'?")
     authority = Authority.load(paths, trust_domain)
     crl_url = settings.crl_url or store.meta("crl_url") or None
-    return RegistrationAuthority(store, authority, paths, clock, leaf_ttl=settings.leaf_ttl, crl_url=crl_url)
+    return RegistrationAuthority(
+        store, authority, paths, clock, leaf_ttl=settings.leaf_ttl, crl_url=crl_url, limits=settings.limits
+    )
+
+
+def source_limiter(ra: RegistrationAuthority, settings: RaSettings) -> RateLimiter:
+    """The per-source limit, on a second handle on the store whose commits do not fsync
+    (synchronous=NORMAL): a count survives a kill of the RA (WAL) but may lose its last
+    seconds to a power cut, which costs nothing worth an fsync on every request."""
+    return RateLimiter(Store(ra.store.path, durable=False), settings.limits, ra.clock)
+
+
+async def _rate_state_purger(limiter: RateLimiter, interval: float) -> None:
+    """Keep the rate-limit tables to what the windows need; a failure is logged, never fatal."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await run_in_threadpool(limiter.purge)
+        except Exception as e:  # noqa: BLE001 - housekeeping must outlive any one failure
+            log_event(log, "rate_purge_failed", logging.ERROR, reason=str(e))
 
 
 async def _crl_refresher(ra: RegistrationAuthority, interval: float) -> None:
@@ -165,16 +203,21 @@ async def _crl_refresher(ra: RegistrationAuthority, interval: float) -> None:
 
 def create_app(settings: RaSettings, clock: Clock | None = None) -> FastAPI:
     ra = build_ra(settings, clock or SystemClock())
+    per_source = source_limiter(ra, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(_crl_refresher(ra, settings.crl_check_interval))
+        tasks = [
+            asyncio.create_task(_crl_refresher(ra, settings.crl_check_interval)),
+            asyncio.create_task(_rate_state_purger(per_source, 60.0)),
+        ]
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     # Only the API and its schema: no /docs or /redoc (they load scripts from a CDN), and no
     # trailing-slash redirects (their Location is built from the client's Host header).
@@ -194,6 +237,9 @@ def create_app(settings: RaSettings, clock: Clock | None = None) -> FastAPI:
     # Inside `count` (middleware added later wraps it): BaseHTTPMiddleware reads the body in a
     # task group, which would wrap BodyLimit's 413 in an ExceptionGroup that FastAPI turns into 400.
     app.add_middleware(http_errors.BodyLimit, limit=settings.max_body)
+    # Outside BodyLimit (an oversized request counts against its source too), inside `count`
+    # (a 429 is counted and timed like any answer).
+    app.add_middleware(http_errors.SourceLimit, limiter=per_source)
 
     @app.middleware("http")
     async def count(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -211,8 +257,10 @@ def create_app(settings: RaSettings, clock: Clock | None = None) -> FastAPI:
         status_code=201,
         summary="register a service and mint its one-time bootstrap token (admin)",
     )
-    def register(body: RegisterRequest, authorization: Annotated[str | None, Header()] = None) -> RegisterResponse:
-        ra.authorize_admin(bearer_token(authorization))
+    def register(
+        request: Request, body: RegisterRequest, authorization: Annotated[str | None, Header()] = None
+    ) -> RegisterResponse:
+        ra.authorize_admin(bearer_token(authorization), http_errors.source_of(request.scope))
         ttl = dt.timedelta(seconds=body.token_ttl_seconds) if body.token_ttl_seconds else dt.timedelta(hours=1)
         reg = ra.register(body.service, ttl)
         return RegisterResponse(
@@ -228,8 +276,10 @@ def create_app(settings: RaSettings, clock: Clock | None = None) -> FastAPI:
         responses=_ERRORS,
         summary="exchange a bootstrap token and a CSR for an X509-SVID",
     )
-    def issue(body: IssueRequest, authorization: Annotated[str | None, Header()] = None) -> CertificateResponse:
-        issued = ra.issue(bearer_token(authorization), body.csr, body.ttl_seconds)
+    def issue(
+        request: Request, body: IssueRequest, authorization: Annotated[str | None, Header()] = None
+    ) -> CertificateResponse:
+        issued = ra.issue(bearer_token(authorization), body.csr, body.ttl_seconds, http_errors.source_of(request.scope))
         metrics.ISSUED.labels("token").inc()
         return _certificate_response(issued)
 
@@ -250,18 +300,20 @@ def create_app(settings: RaSettings, clock: Clock | None = None) -> FastAPI:
         responses=_ERRORS,
         summary="revoke one certificate or all of a service's, and publish a new CRL (admin)",
     )
-    def revoke(body: RevokeRequest, authorization: Annotated[str | None, Header()] = None) -> RevokeResponse:
-        ra.authorize_admin(bearer_token(authorization))
+    def revoke(
+        request: Request, body: RevokeRequest, authorization: Annotated[str | None, Header()] = None
+    ) -> RevokeResponse:
+        ra.authorize_admin(bearer_token(authorization), http_errors.source_of(request.scope))
         done, published = ra.revoke(serial=body.serial, service=body.service, reason=parse_reason(body.reason))
         metrics.REVOKED.inc(len(done))
         metrics.CRLS.inc()
         return RevokeResponse(revoked=done, crl_number=published.number)
 
-    @app.get("/v1/bundle", response_class=PlainTextResponse, summary="the trust bundle (PEM)")
+    @app.get("/v1/bundle", response_class=PlainTextResponse, responses=_READ_ERRORS, summary="the trust bundle (PEM)")
     def bundle() -> PlainTextResponse:
         return PlainTextResponse(ra.authority.bundle_pem().decode(), media_type="application/x-pem-file")
 
-    @app.get("/v1/status", response_model=StatusResponse, summary="health and counts")
+    @app.get("/v1/status", response_model=StatusResponse, responses=_READ_ERRORS, summary="health and counts")
     def status() -> StatusResponse:
         now = ra.clock.now()
         c = ra.store.counts(now.timestamp())

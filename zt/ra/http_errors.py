@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from zt.clock import rfc3339
-from zt.errors import CaError, InvalidValue, RequestRejected, StoreError
+from zt.errors import CaError, InvalidValue, RateLimited, RequestRejected, StoreError
 from zt.logjson import log_event
 from zt.ra import metrics
+from zt.ra.limits import retry_after_header
+from zt.ra.ratelimit import RateLimiter
 
 log = logging.getLogger("zt.ra")
 
@@ -32,11 +36,45 @@ def error_body(code: str, reason: str) -> dict[str, str]:
 
 
 def endpoint_of(request: Request) -> str:
-    route = request.scope.get("route")
-    return getattr(route, "path", "other")
+    return endpoint_in(request.scope)
+
+
+def endpoint_in(scope: Scope) -> str:
+    """The route's path, or, before routing (a middleware's answer), the request path if it is
+    one of the app's routes; anything else is "other" (no unbounded label values)."""
+    route = scope.get("route")
+    if route is not None:
+        return str(getattr(route, "path", "other"))
+    path = scope.get("path", "")
+    app = scope.get("app")
+    for r in getattr(app, "routes", ()):
+        if getattr(r, "path", None) == path:
+            return str(path)
+    return "other"
+
+
+def source_of(scope: Scope) -> str | None:
+    """The TCP peer's address: what rate limits and lockouts are keyed by. Never a header
+    (zt.ra.main turns uvicorn's proxy headers off)."""
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
+def too_many(exc: RateLimited) -> JSONResponse:
+    """429 with `Retry-After` (whole seconds, rounded up) and the same number in the body."""
+    seconds = retry_after_header(exc.retry_after)
+    body: dict[str, Any] = {**error_body(exc.code, exc.reason), "retry_after": seconds}
+    return JSONResponse(body, status_code=429, headers={"Retry-After": str(seconds)})
 
 
 def install(app: FastAPI) -> None:
+    @app.exception_handler(RateLimited)
+    async def rate_limited(request: Request, exc: RateLimited) -> JSONResponse:
+        # Logged where it was decided (`rate_limited` / `locked_out`, zt.ra.ratelimit and
+        # zt.ra.lockout), with the fields only that place knows.
+        metrics.REJECTED.labels(endpoint_of(request), exc.code).inc()
+        return too_many(exc)
+
     @app.exception_handler(RequestRejected)
     async def rejected(request: Request, exc: RequestRejected) -> JSONResponse:
         metrics.REJECTED.labels(endpoint_of(request), exc.code).inc()
@@ -177,3 +215,35 @@ class BodyLimit:
             }
         )
         await send({"type": "http.response.body", "body": data})
+
+
+class SourceLimit:
+    """Count every request against its source address (zt.ra.ratelimit) before anything else
+    reads it; over the limit, answer 429 here."""
+
+    def __init__(self, app: ASGIApp, limiter: RateLimiter) -> None:
+        self.app = app
+        self.limiter = limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        source = source_of(scope)
+        if scope["type"] != "http" or source is None or not self.limiter.limits.source.enabled:
+            await self.app(scope, receive, send)
+            return
+        endpoint = endpoint_in(scope)
+        try:
+            await run_in_threadpool(self.limiter.admit_source, source, endpoint)
+        except RateLimited as exc:
+            metrics.REJECTED.labels(endpoint, exc.code).inc()
+            await too_many(exc)(scope, receive, send)
+            return
+        except StoreError as exc:
+            log_event(log, "store_error", logging.ERROR, reason=str(exc))
+            response = JSONResponse(
+                error_body("unavailable", "the RA cannot reach its store; retry later"),
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

@@ -18,6 +18,7 @@ from zt.durations import host_port, parse_duration
 from zt.errors import ConfigError, ZtError
 from zt.httpedge import EdgeConfig, add_edge_arguments, limits_from
 from zt.logjson import log_event
+from zt.ra.limits import Limits, LockoutPolicy, parse_rate
 from zt.ra.settings import ENV_SETTINGS, MAX_LEAF_TTL, RaSettings
 
 log = logging.getLogger("zt.ra")
@@ -72,8 +73,55 @@ def build_parser() -> options.LayeredParser:
         default="full",
         help="store fsync level: full survives power loss, normal survives a process kill (default: full)",
     )
+    add_limit_arguments(p)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
+
+
+def add_limit_arguments(p: options.LayeredParser) -> None:
+    """Rate limits and token lockout (docs/rate-limits.md); 0 turns each off."""
+    p.add_argument(
+        "--rate-issue",
+        type=parse_rate,
+        default=parse_rate("10/1m"),
+        metavar="N/PERIOD",
+        help="certificates per identity on /v1/issue and /v1/renew together, e.g. 10/1m; 0: no limit (default: 10/1m)",
+    )
+    p.add_argument(
+        "--rate-source",
+        type=parse_rate,
+        default=parse_rate("600/1m"),
+        metavar="N/PERIOD",
+        help="requests per source address (TCP peer) on every endpoint; 0: no limit (default: 600/1m)",
+    )
+    p.add_argument(
+        "--lockout-threshold",
+        type=int,
+        default=5,
+        help="failed bootstrap- or admin-token attempts from one source before it is locked out; 0: never (default: 5)",
+    )
+    p.add_argument(
+        "--lockout-base",
+        type=parse_duration,
+        default=parse_duration("1s"),
+        help="first lockout, doubled at every further failure (default: 1s)",
+    )
+    p.add_argument(
+        "--lockout-max",
+        type=parse_duration,
+        default=parse_duration("15m"),
+        help="longest lockout; also the quiet time after which failures are forgotten (default: 15m)",
+    )
+
+
+def limits_of(args: argparse.Namespace) -> Limits:
+    try:
+        lockout = LockoutPolicy(
+            args.lockout_threshold, args.lockout_base.total_seconds(), args.lockout_max.total_seconds()
+        )
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    return Limits(args.rate_issue, args.rate_source, lockout)
 
 
 def settings_from(args: argparse.Namespace) -> RaSettings:
@@ -99,6 +147,7 @@ def settings_from(args: argparse.Namespace) -> RaSettings:
         max_connections=limits.max_connections,
         durable=args.durability == "full",
         log_level=args.log_level,
+        limits=limits_of(args),
     )
 
 
@@ -135,6 +184,10 @@ def serve(settings: RaSettings, cert: Path, key: Path) -> None:
         access_log=False,
         timeout_graceful_shutdown=5,
         server_header=False,
+        # The client address is the TCP peer, always: uvicorn would otherwise take it from
+        # X-Forwarded-For on connections from 127.0.0.1, and the per-source rate limit and the
+        # token lockout would be keyed by whatever a local client claims.
+        proxy_headers=False,
     )
     if settings.workers == 1:
         uvicorn.Server(config).run()
@@ -171,6 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             leaf_ttl_seconds=settings.leaf_ttl.total_seconds(),
             header_timeout_seconds=settings.header_timeout,
             max_connections=settings.max_connections,
+            rate_issue=str(settings.limits.issue),
+            rate_source=str(settings.limits.source),
+            lockout_threshold=settings.limits.lockout.threshold,
         )
         serve(settings, files.cert, files.key)
     except ZtError as e:

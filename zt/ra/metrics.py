@@ -21,6 +21,11 @@ ISSUED = Counter("zt_ra_certificates_issued_total", "certificates issued", ["via
 REJECTED = Counter("zt_ra_rejections_total", "requests refused, by reason code", ["endpoint", "reason"])
 REVOKED = Counter("zt_ra_revocations_total", "certificates revoked")
 CRLS = Counter("zt_ra_crls_published_total", "CRLs published by this RA")
+# Rate limits and lockouts (zt.ra.ratelimit, zt.ra.lockout). Names as fixed by the helpers'
+# contract (section R), without the zt_ prefix of the counters above.
+RATE_LIMITED = Counter("ra_rate_limited_total", "requests refused by a rate limit", ["limit"])
+LOCKOUTS = Counter("ra_lockouts_total", "lockouts started after failed token attempts", ["credential"])
+TOKEN_FAILURES = Counter("ra_token_failures_total", "wrong bootstrap or admin tokens presented", ["credential"])
 
 
 def render() -> tuple[bytes, str]:

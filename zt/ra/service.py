@@ -38,6 +38,9 @@ from zt.ra.authorize import (
     authorize_token,
 )
 from zt.ra.csr import parse_csr, spki_sha256
+from zt.ra.limits import ADMIN_TOKEN, BOOTSTRAP_TOKEN, ISSUE_PER_IDENTITY, Limits
+from zt.ra.lockout import Lockout
+from zt.ra.ratelimit import RateLimiter
 from zt.ra.revocation import PublishedCrl, revoke_and_publish, revoke_identity_and_publish
 from zt.ra.store import CertRecord, Identity, Store
 from zt.spiffe import parse_spiffe_id, validate_service_name, workload_id
@@ -55,6 +58,9 @@ __all__ = [
 ]
 
 DEFAULT_LEAF_TTL = dt.timedelta(hours=1)
+# The endpoints whose issuances count against an identity's limit (the log's `endpoint`).
+ISSUE_ENDPOINT = "/v1/issue"
+RENEW_ENDPOINT = "/v1/renew"
 DEFAULT_TOKEN_TTL = dt.timedelta(hours=1)
 MAX_TOKEN_TTL = dt.timedelta(days=30)
 
@@ -87,6 +93,7 @@ class RegistrationAuthority:
         *,
         leaf_ttl: dt.timedelta = DEFAULT_LEAF_TTL,
         crl_url: str | None = None,
+        limits: Limits | None = None,
     ) -> None:
         if leaf_ttl < MIN_LEAF_TTL:
             raise BadRequest(f"leaf lifetime must be at least {int(MIN_LEAF_TTL.total_seconds())}s")
@@ -96,9 +103,25 @@ class RegistrationAuthority:
         self.clock = clock
         self.leaf_ttl = leaf_ttl
         self.crl_url = crl_url
+        # No limits unless given: `ztca` runs this in-process for an operator (zt.ra.app gives
+        # the RA's configured ones).
+        limits = limits or Limits.off()
+        self.limiter = RateLimiter(store, limits, clock)
+        self.lockout = Lockout(store, limits.lockout, clock)
 
-    def authorize_admin(self, token: str | None) -> AdminGrant:
-        return authorize_admin(self.store, token)
+    def authorize_admin(self, token: str | None, source: str | None = None) -> AdminGrant:
+        """The admin credential; wrong ones count against `source` (zt.ra.lockout)."""
+        if token is None:
+            return authorize_admin(self.store, token)  # 401 missing_credential: not a guess
+        attempt = self.lockout.check(source, ADMIN_TOKEN)
+        try:
+            grant = authorize_admin(self.store, token)
+        except Unauthorized as e:
+            if e.code == "invalid_credential":
+                self.lockout.failed(attempt)
+            raise
+        self.lockout.succeeded(attempt)
+        return grant
 
     # -- register ------------------------------------------------------------------------------
 
@@ -172,26 +195,46 @@ class RegistrationAuthority:
 
     # -- issue ---------------------------------------------------------------------------------
 
-    def issue(self, token: str | None, csr_pem: str, ttl_seconds: int | None = None) -> Issued:
-        """Bootstrap: a one-time token buys one certificate for the token's identity."""
+    def issue(
+        self, token: str | None, csr_pem: str, ttl_seconds: int | None = None, source: str | None = None
+    ) -> Issued:
+        """Bootstrap: a one-time token buys one certificate for the token's identity.
+
+        A source locked out for wrong tokens is refused before its token is looked at; an
+        unknown token counts against it (zt.ra.lockout). The identity's issuance limit is
+        checked before signing and counted in the transaction that records the certificate.
+        """
         if token is None:
             raise Unauthorized("missing bootstrap token (Authorization: Bearer <token>)", code="missing_token")
+        attempt = self.lockout.check(source, BOOTSTRAP_TOKEN)
         csr = parse_csr(csr_pem)
         lifetime = authorize_lifetime(ttl_seconds, self.leaf_ttl)
         spki = spki_sha256(csr)
         th = tokens.token_hash(token)
         now = self.clock.now()
-        grant = authorize_token(self.store, self.store.read(), th, csr, spki, now, lifetime)
+        try:
+            grant = authorize_token(self.store, self.store.read(), th, csr, spki, now, lifetime)
+        except Unauthorized as e:
+            if e.code == "unknown_token":
+                self.lockout.failed(attempt)
+            raise
+        self.lockout.succeeded(attempt)
         if grant.earlier is not None:
             return self._issued(grant.earlier)
+        ident = grant.identity
+        self.limiter.precheck_identity(ident.name, ident.spiffe_id, ISSUE_ENDPOINT)
         rec = self._sign(grant, csr, now)
         with self.store.write() as c:
             again = authorize_token(self.store, c, th, csr, spki, now, lifetime)
             if again.earlier is not None:
                 return self._issued(again.earlier)
-            Store.add_certificate(c, rec)
-            Store.mark_token_used(c, th, now.timestamp(), rec.serial, spki)
-            Store.audit(c, now.timestamp(), rec.spiffe_id, "issue", rec.serial, "ok", "via bootstrap token")
+            retry = self.limiter.take_identity(c, ident.name, ident.spiffe_id, ISSUE_ENDPOINT, now.timestamp())
+            if retry is None:
+                Store.add_certificate(c, rec)
+                Store.mark_token_used(c, th, now.timestamp(), rec.serial, spki)
+                Store.audit(c, now.timestamp(), rec.spiffe_id, "issue", rec.serial, "ok", "via bootstrap token")
+        if retry is not None:
+            raise self.limiter.refused(ISSUE_PER_IDENTITY, ident.name, self.limiter.limits.issue, retry, ISSUE_ENDPOINT)
         log_event(
             log,
             "issued",
@@ -218,13 +261,20 @@ class RegistrationAuthority:
         csr_der = csr.public_bytes(serialization.Encoding.DER)
         claims = verify_renewal_proof(proof, leaf, csr_der, now)
         grant = authorize_renewal(self.store, self.store.read(), leaf, claims, csr, now, lifetime)
+        ident = grant.identity
+        self.limiter.precheck_identity(ident.name, ident.spiffe_id, RENEW_ENDPOINT)
         new = self._sign(grant, csr, now)
         with self.store.write() as c:
             authorize_renewal(self.store, c, leaf, claims, csr, now, lifetime)
             if not Store.use_nonce(c, str(claims["jti"]), float(str(claims["exp"])) + 60, now.timestamp()):
                 raise Unauthorized("renewal proof was already used", code="replayed_proof")
-            Store.add_certificate(c, new)
-            Store.audit(c, now.timestamp(), new.spiffe_id, "renew", new.serial, "ok", f"replaces {grant.renews}")
+            # A refused renewal still spends its proof (the agent makes a new one per attempt).
+            retry = self.limiter.take_identity(c, ident.name, ident.spiffe_id, RENEW_ENDPOINT, now.timestamp())
+            if retry is None:
+                Store.add_certificate(c, new)
+                Store.audit(c, now.timestamp(), new.spiffe_id, "renew", new.serial, "ok", f"replaces {grant.renews}")
+        if retry is not None:
+            raise self.limiter.refused(ISSUE_PER_IDENTITY, ident.name, self.limiter.limits.issue, retry, RENEW_ENDPOINT)
         log_event(
             log,
             "issued",

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zt.httpedge import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, EdgeLimits
+from zt.ra.limits import Limits
 
 ENV_SETTINGS = "ZT_RA_SETTINGS_JSON"
 # The longest leaf lifetime an RA may be configured for, and so the upper bound of
@@ -37,6 +38,7 @@ class RaSettings:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     durable: bool = True
     log_level: str = "info"
+    limits: Limits = dataclasses.field(default_factory=Limits)
 
     @property
     def edge_limits(self) -> EdgeLimits:
@@ -48,6 +50,7 @@ class RaSettings:
         d["leaf_ttl"] = self.leaf_ttl.total_seconds()
         d["server_cert_ttl"] = self.server_cert_ttl.total_seconds()
         d["server_names"] = list(self.server_names)
+        d["limits"] = self.limits.to_dict()
         return json.dumps(d)
 
     @classmethod
@@ -57,6 +60,7 @@ class RaSettings:
         d["leaf_ttl"] = dt.timedelta(seconds=d["leaf_ttl"])
         d["server_cert_ttl"] = dt.timedelta(seconds=d["server_cert_ttl"])
         d["server_names"] = tuple(d["server_names"])
+        d["limits"] = Limits.from_dict(d["limits"])
         return cls(**d)
 
     @classmethod

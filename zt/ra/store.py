@@ -13,6 +13,10 @@ Schema 2 (over 1): an identity can be revoked as a whole (`identities.revoked_at
 renewed certificate names the serial it replaced (`certificates.renews`), so a key-compromise
 revocation reaches everything renewed from the compromised key. `check()` upgrades a schema-1
 store in place (two added columns, one index) under the write lock.
+
+Schema 3 (over 2): the rate-limit and lockout state (`_RATE_SCHEMA`, zt.ra.ratelimit), here so
+every worker process and the next start of the RA see the same counts. `check()` adds the
+tables to a schema-1 or -2 store.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from pathlib import Path
 
 from zt.errors import StoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -65,6 +69,22 @@ _UPGRADE_1_TO_2 = (
     "ALTER TABLE identities ADD COLUMN revocation_reason TEXT",
     "ALTER TABLE certificates ADD COLUMN renews TEXT",
     "CREATE INDEX IF NOT EXISTS certificates_renews ON certificates(renews)",
+)
+
+# Rate limits and lockouts (zt.ra.ratelimit). rate_hits: one row per request a limit let
+# through (key "identity:<service>" or "source:<address>"), so a limit is a strict sliding
+# window; the per-key index makes the count an index range scan of at most N entries.
+# rate_refusals: one row per key while it is being refused (its first refusal is audited,
+# later ones only logged and counted). token_failures: failed token attempts per source and
+# credential; nothing of the token itself.
+_RATE_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS rate_hits (key TEXT NOT NULL, ts REAL NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS rate_hits_key_ts ON rate_hits(key, ts)",
+    "CREATE TABLE IF NOT EXISTS rate_refusals (key TEXT PRIMARY KEY, since REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS token_failures ("
+    " source TEXT NOT NULL, credential TEXT NOT NULL, failures INTEGER NOT NULL,"
+    " last_failure REAL NOT NULL, locked_until REAL, forget_at REAL NOT NULL,"
+    " PRIMARY KEY (source, credential))",
 )
 
 # RFC 5280 5.3.1 keyCompromise, as zt.ca.crl names it: the one reason that reaches descendants.
@@ -208,6 +228,8 @@ class Store:
             for stmt in _SCHEMA.strip().split(";"):
                 if stmt.strip():
                     c.execute(stmt)
+            for stmt in _RATE_SCHEMA:
+                c.execute(stmt)
             c.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             for k, v in meta.items():
                 c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (k, v))
@@ -220,17 +242,21 @@ class Store:
             version = self.meta("schema_version")
         except sqlite3.Error as e:
             raise StoreError(f"{self.path} is not a zt store: {e}") from e
-        if version == "1":
-            self._upgrade_from_1()
+        if version in ("1", "2"):
+            self._upgrade(version)
             return
         if version != str(SCHEMA_VERSION):
             raise StoreError(f"{self.path} has schema version {version}, this zt understands {SCHEMA_VERSION}")
 
-    def _upgrade_from_1(self) -> None:
+    def _upgrade(self, seen: str) -> None:
         with self.write() as c:
-            if self.meta("schema_version", c) != "1":
+            version = self.meta("schema_version", c)
+            if version not in ("1", "2"):
                 return  # another process upgraded it while we queued for the lock
-            for stmt in _UPGRADE_1_TO_2:
+            if version == "1":
+                for stmt in _UPGRADE_1_TO_2:
+                    c.execute(stmt)
+            for stmt in _RATE_SCHEMA:  # 2 -> 3
                 c.execute(stmt)
             Store.set_meta(c, "schema_version", str(SCHEMA_VERSION))
 
@@ -427,6 +453,72 @@ class Store:
         conn.execute("DELETE FROM nonces WHERE expires_at < ?", (now,))
         cur = conn.execute("INSERT OR IGNORE INTO nonces VALUES (?, ?)", (jti, expires_at))
         return cur.rowcount == 1
+
+    # -- rate limits and lockouts (zt.ra.ratelimit) --------------------------------------------
+
+    @staticmethod
+    def rate_window(conn: sqlite3.Connection, key: str, since: float, limit: int) -> tuple[int, float | None]:
+        """How many hits `key` has after `since`, and, when that is `limit` or more, the time of
+        the hit whose expiry would let one more through (the oldest one when there are exactly
+        `limit`)."""
+        n = int(conn.execute("SELECT COUNT(*) FROM rate_hits WHERE key=? AND ts>?", (key, since)).fetchone()[0])
+        if n < limit:
+            return n, None
+        row = conn.execute(
+            "SELECT ts FROM rate_hits WHERE key=? AND ts>? ORDER BY ts LIMIT 1 OFFSET ?", (key, since, n - limit)
+        ).fetchone()
+        return n, float(row[0])
+
+    @staticmethod
+    def add_rate_hit(conn: sqlite3.Connection, key: str, now: float, since: float) -> None:
+        """Record one hit and drop the key's hits that left the window (and its refusal mark)."""
+        conn.execute("DELETE FROM rate_hits WHERE key=? AND ts<=?", (key, since))
+        conn.execute("INSERT INTO rate_hits (key, ts) VALUES (?, ?)", (key, now))
+        conn.execute("DELETE FROM rate_refusals WHERE key=?", (key,))
+
+    @staticmethod
+    def is_refusing(conn: sqlite3.Connection, key: str) -> bool:
+        return conn.execute("SELECT 1 FROM rate_refusals WHERE key=?", (key,)).fetchone() is not None
+
+    @staticmethod
+    def start_refusing(conn: sqlite3.Connection, key: str, now: float) -> bool:
+        """Mark `key` as being refused; True if it was not already (a new refusal episode)."""
+        return conn.execute("INSERT OR IGNORE INTO rate_refusals VALUES (?, ?)", (key, now)).rowcount == 1
+
+    @staticmethod
+    def token_failures(conn: sqlite3.Connection, source: str, credential: str) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = conn.execute(
+            "SELECT * FROM token_failures WHERE source=? AND credential=?", (source, credential)
+        ).fetchone()
+        return row
+
+    @staticmethod
+    def set_token_failures(
+        conn: sqlite3.Connection,
+        source: str,
+        credential: str,
+        failures: int,
+        now: float,
+        locked_until: float | None,
+        forget_at: float,
+    ) -> None:
+        conn.execute(
+            "INSERT OR REPLACE INTO token_failures VALUES (?, ?, ?, ?, ?, ?)",
+            (source, credential, failures, now, locked_until, forget_at),
+        )
+
+    @staticmethod
+    def clear_token_failures(conn: sqlite3.Connection, source: str, credential: str) -> None:
+        conn.execute("DELETE FROM token_failures WHERE source=? AND credential=?", (source, credential))
+
+    @staticmethod
+    def purge_rate_state(conn: sqlite3.Connection, hits_before: float, now: float) -> int:
+        """Forget hits older than every window, and failure counts past their forget time."""
+        before = conn.total_changes
+        conn.execute("DELETE FROM rate_hits WHERE ts<=?", (hits_before,))
+        conn.execute("DELETE FROM rate_refusals WHERE key NOT IN (SELECT key FROM rate_hits)")
+        conn.execute("DELETE FROM token_failures WHERE forget_at<=?", (now,))
+        return conn.total_changes - before
 
     # -- audit ---------------------------------------------------------------------------------
 

@@ -1,0 +1,158 @@
+"""Enforcing the RA's rate limits and token lockouts (zt.ra.limits) on state in the store.
+
+Why the store and not memory: the RA runs several worker processes (`--workers`) and is
+restarted; a limit kept per process would let `workers` times the limit through, and a
+restart would forget it. The store is already shared by every worker and survives a kill, so
+the limits hold across both. Each decision is one short write transaction under the store's
+write lock, which makes check-and-count atomic across processes:
+
+- a limit is a strict sliding window: one `rate_hits` row per request let through, and a
+  request is refused while `count` of them lie within the last `period` (zt.ra.store);
+- a request that is over its limit is refused after a lock-free read (the count can only
+  grow under it), so a flood of refused requests does not queue on the write lock;
+- the per-identity limit is checked twice like every other authorisation decision: before
+  signing (so a refused request costs no signature) and in the same transaction that records
+  the certificate (so two workers cannot both let the 11th through), adding one indexed count
+  and one insert to a transaction that is there anyway.
+
+What the operator sees of a refusal: every 429 is one log line (`rate_limited` or
+`locked_out`, docs/logs.md) and counted (`ra_rate_limited_total{limit}`,
+`ra_lockouts_total{credential}`, `ra_token_failures_total{credential}`); the first refusal of
+a key (until it is let through again) and every start of a lockout are audited
+(`Store.audit`), so a flood cannot turn each refused request into an audit record.
+Only authenticated requests count against an identity, so nobody can spend another
+service's budget; the source address is the TCP peer (uvicorn's proxy headers are off).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+from zt.clock import Clock
+from zt.errors import RateLimited
+from zt.logjson import log_event
+from zt.ra import metrics
+from zt.ra.limits import ISSUE_PER_IDENTITY, REQUESTS_PER_SOURCE, Limits, Rate, retry_after_header
+from zt.ra.store import Store
+
+log = logging.getLogger("zt.ra")
+
+
+def _retry_after(conn: sqlite3.Connection, key: str, rate: Rate, now: float) -> float | None:
+    """None if one more request for `key` fits in the window now, else seconds until one does."""
+    _, blocking = Store.rate_window(conn, key, now - rate.period, rate.count)
+    return None if blocking is None else max(0.0, blocking + rate.period - now)
+
+
+class RateLimiter:
+    """The limits of one RA process, on `store` (which may be a second handle on the RA's
+    store file with relaxed fsync: see `zt.ra.app`)."""
+
+    def __init__(self, store: Store, limits: Limits, clock: Clock) -> None:
+        self.store = store
+        self.limits = limits
+        self.clock = clock
+
+    # -- per source address: every request (zt.ra.http_errors.SourceLimit) ------------------
+
+    def admit_source(self, source: str, endpoint: str) -> None:
+        """Count one request from `source`, or raise RateLimited if it is over the limit."""
+        rate = self.limits.source
+        if not rate.enabled:
+            return
+        key, now = f"source:{source}", self.clock.now().timestamp()
+        retry = _retry_after(self.store.read(), key, rate, now)
+        if retry is None:
+            with self.store.write() as c:
+                retry = _retry_after(c, key, rate, now)
+                if retry is None:
+                    Store.add_rate_hit(c, key, now, now - rate.period)
+                    return
+                self._audit_first_refusal(c, key, now, source, REQUESTS_PER_SOURCE, rate, retry, endpoint)
+        else:
+            self._first_refusal(key, now, source, REQUESTS_PER_SOURCE, rate, retry, endpoint)
+        raise self.refused(REQUESTS_PER_SOURCE, source, rate, retry, endpoint)
+
+    # -- per identity: /v1/issue and /v1/renew (zt.ra.service) ------------------------------
+
+    def precheck_identity(self, identity: str, actor: str, endpoint: str) -> None:
+        """Before signing: refuse an identity that is already over its limit (a read)."""
+        rate = self.limits.issue
+        if not rate.enabled:
+            return
+        key, now = f"identity:{identity}", self.clock.now().timestamp()
+        retry = _retry_after(self.store.read(), key, rate, now)
+        if retry is not None:
+            self._first_refusal(key, now, actor, ISSUE_PER_IDENTITY, rate, retry, endpoint)
+            raise self.refused(ISSUE_PER_IDENTITY, identity, rate, retry, endpoint)
+
+    def take_identity(
+        self, conn: sqlite3.Connection, identity: str, actor: str, endpoint: str, now: float
+    ) -> float | None:
+        """In the caller's write transaction (the one recording the certificate): count one
+        issuance for `identity`, or return the seconds until one would fit (nothing counted;
+        the caller records nothing and raises `refused(...)` after committing)."""
+        rate = self.limits.issue
+        if not rate.enabled:
+            return None
+        key = f"identity:{identity}"
+        retry = _retry_after(conn, key, rate, now)
+        if retry is None:
+            Store.add_rate_hit(conn, key, now, now - rate.period)
+            return None
+        self._audit_first_refusal(conn, key, now, actor, ISSUE_PER_IDENTITY, rate, retry, endpoint)
+        return retry
+
+    # -- refusals ----------------------------------------------------------------------------
+
+    def refused(self, limit: str, key: str, rate: Rate, retry: float, endpoint: str) -> RateLimited:
+        """Log and count one refusal; the exception the HTTP boundary turns into 429."""
+        metrics.RATE_LIMITED.labels(limit).inc()
+        log_event(log, "rate_limited", limit=limit, key=key, retry_after=round(retry, 3), endpoint=endpoint)
+        what = "issuances for" if limit == ISSUE_PER_IDENTITY else "requests from"
+        return RateLimited(
+            f"too many {what} {key}: at most {rate.count} per {rate.period:g}s; "
+            f"retry after {retry_after_header(retry)}s",
+            retry_after=retry,
+        )
+
+    def _first_refusal(
+        self, key: str, now: float, actor: str, limit: str, rate: Rate, retry: float, endpoint: str
+    ) -> None:
+        if Store.is_refusing(self.store.read(), key):
+            return  # this key's refusals were audited when they began
+        with self.store.write() as c:
+            self._audit_first_refusal(c, key, now, actor, limit, rate, retry, endpoint)
+
+    @staticmethod
+    def _audit_first_refusal(
+        conn: sqlite3.Connection,
+        key: str,
+        now: float,
+        actor: str,
+        limit: str,
+        rate: Rate,
+        retry: float,
+        endpoint: str,
+    ) -> None:
+        if Store.start_refusing(conn, key, now):
+            Store.audit(
+                conn,
+                now,
+                actor,
+                "rate_limited",
+                key,
+                "refused",
+                f"{limit} {rate} on {endpoint}; refusing for {retry:.3f}s; "
+                "later refusals until one is let through are logged and counted, not audited",
+            )
+
+    # -- housekeeping ------------------------------------------------------------------------
+
+    def purge(self) -> int:
+        """Drop hits that left every window and failure counts past their forget time."""
+        now = self.clock.now().timestamp()
+        longest = max(self.limits.issue.period, self.limits.source.period)
+        with self.store.write() as c:
+            return Store.purge_rate_state(c, now - longest, now)
