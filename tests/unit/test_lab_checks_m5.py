@@ -136,7 +136,13 @@ def good_rate() -> list[Operation]:
 
 def test_rate_limit_passes_and_fails() -> None:
     assert verdict("m5.rate_limited", good_rate()) == "pass"
-    bad_over = [{"status": 200}, {"retry_after": None}, {"retry_after": "0.5"}, {"ra_logged": []}, {"error": "x"}]
+    bad_over: list[dict[str, Any]] = [
+        {"status": 200},
+        {"retry_after": None},
+        {"retry_after": "0.5"},
+        {"ra_logged": []},
+        {"error": "x"},
+    ]
     for over in bad_over:
         ops = good_rate()
         ops[10] = rate("over_limit", 11, over.pop("status", 429), **over)
