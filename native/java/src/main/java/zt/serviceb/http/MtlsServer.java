@@ -182,9 +182,14 @@ public final class MtlsServer implements Closeable {
             // another scheme (a bad_spiffe_id peer) goes under peer_uri instead.
             String claimed = f.peerSpiffeId();
             boolean spiffe = claimed != null && claimed.startsWith("spiffe://");
-            log.warn("handshake_rejected", "reason", f.reason().label(), "detail", f.detail(),
-                    "peer_addr", peerAddr(raw), "peer_spiffe_id", spiffe ? claimed : null,
-                    "peer_serial", f.peerSerial(), "peer_uri", spiffe ? null : claimed);
+            if (claimed == null || spiffe) {
+                log.warn("handshake_rejected", "reason", f.reason().label(), "detail", f.detail(),
+                        "peer_addr", peerAddr(raw), "peer_spiffe_id", claimed, "peer_serial", f.peerSerial());
+            } else {
+                log.warn("handshake_rejected", "reason", f.reason().label(), "detail", f.detail(),
+                        "peer_addr", peerAddr(raw), "peer_spiffe_id", null, "peer_serial", f.peerSerial(),
+                        "peer_uri", claimed);
+            }
             return null;
         }
         watchdog.cancel(false);

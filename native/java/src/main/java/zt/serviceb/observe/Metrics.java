@@ -155,6 +155,10 @@ public final class Metrics {
         return rotations.labelValues(result).get();
     }
 
+    public double policyDenials() {
+        return policyDenials.get();
+    }
+
     public double connectionsClosed(String reason) {
         return connectionsClosed.labelValues(reason).get();
     }

@@ -31,8 +31,8 @@ public final class Policy {
     private static final Set<String> V1_RULE_KEYS = Set.of("caller", "allow");
     private static final Set<String> V2_RULE_KEYS = Set.of("caller", "callee", "methods", "paths");
     private static final List<String> ANY = List.of("*");
-    /** An HTTP method token in upper case (RFC 9110 5.6.2 tchar, letters upper-case only). */
-    private static final Pattern METHOD = Pattern.compile("[A-Z0-9!#$%&'+.^_`|~-]+|\\*");
+    /** An upper-case HTTP method name (letters only, as service-a and contracts.md 4 say) or "*". */
+    private static final Pattern METHOD = Pattern.compile("[A-Z]+|\\*");
 
     private final List<Rule> rules;
     private final boolean allowAll;

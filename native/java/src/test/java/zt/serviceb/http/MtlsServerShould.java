@@ -309,7 +309,8 @@ class MtlsServerShould {
         assertEquals(200, e.get("status"));
         assertTrue(e.get("duration_ms") instanceof Number);
         assertTrue(e.get("ts").toString().matches("\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z"));
-        assertEquals("service-b", e.get("service"));
+        assertEquals("service-b", e.get("component"));
+        assertFalse(e.containsKey("service"), "component replaces service (CONTRACT L)");
     }
 
     private static int drain(InputStream in) throws IOException {

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Map;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -14,8 +15,9 @@ import zt.serviceb.support.RunningService;
 import zt.serviceb.support.TestClient;
 import zt.serviceb.support.TestPki;
 
-/** 403 with a JSON reason over the completed TLS connection; allowed twins get 200. */
+/** Version 1 through the real server: 403 with a JSON reason over the completed TLS connection; allowed twins get 200. */
 class PolicyEnforcementShould {
+    private static final String B = "spiffe://zt.lab/svc/service-b";
     @TempDir
     static Path tmp;
     private static TestPki pki;
@@ -47,15 +49,24 @@ class PolicyEnforcementShould {
 
     @Test
     void deny_a_path_the_callers_rule_does_not_name_with_403_json() throws Exception {
+        double before = svc.service.metrics().policyDenials();
         try (var c = TestClient.connect(TestClient.context(pki.certDir("client"), pki.bundle()), svc.port())) {
             var r = c.get("/call?target=https://127.0.0.1:1/hello");
             assertEquals(403, r.status());
-            assertEquals("forbidden", r.json().get("error").asText());
-            assertEquals("spiffe://zt.lab/svc/client may not access /call", r.json().get("reason").asText());
+            var j = r.json();
+            assertEquals("forbidden", j.get("error").asText());
+            assertEquals("spiffe://zt.lab/svc/client may not call GET /call on " + B, j.get("reason").asText());
+            assertEquals("spiffe://zt.lab/svc/client", j.get("caller").asText());
+            assertEquals(B, j.get("callee").asText());
+            assertEquals("GET", j.get("method").asText());
+            assertEquals("/call", j.get("path").asText(), "the path without the query string");
             assertEquals(200, c.get("/hello").status(), "the connection stays usable");
         }
-        svc.log.await("policy_denied", e -> "/call".equals(e.get("path"))
-                && "spiffe://zt.lab/svc/client".equals(e.get("caller")));
+        Map<String, Object> e = svc.log.await("policy_denied", r -> "/call".equals(r.get("path"))
+                && "spiffe://zt.lab/svc/client".equals(r.get("caller")));
+        assertEquals(B, e.get("callee"));
+        assertEquals("GET", e.get("method"));
+        assertTrue(svc.service.metrics().policyDenials() >= before + 1);
         assertTrue(svc.metricsGet("/metrics").matches("(?s).*mtls_policy_denials_total [1-9].*"));
     }
 
@@ -64,7 +75,7 @@ class PolicyEnforcementShould {
         try (var c = TestClient.connect(TestClient.context(pki.certDir("revoked"), pki.bundle()), svc.port())) {
             var r = c.get("/hello");
             assertEquals(403, r.status());
-            assertEquals("spiffe://zt.lab/svc/revoked may not access /hello", r.json().get("reason").asText());
+            assertEquals("spiffe://zt.lab/svc/revoked may not call GET /hello on " + B, r.json().get("reason").asText());
         }
     }
 

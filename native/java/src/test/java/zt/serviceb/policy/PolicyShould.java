@@ -168,6 +168,7 @@ class PolicyShould {
         "{\"version\":2,\"rules\":[{\"caller\":\"x\",\"callee\":\"y\",\"methods\":[\"get\"],\"paths\":[\"/\"]}]}",
         "{\"version\":2,\"rules\":[{\"caller\":\"x\",\"callee\":\"y\",\"methods\":[\"G*\"],\"paths\":[\"/\"]}]}",
         "{\"version\":2,\"rules\":[{\"caller\":\"x\",\"callee\":\"y\",\"methods\":[\"GET POST\"],\"paths\":[\"/\"]}]}",
+        "{\"version\":2,\"rules\":[{\"caller\":\"x\",\"callee\":\"y\",\"methods\":[\"GET-X\"],\"paths\":[\"/\"]}]}",
     })
     void reject_malformed_files(String text) {
         assertThrows(MaterialException.class, () -> Policy.parse(text, null));

@@ -37,7 +37,7 @@ class AllOrNothingReloadShould {
     private static final Duration NO_POLL = Duration.ofSeconds(60);
     private static final String GOOD_POLICY = "{\"version\":1,\"rules\":[{\"caller\":\"spiffe://zt.lab/svc/client\","
             + "\"allow\":[\"/hello\"]}]}";
-    private static final String BAD_POLICY = "{\"version\":2,\"rules\":[]}";
+    private static final String BAD_POLICY = "{\"version\":3,\"rules\":[]}";
 
     @TempDir
     Path tmp;
@@ -62,7 +62,7 @@ class AllOrNothingReloadShould {
     @ParameterizedTest(name = "good certificate, bad {0}")
     @CsvSource(delimiter = '|', value = {
         "bundle | chain does not verify against the bundle",
-        "policy | \"version\" must be 1",
+        "policy | \"version\" must be 1 or 2",
         "crl    | not signed by a known CA",
     })
     void change_nothing_when_one_part_of_a_new_generation_is_bad(String badPart, String reason) throws Exception {
