@@ -37,6 +37,8 @@ from zt.ca.authority import Authority
 from zt.ca.layout import CaPaths
 from zt.clock import SystemClock
 from zt.pki.keys import generate_key
+from zt.ra.limits import Limits, LockoutPolicy, Rate
+from zt.ra.ratelimit import RateLimiter, SourceTicket
 from zt.ra.service import RegistrationAuthority
 from zt.ra.store import Store
 
@@ -166,6 +168,49 @@ def limits_cost(rounds: int, requests: int, clients: int, workers: int) -> tuple
     return summary, off["errors"] == 0 and on["errors"] == 0
 
 
+def service_layer_limits_cost(batches: int, per_batch: int) -> dict[str, Any]:
+    """The limits' own cost per issuance, without HTTP and TLS and their noise: in-process
+    `RegistrationAuthority.issue` on one store, alternating batches with the limits off and on
+    (what the HTTP path adds when on: the source check's read, then the source's and the
+    identity's counts in the recording transaction). Durability full, as the RA's default."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ca = make_ca(Path(tmp))
+        jobs = prepare(ca, batches * 2 * per_batch)
+        paths = CaPaths(ca.dir)
+        authority = Authority.load(paths, "zt.lab")
+        high = Limits(Rate(1_000_000, 60.0), Rate(1_000_000, 2.0), LockoutPolicy(5, 1.0, 900.0))
+        modes = {
+            "off": RegistrationAuthority(Store(paths.store), authority, paths, SystemClock(), limits=Limits.off()),
+            "on": RegistrationAuthority(Store(paths.store), authority, paths, SystemClock(), limits=high),
+        }
+        front = RateLimiter(Store(paths.store, durable=False), high, SystemClock())
+        per_issue: dict[str, list[float]] = {"off": [], "on": []}
+        it = iter(jobs)
+        for i in range(batches):
+            for mode in ("off", "on") if i % 2 == 0 else ("on", "off"):
+                ra = modes[mode]
+                for _ in range(per_batch):
+                    token, csr = next(it)
+                    t0 = time.perf_counter()
+                    if mode == "on":
+                        front.check_source("127.0.0.1", "/v1/issue")
+                        ra.issue(token, csr, source="127.0.0.1", ticket=SourceTicket("127.0.0.1", "/v1/issue"))
+                    else:
+                        ra.issue(token, csr)
+                    per_issue[mode].append((time.perf_counter() - t0) * 1000)
+    out: dict[str, Any] = {}
+    for mode, ms in per_issue.items():
+        out[mode] = {
+            "issues": len(ms),
+            "mean_ms": round(statistics.fmean(ms), 3),
+            "p50_ms": round(percentile(ms, 50), 3),
+            "p99_ms": round(percentile(ms, 99), 3),
+        }
+    out["added_ms_mean"] = round(out["on"]["mean_ms"] - out["off"]["mean_ms"], 3)
+    out["added_ms_p50"] = round(out["on"]["p50_ms"] - out["off"]["p50_ms"], 3)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--requests", type=int, default=1500)
@@ -176,7 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=4, help="--limits-cost: rounds per mode")
     args = p.parse_args(argv)
     if args.limits_cost:
+        inproc = service_layer_limits_cost(args.rounds * 2, 100)
+        print(f"service layer in-process, per issuance: {json.dumps(inproc)}", flush=True)
         summary, ok = limits_cost(args.rounds, args.requests, args.clients, args.workers)
+        summary["service_layer"] = inproc
         if args.json:
             args.json.write_text(json.dumps(summary, indent=2))
         return 0 if ok else 1

@@ -158,7 +158,11 @@ def test_renewals_count_against_the_identity_and_the_window_slides(ca: CaDir, tm
         retry = assert_429(third, "rate_limited")
         assert retry <= 4
         assert log_events(ra, "rate_limited")[-1]["endpoint"] == "/v1/renew"
-        time.sleep(retry + 0.2)
+        token = ca.register("a")
+        assert assert_429(issue(ra, token, "a"), "rate_limited") <= retry
+        time.sleep(4.2)  # the whole window: both earlier hits have left it
+        # The refused issuance did not spend its token.
+        assert issue(ra, token, "a").status_code == 200
         _, again = renew(ra, key, second.json()["chain"], "a")
         assert again.status_code == 200, again.text
     finally:
@@ -193,6 +197,25 @@ def test_source_limit_counts_the_tcp_peer_on_every_endpoint(ca: CaDir, tmp_path:
         (row,) = audit_rows(ca, "rate_limited")
         assert row["subject"] == f"source:{ATTACKER}" and row["outcome"] == "refused"
         assert metric(ra, "ra_rate_limited_total", 'limit="requests_per_source"') == 3.0
+    finally:
+        ra.proc.stop()
+
+
+def test_issuance_requests_count_against_their_source_whether_they_succeed_or_not(ca: CaDir, tmp_path: Path) -> None:
+    """/v1/issue and /v1/renew count the source in the issuance transaction, or after the answer
+    when they end before it; both count."""
+    ra = start_ra(ca, tmp_path / "logs", "--rate-source", "4/30s")
+    try:
+        assert issue(ra, ca.register("a"), "a", ATTACKER).status_code == 200
+        assert issue(ra, wrong_bootstrap_token(), "a", ATTACKER).status_code == 401
+        with client(ra, ATTACKER) as c:
+            assert c.post("/v1/renew", content=b"{", headers={"Content-Type": "application/json"}).status_code == 400
+            assert c.get("/v1/status").status_code == 200
+            assert_429(c.post("/v1/issue", json={"csr": "x"}), "rate_limited")
+        # The token refused for the source's limit was not spent.
+        token = ca.register("b")
+        assert_429(issue(ra, token, "b", ATTACKER), "rate_limited")
+        assert issue(ra, token, "b", NEIGHBOUR).status_code == 200
     finally:
         ra.proc.stop()
 

@@ -37,7 +37,9 @@ ATTACK_SECONDS = 20.0  # per round, upper bound; the threads stop as soon as the
 
 @pytest.fixture
 def ra2(ca: CaDir, tmp_path: Path) -> Iterator[RaServer]:
-    srv = start_ra(ca, tmp_path / "logs", "--workers", "2")
+    # No issuance limit: the attackers renew as fast as they can, which is the race under test
+    # (with the default 10/1m they would be refused with 429 before the revocation lands).
+    srv = start_ra(ca, tmp_path / "logs", "--workers", "2", "--rate-issue", "0")
     yield srv
     srv.proc.stop()
 

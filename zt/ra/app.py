@@ -279,7 +279,13 @@ def create_app(settings: RaSettings, clock: Clock | None = None) -> FastAPI:
     def issue(
         request: Request, body: IssueRequest, authorization: Annotated[str | None, Header()] = None
     ) -> CertificateResponse:
-        issued = ra.issue(bearer_token(authorization), body.csr, body.ttl_seconds, http_errors.source_of(request.scope))
+        issued = ra.issue(
+            bearer_token(authorization),
+            body.csr,
+            body.ttl_seconds,
+            http_errors.source_of(request.scope),
+            http_errors.source_ticket(request),
+        )
         metrics.ISSUED.labels("token").inc()
         return _certificate_response(issued)
 
@@ -289,8 +295,8 @@ def create_app(settings: RaSettings, clock: Clock | None = None) -> FastAPI:
         responses=_ERRORS,
         summary="renew: prove possession of the current certificate's key, get a new one",
     )
-    def renew(body: RenewRequest) -> CertificateResponse:
-        issued = ra.renew(body.proof, body.csr, body.ttl_seconds)
+    def renew(request: Request, body: RenewRequest) -> CertificateResponse:
+        issued = ra.renew(body.proof, body.csr, body.ttl_seconds, http_errors.source_ticket(request))
         metrics.ISSUED.labels("renew").inc()
         return _certificate_response(issued)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -22,7 +23,7 @@ from zt.errors import CaError, InvalidValue, RateLimited, RequestRejected, Store
 from zt.logjson import log_event
 from zt.ra import metrics
 from zt.ra.limits import retry_after_header
-from zt.ra.ratelimit import RateLimiter
+from zt.ra.ratelimit import RateLimiter, SourceTicket
 
 log = logging.getLogger("zt.ra")
 
@@ -217,6 +218,17 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": data})
 
 
+# Where the per-source count is taken in the issuance transaction (zt.ra.service), and the
+# request-state key that carries the SourceTicket to the route.
+FOLDED_ENDPOINTS = frozenset({"/v1/issue", "/v1/renew"})
+SOURCE_TICKET = "zt_source_ticket"
+
+
+def source_ticket(request: Request) -> SourceTicket | None:
+    ticket = request.scope.get("state", {}).get(SOURCE_TICKET)
+    return ticket if isinstance(ticket, SourceTicket) else None
+
+
 class SourceLimit:
     """Count every request against its source address (zt.ra.ratelimit) before anything else
     reads it; over the limit, answer 429 here."""
@@ -231,13 +243,17 @@ class SourceLimit:
             await self.app(scope, receive, send)
             return
         endpoint = endpoint_in(scope)
+        folded = endpoint in FOLDED_ENDPOINTS and scope.get("method") == "POST"
         try:
-            await run_in_threadpool(self.limiter.admit_source, source, endpoint)
+            if folded:
+                await run_in_threadpool(self.limiter.check_source, source, endpoint)
+            else:
+                await run_in_threadpool(self.limiter.admit_source, source, endpoint)
         except RateLimited as exc:
             metrics.REJECTED.labels(endpoint, exc.code).inc()
             await too_many(exc)(scope, receive, send)
             return
-        except StoreError as exc:
+        except (StoreError, sqlite3.Error) as exc:
             log_event(log, "store_error", logging.ERROR, reason=str(exc))
             response = JSONResponse(
                 error_body("unavailable", "the RA cannot reach its store; retry later"),
@@ -246,4 +262,18 @@ class SourceLimit:
             )
             await response(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        if not folded:
+            await self.app(scope, receive, send)
+            return
+        # Issuance: the count is taken in the transaction that records the certificate (the
+        # route hands this ticket to the service); a request that ends before it is counted here.
+        ticket = SourceTicket(source, endpoint)
+        scope.setdefault("state", {})[SOURCE_TICKET] = ticket
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            if not ticket.settled:
+                try:
+                    await run_in_threadpool(self.limiter.count_source, ticket)
+                except (StoreError, sqlite3.Error) as exc:
+                    log_event(log, "store_error", logging.ERROR, reason=str(exc))

@@ -17,8 +17,8 @@ write lock, which makes check-and-count atomic across processes:
 
 What the operator sees of a refusal: every 429 is one log line (`rate_limited` or
 `locked_out`, docs/logs.md) and counted (`ra_rate_limited_total{limit}`,
-`ra_lockouts_total{credential}`, `ra_token_failures_total{credential}`); the first refusal of
-a key (until it is let through again) and every start of a lockout are audited
+`ra_lockouts_total{credential}`, `ra_token_failures_total{credential}`); a key's refusals are
+audited at most once per window period, and every start of a lockout is audited
 (`Store.audit`), so a flood cannot turn each refused request into an audit record.
 Only authenticated requests count against an identity, so nobody can spend another
 service's budget; the source address is the TCP peer (uvicorn's proxy headers are off).
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from dataclasses import dataclass
 
 from zt.clock import Clock
 from zt.errors import RateLimited
@@ -43,6 +44,16 @@ def _retry_after(conn: sqlite3.Connection, key: str, rate: Rate, now: float) -> 
     """None if one more request for `key` fits in the window now, else seconds until one does."""
     _, blocking = Store.rate_window(conn, key, now - rate.period, rate.count)
     return None if blocking is None else max(0.0, blocking + rate.period - now)
+
+
+@dataclass
+class SourceTicket:
+    """One request from `source` whose count is taken later (in the issuance transaction, or
+    after the answer); `settled` once it was counted or refused there."""
+
+    source: str
+    endpoint: str
+    settled: bool = False
 
 
 class RateLimiter:
@@ -61,18 +72,56 @@ class RateLimiter:
         rate = self.limits.source
         if not rate.enabled:
             return
+        self.check_source(source, endpoint)
+        key, now = f"source:{source}", self.clock.now().timestamp()
+        with self.store.write() as c:
+            retry = _retry_after(c, key, rate, now)
+            if retry is None:
+                Store.add_rate_hit(c, key, now)
+                return
+            self._audit_first_refusal(c, key, now, source, REQUESTS_PER_SOURCE, rate, retry, endpoint)
+        raise self.refused(REQUESTS_PER_SOURCE, source, rate, retry, endpoint)
+
+    def check_source(self, source: str, endpoint: str) -> None:
+        """Refuse `source` if it is over its limit now (a read; counts nothing)."""
+        rate = self.limits.source
+        if not rate.enabled:
+            return
         key, now = f"source:{source}", self.clock.now().timestamp()
         retry = _retry_after(self.store.read(), key, rate, now)
-        if retry is None:
-            with self.store.write() as c:
-                retry = _retry_after(c, key, rate, now)
-                if retry is None:
-                    Store.add_rate_hit(c, key, now, now - rate.period)
-                    return
-                self._audit_first_refusal(c, key, now, source, REQUESTS_PER_SOURCE, rate, retry, endpoint)
-        else:
+        if retry is not None:
             self._first_refusal(key, now, source, REQUESTS_PER_SOURCE, rate, retry, endpoint)
-        raise self.refused(REQUESTS_PER_SOURCE, source, rate, retry, endpoint)
+            raise self.refused(REQUESTS_PER_SOURCE, source, rate, retry, endpoint)
+
+    # /v1/issue and /v1/renew: the source's count is taken in the transaction that records the
+    # certificate (one write transaction per issuance, not two; measured in docs/rate-limits.md),
+    # or, when the request ends before it (refused, a bad CSR, a retried token), right after the
+    # answer (`count_source`).
+
+    def take_source(self, conn: sqlite3.Connection, ticket: SourceTicket, now: float) -> float | None:
+        """In the recording transaction: count the request, or return seconds until it would fit
+        (a request that raced past `check_source`); either way the ticket is settled."""
+        rate = self.limits.source
+        ticket.settled = True
+        if not rate.enabled:
+            return None
+        key = f"source:{ticket.source}"
+        retry = _retry_after(conn, key, rate, now)
+        if retry is None:
+            Store.add_rate_hit(conn, key, now)
+            return None
+        self._audit_first_refusal(conn, key, now, ticket.source, REQUESTS_PER_SOURCE, rate, retry, ticket.endpoint)
+        return retry
+
+    def count_source(self, ticket: SourceTicket) -> None:
+        """After the answer: count a request that was let through but never reached `take_source`."""
+        rate = self.limits.source
+        if ticket.settled or not rate.enabled:
+            return
+        ticket.settled = True
+        key, now = f"source:{ticket.source}", self.clock.now().timestamp()
+        with self.store.write() as c:
+            Store.add_rate_hit(c, key, now)
 
     # -- per identity: /v1/issue and /v1/renew (zt.ra.service) ------------------------------
 
@@ -99,7 +148,7 @@ class RateLimiter:
         key = f"identity:{identity}"
         retry = _retry_after(conn, key, rate, now)
         if retry is None:
-            Store.add_rate_hit(conn, key, now, now - rate.period)
+            Store.add_rate_hit(conn, key, now)
             return None
         self._audit_first_refusal(conn, key, now, actor, ISSUE_PER_IDENTITY, rate, retry, endpoint)
         return retry
@@ -120,8 +169,9 @@ class RateLimiter:
     def _first_refusal(
         self, key: str, now: float, actor: str, limit: str, rate: Rate, retry: float, endpoint: str
     ) -> None:
-        if Store.is_refusing(self.store.read(), key):
-            return  # this key's refusals were audited when they began
+        since = Store.refusing_since(self.store.read(), key)
+        if since is not None and since >= now - rate.period:
+            return  # this key's refusals were audited less than a window ago
         with self.store.write() as c:
             self._audit_first_refusal(c, key, now, actor, limit, rate, retry, endpoint)
 
@@ -136,7 +186,7 @@ class RateLimiter:
         retry: float,
         endpoint: str,
     ) -> None:
-        if Store.start_refusing(conn, key, now):
+        if Store.start_refusing(conn, key, now, now - rate.period):
             Store.audit(
                 conn,
                 now,
@@ -145,7 +195,7 @@ class RateLimiter:
                 key,
                 "refused",
                 f"{limit} {rate} on {endpoint}; refusing for {retry:.3f}s; "
-                "later refusals until one is let through are logged and counted, not audited",
+                f"further refusals of {key} within {rate.period:g}s are logged and counted, not audited",
             )
 
     # -- housekeeping ------------------------------------------------------------------------

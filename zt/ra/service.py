@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import sqlite3
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -38,9 +39,9 @@ from zt.ra.authorize import (
     authorize_token,
 )
 from zt.ra.csr import parse_csr, spki_sha256
-from zt.ra.limits import ADMIN_TOKEN, BOOTSTRAP_TOKEN, ISSUE_PER_IDENTITY, Limits
+from zt.ra.limits import ADMIN_TOKEN, BOOTSTRAP_TOKEN, ISSUE_PER_IDENTITY, REQUESTS_PER_SOURCE, Limits
 from zt.ra.lockout import Lockout
-from zt.ra.ratelimit import RateLimiter
+from zt.ra.ratelimit import RateLimiter, SourceTicket
 from zt.ra.revocation import PublishedCrl, revoke_and_publish, revoke_identity_and_publish
 from zt.ra.store import CertRecord, Identity, Store
 from zt.spiffe import parse_spiffe_id, validate_service_name, workload_id
@@ -196,7 +197,12 @@ class RegistrationAuthority:
     # -- issue ---------------------------------------------------------------------------------
 
     def issue(
-        self, token: str | None, csr_pem: str, ttl_seconds: int | None = None, source: str | None = None
+        self,
+        token: str | None,
+        csr_pem: str,
+        ttl_seconds: int | None = None,
+        source: str | None = None,
+        ticket: SourceTicket | None = None,
     ) -> Issued:
         """Bootstrap: a one-time token buys one certificate for the token's identity.
 
@@ -228,13 +234,13 @@ class RegistrationAuthority:
             again = authorize_token(self.store, c, th, csr, spki, now, lifetime)
             if again.earlier is not None:
                 return self._issued(again.earlier)
-            retry = self.limiter.take_identity(c, ident.name, ident.spiffe_id, ISSUE_ENDPOINT, now.timestamp())
+            over_source, retry = self._take_limits(c, ticket, ident, ISSUE_ENDPOINT, now.timestamp())
             if retry is None:
                 Store.add_certificate(c, rec)
                 Store.mark_token_used(c, th, now.timestamp(), rec.serial, spki)
                 Store.audit(c, now.timestamp(), rec.spiffe_id, "issue", rec.serial, "ok", "via bootstrap token")
         if retry is not None:
-            raise self.limiter.refused(ISSUE_PER_IDENTITY, ident.name, self.limiter.limits.issue, retry, ISSUE_ENDPOINT)
+            raise self._refused(over_source, ticket, ident, retry, ISSUE_ENDPOINT)
         log_event(
             log,
             "issued",
@@ -247,7 +253,28 @@ class RegistrationAuthority:
 
     # -- renew ---------------------------------------------------------------------------------
 
-    def renew(self, proof: str, csr_pem: str, ttl_seconds: int | None = None) -> Issued:
+    def _take_limits(
+        self, conn: sqlite3.Connection, ticket: SourceTicket | None, ident: Identity, endpoint: str, now: float
+    ) -> tuple[bool, float | None]:
+        """In the recording transaction: the source's count (if the HTTP layer left it to this
+        transaction), then the identity's. (over the source limit?, seconds to wait or None)."""
+        if ticket is not None:
+            retry = self.limiter.take_source(conn, ticket, now)
+            if retry is not None:
+                return True, retry
+        return False, self.limiter.take_identity(conn, ident.name, ident.spiffe_id, endpoint, now)
+
+    def _refused(
+        self, over_source: bool, ticket: SourceTicket | None, ident: Identity, retry: float, endpoint: str
+    ) -> Exception:
+        limits = self.limiter.limits
+        if over_source and ticket is not None:
+            return self.limiter.refused(REQUESTS_PER_SOURCE, ticket.source, limits.source, retry, endpoint)
+        return self.limiter.refused(ISSUE_PER_IDENTITY, ident.name, limits.issue, retry, endpoint)
+
+    def renew(
+        self, proof: str, csr_pem: str, ttl_seconds: int | None = None, ticket: SourceTicket | None = None
+    ) -> Issued:
         """Renewal: proof of possession of a current, unexpired, unrevoked certificate's key.
 
         The renewal is authorised again under the write lock (a revocation of the certificate,
@@ -269,12 +296,12 @@ class RegistrationAuthority:
             if not Store.use_nonce(c, str(claims["jti"]), float(str(claims["exp"])) + 60, now.timestamp()):
                 raise Unauthorized("renewal proof was already used", code="replayed_proof")
             # A refused renewal still spends its proof (the agent makes a new one per attempt).
-            retry = self.limiter.take_identity(c, ident.name, ident.spiffe_id, RENEW_ENDPOINT, now.timestamp())
+            over_source, retry = self._take_limits(c, ticket, ident, RENEW_ENDPOINT, now.timestamp())
             if retry is None:
                 Store.add_certificate(c, new)
                 Store.audit(c, now.timestamp(), new.spiffe_id, "renew", new.serial, "ok", f"replaces {grant.renews}")
         if retry is not None:
-            raise self.limiter.refused(ISSUE_PER_IDENTITY, ident.name, self.limiter.limits.issue, retry, RENEW_ENDPOINT)
+            raise self._refused(over_source, ticket, ident, retry, RENEW_ENDPOINT)
         log_event(
             log,
             "issued",

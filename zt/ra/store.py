@@ -74,8 +74,10 @@ _UPGRADE_1_TO_2 = (
 # Rate limits and lockouts (zt.ra.ratelimit). rate_hits: one row per request a limit let
 # through (key "identity:<service>" or "source:<address>"), so a limit is a strict sliding
 # window; the per-key index makes the count an index range scan of at most N entries.
-# rate_refusals: one row per key while it is being refused (its first refusal is audited,
-# later ones only logged and counted). token_failures: failed token attempts per source and
+# Old hits are not deleted per request (two statements less in every issuance transaction):
+# the count only looks inside the window, and every worker purges them once a minute.
+# rate_refusals: when a key's refusals were last audited (at most once per window period;
+# later ones are only logged and counted). token_failures: failed token attempts per source and
 # credential; nothing of the token itself.
 _RATE_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS rate_hits (key TEXT NOT NULL, ts REAL NOT NULL)",
@@ -470,20 +472,24 @@ class Store:
         return n, float(row[0])
 
     @staticmethod
-    def add_rate_hit(conn: sqlite3.Connection, key: str, now: float, since: float) -> None:
-        """Record one hit and drop the key's hits that left the window (and its refusal mark)."""
-        conn.execute("DELETE FROM rate_hits WHERE key=? AND ts<=?", (key, since))
+    def add_rate_hit(conn: sqlite3.Connection, key: str, now: float) -> None:
         conn.execute("INSERT INTO rate_hits (key, ts) VALUES (?, ?)", (key, now))
-        conn.execute("DELETE FROM rate_refusals WHERE key=?", (key,))
 
     @staticmethod
-    def is_refusing(conn: sqlite3.Connection, key: str) -> bool:
-        return conn.execute("SELECT 1 FROM rate_refusals WHERE key=?", (key,)).fetchone() is not None
+    def refusing_since(conn: sqlite3.Connection, key: str) -> float | None:
+        row = conn.execute("SELECT since FROM rate_refusals WHERE key=?", (key,)).fetchone()
+        return None if row is None else float(row[0])
 
     @staticmethod
-    def start_refusing(conn: sqlite3.Connection, key: str, now: float) -> bool:
-        """Mark `key` as being refused; True if it was not already (a new refusal episode)."""
-        return conn.execute("INSERT OR IGNORE INTO rate_refusals VALUES (?, ?)", (key, now)).rowcount == 1
+    def start_refusing(conn: sqlite3.Connection, key: str, now: float, after: float) -> bool:
+        """Mark `key`'s refusals as audited at `now`, unless they were at or after `after`;
+        True if marked (the caller audits)."""
+        cur = conn.execute(
+            "INSERT INTO rate_refusals VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET since=excluded.since"
+            " WHERE rate_refusals.since < ?",
+            (key, now, after),
+        )
+        return cur.rowcount == 1
 
     @staticmethod
     def token_failures(conn: sqlite3.Connection, source: str, credential: str) -> sqlite3.Row | None:
@@ -516,7 +522,7 @@ class Store:
         """Forget hits older than every window, and failure counts past their forget time."""
         before = conn.total_changes
         conn.execute("DELETE FROM rate_hits WHERE ts<=?", (hits_before,))
-        conn.execute("DELETE FROM rate_refusals WHERE key NOT IN (SELECT key FROM rate_hits)")
+        conn.execute("DELETE FROM rate_refusals WHERE since<=?", (hits_before,))
         conn.execute("DELETE FROM token_failures WHERE forget_at<=?", (now,))
         return conn.total_changes - before
 
