@@ -27,6 +27,8 @@ LAB_CLIENTS = {
     "latency": ("/hello",),
     "revoked-client": ("/hello",),
     "m5-reader": ("/hello",),
+    "m4-client": ("/hello",),  # Milestone 4's client
+    "demo-client": ("/hello",),  # ./demo.sh observe
 }
 
 
