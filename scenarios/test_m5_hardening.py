@@ -162,7 +162,13 @@ def _widened_policy() -> str:
 
 
 def _flip(
-    lab: RunningLab, history: History, reader: LabIdentity, phase: str, expect_status: int, starts: dict[str, int]
+    lab: RunningLab,
+    history: History,
+    reader: LabIdentity,
+    phase: str,
+    expect_status: int,
+    before: dict[str, int | None],
+    starts: dict[str, int],
 ) -> list[Operation]:
     """After the policy file changed: poll m5-reader's /call on both services until each
     answers `expect_status` (bounded), and record the decision, the wait and the restarts."""
@@ -191,7 +197,7 @@ def _flip(
                 changed,
                 kind=phase,
                 expect_status=expect_status,
-                status_before=403 if expect_status == 200 else 200,
+                status_before=before.get(s),
                 status=status,
                 waited_s=round(waited, 2),
                 starts_before=starts[s],
@@ -206,15 +212,17 @@ def test_policy_reload_flips_a_decision_without_restart(
 ) -> None:
     progress("m5: policy reload (replace the lab's policy file, then restore it)")
     reader = client_identity("m5-reader")
-    before = {s: mtls_client.get(_url(lab, s, "/call"), bundle=lab.bundle(), identity=reader).status for s in STACKS}
+    before: dict[str, int | None] = {
+        s: mtls_client.get(_url(lab, s, "/call"), bundle=lab.bundle(), identity=reader).status for s in STACKS
+    }
     assert before == {s: 403 for s in STACKS}, f"m5-reader's /call before the change: {before}"
     starts = {s: _starts(lab, s) for s in STACKS}
     try:
         lab.set_policy(_widened_policy())
-        widened = _flip(lab, history, reader, "widened", 200, starts)
+        widened = _flip(lab, history, reader, "widened", 200, before, starts)
     finally:
         lab.set_policy(MESH_POLICY.read_text())
-    restored = _flip(lab, history, reader, "restored", 403, starts)
+    restored = _flip(lab, history, reader, "restored", 403, {o.target: o.details["status"] for o in widened}, starts)
     figures.figure(
         5,
         "policy_reload_s",
