@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zt.fsutil import write_secret
-from zt.lab import cert_copy, core, process, prometheus_config, secrets_scan
+from zt.lab import cert_copy, core, process, prometheus_config, ra_sources, secrets_scan
 from zt.lab.box import HARDENED, IMAGES, LABEL_PID, LABEL_RUN, Box, image, image_tag, testcontainers_defaults
 from zt.lab.core import progress
 from zt.lab.host_identities import LabError
@@ -42,7 +42,7 @@ from zt.lab.identity import LabIdentity
 from zt.lab.prometheus import Prometheus
 from zt.lab.runtime import bring_up
 from zt.lab.sweep import sweep_stale
-from zt.lab.topology import ServiceSpec, Topology
+from zt.lab.topology import MESH_POLICY, POLICY_FILE, ServiceSpec, Topology
 
 if TYPE_CHECKING:
     import docker
@@ -58,6 +58,10 @@ PROMETHEUS_PORT = 9090  # the lab's Prometheus (Topology.prometheus), published 
 AGENT_PID_FILE = "/tmp/agent.pid"  # on the agent container's own tmpfs
 CA, CA_CRL, CRL, TRUST = "/var/lib/zt/ca", "/var/lib/zt/ca/crl", "/var/lib/zt/crl", "/var/lib/zt/trust"
 TOKEN, CERTS, RUN = "/var/lib/zt/token", "/var/lib/zt/certs", "/run/zt"
+POLICY = "/var/lib/zt/policy"  # the services' read-only view of the policy volume
+# The one-shot that (re)writes the policy volume, mounted at TOKEN: a directory the RA image
+# owns as zt, so a fresh volume starts out zt-owned. A new file renamed over the old one.
+POLICY_WRITE = 'set -e; cd "$1"; printf "%s" "$ZT_POLICY" > .new; chmod 0644 .new; mv -f .new "$2"'
 PUBLIC_CA_FILES = ("root.pem", "intermediate.pem", "bundle.pem", "bundle.pem.sha256")  # never a key
 
 
@@ -204,6 +208,7 @@ class ContainerLab(core.LabCore):
                 )
             )
         progress(f"registered {', '.join(s.name for s in self.topology.services)}")
+        self.set_policy(MESH_POLICY.read_text())
         self._start_ra(ca)
         self._start_crl()
         for s in self.topology.services:
@@ -246,6 +251,7 @@ class ContainerLab(core.LabCore):
                     str(self.topology.ra_workers),
                     "--crl-check-interval",
                     "1",
+                    *self.topology.ra_limit_args(),
                 ],
                 mounts=ca,
                 network="pki",
@@ -312,8 +318,9 @@ class ContainerLab(core.LabCore):
             crl_stale=self.topology.crl_stale_mode(s.name),
             pid_file=f"{RUN}/{s.name}.pid" if signal else None,
             no_reload=s.name in self.topology.no_reload,
+            policy=f"{POLICY}/{POLICY_FILE}",
         )
-        mounts = [(self.volume(f"certs-{s.name}"), CERTS, "ro")]
+        mounts = [(self.volume(f"certs-{s.name}"), CERTS, "ro"), (self.volume("policy"), POLICY, "ro")]
         extra: dict[str, Any] = {}
         if signal:
             mounts.append((self.volume(f"run-{s.name}"), RUN, "rw"))
@@ -372,6 +379,71 @@ class ContainerLab(core.LabCore):
         server = Prometheus(self.prometheus_url())
         self._wait("prometheus /-/ready", box, server.ready)
         server.wait_all_up(set(prometheus_config.jobs(self.topology)))
+
+    # -- the mesh policy; the RA from two sources; an agent on a given bundle (Milestone 5) -----
+
+    def set_policy(self, text: str) -> None:
+        """A one-shot container writes the policy volume the services mount read-only (a new
+        file renamed over the old one; the services notice and reload it, no restart)."""
+        n = sum(name.startswith("policy-") for name in self.boxes)
+        self._run_once(
+            self._box(
+                f"policy-{n + 1}",
+                "ra",
+                ["-c", POLICY_WRITE, "policy-write", TOKEN, POLICY_FILE],
+                entrypoint=["sh"],
+                network=None,
+                mounts=[(self.volume("policy"), TOKEN, "rw")],
+                env={"ZT_POLICY": text},
+            )
+        )
+
+    def _exec_env(self, box: str, argv: list[str], env: dict[str, str]) -> tuple[int, str]:
+        r = self.boxes[box].container.exec_run(argv, environment=env, demux=False)
+        out = r.output if isinstance(r.output, bytes) else b""
+        return int(r.exit_code or 0), out.decode(errors="replace")
+
+    def ra_issue(self, token: str, spiffe_id: str, *, source: int) -> ra_sources.RaAnswer:
+        """Source 0: the host, through the RA's published port. Source 1: the container of
+        service-a's agent, on the `pki` network (its own address, as the agents reach the RA)."""
+        if source == 0:
+            return ra_sources.issue(self.ra_url(), self.bundle(), token, spiffe_id, source="host")
+        env = {
+            "ZT_URL": f"https://{RA_ALIAS}:{RA_PORT}",
+            "ZT_BUNDLE": f"{TRUST}/bundle.pem",
+            "ZT_TOKEN": token,
+            "ZT_CSR": ra_sources.csr_pem(spiffe_id),
+        }
+        code, out = self._exec_env("agent-service-a", ["python3", "-c", ra_sources.IN_CONTAINER_CLIENT], env)
+        where = "container agent-service-a"
+        try:
+            doc = json.loads(out.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            return ra_sources.RaAnswer(where, None, "client_failed", f"exit {code}: {out[-300:]}", None, None, 0.0)
+        return ra_sources.answer_from(where, doc["status"], doc["headers"], doc["text"], float(doc["elapsed_ms"]))
+
+    def agent_once(self, name: str, token_file: Path, bundle_pem: bytes, pin: str) -> tuple[int, str]:
+        """The agent image's zt-agent, once, inside service-a's agent container (its tmpfs /tmp),
+        on `bundle_pem` pinned to `pin`, with the token from the host's `token_file`."""
+        d = f"/tmp/agent-once-{name}"
+        prepare = (
+            "import os, pathlib; d = pathlib.Path(os.environ['D']); d.mkdir(mode=0o700, exist_ok=True); "
+            "(d / 'bundle.pem').write_bytes(os.environ['B'].encode('latin-1')); t = d / 'token'; "
+            "t.touch(mode=0o600); t.write_text(os.environ['T'])"
+        )
+        env = {"D": d, "B": bundle_pem.decode("latin-1"), "T": token_file.read_text().strip()}
+        code, out = self._exec_env("agent-service-a", ["python3", "-c", prepare], env)
+        if code != 0:
+            raise LabError(f"could not prepare {d} in agent-service-a: {out[-300:]}")
+        return self._exec_env(
+            "agent-service-a",
+            [
+                "zt-agent",
+                *("--ra", f"https://{RA_ALIAS}:{RA_PORT}", "--bundle", f"{d}/bundle.pem", "--bundle-sha256", pin),
+                *("--token-file", f"{d}/token", "--service", name, "--out", f"{d}/out", "--once", "--no-crl"),
+            ],
+            {},
+        )
 
     # -- faults: components stopped and started again ---------------------------------------
 

@@ -95,6 +95,7 @@ def service_args(
     crl_stale: str,
     pid_file: str | None,
     no_reload: bool = False,
+    policy: str | None = None,
 ) -> list[str]:
     """A native service's arguments (after the binary); both services take the same flags."""
     argv = [
@@ -115,6 +116,8 @@ def service_args(
         argv += ["--pid-file", pid_file]
     if no_reload:  # a deliberately broken reload (Topology.no_reload)
         argv.append("--no-reload")
+    if policy is not None:  # the lab's copy of deploy/mesh-policy.json
+        argv += ["--policy", policy]
     return argv
 
 

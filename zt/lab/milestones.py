@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from zt.lab import checkers, checks_m2, checks_m3, checks_m3_crl, checks_m4
+from zt.lab import checkers, checks_m2, checks_m3, checks_m3_crl, checks_m4, checks_m5
 from zt.lab.checkers import Criterion, Verdict
 from zt.lab.history import History
 
@@ -69,6 +69,12 @@ REGISTRY: dict[int, Milestone] = {
         "observability: one log schema, events in the logs, metrics through a real Prometheus, a verified audit",
         checks_m4.M4,
         (Path("scenarios/test_m4_observability.py"),),
+    ),
+    5: Milestone(
+        5,
+        "hardening: a mesh policy both stacks enforce, RA rate limits across workers, token lockout, a pinned bundle",
+        checks_m5.M5,
+        (Path("scenarios/test_m5_hardening.py"),),
     ),
 }
 

@@ -18,15 +18,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from zt.lab import core, host_identities, process, prometheus_config, services
+from zt.lab import core, host_identities, process, prometheus_config, ra_sources, services
 from zt.lab.core import progress
 from zt.lab.identity import LabIdentity
 from zt.lab.ports import free_port
 from zt.lab.prometheus import Prometheus
 from zt.lab.runtime import bring_up
-from zt.lab.topology import ServiceSpec, Topology
+from zt.lab.topology import MESH_POLICY, POLICY_FILE, ServiceSpec, Topology
 
 __all__ = ["ProcessLab", "ProcessRuntime", "progress"]
+
+# Two sources the RA tells apart (Milestone 5's lockout): Linux routes all of 127.0.0.0/8 to lo.
+RA_SOURCES = ("127.0.0.2", "127.0.0.3")
 
 
 def python_cmd(module: str, *args: str) -> list[str]:
@@ -89,6 +92,7 @@ class ProcessLab(core.LabCore):
             tokens[s.name] = self.run_dir / f"{s.name}.token"
             self.register(s.name, tokens[s.name])
         progress(f"registered {', '.join(tokens)}")
+        self.set_policy(MESH_POLICY.read_text())
         self._start_ra()
         self._start_crl()
         for s in self.topology.services:
@@ -114,6 +118,7 @@ class ProcessLab(core.LabCore):
                 str(self.topology.ra_workers),
                 "--crl-check-interval",
                 "1",
+                *self.topology.ra_limit_args(),
             ),
         )
         process.wait_until(
@@ -176,6 +181,7 @@ class ProcessLab(core.LabCore):
             tls_port=self.ports[f"{s.name}:tls"],
             metrics_port=self.ports[f"{s.name}:metrics"],
             extra=("--no-reload",) if s.name in self.topology.no_reload else (),
+            policy=self.policy_file(),
         )
         self.procs.append(svc.proc)
         services.wait_ready(svc, self.bundle(), self.client_identity("lab-probe"))
@@ -216,6 +222,41 @@ class ProcessLab(core.LabCore):
         server = Prometheus(self.prometheus_url())
         process.wait_until("prometheus /-/ready", server.ready, timeout=30, proc=p)
         server.wait_all_up(set(prometheus_config.jobs(self.topology)))
+
+    # -- the mesh policy -------------------------------------------------------------------------
+
+    def policy_file(self) -> Path:
+        """The lab's copy of deploy/mesh-policy.json, which both services run with."""
+        return self.work_dir / "policy" / POLICY_FILE
+
+    def set_policy(self, text: str) -> None:
+        """Replace the policy file as an operator would: a new file renamed over the old one
+        (the services notice the new mtime and reload it; no restart)."""
+        path = self.policy_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{POLICY_FILE}.new")
+        tmp.write_text(text)
+        tmp.chmod(0o644)
+        tmp.replace(path)
+
+    # -- the RA from two sources, an agent on a given bundle (Milestone 5) ----------------------
+
+    def ra_issue(self, token: str, spiffe_id: str, *, source: int) -> ra_sources.RaAnswer:
+        addr = RA_SOURCES[source]
+        return ra_sources.issue(self.ra_url(), self.bundle(), token, spiffe_id, source=addr, local_address=addr)
+
+    def agent_once(self, name: str, token_file: Path, bundle_pem: bytes, pin: str) -> tuple[int, str]:
+        """The real agent, once (bootstrap, no CRL), on `bundle_pem` pinned to `pin`."""
+        d = self.work_dir / "agent-once" / name
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "bundle.pem").write_bytes(bundle_pem)
+        argv = python_cmd(
+            "zt.agent.main",
+            *("--ra", self.ra_url(), "--bundle", str(d / "bundle.pem"), "--bundle-sha256", pin),
+            *("--token-file", str(token_file), "--service", name, "--out", str(d / "out"), "--once", "--no-crl"),
+        )
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        return r.returncode, r.stderr
 
     # -- faults: components stopped and started again ---------------------------------------
 

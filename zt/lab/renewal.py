@@ -60,6 +60,7 @@ class RenewalAnswer:
     reason: str
     elapsed_ms: float
     identity: LabIdentity | None = None
+    retry_after: str | None = None  # the Retry-After header of a refusal (429: rate_limited)
 
     @property
     def new_serial(self) -> str | None:
@@ -150,7 +151,13 @@ def renew(
     if r.status_code != 200 or not isinstance(doc, dict) or "chain" not in doc:
         err = doc if isinstance(doc, dict) else {}
         return RenewalAnswer(
-            presented, False, r.status_code, err.get("error"), str(err.get("reason", ""))[:300], elapsed
+            presented,
+            False,
+            r.status_code,
+            err.get("error"),
+            str(err.get("reason", ""))[:300],
+            elapsed,
+            retry_after=r.headers.get("retry-after"),
         )
     _write_identity(out, key, str(doc["chain"]), bundle, identity.spiffe_id)
     return RenewalAnswer(presented, True, 200, None, "", elapsed, LabIdentity(identity.name, identity.spiffe_id, out))

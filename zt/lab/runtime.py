@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from zt.lab.identity import LabIdentity
+from zt.lab.ra_sources import RaAnswer
 from zt.lab.secrets_scan import Secret
 from zt.lab.topology import Topology
 
@@ -93,6 +94,21 @@ class RunningLab(Protocol):
 
     def secrets(self) -> list[Secret]:
         """Every secret the run created (keys, tokens, keystore passwords), for the log scan."""
+
+    def register(self, name: str, token_file: Path) -> None:
+        """Register `name` with the CA; its one-time token into the host's `token_file` (0600)."""
+        ...
+
+    def set_policy(self, text: str) -> None:
+        """Replace the policy file both services run with (a copy of deploy/mesh-policy.json)."""
+        ...
+
+    def ra_issue(self, token: str, spiffe_id: str, *, source: int) -> RaAnswer:
+        """`POST /v1/issue` from source 0 or 1: two addresses the RA tells apart."""
+        ...
+
+    def agent_once(self, name: str, token_file: Path, bundle_pem: bytes, pin: str) -> tuple[int, str]:
+        """The real agent, once, with `bundle_pem` as its bundle pinned to `pin`: exit code, log."""
         ...
 
     def stop_component(self, name: str) -> None:

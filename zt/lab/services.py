@@ -51,6 +51,7 @@ def start_service(
     tls_port: int | None = None,
     metrics_port: int | None = None,
     extra: tuple[str, ...] = (),
+    policy: Path | None = None,
 ) -> RunningService:
     tls, metrics = tls_port or free_port(), metrics_port or free_port()
     pid_file = run_dir / f"{name}.pid"
@@ -64,6 +65,7 @@ def start_service(
             expect_peer=expect_peer,
             crl_stale=crl_stale,
             pid_file=str(pid_file),
+            policy=str(policy) if policy is not None else None,
         ),
         *extra,
     ]

@@ -7,8 +7,14 @@ it; scenarios ask the running lab for URLs and identities by name, never by mech
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from zt.spiffe import workload_id
+
+# The one policy file for the whole mesh (docs/contracts.md section 4, version 2): every lab
+# runs both services with a copy of it, so every milestone runs under policy.
+MESH_POLICY = Path(__file__).resolve().parents[2] / "deploy" / "mesh-policy.json"
+POLICY_FILE = "mesh-policy.json"  # the copy's name in the lab (its policy directory)
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,30 @@ class Topology:
     # Milestone 4's lab only: the others stay fast.
     prometheus: bool = False
     prometheus_interval: float = 1.0
+    # The RA's rate limits and lockout (zt-ra --rate-issue, --rate-source, --lockout-*). The
+    # lab's agents renew every few seconds from one address in Milestones 2 and 3 (and M3 renews
+    # one client twenty times), so the lab's default is generous: the limiter runs in every
+    # lab without biting; Milestone 5's lab sets the RA's own defaults and makes them bite.
+    ra_rate_issue: str = "1000/1m"
+    ra_rate_source: str = "10000/1m"
+    ra_lockout_threshold: int = 5
+    ra_lockout_base: str = "1s"
+    ra_lockout_max: str = "15m"
+
+    def ra_limit_args(self) -> list[str]:
+        """zt-ra's rate-limit and lockout flags for this lab (the same on both runtimes)."""
+        return [
+            "--rate-issue",
+            self.ra_rate_issue,
+            "--rate-source",
+            self.ra_rate_source,
+            "--lockout-threshold",
+            str(self.ra_lockout_threshold),
+            "--lockout-base",
+            self.ra_lockout_base,
+            "--lockout-max",
+            self.ra_lockout_max,
+        ]
 
     def service(self, name: str) -> ServiceSpec:
         for s in self.services:
