@@ -31,7 +31,10 @@ mkdir -p "$out"
 summary="$out/summary.tsv"
 printf 'target\tseconds\texecutions\texec_per_s\tresult\n' >"$summary"
 
-mvn -B -ntp -q -Dstyle.color=never test-compile || exit 1
+if ! mvn -B -ntp -q -Dstyle.color=never test-compile >"$out/test-compile.log" 2>&1; then
+    cat "$out/test-compile.log"
+    exit 1
+fi
 failed=0
 for t in "${targets[@]}"; do
     log="$out/${t//#/.}.log"
