@@ -24,11 +24,11 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Predicate;
-import java.util.regex.Pattern;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
+import zt.serviceb.support.LogContract;
 import zt.serviceb.support.TestClient;
 import zt.serviceb.support.TestPki;
 
@@ -44,9 +44,6 @@ import zt.serviceb.support.TestPki;
 class LogSchemaShould {
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final String B = "spiffe://zt.lab/svc/service-b";
-    private static final Pattern SERIAL = Pattern.compile("0|[1-9a-f][0-9a-f]*");
-    private static final Pattern TS = Pattern.compile("\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z");
-    private static final Pattern TIME = Pattern.compile("\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d(\\.\\d+)?Z");
     private static Schema schema;
 
     @TempDir
@@ -70,59 +67,8 @@ class LogSchemaShould {
         return out;
     }
 
-    /** The contract's rules for the fields service-b writes, checked without the schema. */
     static List<String> contractErrors(JsonNode l) {
-        List<String> out = new ArrayList<>();
-        if (!l.path("ts").isTextual() || !TS.matcher(l.get("ts").asText()).matches()) {
-            out.add("ts");
-        }
-        if (!List.of("debug", "info", "warn", "error").contains(l.path("level").asText())) {
-            out.add("level");
-        }
-        if (!"service-b".equals(l.path("component").asText()) || l.has("service")) {
-            out.add("component");
-        }
-        if (!l.path("event").asText().matches("[a-z][a-z0-9_]*")) {
-            out.add("event");
-        }
-        for (String k : List.of("serial", "old_serial", "new_serial", "peer_serial")) {
-            if (l.has(k) && !l.get(k).isNull() && !(l.get(k).isTextual() && SERIAL.matcher(l.get(k).asText()).matches())) {
-                out.add(k);
-            }
-        }
-        for (String k : List.of("spiffe_id", "peer_spiffe_id", "caller", "callee", "peer")) {
-            if (l.has(k) && !l.get(k).isNull() && !l.get(k).asText().startsWith("spiffe://")) {
-                out.add(k);
-            }
-        }
-        for (String k : List.of("crl_number", "entries", "status", "port", "metrics_port", "pid")) {
-            if (l.has(k) && !l.get(k).isNull() && !l.get(k).isIntegralNumber()) {
-                out.add(k);
-            }
-        }
-        for (String k : List.of("not_after", "next_update")) {
-            if (l.has(k) && !l.get(k).isNull() && !TIME.matcher(l.get(k).asText()).matches()) {
-                out.add(k);
-            }
-        }
-        if (l.has("duration_ms") && !(l.get("duration_ms").isNumber() && l.get("duration_ms").asDouble() >= 0)) {
-            out.add("duration_ms");
-        }
-        if (l.has("peer_addr") && !l.get("peer_addr").asText().matches("\\S+:\\d{1,5}")) {
-            out.add("peer_addr");
-        }
-        List<String> required = switch (l.path("event").asText()) {
-            case "rotation" -> List.of("old_serial", "new_serial");
-            case "handshake_rejected" -> List.of("reason", "peer_addr");
-            case "policy_denied" -> List.of("caller", "callee", "method", "path");
-            default -> List.of();
-        };
-        for (String k : required) {
-            if (!l.has(k)) {
-                out.add("missing " + k);
-            }
-        }
-        return out;
+        return LogContract.errors(l, "service-b");
     }
 
     /** The real process's stderr, line by line, with a bounded wait for a line that matches. */

@@ -1,5 +1,7 @@
 package zt.serviceb.support;
 
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.IOException;
 import java.time.Clock;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -11,20 +13,37 @@ import zt.serviceb.observe.JsonLog;
 
 /** A JsonLog sink that keeps records, so tests can wait for the event that proves a behaviour. */
 public final class CapturedLog implements JsonLog.Sink {
+    private static final ObjectMapper JSON = new ObjectMapper();
     private final List<Map<String, Object>> records = new ArrayList<>();
+    /** Lines that broke CONTRACT L's field rules ({@link LogContract}); RunningService fails on any. */
+    private final List<String> violations = new ArrayList<>();
     private final boolean echo = Boolean.getBoolean("zt.test.echoLogs");
+    private String component;
 
-    public JsonLog log(String service) {
-        return new JsonLog(service, Clock.systemUTC(), this);
+    public JsonLog log(String component) {
+        this.component = component;
+        return new JsonLog(component, Clock.systemUTC(), this);
     }
 
     @Override
     public synchronized void write(Map<String, Object> record, String line) {
+        try {
+            List<String> errs = LogContract.errors(JSON.readTree(line), component);
+            if (!errs.isEmpty()) {
+                violations.add(errs + " in " + line);
+            }
+        } catch (IOException e) {
+            violations.add("not JSON: " + line);
+        }
         records.add(record);
         if (echo) {
             System.err.println(line);
         }
         notifyAll();
+    }
+
+    public synchronized List<String> violations() {
+        return new ArrayList<>(violations);
     }
 
     public synchronized List<Map<String, Object>> events(String event) {

@@ -49,6 +49,10 @@ public final class RunningService implements AutoCloseable {
     @Override
     public void close() {
         service.close("test done");
+        // Every line this service wrote during the test kept CONTRACT L's field rules.
+        if (!log.violations().isEmpty()) {
+            throw new AssertionError("log lines break CONTRACT L:\n" + String.join("\n", log.violations()));
+        }
     }
 
     public static final class Builder {
