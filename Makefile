@@ -52,6 +52,11 @@ test-cpp: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" ./native/cpp/test.sh
 test-java: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" ZT_PYTHON="$(CURDIR)/$(BIN)/python" ./native/java/test.sh
+# Jazzer fuzzing of service-b's parsers, FUZZ_SECONDS per target (docs/testing.md "Java fuzz targets").
+.PHONY: fuzz-java
+FUZZ_SECONDS ?= 30
+fuzz-java:
+	./native/java/fuzz.sh $(FUZZ_SECONDS)
 # tests/ only: the milestone scenarios run through `zt-lab run` (the last steps of `make test`).
 # In parallel (pytest-xdist): 2 workers, as many as a CI machine has cores; every test has its own
 # ports and directories; a module's tests share one worker (--dist loadfile), so a module-scoped

@@ -82,6 +82,11 @@ step cpp "C++ suite (ASan+UBSan; the Release suite runs in make bench)"
 make --no-print-directory test-cpp
 step java "Java suite"
 make --no-print-directory test-java
+# Jazzer on service-b's request reader, SPIFFE ID and policy parsers (docs/testing.md): 30 s of
+# fuzzing per target plus a JVM start each; a finding fails the run and keeps its input.
+budget[fuzz-java]=300
+step fuzz-java "Java fuzz targets (Jazzer, 30 s each)"
+make --no-print-directory fuzz-java
 
 step engine "container engine"
 if engine_answers; then

@@ -170,7 +170,7 @@ public final class RequestReader {
             if (!isToken(name)) {
                 throw HttpProtocolException.badRequest("invalid header name");
             }
-            String value = line.substring(colon + 1).strip();
+            String value = stripOws(line.substring(colon + 1));
             for (int i = 0; i < value.length(); i++) {
                 char c = value.charAt(i);
                 if ((c < 0x20 && c != '\t') || c == 0x7f) {
@@ -205,6 +205,24 @@ public final class RequestReader {
         String path = q < 0 ? target : target.substring(0, q);
         String query = q < 0 ? "" : target.substring(q + 1);
         return new HttpRequest(method, target, path, query, version, headers, keepAlive, hasBody);
+    }
+
+    /**
+     * Drops optional whitespace (RFC 9110 5.6.3: SP and HTAB only) around a field value.
+     * String.strip() would also drop control characters such as 0x1C-0x1F, 0x0B and 0x0C,
+     * and a value made of one would pass as empty instead of being rejected (found by
+     * RequestReaderFuzz: "Host: \x1d").
+     */
+    private static String stripOws(String s) {
+        int from = 0;
+        int to = s.length();
+        while (from < to && (s.charAt(from) == ' ' || s.charAt(from) == '\t')) {
+            from++;
+        }
+        while (to > from && (s.charAt(to - 1) == ' ' || s.charAt(to - 1) == '\t')) {
+            to--;
+        }
+        return s.substring(from, to);
     }
 
     private static boolean hasToken(String list, String token) {

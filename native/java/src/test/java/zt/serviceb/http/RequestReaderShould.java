@@ -86,12 +86,21 @@ class RequestReaderShould {
         "GET /hello HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
         "GET /hello HTTP/1.1\r\nHost: a\rb\r\n\r\n",
         "GET /hello HTTP/1.1\r\nHost: a\r\nX: \u0001\r\n\r\n",
+        // Found by RequestReaderFuzz: control characters at a value's edges were stripped, not refused.
+        "GET /hello HTTP/1.1\r\nHost: \u001d\r\n\r\n",
+        "GET /hello HTTP/1.1\r\nHost: a\r\nX: b\u000b\r\n\r\n",
+        "GET /hello HTTP/1.1\r\nHost: a\r\nX: \u000cb\r\n\r\n",
         "GET /hel",
     })
     void answer_400_to_malformed_requests(String raw) {
         HttpProtocolException e = assertThrows(HttpProtocolException.class, () -> reader(raw).next(1000));
         assertEquals(400, e.status());
         assertEquals("bad_request", e.error());
+    }
+
+    @Test
+    void strip_only_spaces_and_tabs_around_a_header_value() throws Exception {
+        assertEquals("a b", reader("GET /hello HTTP/1.1\r\nHost: \t a b \t\r\n\r\n").next(1000).header("host"));
     }
 
     @Test
