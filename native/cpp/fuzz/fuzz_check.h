@@ -8,7 +8,7 @@
 #define ZT_FUZZ_CHECK(cond)                                                          \
   do {                                                                               \
     if (!(cond)) {                                                                   \
-      std::fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond); \
+      (void)std::fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond); \
       std::abort();                                                                  \
     }                                                                                \
   } while (0)

@@ -45,6 +45,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     rest += n;
     left -= n;
   }
-  std::fprintf(stderr, "the parse loop did not end\n");
+  (void)std::fprintf(stderr, "the parse loop did not end\n");
   std::abort();
 }
