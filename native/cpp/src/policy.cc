@@ -58,7 +58,7 @@ Status check_keys(const nlohmann::json& rule, std::initializer_list<const char*>
     // Not a structured binding: clang 14 (the fuzz build) cannot capture one in a lambda.
     const std::string& key = item.key();
     if (std::none_of(keys.begin(), keys.end(), [&](const char* k) { return key == k; })) {
-      return fail(where + ": unknown key \"" + key + "\"");
+      return fail(std::string(where).append(": unknown key \"").append(key).append("\""));
     }
   }
   return ok_status();
@@ -83,7 +83,10 @@ Result<PolicyRule> parse_v2_rule(const nlohmann::json& rule, const std::string& 
   if (!methods) return fail(methods.error());
   for (const std::string& m : methods.value()) {
     if (m != "*" && !is_upper_method(m)) {
-      return fail(where + ": \"methods\" entries must be upper-case HTTP methods or \"*\", not \"" + m + "\"");
+      return fail(std::string(where)
+                      .append(": \"methods\" entries must be upper-case HTTP methods or \"*\", not \"")
+                      .append(m)
+                      .append("\""));
     }
   }
   auto paths = string_list(rule, "paths", where, /*allow_empty=*/false);
