@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <initializer_list>
 
 namespace zt {
 
@@ -55,9 +56,8 @@ Result<std::string> nonempty_string(const nlohmann::json& rule, const char* key,
 
 Status check_keys(const nlohmann::json& rule, std::initializer_list<const char*> keys, const std::string& where) {
   for (const auto& item : rule.items()) {
-    // Not a structured binding: clang 14 (the fuzz build) cannot capture one in a lambda.
     const std::string& key = item.key();
-    if (std::none_of(keys.begin(), keys.end(), [&](const char* k) { return key == k; })) {
+    if (std::none_of(keys.begin(), keys.end(), [&key](const char* k) { return key == k; })) {
       return fail(std::string(where).append(": unknown key \"").append(key).append("\""));
     }
   }
@@ -83,8 +83,7 @@ Result<PolicyRule> parse_v2_rule(const nlohmann::json& rule, const std::string& 
   if (!methods) return fail(methods.error());
   for (const std::string& m : methods.value()) {
     if (m != "*" && !is_upper_method(m)) {
-      return fail(std::string(where)
-                      .append(": \"methods\" entries must be upper-case HTTP methods or \"*\", not \"")
+      return fail(std::string(where).append(": \"methods\" entries must be upper-case HTTP methods or \"*\", not \"")
                       .append(m)
                       .append("\""));
     }

@@ -314,7 +314,9 @@ TEST(BundleChecksum, test_check_bundle_checksum_formats) {
     test::write_file_atomic(dir + "/bundle.pem.sha256", c.file);
     auto st = check_bundle_checksum(dir, bundle);
     EXPECT_EQ(st.ok(), c.ok) << c.file;
-    if (!st.ok()) EXPECT_EQ(st.error().rfind("bundle_checksum_mismatch: ", 0), 0U) << st.error();
+    if (!st.ok()) {
+      EXPECT_EQ(st.error().rfind("bundle_checksum_mismatch: ", 0), 0U) << st.error();
+    }
   }
   test::remove_tree(dir);
 }
