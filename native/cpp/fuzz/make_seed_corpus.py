@@ -21,11 +21,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent / "testpki"))
 
+import make_test_pki as pki  # noqa: E402
 from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.x509.oid import ObjectIdentifier  # noqa: E402
-
-import make_test_pki as pki  # noqa: E402
 
 HTTP = [
     b"GET /hello HTTP/1.1\r\nHost: service-a\r\n\r\n",
