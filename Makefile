@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test deps venv native native-cpp native-java lint test-python test-cpp test-java bench clean images demo-containers
+.PHONY: demo test deps venv native native-cpp native-java lint test-python test-cpp test-java fuzz bench clean images demo-containers
 
 ## demo: install what is missing, build, run every milestone the lab defines (zt.lab.milestones:
 ## now Milestones 1 to 4) on local processes, print the verdicts and write reports/latest, then
@@ -50,6 +50,10 @@ lint: venv
 # The native suites make their test PKI with native/testpki/make_test_pki.py: use the venv's Python.
 test-cpp: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" ./native/cpp/test.sh
+## fuzz: the C++ libFuzzer targets, FUZZ_SECONDS each (default 30; docs/testing.md)
+FUZZ_SECONDS ?= 30
+fuzz:
+	./native/cpp/fuzz.sh $(FUZZ_SECONDS)
 test-java: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" ZT_PYTHON="$(CURDIR)/$(BIN)/python" ./native/java/test.sh
 # Jazzer fuzzing of service-b's parsers, FUZZ_SECONDS per target (docs/testing.md "Java fuzz targets").

@@ -9,7 +9,8 @@
 #   scripts/lint-native.sh cpp        clang-tidy only
 #
 # clang-tidy runs on native/cpp/src/*.cc (the headers in src/ through them), JOBS at a time
-# (default 2), against the compile database of a configure-only CMake tree in build/cpp-lint.
+# (default 2), against the compile database of a configure-only CMake tree in build/cpp-lint,
+# and on the fuzz targets native/cpp/fuzz/*.cc (clang's configure-only tree build/cpp-fuzz-lint).
 # The tests are not linted: they are exercised by two builds with -Werror and by ASan/UBSan.
 # About 2.5 minutes on 2 idle cores, most of it the path-sensitive analyzer.
 set -uo pipefail
@@ -55,11 +56,21 @@ lint_cpp() {
     return
   fi
   local sources=("$repo"/native/cpp/src/*.cc)
-  echo "== clang-tidy: ${#sources[@]} sources, $jobs at a time"
+  # The fuzz targets (native/cpp/fuzz/) build with clang only: their own configure-only tree.
+  local fuzz_build="$repo/build/cpp-fuzz-lint" fuzz_sources=("$repo"/native/cpp/fuzz/*.cc)
+  need clang++ clang || return
+  if ! CC=clang CXX=clang++ cmake -S "$repo/native/cpp" -B "$fuzz_build" -DZT_FUZZ=ON \
+       -DZT_BUILD_TESTS=OFF -DCMAKE_EXPORT_COMPILE_COMMANDS=ON >/dev/null; then
+    failed+=("clang-tidy: cmake could not configure the fuzz targets (compile database missing)")
+    return
+  fi
+  echo "== clang-tidy: ${#sources[@]} sources and ${#fuzz_sources[@]} fuzz targets, $jobs at a time"
   log="$(mktemp)"
   # --quiet drops the "N warnings generated" noise (those are suppressed non-enabled checks).
-  printf '%s\0' "${sources[@]}" |
-    xargs -0 -n1 -P "$jobs" clang-tidy -p "$build" --quiet >"$log" 2>&1
+  {
+    printf '%s\0' "${sources[@]}" | xargs -0 -n1 -P "$jobs" clang-tidy -p "$build" --quiet
+    printf '%s\0' "${fuzz_sources[@]}" | xargs -0 -n1 -P "$jobs" clang-tidy -p "$fuzz_build" --quiet
+  } >"$log" 2>&1
   local rc=$?
   # Headers are diagnosed once per source that includes them: show each finding once.
   local findings

@@ -2,8 +2,9 @@
 # `make test`: everything CI runs, in order, with a timing line per step (make's prerequisites
 # deps, venv and native have run already).
 #
-#   lint; the C++ and Java suites; a container engine and the images; the Python suite
-#   (tests/: unit, end-to-end, cross-language, containers); then the lab, once per runtime:
+#   lint; the C++ suite and fuzz targets; the Java suite; a container engine and the images;
+#   the Python suite (tests/: unit, end-to-end, cross-language, containers); then the lab, once
+#   per runtime:
 #   `zt-lab run --milestone all` on local processes (its report, reports/latest, is CI's
 #   conformance report) and `zt-lab run --milestone all --runtime docker --reports reports/docker`.
 #
@@ -24,7 +25,7 @@ t0=$SECONDS
 
 # Budget per step in seconds, for a fresh 2-core machine that runs nothing else (docs/ci.md).
 declare -A budget=(
-  [lint]=240 [cpp]=480 [java]=180 [engine]=30 [images]=420 [python]=180
+  [lint]=240 [cpp]=480 [fuzz]=240 [java]=180 [engine]=30 [images]=420 [python]=180
   [lab-processes]=480 [lab-containers]=900
 )
 timings=build/test-results/make-test-timings.tsv
@@ -80,6 +81,8 @@ step lint "lint"
 make --no-print-directory lint
 step cpp "C++ suite (ASan+UBSan; the Release suite runs in make bench)"
 make --no-print-directory test-cpp
+step fuzz "C++ fuzz targets (libFuzzer, ASan+UBSan, 30 s each; docs/testing.md)"
+make --no-print-directory fuzz
 step java "Java suite"
 make --no-print-directory test-java
 # Jazzer on service-b's request reader, SPIFFE ID and policy parsers (docs/testing.md): 30 s of
