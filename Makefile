@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test deps venv native native-cpp native-java lint test-python test-cpp test-java fuzz bench clean images demo-containers
 
 ## demo: install what is missing, build, run every milestone the lab defines (zt.lab.milestones:
-## now Milestones 1 to 4) on local processes, print the verdicts and write reports/latest, then
+## now Milestones 1 to 5) on local processes, print the verdicts and write reports/latest, then
 ## say where the logs and metrics are
 demo: deps venv native
 	@rc=0; $(BIN)/zt-lab run --milestone all || rc=$$?; \
