@@ -233,6 +233,9 @@ def test_audit_tail_prints_last_lines_and_follows_new_ones(ca: CaDir) -> None:
         ],
         stdout=subprocess.PIPE,
         text=True,
+        # SIGINT as a terminal gives it, also when this test runs in a background job (where the
+        # shell leaves SIGINT ignored, and Python then installs no KeyboardInterrupt handler).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert follower.stdout is not None
@@ -243,7 +246,13 @@ def test_audit_tail_prints_last_lines_and_follows_new_ones(ca: CaDir) -> None:
         assert json.loads(first)["subject"] == "spiffe://zt.lab/svc/followed"
     finally:
         follower.send_signal(signal.SIGINT)  # -f runs until SIGINT, and then exits 0
-        assert follower.wait(timeout=20) == 0
-        if follower.stdout is not None:
-            follower.stdout.close()
+        try:
+            code = follower.wait(timeout=30)
+        finally:
+            if follower.poll() is None:
+                follower.kill()
+                follower.wait()
+            if follower.stdout is not None:
+                follower.stdout.close()
+        assert code == 0
     assert ztca(ca, "audit", "tail", "-n", "-1").returncode == 2

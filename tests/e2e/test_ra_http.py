@@ -104,6 +104,8 @@ def test_csr_for_another_identity_is_403(ra: RaServer) -> None:
         (b'{"csr": "garbage"}', "malformed_csr"),
         (b'{"csr": "-----BEGIN CERTIFICATE REQUEST-----", "extra": 1}', "bad_request"),
         (b'{"csr": ""}', "malformed_csr"),  # the schema's minLength, enforced by the same model
+        # JSON true is no integer (schemathesis found the RA taking it as 1)
+        (b'{"csr": "-----BEGIN CERTIFICATE REQUEST-----", "ttl_seconds": true}', "bad_ttl"),
         (b"[]", "bad_request"),
     ],
 )

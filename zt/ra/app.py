@@ -81,6 +81,16 @@ class RateLimitedResponse(ErrorResponse):
     retry_after: int = Field(description="seconds until the same request would be let through; as Retry-After")
 
 
+def json_integer(v: object) -> object:
+    """What JSON Schema calls an integer: 5 and 5.0, not true (pydantic's lax mode takes true as 1,
+    schemathesis found) and not "5" (which it would parse). None passes to the field's own check."""
+    if v is None or (isinstance(v, int) and not isinstance(v, bool)):
+        return v
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    raise ValueError("must be a JSON integer")
+
+
 class RegisterRequest(Strict):
     model_config = ConfigDict(
         extra="forbid",
@@ -94,6 +104,8 @@ class RegisterRequest(Strict):
         description="service name: one path segment of A-Z a-z 0-9 . - _ (not '.' or '..')",
     )
     token_ttl_seconds: int | None = Field(default=None, ge=1, le=30 * 86400)
+
+    _json_integer = field_validator("token_ttl_seconds", mode="before")(lambda v: json_integer(v))
 
 
 class RegisterResponse(BaseModel):
@@ -116,6 +128,8 @@ class IssueRequest(Strict):
         le=int(MAX_LEAF_TTL.total_seconds()),
         description="a lifetime shorter than the RA's --leaf-ttl, which is also the default; seconds",
     )
+
+    _json_integer = field_validator("ttl_seconds", mode="before")(lambda v: json_integer(v))
 
 
 class RenewRequest(IssueRequest):
