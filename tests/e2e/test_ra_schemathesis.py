@@ -34,7 +34,9 @@ def schemathesis_bin() -> str:
     return found
 
 
-def run_schemathesis(ca: CaDir, url: str, phases: str, seconds: int, junit: Path) -> str:
+def run_schemathesis(ca: CaDir, url: str, phases: str, seconds: int, junit: Path, work: Path) -> str:
+    """One schemathesis run; `work` is its working directory (it keeps a cache there, never in
+    the repository)."""
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO),
@@ -73,7 +75,8 @@ def run_schemathesis(ca: CaDir, url: str, phases: str, seconds: int, junit: Path
         "--report-junit-path",
         str(junit),
     ]
-    r = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=seconds + 120)
+    work.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True, timeout=seconds + 120)
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-6000:]
     for phase in phases.split(","):
@@ -91,8 +94,8 @@ def test_the_ra_conforms_to_its_schema_under_schemathesis(ca: CaDir, tmp_path: P
     # many with wrong tokens, from one address (tests/e2e/test_ra_rate_limits.py tests those).
     ra = start_ra(ca, tmp_path / "logs", "--rate-source", "0", "--lockout-threshold", "0")
     try:
-        run_schemathesis(ca, ra.url, "examples,coverage,fuzzing", 30, results / "schemathesis.xml")
-        out = run_schemathesis(ca, ra.url, "stateful", 50, results / "schemathesis-stateful.xml")
+        run_schemathesis(ca, ra.url, "examples,coverage,fuzzing", 30, results / "schemathesis.xml", tmp_path / "st")
+        out = run_schemathesis(ca, ra.url, "stateful", 50, results / "schemathesis-stateful.xml", tmp_path / "st")
     finally:
         ra.proc.stop()
     # The stateful phase followed the links and reached the success path on the real RA; how
