@@ -9,12 +9,11 @@ JSON object per line, docs/contracts.md section 7), and leaves the verdict to th
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
-from zt.lab import crl_validate, metrics_scrape, mtls_client, process
+from zt.lab import crl_validate, metrics_scrape, mtls_client, process, rotations
 from zt.lab.clients import FAILURES
 from zt.lab.crl_watch import CrlWatcher
 from zt.lab.history import History, Operation, Outcome
@@ -28,21 +27,7 @@ ENTRIES = "mtls_crl_entries"
 
 def log_events(lab: RunningLab, service: str, *events: str) -> list[dict[str, Any]]:
     """The service's own log lines with one of `events`, as the runtime keeps its log."""
-    return [e for e in _json_lines(lab.component_log(service)) if e.get("event") in events]
-
-
-def _json_lines(text: str) -> list[dict[str, Any]]:
-    out = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                doc = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(doc, dict):
-                out.append(doc)
-    return out
+    return [e for e in rotations.log_events(lab.component_log(service)) if e.get("event") in events]
 
 
 def gauge(lab: RunningLab, service: str, name: str) -> float:

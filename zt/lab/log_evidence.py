@@ -11,12 +11,12 @@ the schema criterion UNKNOWN (no evidence), never PASS.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zt.lab import rotations
 from zt.lab.revocation_probe import norm_serial
 
 NOT_ZT = ("prometheus",)  # logs of what is not a zt component
@@ -50,18 +50,7 @@ def validate(log: Path, limit: int = 10) -> SchemaResult:
 
 def events(log_text: str) -> list[dict[str, Any]]:
     """The JSON objects among a log's lines (anything else is the schema check's business)."""
-    out = []
-    for line in log_text.splitlines():
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            doc = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(doc, dict):
-            out.append(doc)
-    return out
+    return rotations.log_events(log_text)
 
 
 def _same(field: str, seen: Any, want: Any) -> bool:
