@@ -448,11 +448,13 @@ class ExpiryWatch:
             series = wait_cut(conn, since=since, interval=self.interval, bound=max(0.0, to_expiry) + BOUND)
             conn.close()
             cut = series.to_json()
-            # times relative to notAfter: negative before the expiry
-            if series.cut_after_s is not None:
-                cut["cut_after_s"] = round(series.cut_after_s - to_expiry, 4)
-            if series.last_served_s is not None:
-                cut["last_served_s"] = round(series.last_served_s - to_expiry, 4)
+            # times relative to notAfter (negative before the expiry), on the wall clock the
+            # certificate and the server use: a step of the host's clock (NTP) between the first
+            # request and the cut would otherwise show as a cut before the expiry
+            if series.cut is not None:
+                cut["cut_after_s"] = round(series.cut.wall - self.not_after, 4)
+            if series.last_served_wall is not None:
+                cut["last_served_s"] = round(series.last_served_wall - self.not_after, 4)
             cut["bound_s"] = BOUND
             r.update(
                 served_before_expiry=served_before and (series.served > 0 or to_expiry > 0),

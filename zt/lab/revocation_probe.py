@@ -57,6 +57,9 @@ class Attempt:
     detail: str
     caller_serial: str | None = None
     body_error: str | None = None  # the JSON `error` of a non-200 answer (e.g. peer_certificate_expired)
+    # wall-clock time of the answer: what a certificate's notAfter is compared with (by the
+    # server too), so expiry timing is measured on it and survives a step of the host's clock
+    wall: float = field(default_factory=time.time)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -245,6 +248,7 @@ class CutSeries:
     bound_s: float
     interval_s: float
     samples: list[dict[str, Any]] = field(default_factory=list)
+    last_served_wall: float | None = None  # time.time() of the last 200 (see Attempt.wall)
 
     @property
     def cut_after_s(self) -> float | None:
@@ -269,20 +273,21 @@ def wait_cut(conn: KeepAlive, *, since: float, interval: float = INTERVAL, bound
     seconds pass with the connection still served."""
     requests = served = 0
     last_ok: float | None = None
+    last_ok_wall: float | None = None
     samples: list[dict[str, Any]] = []
     tick = 0
     while True:
         if time.monotonic() - since > bound:
-            return CutSeries(requests, served, None, last_ok, bound, interval, samples)
+            return CutSeries(requests, served, None, last_ok, bound, interval, samples, last_ok_wall)
         r = conn.get("/hello")
         a = _attempt(r, time.monotonic() - since)
         requests += 1
         _sample(samples, a)
         if a.accepted and conn.open:
             served += 1
-            last_ok = a.at
+            last_ok, last_ok_wall = a.at, a.wall
         else:
-            return CutSeries(requests, served, a, last_ok, bound, interval, samples)
+            return CutSeries(requests, served, a, last_ok, bound, interval, samples, last_ok_wall)
         tick += 1
         time.sleep(max(0.0, since + tick * interval - time.monotonic()))
 
