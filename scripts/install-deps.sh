@@ -24,6 +24,23 @@ if [[ "${ZT_WITH_DOCKER:-0}" == "1" ]]; then
   packages+=(docker.io docker-compose debootstrap)
 fi
 
+# The chaos lab's toxiproxy server (docs/chaos.md), a Go program, pinned and built into the
+# repository's own .tools/bin (not on PATH, not a Debian package): skipped when already built.
+toxiproxy_version="v2.5.0"
+toxiproxy_bin="$repo/.tools/bin/toxiproxy-server"
+if [[ ! -x "$toxiproxy_bin" ]]; then
+  if command -v go >/dev/null 2>&1; then
+    echo "deps: building toxiproxy-server $toxiproxy_version (go install, about 25 s)"
+    gobin="$(mktemp -d)"
+    GOBIN="$gobin" go install "github.com/Shopify/toxiproxy/v2/cmd/server@$toxiproxy_version"
+    mkdir -p "$repo/.tools/bin"
+    mv "$gobin/server" "$toxiproxy_bin"
+    rmdir "$gobin"
+  else
+    echo "deps: no go toolchain: the chaos lab needs $toxiproxy_bin (toxiproxy $toxiproxy_version)" >&2
+  fi
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

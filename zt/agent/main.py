@@ -124,6 +124,12 @@ def build_parser() -> options.LayeredParser:
         default=300.0,
         help="give up bootstrapping after this many seconds of transient failures (default: 300)",
     )
+    p.add_argument(
+        "--no-renewal-retry",
+        action="store_true",
+        help="testing only: never retry a failed renewal before the certificate expires "
+        "(the chaos lab's deliberately weakened agent, docs/chaos.md)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 
@@ -190,6 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             roots=bundle.roots,
             crl_max_bytes=args.crl_max_bytes,
             service=args.service,
+            renewal_retry=not args.no_renewal_retry,
         )
         notifier = Notifier(args.signal_name, args.pid_file, args.touch)
         ra = RaClient(args.ra, bundle.roots)

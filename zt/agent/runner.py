@@ -65,6 +65,9 @@ class AgentConfig:
     roots: tuple[x509.Certificate, ...] = ()  # the pinned trust bundle
     crl_max_bytes: int = MAX_CRL_BYTES
     service: str = ""  # the service name, for log events (the SPIFFE ID's last segment)
+    # A deliberately weakened agent, for the chaos lab's negative test only (docs/chaos.md):
+    # after a failed renewal the next attempt is at the certificate's expiry, never sooner.
+    renewal_retry: bool = True
 
 
 def crl_url_of(leaf: x509.Certificate) -> str | None:
@@ -466,7 +469,10 @@ class Agent:
                         # The RA knows before the CRL reaches us (or the publisher is down).
                         self._mark_revoked(self.current, "ra", ra_code=e.code)
                     failures += 1
-                    next_renew = now + retry_delay(now, self.current.not_after, failures)
+                    if self.cfg.renewal_retry:
+                        next_renew = now + retry_delay(now, self.current.not_after, failures)
+                    else:  # the weakened agent: no retry while the certificate is still valid
+                        next_renew = max(now, self.current.not_after) + MIN_RENEW_INTERVAL
                     level = logging.ERROR if now >= self.current.not_after else logging.WARNING
                     log_event(
                         log,

@@ -42,6 +42,7 @@ def _positive_int(text: str) -> int:
 
 def build_parser(registry: Mapping[int, Milestone] = milestones.REGISTRY) -> argparse.ArgumentParser:
     known = ", ".join(f"{n} ({registry[n].title})" for n in sorted(registry))
+    known += "; by name, not part of all: " + ", ".join(milestones.NAMED)
     p = argparse.ArgumentParser(prog="zt-lab", description="zt lab: run the real system and judge its milestones")
     sub = p.add_subparsers(dest="verb", required=True)
     r = sub.add_parser("run", help="start the lab, run scenarios, write reports/<run-id>/ and reports/latest")

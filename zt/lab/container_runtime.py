@@ -492,6 +492,10 @@ class ContainerLab(core.LabCore):
     def agent_metrics_url(self, service: str) -> str:
         return f"http://127.0.0.1:{self._published(f'agent-{service}', AGENT_METRICS_PORT)}"
 
+    def toxiproxy(self) -> Any:
+        """The chaos lab runs on processes only so far (docs/chaos.md)."""
+        raise LabError("the container runtime has no toxiproxy yet: run the chaos lab with --runtime process")
+
     def prometheus_url(self) -> str:
         if "prometheus" not in self.boxes:
             raise LabError("this lab runs no Prometheus (Topology.prometheus)")

@@ -78,6 +78,8 @@ def agent_args(
         argv += ["--renew-at", str(topology.agent_renew_at)]
     if topology.agent_metrics and metrics_listen and agent_pid_file:
         argv += ["--metrics-listen", metrics_listen, "--agent-pid-file", agent_pid_file]
+    if s.name in topology.weak_agents:  # a deliberately weakened agent (the chaos lab's negative test)
+        argv.append("--no-renewal-retry")
     if s.reload == "signal":
         argv += ["--signal", "HUP", "--pid-file", pid_file]
     else:

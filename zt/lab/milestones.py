@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from zt.lab import checkers, checks_m2, checks_m3, checks_m3_crl, checks_m4, checks_m5
+from zt.lab import checkers, checks_chaos, checks_m2, checks_m3, checks_m3_crl, checks_m4, checks_m5
 from zt.lab.checkers import Criterion, Verdict
 from zt.lab.history import History
 
@@ -79,14 +79,36 @@ REGISTRY: dict[int, Milestone] = {
 }
 
 
-def select(spec: str, registry: Mapping[int, Milestone] = REGISTRY) -> list[Milestone]:
-    """`all` (every registered milestone, in order) or one registered number; ValueError otherwise."""
+# Runs selected by name only, never by `all`: the chaos run (docs/chaos.md) is a few minutes of
+# faults on a lab of its own, a CI step of its own; `all` stays the design's milestones.
+NAMED: dict[str, Milestone] = {
+    "chaos": Milestone(
+        checks_chaos.MILESTONE,
+        "chaos: faults on every edge through a real toxiproxy, each healed, and nothing lost",
+        checks_chaos.CHAOS,
+        (Path("scenarios/test_chaos.py"),),
+    ),
+}
+
+
+def by_number(n: int, registry: Mapping[int, Milestone] = REGISTRY) -> Milestone | None:
+    """A registered milestone or a named run by its number in reports."""
+    return registry.get(n) or next((m for m in NAMED.values() if m.number == n), None)
+
+
+def select(
+    spec: str, registry: Mapping[int, Milestone] = REGISTRY, named: Mapping[str, Milestone] = NAMED
+) -> list[Milestone]:
+    """`all` (every registered milestone, in order), one registered number, or a named run
+    (`chaos`, not part of `all`); ValueError otherwise."""
     if spec == "all":
         return [registry[n] for n in sorted(registry)]
+    if spec in named:
+        return [named[spec]]
     try:
         return [registry[int(spec)]]
     except (ValueError, KeyError):
-        known = ", ".join(map(str, sorted(registry)))
+        known = ", ".join([*map(str, sorted(registry)), *named])
         raise ValueError(f"no milestone {spec!r}: the lab defines {known} (or all)") from None
 
 

@@ -12,13 +12,14 @@ container runtime (zt.lab.core).
 
 from __future__ import annotations
 
+import random
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from zt.lab import core, host_identities, process, prometheus_config, ra_sources, services
+from zt.lab import core, edges, host_identities, process, prometheus_config, ra_sources, services, toxiproxy
 from zt.lab.core import progress
 from zt.lab.identity import LabIdentity
 from zt.lab.ports import free_port
@@ -44,6 +45,8 @@ class ProcessLab(core.LabCore):
         self.run_dir = work_dir / "run"
         self.procs: list[process.Proc] = []
         self.ports: dict[str, int] = {}
+        self.proxy_ports: dict[str, int] = {}  # toxiproxy's listener per edge proxy (Topology.chaos)
+        self._toxiproxy: toxiproxy.Toxiproxy | None = None
 
     # -- the CA, on the host ---------------------------------------------------------------------
 
@@ -77,13 +80,15 @@ class ProcessLab(core.LabCore):
         if self.topology.agent_metrics:
             for s in self.topology.services:
                 self.ports[f"{s.name}:agent-metrics"] = free_port()
+        if self.topology.chaos:
+            self._start_toxiproxy()
         progress(f"ztca init (trust domain {self.topology.trust_domain})")
         self.ztca(
             "init",
             "--trust-domain",
             self.topology.trust_domain,
             "--crl-url",
-            self.crl_url() + "/crl",
+            self._agent_crl_url() + "/crl",
             "--crl-validity",
             self.topology.crl_validity,
         )
@@ -102,6 +107,39 @@ class ProcessLab(core.LabCore):
         if self.topology.prometheus:
             self._start_prometheus()
         progress("lab is up")
+
+    def _start_toxiproxy(self) -> None:
+        """The real toxiproxy server on loopback, first of all (the CRL URL in every certificate
+        names its proxy), with one proxy per edge; the proxies' upstreams start later."""
+        port = free_port()
+        # Its jitter and toxicity draws follow the run's seed (the lab fixture seeds `random`).
+        proc, client = toxiproxy.start_server(port, self.logs / "toxiproxy.log", random.randrange(2**31), self.work_dir)
+        self.procs.insert(0, proc)  # stopped last
+        self._toxiproxy = client
+        progress(f"toxiproxy on 127.0.0.1:{port}")
+        for e in edges.chaos_edges(self.topology):
+            if e.proxy in self.proxy_ports:
+                continue
+            self.proxy_ports[e.proxy] = free_port()
+            client.create_proxy(
+                e.proxy, f"127.0.0.1:{self.proxy_ports[e.proxy]}", f"127.0.0.1:{self.ports[e.upstream]}"
+            )
+        progress(f"toxiproxy proxies: {', '.join(sorted(self.proxy_ports))}")
+
+    def toxiproxy(self) -> toxiproxy.Toxiproxy:
+        if self._toxiproxy is None:
+            raise host_identities.LabError("this lab runs no toxiproxy (Topology.chaos)")
+        return self._toxiproxy
+
+    def _via(self, proxy: str, direct_port: int) -> int:
+        """The port a client uses: the edge's proxy in a chaos lab, else the component's own."""
+        return self.proxy_ports[proxy] if self.topology.chaos else direct_port
+
+    def _agent_ra_url(self) -> str:
+        return f"https://127.0.0.1:{self._via('agent-ra', self.ports['ra'])}"
+
+    def _agent_crl_url(self) -> str:
+        return f"http://127.0.0.1:{self._via('agent-crl', self.ports['crl'])}"
 
     def _start_ra(self) -> None:
         p = self._start(
@@ -148,7 +186,7 @@ class ProcessLab(core.LabCore):
             *core.agent_args(
                 self.topology,
                 s,
-                ra_url=self.ra_url(),
+                ra_url=self._agent_ra_url(),
                 bundle=str(self.bundle()),
                 bundle_sha256=core.bundle_pin(self.ca_dir),
                 token=str(token),
@@ -288,7 +326,10 @@ class ProcessLab(core.LabCore):
     # -- what scenarios use ----------------------------------------------------------------------
 
     def service_url(self, service: str, *, from_service: bool = False) -> str:
-        return f"https://127.0.0.1:{self.ports[f'{service}:tls']}"
+        """In a chaos lab, through the edge's proxy: load->service, or (from_service) the other
+        service's /call to it."""
+        proxy = f"mesh-{service}" if from_service else f"load-{service}"
+        return f"https://127.0.0.1:{self._via(proxy, self.ports[f'{service}:tls'])}"
 
     def metrics_url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[f'{service}:metrics']}"
@@ -336,6 +377,9 @@ class ProcessLab(core.LabCore):
                 progress(f"stopping {p.name} (pid {p.pid})")
             p.stop()
         self.procs.clear()
+        if self._toxiproxy is not None:
+            self._toxiproxy.close()
+            self._toxiproxy = None
 
 
 class ProcessRuntime:

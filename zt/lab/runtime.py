@@ -14,6 +14,7 @@ from zt.lab.identity import LabIdentity
 from zt.lab.ra_sources import RaAnswer
 from zt.lab.secrets_scan import Secret
 from zt.lab.topology import Topology
+from zt.lab.toxiproxy import Toxiproxy
 
 
 class RunningLab(Protocol):
@@ -117,6 +118,10 @@ class RunningLab(Protocol):
 
     def start_component(self, name: str) -> None:
         """Its heal: start it again where it was, waiting for real readiness."""
+        ...
+
+    def toxiproxy(self) -> Toxiproxy:
+        """The client of the lab's toxiproxy server (needs Topology.chaos; zt.lab.edges)."""
         ...
 
     def up(self) -> None:

@@ -66,6 +66,12 @@ class Topology:
     ra_lockout_threshold: int = 5
     ra_lockout_base: str = "1s"
     ra_lockout_max: str = "15m"
+    # Every edge through a real toxiproxy server (zt.lab.edges, docs/chaos.md): the chaos lab only.
+    chaos: bool = False
+    # Agents started with --no-renewal-retry: a failed renewal is not retried before the
+    # certificate expires. The chaos plan "ra-down" must FAIL with one of these
+    # (tests/e2e/test_chaos_weak_agent.py).
+    weak_agents: tuple[str, ...] = ()
 
     def ra_limit_args(self) -> list[str]:
         """zt-ra's rate-limit and lockout flags for this lab (the same on both runtimes)."""

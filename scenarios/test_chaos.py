@@ -1,0 +1,161 @@
+"""The chaos run: fault plans from chaos/*.json on a lab whose every edge is a toxiproxy proxy.
+
+`zt-lab run --milestone chaos [--seed N]`. The lab (Topology(chaos=True)) starts the real
+toxiproxy server first and routes agent->RA, agent->CRL publisher, service-a<->service-b
+(/call) and load->each service through it. Agents hold 30 s certificates renewed at 20-30 % of
+their life (every 6-9 s), so a fault of a quarter minute always meets due renewals. One locust
+load (Milestone 2's, load/locustfile.py) runs for the whole schedule; the nemesis
+(zt.lab.nemesis) applies each plan's faults in the plan's own slot and heals them on time; the
+history gets every request, every fault and heal, and the agents' renewal evidence, cut per
+plan (zt.lab.chaos_history); zt.lab.checks_chaos judges it. The seed (the run's --seed) moves
+each fault's start; the report shows it with the schedule, and the plots shade every fault.
+
+Knobs (environment, for the weakened-agent test and for replays):
+    ZT_CHAOS_PLANS        plans to run, comma-separated file stems (default: every plan in chaos/)
+    ZT_CHAOS_WEAK_AGENTS  services whose agent runs with --no-renewal-retry: plan ra-down must FAIL
+    ZT_CHAOS_USERS        locust users (default 8)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from zt.lab import chaos_history, chaos_plan, chaos_plots, checkers, checks_chaos
+from zt.lab.chaos_plan import Schedule
+from zt.lab.figures import Figures
+from zt.lab.history import History, Operation
+from zt.lab.identity import LabIdentity
+from zt.lab.load import LoadPlan, LoadRun, request_succeeded
+from zt.lab.nemesis import Nemesis
+from zt.lab.pytest_plugin import LabSession
+from zt.lab.rotations import agent_generations
+from zt.lab.runtime import RunningLab
+from zt.lab.topology import Topology
+
+pytestmark = pytest.mark.milestone(checks_chaos.MILESTONE)
+
+PLANS = [p for p in os.environ.get("ZT_CHAOS_PLANS", "").split(",") if p]
+WEAK_AGENTS = tuple(s for s in os.environ.get("ZT_CHAOS_WEAK_AGENTS", "").split(",") if s)
+USERS = int(os.environ.get("ZT_CHAOS_USERS", "8"))
+LAB_TOPOLOGY = Topology(
+    chaos=True, agent_ttl_seconds=30, agent_renew_at=0.3, agent_metrics=True, weak_agents=WEAK_AGENTS
+)
+
+
+def _plan_ops(
+    lab: RunningLab, schedule: Schedule, nemesis: Nemesis, records: list[dict[str, Any]], t0: float
+) -> list[Operation]:
+    services = [s.name for s in lab.topology.services]
+    logs = {s: lab.component_log(f"agent-{s}") for s in services}
+    generations = {s: agent_generations(s, logs[s]) for s in services}
+    ops: list[Operation] = []
+    for slot in schedule.slots:
+        applied = [a for a, _ in nemesis.windows(slot.plan.name)]
+        caller, _, callee = slot.plan.faults[0].edge.partition("->")
+        if slot.plan.name == "ra-down":
+            ops += chaos_history.ra_down_ops(slot, applied, records, logs, generations, t0)
+        elif slot.plan.name == "mesh-latency":
+            ops += chaos_history.mesh_latency_ops(slot, applied, records, generations, t0, caller, callee)
+        elif slot.plan.name == "mesh-reset":
+            ops += chaos_history.mesh_fault_ops(slot, applied, records, t0, caller, callee)
+        else:  # a plan without criteria would pass by having nothing to judge
+            pytest.fail(f"plan {slot.plan.name} has no checker in scenarios/test_chaos.py", pytrace=False)
+    return ops
+
+
+def test_every_plan_heals_and_nothing_is_lost(
+    lab: RunningLab,
+    history: History,
+    figures: Figures,
+    lab_session: LabSession,
+    client_identity: Callable[..., LabIdentity],
+) -> None:
+    schedule = chaos_plan.schedule(chaos_plan.load_plans(PLANS or None), lab_session.seed)
+    identity = client_identity("load")
+    plan = LoadPlan(users=USERS, spawn_rate=float(USERS), run_seconds=schedule.load_seconds)
+    run = LoadRun(lab, identity, plan, lab.work_dir / "load", log=lab.work_dir / "logs" / "locust.log")
+    print(f"[lab] chaos schedule (seed {schedule.seed}): {schedule.to_json()['slots']}", flush=True)
+    run.start()
+    t0 = time.time()
+    nemesis = Nemesis(lab.toxiproxy(), lab.topology, schedule, t0)
+    nemesis.start()
+    try:
+        exit_code = run.wait()
+    finally:
+        nemesis.stop()
+        run.stop()
+    records = run.records()
+    ops = [*nemesis.operations(), *_plan_ops(lab, schedule, nemesis, records, t0)]
+    history.extend(ops)
+    _figures(lab, figures, schedule, nemesis, records, t0, exit_code)
+
+    mine = History()
+    mine.extend(ops)
+    verdicts = [checkers.check(c, mine) for c in checks_chaos.CHAOS]
+    bad = [
+        f"{v.criterion.id} {v.result}: " + "; ".join([*v.violations[:5], *v.errors[:3]])
+        for v in verdicts
+        if v.result != "pass"
+    ]
+    assert not bad, "\n".join(bad)
+
+
+def _figures(
+    lab: RunningLab,
+    figures: Figures,
+    schedule: Schedule,
+    nemesis: Nemesis,
+    records: list[dict[str, Any]],
+    t0: float,
+    exit_code: int | None,
+) -> None:
+    m = checks_chaos.MILESTONE
+    applied = nemesis.applied
+    figures.figure(
+        m,
+        "run",
+        {
+            "seed": schedule.seed,
+            "replay": f"zt-lab run --milestone chaos --runtime {lab.runtime_name} --seed {schedule.seed}",
+            "requests": len(records),
+            "failed": sum(not request_succeeded(r) for r in records),
+            "faults": len(applied),
+            "healed": sum(a.healed_at is not None for a in applied),
+            "load_seconds": schedule.load_seconds,
+            "locust_exit": exit_code,
+            "runtime": lab.runtime_name,
+        },
+    )
+    figures.figure(m, "schedule", schedule.to_json())
+    figures.table(
+        m,
+        "faults as applied and healed (seconds since the load started)",
+        ["fault", "edge", "toxic", "attributes", "applied", "healed", "failed requests in window"],
+        [
+            [
+                a.scheduled.id,
+                a.scheduled.fault.edge,
+                a.scheduled.fault.toxic,
+                str(a.scheduled.fault.attributes),
+                round(a.applied_at - t0, 2) if a.applied_at else None,
+                round(a.healed_at - t0, 2) if a.healed_at else None,
+                sum(
+                    1
+                    for r in records
+                    if a.window
+                    and a.window[0] <= float(r.get("start") or 0) <= a.window[1]
+                    and not request_succeeded(r)
+                ),
+            ]
+            for a in applied
+        ],
+    )
+    for s in lab.topology.services:
+        path = figures.plot_file(f"chaos-latency-{s.name}-{lab.runtime_name}.png")
+        chaos_plots.plot_latency_with_faults(path, s.name, records, applied, t0, schedule.seed)
+        figures.plot(m, f"{s.name} ({s.language}): latency, fault windows shaded (seed {schedule.seed})", path)

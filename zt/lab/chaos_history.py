@@ -1,0 +1,288 @@
+"""A chaos run's evidence as history: the load's requests, the agents' logs and the nemesis's
+faults, cut into operations per plan criterion (zt.lab.checks_chaos judges them).
+
+Every plan owns a slot of the run (zt.lab.chaos_plan); a plan's criteria see the requests that
+started in its slot and the faults of its slot, with the fault windows as the nemesis recorded
+them (applied and healed on the wall clock, not as scheduled). A fault that was never applied
+or never healed gives its plan's window-based operations the outcome "unknown": no window,
+no verdict.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+from zt.lab import load
+from zt.lab.chaos_plan import Slot
+from zt.lab.history import Operation
+from zt.lab.nemesis import Applied
+from zt.lab.rotations import Generation, log_events
+
+# After a heal, how long the agents get to renew (their backoff is capped at a tenth of the
+# time left, ~2 s in the chaos lab, plus a renewal's round trip on a loaded machine).
+RENEW_AFTER_HEAL_S = 10.0
+# A request that started this close before a heal may still meet the fault; one started this
+# long after it must not.
+HEAL_GRACE_S = 1.0
+# service-a's upstream handshake timeout (native/cpp/src/outbound.h) and the slack a /call that
+# fails gets on top: "never hangs past its timeout".
+CALL_FAIL_BOUND_S = 5.0 + 2.0
+UPSTREAM_ERRORS = ("upstream_error", "upstream_timeout", "upstream_tls")
+
+
+def _start(r: dict[str, Any]) -> float:
+    return float(r.get("start") or 0.0)
+
+
+def in_slot(records: Sequence[dict[str, Any]], slot_begin: float, slot_end: float) -> list[dict[str, Any]]:
+    return [r for r in records if slot_begin <= _start(r) < slot_end]
+
+
+def _request_op(criterion: str, r: dict[str, Any], end_fallback: float, **extra: Any) -> Operation:
+    op = load.to_operations([r], criterion, end_fallback)[0]
+    if extra:
+        op = Operation(op.criterion, op.actor, op.op, op.target, op.outcome, op.start, op.end, {**op.details, **extra})
+    return op
+
+
+def requests_ops(criterion: str, records: Sequence[dict[str, Any]], t0: float, end: float) -> list[Operation]:
+    """Every request of a slot, each one to succeed (its offset from the load's start added)."""
+    return [_request_op(criterion, r, end, at_s=round(_start(r) - t0, 2)) for r in records]
+
+
+def is_call(r: dict[str, Any], caller: str, callee: str) -> bool:
+    return r.get("kind") == "call" and r.get("target") == caller and r.get("callee") == callee
+
+
+def _ms(r: dict[str, Any]) -> float | None:
+    if r.get("start") is None or r.get("end") is None:
+        return None
+    return (float(r["end"]) - float(r["start"])) * 1000
+
+
+def renewal_failures(log_text: str) -> list[float]:
+    """When the agent logged `renewal_failed` (unix time)."""
+    out = []
+    for e in log_events(log_text):
+        if e.get("event") == "renewal_failed":
+            try:
+                import datetime as dt
+
+                out.append(dt.datetime.fromisoformat(str(e["ts"]).replace("Z", "+00:00")).timestamp())
+            except (KeyError, ValueError):
+                continue
+    return out
+
+
+def ra_down_ops(
+    slot: Slot,
+    applied: Sequence[Applied],
+    records: Sequence[dict[str, Any]],
+    agent_logs: dict[str, str],
+    generations: dict[str, list[Generation]],
+    t0: float,
+) -> list[Operation]:
+    """Plan 1: every request of the slot succeeds; every agent met the outage while a renewal
+    was due (renewal_failed inside the window, retried), and renewed soon after the heal."""
+    begin, end = t0 + slot.begin, t0 + slot.end
+    ops = requests_ops("chaos.ra_down.no_failed_requests", in_slot(records, begin, end), t0, end)
+    for service, text in agent_logs.items():
+        for a in applied:
+            window = a.window
+            details: dict[str, Any] = {"service": service, "fault": a.scheduled.id, "bound_s": RENEW_AFTER_HEAL_S}
+            if window is None:
+                ops.append(
+                    Operation(
+                        "chaos.ra_down.renewed_after_heal",
+                        f"agent-{service}",
+                        "renewal",
+                        service,
+                        "unknown",
+                        begin,
+                        end,
+                        {**details, "error": "the fault was never applied and healed"},
+                    )
+                )
+                continue
+            fails = [t for t in renewal_failures(text) if window[0] <= t <= window[1] + HEAL_GRACE_S]
+            after = [g.written_at for g in generations.get(service, []) if g.written_at >= window[1]]
+            details.update(
+                window=[window[0], window[1]],
+                failures_in_window=len(fails),
+                failure_offsets_s=[round(t - window[0], 2) for t in fails],
+                first_write_after_heal_s=round(after[0] - window[1], 2) if after else None,
+            )
+            ops.append(
+                Operation(
+                    "chaos.ra_down.renewed_after_heal",
+                    f"agent-{service}",
+                    "renewal",
+                    service,
+                    "ok",
+                    window[0],
+                    after[0] if after else end,
+                    details,
+                )
+            )
+    return ops
+
+
+def mesh_latency_ops(
+    slot: Slot,
+    applied: Sequence[Applied],
+    records: Sequence[dict[str, Any]],
+    generations: dict[str, list[Generation]],
+    t0: float,
+    caller: str,
+    callee: str,
+) -> list[Operation]:
+    """Plan 4: every request succeeds; /call caller->callee is slower by about the injected
+    latency (medians before the fault vs inside it); both agents rotated under the latency."""
+    begin, end = t0 + slot.begin, t0 + slot.end
+    mine = in_slot(records, begin, end)
+    ops = requests_ops("chaos.mesh_latency.no_failed_requests", mine, t0, end)
+    for a in applied:
+        w = a.window
+        attrs = a.scheduled.fault.attributes
+        details: dict[str, Any] = {
+            "fault": a.scheduled.id,
+            "latency_ms": attrs.get("latency"),
+            "jitter_ms": attrs.get("jitter"),
+        }
+        if w is None:
+            ops.append(
+                Operation(
+                    "chaos.mesh_latency.latency_rises",
+                    "nemesis",
+                    "latency",
+                    f"{caller}->{callee}",
+                    "unknown",
+                    begin,
+                    end,
+                    {**details, "error": "the fault was never applied and healed"},
+                )
+            )
+            continue
+        calls = [r for r in mine if is_call(r, caller, callee) and load.request_succeeded(r)]
+        before = [m for r in calls if _start(r) < w[0] and (m := _ms(r)) is not None]
+        during = [
+            m
+            for r in calls
+            if w[0] + HEAL_GRACE_S <= _start(r) and float(r["end"]) <= w[1] and (m := _ms(r)) is not None
+        ]
+        details.update(
+            calls_before=len(before),
+            calls_during=len(during),
+            median_before_ms=round(statistics.median(before), 1) if before else None,
+            median_during_ms=round(statistics.median(during), 1) if during else None,
+        )
+        enough = len(before) >= 5 and len(during) >= 5
+        ops.append(
+            Operation(
+                "chaos.mesh_latency.latency_rises",
+                "nemesis",
+                "latency",
+                f"{caller}->{callee}",
+                "ok" if enough else "unknown",
+                w[0],
+                w[1],
+                details if enough else {**details, "error": "fewer than 5 calls before or during the fault"},
+            )
+        )
+        for service, gens in generations.items():
+            rotated = [g for g in gens if g.is_rotation and w[0] <= g.written_at <= w[1]]
+            ops.append(
+                Operation(
+                    "chaos.mesh_latency.rotations_under_latency",
+                    f"agent-{service}",
+                    "rotation",
+                    service,
+                    "ok",
+                    w[0],
+                    w[1],
+                    {"fault": a.scheduled.id, "rotations": len(rotated), "serials": [g.new_serial for g in rotated]},
+                )
+            )
+    return ops
+
+
+def mesh_fault_ops(
+    slot: Slot,
+    applied: Sequence[Applied],
+    records: Sequence[dict[str, Any]],
+    t0: float,
+    caller: str,
+    callee: str,
+) -> list[Operation]:
+    """Plan 5: inside a fault window, /call caller->callee either succeeds or fails with a clear
+    502/504 naming the upstream error, quickly; every other request of the slot succeeds; after
+    each heal the calls succeed again."""
+    begin, end = t0 + slot.begin, t0 + slot.end
+    mine = in_slot(records, begin, end)
+    windows = [(a, a.window) for a in applied]
+    ops: list[Operation] = []
+    if any(w is None for _, w in windows):
+        ops.append(
+            Operation(
+                "chaos.mesh_faults.confined",
+                "nemesis",
+                "window",
+                f"{caller}->{callee}",
+                "unknown",
+                begin,
+                end,
+                {"error": "a fault was never applied and healed"},
+            )
+        )
+        return ops
+
+    def window_of(r: dict[str, Any]) -> Applied | None:
+        for a, w in windows:
+            assert w is not None
+            if w[0] <= _start(r) <= w[1] + HEAL_GRACE_S:
+                return a
+        return None
+
+    for r in mine:
+        a = window_of(r) if is_call(r, caller, callee) else None
+        if a is not None:
+            ops.append(
+                _request_op(
+                    "chaos.mesh_faults.clear_errors",
+                    r,
+                    end,
+                    fault=a.scheduled.id,
+                    toxic=a.scheduled.fault.toxic,
+                    at_s=round(_start(r) - t0, 2),
+                )
+            )
+        else:
+            ops.append(_request_op("chaos.mesh_faults.confined", r, end, at_s=round(_start(r) - t0, 2)))
+    for i, (a, w) in enumerate(windows):
+        assert w is not None
+        until = windows[i + 1][1][0] if i + 1 < len(windows) and windows[i + 1][1] else end  # type: ignore[index]
+        after = [r for r in mine if is_call(r, caller, callee) and w[1] + HEAL_GRACE_S < _start(r) < until]
+        ops.append(
+            Operation(
+                "chaos.mesh_faults.recovers",
+                "nemesis",
+                "heal",
+                f"{caller}->{callee}",
+                "ok",
+                w[1],
+                until,
+                {
+                    "fault": a.scheduled.id,
+                    "calls_after_heal": len(after),
+                    "ok_after_heal": sum(load.request_succeeded(r) for r in after),
+                    "failed_after_heal": [
+                        f"{r.get('id')} at {_start(r) - w[1]:.1f}s after the heal: {r.get('status')} {r.get('error')}"
+                        for r in after
+                        if not load.request_succeeded(r)
+                    ][:10],
+                },
+            )
+        )
+    return ops

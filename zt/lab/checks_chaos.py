@@ -1,0 +1,186 @@
+"""The chaos run's criteria: what each fault plan must show (docs/chaos.md).
+
+Operations come from zt.lab.chaos_history (requests and agent evidence cut per plan slot) and
+zt.lab.nemesis (every fault and its heal). As everywhere in the lab, a criterion with no
+operations, or an operation without a verdict (a fault never applied or never healed, too few
+calls to compare), is UNKNOWN, and the run fails. Each criterion also demands that its fault
+*bit*: a plan whose fault missed its target (no renewal was due while the RA was down, no call
+failed while the upstream was reset) proves nothing, and says so as a violation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from zt.lab.chaos_history import CALL_FAIL_BOUND_S, UPSTREAM_ERRORS
+from zt.lab.checkers import Criterion
+from zt.lab.history import Operation
+from zt.lab.load import request_succeeded
+
+MILESTONE = 6  # the chaos run's number in reports; it is selected by name (zt-lab run --milestone chaos)
+HEAL_LATE_S = 2.0  # a heal this much after its scheduled time was not the plan's heal (stop() healed it)
+
+
+def healed_on_schedule(o: Operation) -> str | None:
+    """The fault was applied, healed on time, and toxiproxy then showed the edge clean."""
+    d = o.details
+    if d.get("apply_error"):
+        return f"fault {d['fault']} could not be applied: {d['apply_error']}"
+    if d.get("heal_error"):
+        return f"fault {d['fault']} was not healed: {d['heal_error']}"
+    late = float(d["healed_at"]) - float(d["scheduled_heal"])
+    if late > HEAL_LATE_S:
+        return f"fault {d['fault']} healed {late:.1f}s after its heal step was due"
+    after = d.get("after_heal") or {}
+    if after.get("enabled") is not True or after.get("toxics"):
+        return f"after the heal of {d['fault']} toxiproxy shows proxy {d['proxy']} as {after}"
+    return None
+
+
+def request_ok(o: Operation) -> str | None:
+    """One load request: 200 (for /call, the upstream's 200 too)."""
+    r = o.details
+    if request_succeeded(r):
+        return None
+    body = r.get("body") or {}
+    return (
+        f"request {r.get('id')} ({r.get('kind')} {r.get('target')}{str(r.get('path', '')).split('?')[0]}"
+        f" at +{r.get('at_s')}s) failed: status {r.get('status')} {r.get('error') or ''} "
+        f"{body.get('error', '')} {str(body.get('reason') or r.get('detail') or '')[:160]}"
+    ).rstrip()
+
+
+def every_service_loaded(ops: Sequence[Operation]) -> list[str]:
+    """The slot saw load on every service (so "no request failed" is about something)."""
+    targets = {str(o.details.get("target")) for o in ops}
+    return [] if len(targets) >= 2 else [f"requests reached only {sorted(targets)}: the load missed a service"]
+
+
+def renewed_after_heal(o: Operation) -> str | None:
+    """The agent met the outage with a renewal due (at least two failed attempts: one and its
+    retry), and wrote a new generation within the bound after the heal."""
+    d = o.details
+    if d["failures_in_window"] < 2:
+        return (
+            f"{d['service']}: {d['failures_in_window']} failed renewal attempts while the RA was down "
+            "(need an attempt and a retry: the outage must meet a due renewal)"
+        )
+    first = d["first_write_after_heal_s"]
+    if first is None:
+        return f"{d['service']}: no new certificate after the heal"
+    if first > d["bound_s"]:
+        return f"{d['service']}: renewed {first}s after the heal, bound {d['bound_s']}s"
+    return None
+
+
+def latency_rises(o: Operation) -> str | None:
+    """The median /call latency inside the fault rose by at least the injected latency minus its
+    jitter, and by at most four times latency plus jitter (the upstream's TLS handshake and its
+    response each cross the toxic once: about twice the injected latency)."""
+    d = o.details
+    lat, jit = int(d["latency_ms"]), int(d["jitter_ms"])
+    rise = float(d["median_during_ms"]) - float(d["median_before_ms"])
+    if rise < lat - jit:
+        return f"median /call latency rose by {rise:.0f} ms, less than the injected {lat}-{jit} ms"
+    if rise > 4 * (lat + jit):
+        return f"median /call latency rose by {rise:.0f} ms, more than 4 x ({lat}+{jit}) ms"
+    return None
+
+
+def rotated_under_latency(o: Operation) -> str | None:
+    d = o.details
+    return None if d["rotations"] >= 1 else f"{o.target}: no rotation while the latency was on (nothing proven)"
+
+
+def clear_upstream_error(o: Operation) -> str | None:
+    """/call during the fault: a success, or a 502/504 whose body names the upstream error, in
+    less than service-a's upstream timeout plus slack."""
+    r = o.details
+    seconds = float(r.get("end") or 0) - float(r.get("start") or 0)
+    if request_succeeded(r):
+        return None
+    body = r.get("body") or {}
+    if r.get("status") not in (502, 504):
+        return f"request {r.get('id')}: status {r.get('status')} {r.get('error')}, not a 502/504 from the caller"
+    if body.get("error") not in UPSTREAM_ERRORS or not body.get("reason"):
+        return f"request {r.get('id')}: {r.get('status')} with body {body}: no named upstream error"
+    if seconds > CALL_FAIL_BOUND_S:
+        return f"request {r.get('id')}: failed after {seconds:.1f}s, past the {CALL_FAIL_BOUND_S}s bound"
+    return None
+
+
+def fault_bit(ops: Sequence[Operation]) -> list[str]:
+    """Every fault of the plan made at least one call fail (or it proved nothing)."""
+    faults = {str(o.details.get("fault")) for o in ops}
+    bitten = {str(o.details.get("fault")) for o in ops if not request_succeeded(o.details)}
+    return [f"fault {f}: no /call failed while it was on (nothing proven)" for f in sorted(faults - bitten)]
+
+
+def recovered(o: Operation) -> str | None:
+    d = o.details
+    if d["calls_after_heal"] == 0:
+        return f"fault {d['fault']}: no call after the heal to show recovery"
+    if d["ok_after_heal"] != d["calls_after_heal"]:
+        return f"fault {d['fault']}: calls failed after the heal: {d['failed_after_heal']}"
+    return None
+
+
+CHAOS = (
+    Criterion(
+        "chaos.faults_healed",
+        MILESTONE,
+        "every fault was applied and healed on schedule, and toxiproxy then showed the edge clean",
+        healed_on_schedule,
+    ),
+    Criterion(
+        "chaos.ra_down.no_failed_requests",
+        MILESTONE,
+        "plan 1, RA down while certificates are due: not one request of the load fails",
+        request_ok,
+        every_service_loaded,
+    ),
+    Criterion(
+        "chaos.ra_down.renewed_after_heal",
+        MILESTONE,
+        "plan 1: every agent retried during the outage and renewed within the bound after the heal",
+        renewed_after_heal,
+    ),
+    Criterion(
+        "chaos.mesh_latency.no_failed_requests",
+        MILESTONE,
+        "plan 4, service-a -> service-b latency: not one request fails, rotations included",
+        request_ok,
+        every_service_loaded,
+    ),
+    Criterion(
+        "chaos.mesh_latency.latency_rises",
+        MILESTONE,
+        "plan 4: /call service-a -> service-b is slower by about the injected latency",
+        latency_rises,
+    ),
+    Criterion(
+        "chaos.mesh_latency.rotations_under_latency",
+        MILESTONE,
+        "plan 4: every agent rotated while the latency was on",
+        rotated_under_latency,
+    ),
+    Criterion(
+        "chaos.mesh_faults.clear_errors",
+        MILESTONE,
+        "plan 5, service-a -> service-b reset/blackhole: /call fails with a clear 502/504 naming the upstream error",
+        clear_upstream_error,
+        fault_bit,
+    ),
+    Criterion(
+        "chaos.mesh_faults.confined",
+        MILESTONE,
+        "plan 5: every request outside the fault windows (and every other edge inside them) succeeds",
+        request_ok,
+    ),
+    Criterion(
+        "chaos.mesh_faults.recovers",
+        MILESTONE,
+        "plan 5: after each heal the calls succeed again",
+        recovered,
+    ),
+)
