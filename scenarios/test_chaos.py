@@ -27,6 +27,7 @@ import pytest
 
 from zt.lab import chaos_history, chaos_plan, chaos_plots, checkers, checks_chaos
 from zt.lab.chaos_plan import Schedule
+from zt.lab.chaos_revocation import RevocationWatch
 from zt.lab.figures import Figures
 from zt.lab.history import History, Operation
 from zt.lab.identity import LabIdentity
@@ -48,7 +49,12 @@ LAB_TOPOLOGY = Topology(
 
 
 def _plan_ops(
-    lab: RunningLab, schedule: Schedule, nemesis: Nemesis, records: list[dict[str, Any]], t0: float
+    lab: RunningLab,
+    schedule: Schedule,
+    nemesis: Nemesis,
+    records: list[dict[str, Any]],
+    t0: float,
+    watch: RevocationWatch | None,
 ) -> list[Operation]:
     services = [s.name for s in lab.topology.services]
     logs = {s: lab.component_log(f"agent-{s}") for s in services}
@@ -59,6 +65,11 @@ def _plan_ops(
         caller, _, callee = slot.plan.faults[0].edge.partition("->")
         if slot.plan.name == "ra-down":
             ops += chaos_history.ra_down_ops(slot, applied, records, logs, generations, t0)
+        elif slot.plan.name == "ra-slow":
+            dirs = {s: lab.agent_identity(s).cert_dir for s in services}
+            ops += chaos_history.ra_slow_ops(slot, applied, records, logs, generations, dirs, t0)
+        elif slot.plan.name == "crl-down-revocation":
+            ops += chaos_history.crl_down_ops(slot, applied, watch)
         elif slot.plan.name == "mesh-latency":
             ops += chaos_history.mesh_latency_ops(slot, applied, records, generations, t0, caller, callee)
         elif slot.plan.name == "mesh-reset":
@@ -66,6 +77,19 @@ def _plan_ops(
         else:  # a plan without criteria would pass by having nothing to judge
             pytest.fail(f"plan {slot.plan.name} has no checker in scenarios/test_chaos.py", pytrace=False)
     return ops
+
+
+def _revocation_watch(
+    lab: RunningLab, schedule: Schedule, victim: LabIdentity | None, t0: float
+) -> RevocationWatch | None:
+    """Plan 3's action: revoke `victim` in the middle of the plan's first fault, probe until
+    the slot ends."""
+    for slot in schedule.slots:
+        if slot.plan.action == "revoke" and victim is not None:
+            f = slot.faults[0]
+            services = [s.name for s in lab.topology.services]
+            return RevocationWatch(lab, victim, services, t0 + (f.at + f.until) / 2, t0 + slot.end)
+    return None
 
 
 def test_every_plan_heals_and_nothing_is_lost(
@@ -80,17 +104,23 @@ def test_every_plan_heals_and_nothing_is_lost(
     plan = LoadPlan(users=USERS, spawn_rate=float(USERS), run_seconds=schedule.load_seconds)
     run = LoadRun(lab, identity, plan, lab.work_dir / "load", log=lab.work_dir / "logs" / "locust.log")
     print(f"[lab] chaos schedule (seed {schedule.seed}): {schedule.to_json()['slots']}", flush=True)
+    victim = client_identity("chaos-revoked") if any(s.plan.action == "revoke" for s in schedule.slots) else None
     run.start()
     t0 = time.time()
     nemesis = Nemesis(lab.toxiproxy(), lab.topology, schedule, t0)
+    watch = _revocation_watch(lab, schedule, victim, t0)
     nemesis.start()
+    if watch is not None:
+        watch.start()
     try:
         exit_code = run.wait()
     finally:
         nemesis.stop()
         run.stop()
+        if watch is not None:
+            watch.stop()
     records = run.records()
-    ops = [*nemesis.operations(), *_plan_ops(lab, schedule, nemesis, records, t0)]
+    ops = [*nemesis.operations(), *_plan_ops(lab, schedule, nemesis, records, t0, watch)]
     history.extend(ops)
     _figures(lab, figures, schedule, nemesis, records, t0, exit_code)
 

@@ -10,15 +10,23 @@ no verdict.
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 import statistics
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+from zt.agent.writer import read_current
+from zt.errors import ZtError
 from zt.lab import load
 from zt.lab.chaos_plan import Slot
+from zt.lab.chaos_revocation import RevocationWatch
 from zt.lab.history import Operation
 from zt.lab.nemesis import Applied
 from zt.lab.rotations import Generation, log_events
+from zt.pki.encoding import load_certs, load_private_key
 
 # After a heal, how long the agents get to renew (their backoff is capped at a tenth of the
 # time left, ~2 s in the chaos lab, plus a renewal's round trip on a loaded machine).
@@ -30,6 +38,8 @@ HEAL_GRACE_S = 1.0
 # fails gets on top: "never hangs past its timeout".
 CALL_FAIL_BOUND_S = 5.0 + 2.0
 UPSTREAM_ERRORS = ("upstream_error", "upstream_timeout", "upstream_tls")
+# A whole generation, as zt.agent.writer.CertDirWriter writes one (docs/contracts.md section 2).
+GENERATION_FILES = ("key.pem", "cert.pem", "chain.pem", "bundle.pem", "keystore.p12", "truststore.p12", "svid.json")
 
 
 def _start(r: dict[str, Any]) -> float:
@@ -68,12 +78,48 @@ def renewal_failures(log_text: str) -> list[float]:
     for e in log_events(log_text):
         if e.get("event") == "renewal_failed":
             try:
-                import datetime as dt
-
                 out.append(dt.datetime.fromisoformat(str(e["ts"]).replace("Z", "+00:00")).timestamp())
             except (KeyError, ValueError):
                 continue
     return out
+
+
+def renewal_ops(
+    criterion: str,
+    slot: Slot,
+    applied: Sequence[Applied],
+    agent_logs: dict[str, str],
+    generations: dict[str, list[Generation]],
+    min_failures: int,
+) -> list[Operation]:
+    """Per agent and fault: the renewal attempts that failed inside the fault window (the fault
+    met a due renewal; `min_failures` of them show the retry), and the first new generation
+    after the heal."""
+    ops = []
+    for service, text in agent_logs.items():
+        for a in applied:
+            window = a.window
+            details: dict[str, Any] = {
+                "service": service,
+                "fault": a.scheduled.id,
+                "bound_s": RENEW_AFTER_HEAL_S,
+                "min_failures": min_failures,
+            }
+            if window is None:
+                details["error"] = "the fault was never applied and healed"
+                ops.append(Operation(criterion, f"agent-{service}", "renewal", service, "unknown", 0.0, 0.0, details))
+                continue
+            fails = [t for t in renewal_failures(text) if window[0] <= t <= window[1] + HEAL_GRACE_S]
+            after = [g.written_at for g in generations.get(service, []) if g.written_at >= window[1]]
+            details.update(
+                window=[window[0], window[1]],
+                failures_in_window=len(fails),
+                failure_offsets_s=[round(t - window[0], 2) for t in fails],
+                first_write_after_heal_s=round(after[0] - window[1], 2) if after else None,
+            )
+            end = after[0] if after else window[1]
+            ops.append(Operation(criterion, f"agent-{service}", "renewal", service, "ok", window[0], end, details))
+    return ops
 
 
 def ra_down_ops(
@@ -85,48 +131,68 @@ def ra_down_ops(
     t0: float,
 ) -> list[Operation]:
     """Plan 1: every request of the slot succeeds; every agent met the outage while a renewal
-    was due (renewal_failed inside the window, retried), and renewed soon after the heal."""
+    was due (renewal_failed inside the window, and retried), and renewed soon after the heal."""
     begin, end = t0 + slot.begin, t0 + slot.end
     ops = requests_ops("chaos.ra_down.no_failed_requests", in_slot(records, begin, end), t0, end)
-    for service, text in agent_logs.items():
-        for a in applied:
-            window = a.window
-            details: dict[str, Any] = {"service": service, "fault": a.scheduled.id, "bound_s": RENEW_AFTER_HEAL_S}
-            if window is None:
-                ops.append(
-                    Operation(
-                        "chaos.ra_down.renewed_after_heal",
-                        f"agent-{service}",
-                        "renewal",
-                        service,
-                        "unknown",
-                        begin,
-                        end,
-                        {**details, "error": "the fault was never applied and healed"},
-                    )
-                )
-                continue
-            fails = [t for t in renewal_failures(text) if window[0] <= t <= window[1] + HEAL_GRACE_S]
-            after = [g.written_at for g in generations.get(service, []) if g.written_at >= window[1]]
-            details.update(
-                window=[window[0], window[1]],
-                failures_in_window=len(fails),
-                failure_offsets_s=[round(t - window[0], 2) for t in fails],
-                first_write_after_heal_s=round(after[0] - window[1], 2) if after else None,
+    return ops + renewal_ops("chaos.ra_down.renewed_after_heal", slot, applied, agent_logs, generations, 2)
+
+
+def ra_slow_ops(
+    slot: Slot,
+    applied: Sequence[Applied],
+    records: Sequence[dict[str, Any]],
+    agent_logs: dict[str, str],
+    generations: dict[str, list[Generation]],
+    cert_dirs: dict[str, Path],
+    t0: float,
+) -> list[Operation]:
+    """Plan 2: as plan 1 (an attempt that timed out is enough: each takes the agent's whole
+    timeout), and every agent's certificate directory is whole afterwards."""
+    begin, end = t0 + slot.begin, t0 + slot.end
+    ops = requests_ops("chaos.ra_slow.no_failed_requests", in_slot(records, begin, end), t0, end)
+    ops += renewal_ops("chaos.ra_slow.renewed_after_heal", slot, applied, agent_logs, generations, 1)
+    now = time.time()
+    for service, out in cert_dirs.items():
+        gens = sorted(p.name for p in out.glob("gen-*"))
+        ops.append(
+            Operation(
+                "chaos.ra_slow.cert_dirs_whole",
+                "lab",
+                "inspect",
+                service,
+                "ok",
+                now,
+                now,
+                {"service": service, "generations": gens, "problems": cert_dir_problems(out)},
             )
-            ops.append(
-                Operation(
-                    "chaos.ra_down.renewed_after_heal",
-                    f"agent-{service}",
-                    "renewal",
-                    service,
-                    "ok",
-                    window[0],
-                    after[0] if after else end,
-                    details,
-                )
-            )
+        )
     return ops
+
+
+def cert_dir_problems(out: Path) -> list[str]:
+    """What is wrong with an agent's certificate directory: `current` must resolve to a whole
+    generation, and every generation kept must be whole (all files, the key matching the
+    leaf): no half-written generation, no key of one renewal next to the certificate of another."""
+    problems = []
+    current = out / "current"
+    if not current.is_symlink() or not current.resolve().is_dir():
+        problems.append("current does not resolve to a generation")
+    elif read_current(out) is None:
+        problems.append(f"current ({os.readlink(current)}) is not a usable identity")
+    for gdir in sorted(out.glob("gen-*")):
+        missing = [f for f in GENERATION_FILES if not (gdir / f).is_file()]
+        if missing:
+            problems.append(f"{gdir.name}: missing {', '.join(missing)}")
+            continue
+        try:
+            key = load_private_key((gdir / "key.pem").read_bytes(), "key.pem")
+            chain = load_certs((gdir / "chain.pem").read_bytes(), "chain.pem")
+        except (OSError, ValueError, ZtError) as e:
+            problems.append(f"{gdir.name}: unreadable: {e}")
+            continue
+        if not chain or chain[0].public_key() != key.public_key():
+            problems.append(f"{gdir.name}: key.pem does not match the certificate")
+    return problems
 
 
 def mesh_latency_ops(
@@ -283,6 +349,62 @@ def mesh_fault_ops(
                         if not load.request_succeeded(r)
                     ][:10],
                 },
+            )
+        )
+    return ops
+
+
+# After the publisher's heal, how long a revocation gets to reach the services: the agents'
+# CRL poll after an error (1 s in the lab), the fetch, the write and the services' reload.
+REVOKED_AFTER_HEAL_S = 10.0
+
+
+def crl_down_ops(slot: Slot, applied: Sequence[Applied], watch: RevocationWatch | None) -> list[Operation]:
+    """Plan 3: per service, what the probes of the revoked certificate saw around the heal."""
+    ops = []
+    a = applied[0] if applied else None
+    window = a.window if a is not None else None
+    for service in watch.services if watch is not None else []:
+        details: dict[str, Any] = {"service": service, "bound_s": REVOKED_AFTER_HEAL_S}
+        if watch is None or window is None or watch.revoked_at is None:
+            why = watch.revoke_error if watch is not None and watch.revoke_error else "no fault window or no revocation"
+            ops.append(
+                Operation(
+                    "chaos.crl_down.revoked_after_heal",
+                    "lab",
+                    "probe",
+                    service,
+                    "unknown",
+                    0.0,
+                    0.0,
+                    {**details, "error": why},
+                )
+            )
+            continue
+        mine = [p for p in watch.probes if p.service == service]
+        healed = window[1]
+        refused_after = [p for p in mine if p.at >= healed and not p.accepted]
+        first_refused = refused_after[0] if refused_after else None
+        details.update(
+            revoked_at=watch.revoked_at,
+            healed_at=healed,
+            probes=len(mine),
+            accepted_before_heal=sum(p.accepted for p in mine if p.at < healed),
+            first_refused_after_heal_s=round(first_refused.at - healed, 2) if first_refused else None,
+            refused_with=f"{first_refused.error}/{first_refused.reason}" if first_refused else None,
+            accepted_after_refusal=sum(p.accepted for p in mine if first_refused and p.at > first_refused.at),
+            last_probe_after_heal_s=round(mine[-1].at - healed, 2) if mine else None,
+        )
+        ops.append(
+            Operation(
+                "chaos.crl_down.revoked_after_heal",
+                "lab",
+                "probe",
+                service,
+                "ok",
+                watch.revoked_at,
+                mine[-1].at if mine else healed,
+                details,
             )
         )
     return ops

@@ -57,20 +57,22 @@ def every_service_loaded(ops: Sequence[Operation]) -> list[str]:
 
 
 def renewed_after_heal(o: Operation) -> str | None:
-    """The agent met the outage with a renewal due (at least two failed attempts: one and its
-    retry), and wrote a new generation within the bound after the heal."""
+    """The agent met the fault with a renewal due (failed attempts inside the window: for an
+    outage at least two, one and its retry), and wrote a new generation within the bound after
+    the heal."""
     d = o.details
-    if d["failures_in_window"] < 2:
-        return (
-            f"{d['service']}: {d['failures_in_window']} failed renewal attempts while the RA was down "
-            "(need an attempt and a retry: the outage must meet a due renewal)"
+    why = []
+    if d["failures_in_window"] < d["min_failures"]:
+        why.append(
+            f"{d['failures_in_window']} failed renewal attempts during the fault, need {d['min_failures']} "
+            "(the fault must meet a due renewal, and in an outage its retry)"
         )
     first = d["first_write_after_heal_s"]
     if first is None:
-        return f"{d['service']}: no new certificate after the heal"
-    if first > d["bound_s"]:
-        return f"{d['service']}: renewed {first}s after the heal, bound {d['bound_s']}s"
-    return None
+        why.append("no new certificate after the heal")
+    elif first > d["bound_s"]:
+        why.append(f"renewed {first}s after the heal, bound {d['bound_s']}s")
+    return f"{d['service']}: {'; '.join(why)}" if why else None
 
 
 def latency_rises(o: Operation) -> str | None:
@@ -125,6 +127,28 @@ def recovered(o: Operation) -> str | None:
     return None
 
 
+def revoked_after_heal(o: Operation) -> str | None:
+    """The services accepted the revoked certificate while the publisher was down (the fault
+    held the revocation back), refused it within the bound after the heal, and never again
+    accepted it."""
+    d = o.details
+    if d["accepted_before_heal"] == 0:
+        return f"{d['service']}: the revocation arrived while the publisher was down (the fault held nothing back)"
+    first = d["first_refused_after_heal_s"]
+    if first is None:
+        return f"{d['service']}: still accepted the revoked certificate {d['last_probe_after_heal_s']}s after the heal"
+    if first > d["bound_s"]:
+        return f"{d['service']}: refused the revoked certificate {first}s after the heal, bound {d['bound_s']}s"
+    if d["accepted_after_refusal"]:
+        return f"{d['service']}: accepted the revoked certificate {d['accepted_after_refusal']} times after refusing it"
+    return None
+
+
+def cert_dir_whole(o: Operation) -> str | None:
+    problems = o.details["problems"]
+    return None if not problems else f"{o.target}: {'; '.join(problems)}"
+
+
 CHAOS = (
     Criterion(
         "chaos.faults_healed",
@@ -144,6 +168,31 @@ CHAOS = (
         MILESTONE,
         "plan 1: every agent retried during the outage and renewed within the bound after the heal",
         renewed_after_heal,
+    ),
+    Criterion(
+        "chaos.ra_slow.no_failed_requests",
+        MILESTONE,
+        "plan 2, RA slower than the agent's timeout during renewals: not one request fails",
+        request_ok,
+        every_service_loaded,
+    ),
+    Criterion(
+        "chaos.ra_slow.renewed_after_heal",
+        MILESTONE,
+        "plan 2: every agent's renewal timed out during the fault, and it renewed within the bound after the heal",
+        renewed_after_heal,
+    ),
+    Criterion(
+        "chaos.ra_slow.cert_dirs_whole",
+        MILESTONE,
+        "plan 2: no agent ends with a half-written generation or a key that does not match its certificate",
+        cert_dir_whole,
+    ),
+    Criterion(
+        "chaos.crl_down.revoked_after_heal",
+        MILESTONE,
+        "plan 3, CRL publisher down across a revocation: the services refuse it within the bound after the heal",
+        revoked_after_heal,
     ),
     Criterion(
         "chaos.mesh_latency.no_failed_requests",
