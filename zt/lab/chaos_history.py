@@ -14,12 +14,13 @@ import datetime as dt
 import os
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from zt.agent.writer import read_current
-from zt.errors import ZtError
+from zt.errors import ConfigError, ZtError
 from zt.lab import load
 from zt.lab.chaos_plan import Slot
 from zt.lab.chaos_revocation import RevocationWatch
@@ -42,6 +43,19 @@ UPSTREAM_ERRORS = ("upstream_error", "upstream_timeout", "upstream_tls")
 GENERATION_FILES = ("key.pem", "cert.pem", "chain.pem", "bundle.pem", "keystore.p12", "truststore.p12", "svid.json")
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """Everything a run observed, for every plan: the load's requests, the agents' logs and the
+    generations in them, the agents' certificate directories, plan 3's revocation probes."""
+
+    records: Sequence[dict[str, Any]]
+    agent_logs: dict[str, str]
+    generations: dict[str, list[Generation]]
+    cert_dirs: dict[str, Path]
+    t0: float  # when the load started (the schedule's zero)
+    watch: RevocationWatch | None = None
+
+
 def _start(r: dict[str, Any]) -> float:
     return float(r.get("start") or 0.0)
 
@@ -57,9 +71,10 @@ def _request_op(criterion: str, r: dict[str, Any], end_fallback: float, **extra:
     return op
 
 
-def requests_ops(criterion: str, records: Sequence[dict[str, Any]], t0: float, end: float) -> list[Operation]:
+def slot_requests(criterion: str, slot: Slot, ev: Evidence) -> list[Operation]:
     """Every request of a slot, each one to succeed (its offset from the load's start added)."""
-    return [_request_op(criterion, r, end, at_s=round(_start(r) - t0, 2)) for r in records]
+    begin, end = ev.t0 + slot.begin, ev.t0 + slot.end
+    return [_request_op(criterion, r, end, at_s=round(_start(r) - ev.t0, 2)) for r in in_slot(ev.records, begin, end)]
 
 
 def is_call(r: dict[str, Any], caller: str, callee: str) -> bool:
@@ -84,19 +99,12 @@ def renewal_failures(log_text: str) -> list[float]:
     return out
 
 
-def renewal_ops(
-    criterion: str,
-    slot: Slot,
-    applied: Sequence[Applied],
-    agent_logs: dict[str, str],
-    generations: dict[str, list[Generation]],
-    min_failures: int,
-) -> list[Operation]:
+def renewal_ops(criterion: str, applied: Sequence[Applied], ev: Evidence, min_failures: int) -> list[Operation]:
     """Per agent and fault: the renewal attempts that failed inside the fault window (the fault
     met a due renewal; `min_failures` of them show the retry), and the first new generation
     after the heal."""
     ops = []
-    for service, text in agent_logs.items():
+    for service, text in ev.agent_logs.items():
         for a in applied:
             window = a.window
             details: dict[str, Any] = {
@@ -110,7 +118,7 @@ def renewal_ops(
                 ops.append(Operation(criterion, f"agent-{service}", "renewal", service, "unknown", 0.0, 0.0, details))
                 continue
             fails = [t for t in renewal_failures(text) if window[0] <= t <= window[1] + HEAL_GRACE_S]
-            after = [g.written_at for g in generations.get(service, []) if g.written_at >= window[1]]
+            after = [g.written_at for g in ev.generations.get(service, []) if g.written_at >= window[1]]
             details.update(
                 window=[window[0], window[1]],
                 failures_in_window=len(fails),
@@ -122,37 +130,20 @@ def renewal_ops(
     return ops
 
 
-def ra_down_ops(
-    slot: Slot,
-    applied: Sequence[Applied],
-    records: Sequence[dict[str, Any]],
-    agent_logs: dict[str, str],
-    generations: dict[str, list[Generation]],
-    t0: float,
-) -> list[Operation]:
+def ra_down_ops(slot: Slot, applied: Sequence[Applied], ev: Evidence) -> list[Operation]:
     """Plan 1: every request of the slot succeeds; every agent met the outage while a renewal
     was due (renewal_failed inside the window, and retried), and renewed soon after the heal."""
-    begin, end = t0 + slot.begin, t0 + slot.end
-    ops = requests_ops("chaos.ra_down.no_failed_requests", in_slot(records, begin, end), t0, end)
-    return ops + renewal_ops("chaos.ra_down.renewed_after_heal", slot, applied, agent_logs, generations, 2)
+    ops = slot_requests("chaos.ra_down.no_failed_requests", slot, ev)
+    return ops + renewal_ops("chaos.ra_down.renewed_after_heal", applied, ev, 2)
 
 
-def ra_slow_ops(
-    slot: Slot,
-    applied: Sequence[Applied],
-    records: Sequence[dict[str, Any]],
-    agent_logs: dict[str, str],
-    generations: dict[str, list[Generation]],
-    cert_dirs: dict[str, Path],
-    t0: float,
-) -> list[Operation]:
+def ra_slow_ops(slot: Slot, applied: Sequence[Applied], ev: Evidence) -> list[Operation]:
     """Plan 2: as plan 1 (an attempt that timed out is enough: each takes the agent's whole
     timeout), and every agent's certificate directory is whole afterwards."""
-    begin, end = t0 + slot.begin, t0 + slot.end
-    ops = requests_ops("chaos.ra_slow.no_failed_requests", in_slot(records, begin, end), t0, end)
-    ops += renewal_ops("chaos.ra_slow.renewed_after_heal", slot, applied, agent_logs, generations, 1)
+    ops = slot_requests("chaos.ra_slow.no_failed_requests", slot, ev)
+    ops += renewal_ops("chaos.ra_slow.renewed_after_heal", applied, ev, 1)
     now = time.time()
-    for service, out in cert_dirs.items():
+    for service, out in ev.cert_dirs.items():
         gens = sorted(p.name for p in out.glob("gen-*"))
         ops.append(
             Operation(
@@ -195,20 +186,18 @@ def cert_dir_problems(out: Path) -> list[str]:
     return problems
 
 
-def mesh_latency_ops(
-    slot: Slot,
-    applied: Sequence[Applied],
-    records: Sequence[dict[str, Any]],
-    generations: dict[str, list[Generation]],
-    t0: float,
-    caller: str,
-    callee: str,
-) -> list[Operation]:
+def _caller_callee(slot: Slot) -> tuple[str, str]:
+    caller, _, callee = slot.plan.faults[0].edge.partition("->")
+    return caller, callee
+
+
+def mesh_latency_ops(slot: Slot, applied: Sequence[Applied], ev: Evidence) -> list[Operation]:
     """Plan 4: every request succeeds; /call caller->callee is slower by about the injected
     latency (medians before the fault vs inside it); both agents rotated under the latency."""
-    begin, end = t0 + slot.begin, t0 + slot.end
-    mine = in_slot(records, begin, end)
-    ops = requests_ops("chaos.mesh_latency.no_failed_requests", mine, t0, end)
+    caller, callee = _caller_callee(slot)
+    begin, end = ev.t0 + slot.begin, ev.t0 + slot.end
+    mine = in_slot(ev.records, begin, end)
+    ops = slot_requests("chaos.mesh_latency.no_failed_requests", slot, ev)
     for a in applied:
         w = a.window
         attrs = a.scheduled.fault.attributes
@@ -257,7 +246,7 @@ def mesh_latency_ops(
                 details if enough else {**details, "error": "fewer than 5 calls before or during the fault"},
             )
         )
-        for service, gens in generations.items():
+        for service, gens in ev.generations.items():
             rotated = [g for g in gens if g.is_rotation and w[0] <= g.written_at <= w[1]]
             ops.append(
                 Operation(
@@ -274,19 +263,13 @@ def mesh_latency_ops(
     return ops
 
 
-def mesh_fault_ops(
-    slot: Slot,
-    applied: Sequence[Applied],
-    records: Sequence[dict[str, Any]],
-    t0: float,
-    caller: str,
-    callee: str,
-) -> list[Operation]:
+def mesh_fault_ops(slot: Slot, applied: Sequence[Applied], ev: Evidence) -> list[Operation]:
     """Plan 5: inside a fault window, /call caller->callee either succeeds or fails with a clear
     502/504 naming the upstream error, quickly; every other request of the slot succeeds; after
     each heal the calls succeed again."""
-    begin, end = t0 + slot.begin, t0 + slot.end
-    mine = in_slot(records, begin, end)
+    caller, callee = _caller_callee(slot)
+    t0, begin, end = ev.t0, ev.t0 + slot.begin, ev.t0 + slot.end
+    mine = in_slot(ev.records, begin, end)
     windows = [(a, a.window) for a in applied]
     ops: list[Operation] = []
     if any(w is None for _, w in windows):
@@ -359,8 +342,9 @@ def mesh_fault_ops(
 REVOKED_AFTER_HEAL_S = 10.0
 
 
-def crl_down_ops(slot: Slot, applied: Sequence[Applied], watch: RevocationWatch | None) -> list[Operation]:
+def crl_down_ops(slot: Slot, applied: Sequence[Applied], ev: Evidence) -> list[Operation]:
     """Plan 3: per service, what the probes of the revoked certificate saw around the heal."""
+    watch = ev.watch
     ops = []
     a = applied[0] if applied else None
     window = a.window if a is not None else None
@@ -390,6 +374,7 @@ def crl_down_ops(slot: Slot, applied: Sequence[Applied], watch: RevocationWatch 
             healed_at=healed,
             probes=len(mine),
             accepted_before_heal=sum(p.accepted for p in mine if p.at < healed),
+            answers_before_heal=sorted({f"{p.status}/{p.error}/{p.reason}" for p in mine if p.at < healed}),
             first_refused_after_heal_s=round(first_refused.at - healed, 2) if first_refused else None,
             refused_with=f"{first_refused.error}/{first_refused.reason}" if first_refused else None,
             accepted_after_refusal=sum(p.accepted for p in mine if first_refused and p.at > first_refused.at),
@@ -408,3 +393,22 @@ def crl_down_ops(slot: Slot, applied: Sequence[Applied], watch: RevocationWatch 
             )
         )
     return ops
+
+
+# Each plan's evidence -> operations, by the plan file's name. A plan without an entry here has
+# no criteria: plan_operations refuses it rather than let it pass by judging nothing.
+PLAN_OPERATIONS: dict[str, Callable[[Slot, Sequence[Applied], Evidence], list[Operation]]] = {
+    "ra-down": ra_down_ops,
+    "ra-slow": ra_slow_ops,
+    "crl-down-revocation": crl_down_ops,
+    "mesh-latency": mesh_latency_ops,
+    "mesh-reset": mesh_fault_ops,
+}
+
+
+def plan_operations(slot: Slot, applied: Sequence[Applied], ev: Evidence) -> list[Operation]:
+    try:
+        build = PLAN_OPERATIONS[slot.plan.name]
+    except KeyError:
+        raise ConfigError(f"plan {slot.plan.name} has no criteria (zt.lab.chaos_history.PLAN_OPERATIONS)") from None
+    return build(slot, applied, ev)

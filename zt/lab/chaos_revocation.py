@@ -27,6 +27,7 @@ class Probe:
     service: str
     at: float
     accepted: bool  # a 200 with this certificate
+    status: int | None  # the HTTP status when a response came (403: the policy refused the caller)
     error: str | None  # the client's error class when refused (tls_refused, ...)
     reason: str | None  # the TLS alert class (revoked, ...)
 
@@ -67,5 +68,5 @@ class RevocationWatch:
                 r = mtls_client.get(
                     self.lab.service_url(s) + "/hello", bundle=self.lab.bundle(), identity=self.victim, timeout=3
                 )
-                self.probes.append(Probe(s, time.time(), r.ok and r.status == 200, r.error, r.reason))
+                self.probes.append(Probe(s, time.time(), r.ok and r.status == 200, r.status, r.error, r.reason))
             self._stop.wait(PROBE_INTERVAL_S)

@@ -108,6 +108,24 @@ def check(criterion: Criterion, history: History, *, note: str | None = None) ->
     )
 
 
+def not_passed(criteria: Sequence[Criterion], ops: Sequence[Operation]) -> list[str]:
+    """A scenario's fail-fast summary of its own operations: one line per criterion that did not
+    pass, with its first violations, predicate errors and unknown operations' errors."""
+    mine = History()
+    mine.extend(ops)
+    lines = []
+    for v in (check(c, mine) for c in criteria):
+        if v.result == "pass":
+            continue
+        unknown = [
+            f"{o.op} {o.target}: {o.details.get('error')}"
+            for o in ops
+            if o.criterion == v.criterion.id and o.outcome == "unknown"
+        ]
+        lines.append(f"{v.criterion.id} {v.result}: " + "; ".join([*v.violations[:5], *v.errors[:3], *unknown[:5]]))
+    return lines
+
+
 # -- predicates ------------------------------------------------------------------------------------
 
 

@@ -133,7 +133,10 @@ def revoked_after_heal(o: Operation) -> str | None:
     accepted it."""
     d = o.details
     if d["accepted_before_heal"] == 0:
-        return f"{d['service']}: the revocation arrived while the publisher was down (the fault held nothing back)"
+        return (
+            f"{d['service']}: never accepted the certificate between its revocation and the heal (answers "
+            f"{d.get('answers_before_heal')}): the fault held nothing back, or the probe was refused for another reason"
+        )
     first = d["first_refused_after_heal_s"]
     if first is None:
         return f"{d['service']}: still accepted the revoked certificate {d['last_probe_after_heal_s']}s after the heal"

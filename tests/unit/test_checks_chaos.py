@@ -1,0 +1,96 @@
+"""The chaos criteria can fail: each predicate against evidence that must pass and evidence
+that must not (a check that cannot fail is a defect), and UNKNOWN without evidence."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zt.lab import checkers, checks_chaos
+from zt.lab.history import History, Operation
+
+
+def _crit(cid: str) -> checkers.Criterion:
+    return next(c for c in checks_chaos.CHAOS if c.id == cid)
+
+
+def _verdict(cid: str, *details: dict[str, Any], outcome: str = "ok") -> checkers.Verdict:
+    h = History()
+    h.extend(Operation(cid, "t", "op", str(d.get("target", "x")), outcome, 0.0, 1.0, d) for d in details)  # type: ignore[arg-type]
+    return checkers.check(_crit(cid), h)
+
+
+def _request(ok: bool, **kw: Any) -> dict[str, Any]:
+    r = {"id": "r1", "kind": "fresh", "target": "service-a", "path": "/hello", "start": 1.0, "end": 1.1, "at_s": 3.0}
+    r.update(status=200, error=None) if ok else r.update(status=None, error="server_untrusted", detail="expired")
+    r.update(kw)
+    return r
+
+
+def test_chaos_no_failed_requests_names_the_failed_request() -> None:
+    ok = _verdict("chaos.ra_down.no_failed_requests", _request(True), _request(True, target="service-b"))
+    assert ok.result == "pass"
+    bad = _verdict("chaos.ra_down.no_failed_requests", _request(True), _request(False, id="vm-9", target="service-b"))
+    assert bad.result == "fail"
+    assert "request vm-9" in bad.violations[0] and "server_untrusted" in bad.violations[0]
+    one_service = _verdict("chaos.ra_down.no_failed_requests", _request(True))
+    assert one_service.result == "fail"  # the load missed a service: "no request failed" says nothing
+
+
+def _renewal(**kw: Any) -> dict[str, Any]:
+    d = {"service": "service-a", "failures_in_window": 3, "min_failures": 2, "first_write_after_heal_s": 0.5}
+    return {**d, "bound_s": 10.0, **kw}
+
+
+def test_chaos_renewed_after_heal_needs_the_retry_and_a_renewal_within_the_bound() -> None:
+    assert _verdict("chaos.ra_down.renewed_after_heal", _renewal()).result == "pass"
+    assert _verdict("chaos.ra_down.renewed_after_heal", _renewal(failures_in_window=1)).result == "fail"
+    late = _verdict("chaos.ra_down.renewed_after_heal", _renewal(first_write_after_heal_s=12.0))
+    assert late.result == "fail" and "bound 10.0s" in late.violations[0]
+    never = _verdict("chaos.ra_down.renewed_after_heal", _renewal(first_write_after_heal_s=None, failures_in_window=1))
+    assert "no new certificate after the heal" in never.violations[0] and "1 failed renewal" in never.violations[0]
+
+
+def test_chaos_unhealed_fault_is_unknown_and_a_late_heal_fails() -> None:
+    fault = {"fault": "p#0", "proxy": "agent-ra", "scheduled_heal": 10.0, "healed_at": 10.1}
+    clean = {"after_heal": {"enabled": True, "toxics": []}}
+    assert _verdict("chaos.faults_healed", {**fault, **clean}).result == "pass"
+    assert _verdict("chaos.faults_healed", {**fault, **clean}, outcome="unknown").result == "unknown"
+    assert _verdict("chaos.faults_healed", {**fault, **clean, "healed_at": 15.0}).result == "fail"
+    left = _verdict("chaos.faults_healed", {**fault, "after_heal": {"enabled": True, "toxics": ["x"]}})
+    assert left.result == "fail"
+    assert _verdict("chaos.faults_healed", {**fault, **clean, "apply_error": "HTTP 409"}).result == "fail"
+
+
+def test_chaos_latency_rises_by_about_the_injected_amount() -> None:
+    d = {"latency_ms": 200, "jitter_ms": 50, "median_before_ms": 70.0}
+    assert _verdict("chaos.mesh_latency.latency_rises", {**d, "median_during_ms": 480.0}).result == "pass"
+    assert _verdict("chaos.mesh_latency.latency_rises", {**d, "median_during_ms": 150.0}).result == "fail"
+    assert _verdict("chaos.mesh_latency.latency_rises", {**d, "median_during_ms": 5000.0}).result == "fail"
+
+
+def test_chaos_clear_errors_wants_a_named_upstream_error_and_a_fault_that_bit() -> None:
+    named = _request(False, kind="call", status=502, error=None, body={"error": "upstream_tls", "reason": "TLS"})
+    named["fault"] = "p#0"
+    assert _verdict("chaos.mesh_faults.clear_errors", named).result == "pass"
+    vague = {**named, "body": {"error": "upstream_tls", "reason": ""}}
+    assert _verdict("chaos.mesh_faults.clear_errors", vague).result == "fail"
+    hung = {**named, "end": named["start"] + 30}
+    assert _verdict("chaos.mesh_faults.clear_errors", hung).result == "fail"
+    ok_only = {**_request(True, kind="call", hops={"upstream_status": 200}), "fault": "p#0"}
+    toothless = _verdict("chaos.mesh_faults.clear_errors", ok_only)
+    assert toothless.result == "fail" and "nothing proven" in toothless.violations[0]
+
+
+def test_chaos_revocation_after_heal_must_have_been_held_back_then_refused() -> None:
+    d = {"service": "service-a", "bound_s": 10.0, "accepted_before_heal": 5, "first_refused_after_heal_s": 2.0}
+    d |= {"accepted_after_refusal": 0, "last_probe_after_heal_s": 12.0}
+    assert _verdict("chaos.crl_down.revoked_after_heal", d).result == "pass"
+    assert _verdict("chaos.crl_down.revoked_after_heal", {**d, "accepted_before_heal": 0}).result == "fail"
+    assert _verdict("chaos.crl_down.revoked_after_heal", {**d, "first_refused_after_heal_s": None}).result == "fail"
+    assert _verdict("chaos.crl_down.revoked_after_heal", {**d, "accepted_after_refusal": 1}).result == "fail"
+
+
+def test_chaos_cert_dirs_whole_and_no_evidence_unknown() -> None:
+    assert _verdict("chaos.ra_slow.cert_dirs_whole", {"problems": []}).result == "pass"
+    assert _verdict("chaos.ra_slow.cert_dirs_whole", {"problems": ["gen-1: key.pem does not match"]}).result == "fail"
+    assert checkers.check(_crit("chaos.ra_slow.cert_dirs_whole"), History()).result == "unknown"
