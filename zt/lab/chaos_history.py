@@ -11,7 +11,7 @@ no verdict.
 from __future__ import annotations
 
 import datetime as dt
-import os
+import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -19,15 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zt.agent.writer import read_current
-from zt.errors import ConfigError, ZtError
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from zt.errors import ConfigError
 from zt.lab import load
 from zt.lab.chaos_plan import Slot
 from zt.lab.chaos_revocation import RevocationWatch
 from zt.lab.history import Operation
 from zt.lab.nemesis import Applied
 from zt.lab.rotations import Generation, log_events
-from zt.pki.encoding import load_certs, load_private_key
 
 # After a heal, how long the agents get to renew (their backoff is capped at a tenth of the
 # time left, ~2 s in the chaos lab, plus a renewal's round trip on a loaded machine).
@@ -161,29 +162,35 @@ def ra_slow_ops(slot: Slot, applied: Sequence[Applied], ev: Evidence) -> list[Op
 
 
 def cert_dir_problems(out: Path) -> list[str]:
-    """What is wrong with an agent's certificate directory: `current` must resolve to a whole
-    generation, and every generation kept must be whole (all files, the key matching the
-    leaf): no half-written generation, no key of one renewal next to the certificate of another."""
+    """What is wrong with an agent's certificate directory, read from outside as the services
+    read it (docs/contracts.md section 2): `current` must resolve to a generation, and every
+    generation kept must be whole (all files; the key matching the leaf; svid.json naming the
+    leaf's serial): no half-written generation, no key of one renewal next to the certificate
+    of another."""
     problems = []
     current = out / "current"
     if not current.is_symlink() or not current.resolve().is_dir():
         problems.append("current does not resolve to a generation")
-    elif read_current(out) is None:
-        problems.append(f"current ({os.readlink(current)}) is not a usable identity")
     for gdir in sorted(out.glob("gen-*")):
         missing = [f for f in GENERATION_FILES if not (gdir / f).is_file()]
         if missing:
             problems.append(f"{gdir.name}: missing {', '.join(missing)}")
             continue
         try:
-            key = load_private_key((gdir / "key.pem").read_bytes(), "key.pem")
-            chain = load_certs((gdir / "chain.pem").read_bytes(), "chain.pem")
-        except (OSError, ValueError, ZtError) as e:
-            problems.append(f"{gdir.name}: unreadable: {e}")
+            key = serialization.load_pem_private_key((gdir / "key.pem").read_bytes(), None)
+            chain = x509.load_pem_x509_certificates((gdir / "chain.pem").read_bytes())
+            serial = json.loads((gdir / "svid.json").read_text())["serial"]
+        except (OSError, ValueError, TypeError, KeyError) as e:
+            problems.append(f"{gdir.name}: unreadable: {type(e).__name__}: {e}")
             continue
-        if not chain or chain[0].public_key() != key.public_key():
+        if chain[0].public_key().public_bytes(*_SPKI) != key.public_key().public_bytes(*_SPKI):
             problems.append(f"{gdir.name}: key.pem does not match the certificate")
+        if format(chain[0].serial_number, "x") != str(serial).lower().lstrip("0"):
+            problems.append(f"{gdir.name}: svid.json names serial {serial}, the certificate {chain[0].serial_number:x}")
     return problems
+
+
+_SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def _caller_callee(slot: Slot) -> tuple[str, str]:
