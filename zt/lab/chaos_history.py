@@ -297,7 +297,8 @@ def mesh_fault_ops(slot: Slot, applied: Sequence[Applied], ev: Evidence) -> list
     def window_of(r: dict[str, Any]) -> Applied | None:
         for a, w in windows:
             assert w is not None
-            if w[0] <= _start(r) <= w[1] + HEAL_GRACE_S:
+            # In flight at any moment of the window: a request the fault met midway may fail too.
+            if _start(r) <= w[1] + HEAL_GRACE_S and float(r.get("end") or _start(r)) >= w[0]:
                 return a
         return None
 

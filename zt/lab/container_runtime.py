@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zt.fsutil import write_secret
-from zt.lab import cert_copy, core, process, prometheus_config, ra_sources, secrets_scan
+from zt.lab import cert_copy, core, edges, process, prometheus_config, ra_sources, secrets_scan, toxiproxy
 from zt.lab.box import HARDENED, IMAGES, LABEL_PID, LABEL_RUN, Box, image, image_tag, testcontainers_defaults
 from zt.lab.core import progress
 from zt.lab.host_identities import LabError
@@ -63,6 +64,13 @@ POLICY = "/var/lib/zt/policy"  # the services' read-only view of the policy volu
 # owns as zt, so a fresh volume starts out zt-owned. A new file renamed over the old one.
 POLICY_WRITE = 'set -e; cd "$1"; printf "%s" "$ZT_POLICY" > .new; chmod 0644 .new; mv -f .new "$2"'
 PUBLIC_CA_FILES = ("root.pem", "intermediate.pem", "bundle.pem", "bundle.pem.sha256")  # never a key
+# The chaos lab (Topology(chaos=True), docs/chaos.md): toxiproxy in a container of our own base
+# image (the zt-crl image with the pinned, host-built server mounted read-only), on both networks.
+# It takes over the RA's and the publisher's aliases on `pki` (the RA's certificate names
+# ra.zt.lab, so TLS through the proxy verifies as before); each proxy listens on its own port.
+TOXIPROXY_API = 8474
+TOXIPROXY_BIN = "/opt/toxiproxy"
+PROXY_PORTS = {"agent-ra": RA_PORT, "agent-crl": CRL_PORT}  # the mesh and load proxies: 18000 + n, 28000 + n
 
 
 class ContainerLab(core.LabCore):
@@ -81,6 +89,7 @@ class ContainerLab(core.LabCore):
         self.networks: dict[str, Network] = {}
         self.volumes: list[str] = []
         self._stopped = False
+        self._toxiproxy: toxiproxy.Toxiproxy | None = None
 
     # -- containers, volumes ---------------------------------------------------------------------
 
@@ -209,6 +218,8 @@ class ContainerLab(core.LabCore):
             )
         progress(f"registered {', '.join(s.name for s in self.topology.services)}")
         self.set_policy(MESH_POLICY.read_text())
+        if self.topology.chaos:
+            self._start_toxiproxy()
         self._start_ra(ca)
         self._start_crl()
         for s in self.topology.services:
@@ -255,7 +266,7 @@ class ContainerLab(core.LabCore):
                 ],
                 mounts=ca,
                 network="pki",
-                aliases=(RA_ALIAS,),
+                aliases=() if self.topology.chaos else (RA_ALIAS,),  # toxiproxy answers for it
                 ports=(RA_PORT,),
             )
         )
@@ -269,7 +280,7 @@ class ContainerLab(core.LabCore):
                 ["--crl-dir", CRL, "--listen", f"0.0.0.0:{CRL_PORT}"],
                 mounts=[(self.volume("crl"), CRL, "ro")],
                 network="pki",
-                aliases=(CRL_ALIAS,),
+                aliases=() if self.topology.chaos else (CRL_ALIAS,),
                 ports=(CRL_PORT,),
             )
         )
@@ -346,6 +357,43 @@ class ContainerLab(core.LabCore):
             self.bundle(),
             self.client_identity("lab-probe"),
         )
+
+    def proxy_port(self, proxy: str) -> int:
+        """The port a toxiproxy proxy listens on inside its container."""
+        if proxy in PROXY_PORTS:
+            return PROXY_PORTS[proxy]
+        kind, _, service = proxy.partition("-")
+        n = [s.name for s in self.topology.services].index(service)
+        return (18000 if kind == "mesh" else 28000) + n
+
+    def _start_toxiproxy(self) -> None:
+        """toxiproxy-server in a container on both networks, one proxy per edge; the upstreams
+        (by their role names, `ra`, `service-b`) start later."""
+        binary = toxiproxy.server_binary()
+        proxies = {e.proxy: e for e in edges.chaos_edges(self.topology)}
+        published = tuple(self.proxy_port(p) for p in proxies if p.startswith("load-"))
+        box = self._box(
+            "toxiproxy",
+            "crl",
+            ["-host", "0.0.0.0", "-port", str(TOXIPROXY_API), "-seed", str(random.randrange(2**31))],
+            entrypoint=[f"{TOXIPROXY_BIN}/{binary.name}"],
+            mounts=[(str(binary.parent), TOXIPROXY_BIN, "ro")],
+            network="pki",
+            aliases=(RA_ALIAS, CRL_ALIAS),
+            ports=(TOXIPROXY_API, *published),
+        )
+        self._start(box)
+        self.networks["mesh"].connect(str(box.container.id), network_aliases=["toxiproxy"])
+        client = toxiproxy.Toxiproxy(f"http://127.0.0.1:{box.port(TOXIPROXY_API)}")
+        self._toxiproxy = client
+        self._wait("toxiproxy /version", box, lambda: bool(client.version()))
+        for name, e in proxies.items():
+            upstream = {"ra": f"ra:{RA_PORT}", "crl": f"crl:{CRL_PORT}"}.get(e.upstream)
+            if upstream is None:
+                service = e.upstream.split(":")[0]
+                upstream = f"{service}:{PORTS[self.topology.service(service).language][0]}"
+            client.create_proxy(name, f"0.0.0.0:{self.proxy_port(name)}", upstream)
+        progress(f"toxiproxy proxies: {', '.join(sorted(proxies))}")
 
     def _start_prometheus(self) -> None:
         """The zt-prometheus image on both networks (the RA, publisher and agents on `pki`, the
@@ -474,7 +522,13 @@ class ContainerLab(core.LabCore):
         return self.boxes[name].port(port)
 
     def service_url(self, service: str, *, from_service: bool = False) -> str:
+        """In a chaos lab, through toxiproxy: its mesh proxy for the other service's /call, its
+        published load proxy for the host."""
         tls = PORTS[self.topology.service(service).language][0]
+        if self.topology.chaos:
+            if from_service:
+                return f"https://toxiproxy:{self.proxy_port(f'mesh-{service}')}"
+            return f"https://127.0.0.1:{self._published('toxiproxy', self.proxy_port(f'load-{service}'))}"
         if from_service:
             return f"https://{service}:{tls}"
         return f"https://127.0.0.1:{self._published(service, tls)}"
@@ -492,9 +546,10 @@ class ContainerLab(core.LabCore):
     def agent_metrics_url(self, service: str) -> str:
         return f"http://127.0.0.1:{self._published(f'agent-{service}', AGENT_METRICS_PORT)}"
 
-    def toxiproxy(self) -> Any:
-        """The chaos lab runs on processes only so far (docs/chaos.md)."""
-        raise LabError("the container runtime has no toxiproxy yet: run the chaos lab with --runtime process")
+    def toxiproxy(self) -> toxiproxy.Toxiproxy:
+        if self._toxiproxy is None:
+            raise LabError("this lab runs no toxiproxy (Topology.chaos)")
+        return self._toxiproxy
 
     def prometheus_url(self) -> str:
         if "prometheus" not in self.boxes:
@@ -594,6 +649,9 @@ class ContainerLab(core.LabCore):
 
     def stop(self) -> None:
         """Remove the run's containers (newest first), network and volumes; idempotent."""
+        if self._toxiproxy is not None:
+            self._toxiproxy.close()
+            self._toxiproxy = None
         if self._stopped or self._docker is None:  # stopped already, or nothing was ever created
             return
         self._stopped = True
