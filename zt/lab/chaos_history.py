@@ -320,7 +320,12 @@ def mesh_fault_ops(slot: Slot, applied: Sequence[Applied], ev: Evidence) -> list
     for i, (a, w) in enumerate(windows):
         assert w is not None
         until = windows[i + 1][1][0] if i + 1 < len(windows) and windows[i + 1][1] else end  # type: ignore[index]
-        after = [r for r in mine if is_call(r, caller, callee) and w[1] + HEAL_GRACE_S < _start(r) < until]
+        # Started after the heal, and over before the next fault of the plan was applied.
+        after = [
+            r
+            for r in mine
+            if is_call(r, caller, callee) and w[1] + HEAL_GRACE_S < _start(r) and float(r.get("end") or end) < until
+        ]
         ops.append(
             Operation(
                 "chaos.mesh_faults.recovers",
