@@ -26,7 +26,7 @@ from zt.errors import ConfigError
 from zt.lab import load
 from zt.lab.chaos_plan import Slot
 from zt.lab.chaos_revocation import RevocationWatch
-from zt.lab.history import Operation
+from zt.lab.history import Operation, Outcome
 from zt.lab.nemesis import Applied
 from zt.lab.rotations import Generation, log_events
 
@@ -202,6 +202,7 @@ def mesh_latency_ops(slot: Slot, applied: Sequence[Applied], ev: Evidence) -> li
     """Plan 4: every request succeeds; /call caller->callee is slower by about the injected
     latency (medians before the fault vs inside it); both agents rotated under the latency."""
     caller, callee = _caller_callee(slot)
+    edge = f"{caller}->{callee}"
     begin, end = ev.t0 + slot.begin, ev.t0 + slot.end
     mine = in_slot(ev.records, begin, end)
     ops = slot_requests("chaos.mesh_latency.no_failed_requests", slot, ev)
@@ -213,19 +214,12 @@ def mesh_latency_ops(slot: Slot, applied: Sequence[Applied], ev: Evidence) -> li
             "latency_ms": attrs.get("latency"),
             "jitter_ms": attrs.get("jitter"),
         }
+
+        def rises(outcome: Outcome, start: float, stop: float, d: dict[str, Any]) -> Operation:
+            return Operation("chaos.mesh_latency.latency_rises", "nemesis", "latency", edge, outcome, start, stop, d)
+
         if w is None:
-            ops.append(
-                Operation(
-                    "chaos.mesh_latency.latency_rises",
-                    "nemesis",
-                    "latency",
-                    f"{caller}->{callee}",
-                    "unknown",
-                    begin,
-                    end,
-                    {**details, "error": "the fault was never applied and healed"},
-                )
-            )
+            ops.append(rises("unknown", begin, end, {**details, "error": "the fault was never applied and healed"}))
             continue
         calls = [r for r in mine if is_call(r, caller, callee) and load.request_succeeded(r)]
         before = [m for r in calls if _start(r) < w[0] and (m := _ms(r)) is not None]
@@ -241,18 +235,8 @@ def mesh_latency_ops(slot: Slot, applied: Sequence[Applied], ev: Evidence) -> li
             median_during_ms=round(statistics.median(during), 1) if during else None,
         )
         enough = len(before) >= 5 and len(during) >= 5
-        ops.append(
-            Operation(
-                "chaos.mesh_latency.latency_rises",
-                "nemesis",
-                "latency",
-                f"{caller}->{callee}",
-                "ok" if enough else "unknown",
-                w[0],
-                w[1],
-                details if enough else {**details, "error": "fewer than 5 calls before or during the fault"},
-            )
-        )
+        too_few = {**details, "error": "fewer than 5 calls before or during the fault"}
+        ops.append(rises("ok", w[0], w[1], details) if enough else rises("unknown", w[0], w[1], too_few))
         for service, gens in ev.generations.items():
             rotated = [g for g in gens if g.is_rotation and w[0] <= g.written_at <= w[1]]
             ops.append(
