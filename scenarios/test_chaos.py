@@ -75,13 +75,14 @@ def _plan_ops(
 def _revocation_watch(
     lab: RunningLab, schedule: Schedule, victim: LabIdentity | None, t0: float
 ) -> RevocationWatch | None:
-    """Plan 3's action: revoke `victim` in the middle of the plan's first fault, probe until
-    the slot ends."""
+    """Plan 3's action: revoke `victim` early in the plan's first fault, probe until the slot ends."""
     for slot in schedule.slots:
         if slot.plan.action == "revoke" and victim is not None:
             f = slot.faults[0]
             services = [s.name for s in lab.topology.services]
-            return RevocationWatch(lab, victim, services, t0 + (f.at + f.until) / 2, t0 + slot.end)
+            # One second into the fault: `ztca revoke` takes seconds on a loaded machine, and
+            # the probes need time before the heal to show the revocation held back.
+            return RevocationWatch(lab, victim, services, t0 + f.at + 1.0, t0 + slot.end)
     return None
 
 

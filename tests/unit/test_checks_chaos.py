@@ -83,11 +83,14 @@ def test_chaos_clear_errors_wants_a_named_upstream_error_and_a_fault_that_bit() 
 
 def test_chaos_revocation_after_heal_must_have_been_held_back_then_refused() -> None:
     d = {"service": "service-a", "bound_s": 10.0, "accepted_before_heal": 5, "first_refused_after_heal_s": 2.0}
+    d |= {"revoked_before_heal_s": 9.0}
     d |= {"accepted_after_refusal": 0, "last_probe_after_heal_s": 12.0}
     assert _verdict("chaos.crl_down.revoked_after_heal", d).result == "pass"
     assert _verdict("chaos.crl_down.revoked_after_heal", {**d, "accepted_before_heal": 0}).result == "fail"
     assert _verdict("chaos.crl_down.revoked_after_heal", {**d, "first_refused_after_heal_s": None}).result == "fail"
     assert _verdict("chaos.crl_down.revoked_after_heal", {**d, "accepted_after_refusal": 1}).result == "fail"
+    late = _verdict("chaos.crl_down.revoked_after_heal", {**d, "revoked_before_heal_s": -2.0})
+    assert late.result == "fail" and "did not cover it" in late.violations[0]
 
 
 def test_chaos_cert_dirs_whole_and_no_evidence_unknown() -> None:

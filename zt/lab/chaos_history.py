@@ -37,8 +37,9 @@ RENEW_AFTER_HEAL_S = 10.0
 # long after it must not.
 HEAL_GRACE_S = 1.0
 # service-a's upstream handshake timeout (native/cpp/src/outbound.h) and the slack a /call that
-# fails gets on top: "never hangs past its timeout".
-CALL_FAIL_BOUND_S = 5.0 + 2.0
+# fails gets on top on a loaded machine (8.2 s seen with two labs at once), still below the
+# load's own 10 s timeout: "never hangs past its timeout".
+CALL_FAIL_BOUND_S = 5.0 + 4.0
 UPSTREAM_ERRORS = ("upstream_error", "upstream_timeout", "upstream_tls")
 # A whole generation, as zt.agent.writer.CertDirWriter writes one (docs/contracts.md section 2).
 GENERATION_FILES = ("key.pem", "cert.pem", "chain.pem", "bundle.pem", "keystore.p12", "truststore.p12", "svid.json")
@@ -368,6 +369,7 @@ def crl_down_ops(slot: Slot, applied: Sequence[Applied], ev: Evidence) -> list[O
         first_refused = refused_after[0] if refused_after else None
         details.update(
             revoked_at=watch.revoked_at,
+            revoked_before_heal_s=round(healed - watch.revoked_at, 2),
             healed_at=healed,
             probes=len(mine),
             accepted_before_heal=sum(p.accepted for p in mine if p.at < healed),

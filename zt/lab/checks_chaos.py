@@ -132,6 +132,11 @@ def revoked_after_heal(o: Operation) -> str | None:
     held the revocation back), refused it within the bound after the heal, and never again
     accepted it."""
     d = o.details
+    if d["revoked_before_heal_s"] <= 0:
+        return (
+            f"{d['service']}: the revocation completed {-d['revoked_before_heal_s']}s after the heal: "
+            "the fault did not cover it (nothing proven)"
+        )
     if d["accepted_before_heal"] == 0:
         return (
             f"{d['service']}: never accepted the certificate between its revocation and the heal (answers "
