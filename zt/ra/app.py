@@ -291,7 +291,7 @@ def source_limiter(ra: RegistrationAuthority, settings: RaSettings) -> RateLimit
     """The per-source limit, on a second handle on the store whose commits do not fsync
     (synchronous=NORMAL): a count survives a kill of the RA (WAL) but may lose its last
     seconds to a power cut, which costs nothing worth an fsync on every request."""
-    return RateLimiter(Store(ra.store.path, durable=False), settings.limits, ra.clock)
+    return RateLimiter(ra.store.sibling(durable=False), settings.limits, ra.clock)
 
 
 async def _rate_state_purger(limiter: RateLimiter, interval: float) -> None:
