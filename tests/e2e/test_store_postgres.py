@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -25,10 +26,13 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import CaDir, RaServer, make_ca, start_ra
 from zt.agent.material import build_csr, csr_pem
+from zt.ca.authority import Authority
+from zt.ca.layout import CaPaths
 from zt.clock import utcnow
 from zt.pki.keys import generate_key
 from zt.pki.renewal_proof import make_renewal_proof
-from zt.ra.store_open import ENV_STORE
+from zt.ra.revocation import publish_crl, sync_crl_file
+from zt.ra.store_open import ENV_STORE, open_store
 
 
 def sid(service: str) -> str:
@@ -257,3 +261,22 @@ def test_killed_lock_holder_releases_the_write_lock_at_once(replicas: Replicas) 
     stored = {c["serial"] for c in replicas.ca.ztca("list", "--json").json()["certificates"]}
     assert set(answered) <= stored, "a replica answered with a certificate the store does not hold"
     assert os.environ[ENV_STORE] == replicas.url
+
+
+def test_a_replica_on_another_host_copies_the_latest_crl_from_the_store(
+    pg_ca: CaDir, pg_url: str, tmp_path: Path
+) -> None:
+    """The replica that re-issues writes its own files; one on another host (here: a copy of
+    the CA directory) brings its files up to the store's CRL at its next refresher tick."""
+    other_host = CaPaths(tmp_path / "other-host")
+    shutil.copytree(pg_ca.dir, other_host.dir)
+    store = open_store(pg_url, pg_ca.paths)
+    try:
+        published = publish_crl(store, Authority.load(pg_ca.paths, "zt.lab"), pg_ca.paths, utcnow())
+        assert other_host.crl_der.read_bytes() != pg_ca.paths.crl_der.read_bytes()
+        assert sync_crl_file(store, other_host) == published.number
+        assert other_host.crl_der.read_bytes() == pg_ca.paths.crl_der.read_bytes()
+        assert other_host.crl_pem.read_bytes() == pg_ca.paths.crl_pem.read_bytes()
+        assert sync_crl_file(store, other_host) is None  # current: nothing written
+    finally:
+        store.close()

@@ -12,6 +12,7 @@ held, two writers (several RA workers, `ztca`) can never publish out of order. T
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from dataclasses import dataclass
 
@@ -26,6 +27,8 @@ from zt.fsutil import write_atomic
 from zt.ra.store_api import KEY_COMPROMISE, Conn, StateStore
 
 DEFAULT_CRL_VALIDITY = dt.timedelta(hours=1)
+# meta key of the latest CRL (DER, base64) in a store shared by replicas (sync_crl_file).
+CRL_DER_META = "crl_der_b64"
 # thisUpdate is set this far back so that a relying party whose clock is a little behind ours
 # does not see a CRL issued "in the future" (OpenSSL: CRL is not yet valid). sign_crl raises it
 # to the latest revocation date in the CRL (RFC 5280 5.1.2.4, 5.1.2.6; see _publish_locked).
@@ -105,6 +108,8 @@ def _publish_locked(
     paths.crl_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(paths.crl_der, crl.public_bytes(serialization.Encoding.DER))
     write_atomic(paths.crl_pem, crl.public_bytes(serialization.Encoding.PEM))
+    if store.shared_by_replicas:  # the other replicas copy it from here (sync_crl_file)
+        StateStore.set_meta(conn, CRL_DER_META, base64.b64encode(crl.public_bytes(serialization.Encoding.DER)).decode())
     StateStore.set_meta(conn, "crl_number", str(number))
     StateStore.set_meta(conn, "crl_next_update", str(next_update.timestamp()))
     StateStore.set_meta(conn, "crl_revision", str(state.revision))
@@ -117,10 +122,46 @@ def publish_crl(store: StateStore, authority: Authority, paths: CaPaths, now: dt
         return _publish_locked(conn, store, authority, paths, now)
 
 
+def _crl_number(der: bytes) -> int:
+    crl = x509.load_der_x509_crl(der)
+    return int(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
+
+
+def sync_crl_file(store: StateStore, paths: CaPaths) -> int | None:
+    """Bring this host's CRL files up to the latest CRL in a store shared by replicas; the
+    number written, or None when the files were current (or the store is not shared).
+
+    With RA replicas on several hosts, only the replica that took the write lock re-issued the
+    CRL and wrote its own files; every other replica copies the CRL from the store here, at each
+    refresher tick (zt-ra --crl-check-interval), so the zt-crl beside each replica serves the
+    latest one within that interval (docs/scaling.md). A CRL is only ever replaced by a higher
+    number, the rule the agents and services apply too.
+    """
+    if not store.shared_by_replicas:
+        return None
+    encoded = store.meta(CRL_DER_META)
+    if not encoded:
+        return None
+    der = base64.b64decode(encoded)
+    number = _crl_number(der)
+    try:
+        local = _crl_number(paths.crl_der.read_bytes())
+    except (OSError, ValueError):
+        local = -1
+    if local >= number:
+        return None
+    paths.crl_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(paths.crl_der, der)
+    write_atomic(paths.crl_pem, x509.load_der_x509_crl(der).public_bytes(serialization.Encoding.PEM))
+    return number
+
+
 def refresh_crl_if_due(
     store: StateStore, authority: Authority, paths: CaPaths, now: dt.datetime
 ) -> PublishedCrl | None:
-    """Re-issue if due; the check is repeated under the lock so concurrent workers issue once."""
+    """Re-issue if due; the check is repeated under the lock so concurrent workers issue once.
+    First, bring this host's CRL files up to the store's (sync_crl_file)."""
+    sync_crl_file(store, paths)
     if not is_crl_due(crl_state(store), now.timestamp(), crl_validity(store)):
         return None
     with store.write() as conn:

@@ -124,6 +124,9 @@ class StateStore(abc.ABC):
     """
 
     audit_log: AuditLog
+    # True when several RA replicas, possibly on several hosts, share the store: the CRL is then
+    # kept in the store as well, for every replica to copy (zt.ra.revocation.sync_crl_file).
+    shared_by_replicas = False
 
     # -- connections (per backend) -------------------------------------------------------------
 

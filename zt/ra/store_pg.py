@@ -173,6 +173,8 @@ def _redacted(url: str) -> str:
 class PgStore(StateStore):
     """One PostgreSQL database, shared by every replica; `audit_path` is this host's audit log file."""
 
+    shared_by_replicas = True
+
     def __init__(
         self,
         url: str,
