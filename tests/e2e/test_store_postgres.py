@@ -258,8 +258,11 @@ def test_killed_lock_holder_releases_the_write_lock_at_once(replicas: Replicas) 
     r = replicas.issue(1, replicas.ca.register("after"), "after")
     assert r.status_code == 200, r.text
     print(f"first issuance on the survivor after the kill: {time.monotonic() - t0:.2f} s")
-    stored = {c["serial"] for c in replicas.ca.ztca("list", "--json").json()["certificates"]}
-    assert set(answered) <= stored, "a replica answered with a certificate the store does not hold"
+    listed = replicas.ca.ztca("list", "--json").json()["certificates"]
+    assert set(answered) <= {c["serial"] for c in listed}, "a replica answered with a certificate the store lacks"
+    # Nothing issued twice: each one-time token gave at most one certificate.
+    by_token = [c["identity"] for c in listed if c["via"] == "token"]
+    assert len(by_token) == len(set(by_token)), sorted(by_token)
     assert os.environ[ENV_STORE] == replicas.url
 
 
