@@ -24,7 +24,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tests.conftest import CaDir, RaServer, make_ca, start_ra
+from tests.conftest import CaDir, RaServer, make_ca, run_ztca, start_ra
 from zt.agent.material import build_csr, csr_pem
 from zt.ca.authority import Authority
 from zt.ca.layout import CaPaths
@@ -283,3 +283,42 @@ def test_a_replica_on_another_host_copies_the_latest_crl_from_the_store(
         assert sync_crl_file(store, other_host) is None  # current: nothing written
     finally:
         store.close()
+
+
+def test_store_copy_moves_an_sqlite_ca_to_postgres_and_replicas_go_on_from_it(
+    ca: CaDir, pg_url: str, tmp_path: Path
+) -> None:
+    """`ztca store-copy`: every row, the audit chain still verifying against the copied rows, and
+    a replica on the copy renews a certificate the SQLite RA issued."""
+    key = generate_key()
+    ra = start_ra(ca, tmp_path / "logs", name="zt-ra-sqlite")
+    try:
+        with ra.client() as c:
+            first = c.post(
+                "/v1/issue",
+                json={"csr": csr_for("moved", key)},
+                headers={"Authorization": f"Bearer {ca.register('moved')}"},
+            )
+        assert first.status_code == 200, first.text
+    finally:
+        ra.proc.stop()
+    before = ca.ztca("list", "--json").json()
+    copied = ca.ztca("store-copy", "--to", pg_url, "--json")
+    assert copied.code == 0, copied.err
+    assert copied.json()["rows"]["certificates"] == len(before["certificates"])
+    assert ca.ztca("store-copy", "--to", pg_url).code != 0  # never into a store that has one
+    after = ca.ztca("list", "--json", "--store", pg_url).json()
+    assert after == before
+    assert run_ztca("audit", "verify", "--dir", str(ca.dir), "--store", pg_url).code == 0
+    replica = start_ra(ca, tmp_path / "logs", "--store", pg_url, name="zt-ra-pg")
+    try:
+        new_key = generate_key()
+        csr = build_csr(new_key, sid("moved"))
+        chain = x509.load_pem_x509_certificates(first.json()["chain"].encode())
+        proof = make_renewal_proof(key, chain, sid("moved"), csr.public_bytes(serialization.Encoding.DER), utcnow())
+        with replica.client() as c:
+            renewed = c.post("/v1/renew", json={"csr": csr_pem(csr), "proof": proof})
+        assert renewed.status_code == 200, renewed.text
+    finally:
+        replica.proc.stop()
+    assert run_ztca("audit", "verify", "--dir", str(ca.dir), "--store", pg_url).code == 0  # the id sequence went on

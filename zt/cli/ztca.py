@@ -25,6 +25,7 @@ terminal, not a log line.
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime as dt
 import json
 import logging
@@ -51,10 +52,10 @@ from zt.fsutil import write_secret
 from zt.pki.keys import KeyType, generate_key
 from zt.ra import tokens
 from zt.ra.authorize import max_leaf_lifetime
-from zt.ra.revocation import bench_revoke_and_publish, crl_state, publish_crl
+from zt.ra.revocation import CRL_DER_META, bench_revoke_and_publish, crl_state, publish_crl
 from zt.ra.service import DEFAULT_LEAF_TTL, DEFAULT_TOKEN_TTL, MIN_LEAF_TTL, RegistrationAuthority, normalise_serial
 from zt.ra.store_api import StateStore
-from zt.ra.store_open import ENV_STORE, open_store
+from zt.ra.store_open import ENV_STORE, is_postgres, open_store
 from zt.spiffe import validate_trust_domain
 
 DEFAULT_CRL_URL = "http://127.0.0.1:8444/crl"
@@ -393,6 +394,35 @@ def cmd_list(args: argparse.Namespace, clock: Clock) -> int:
     return 0
 
 
+def cmd_store_copy(args: argparse.Namespace, clock: Clock) -> int:
+    """Move the CA's state from its store (SQLite, usually) into a new PostgreSQL database, for
+    RA replicas (docs/scaling.md). The RA must be stopped; afterwards start it with --store."""
+    if not is_postgres(args.to):
+        raise ConfigError("--to must be a postgresql:// URL (the store the replicas will share)")
+    from zt.ra.store_pg import PgStore  # psycopg only for this verb (zt.ra.store_open)
+
+    paths = CaPaths(args.dir)
+    source = _open_store(args)
+    target = open_store(args.to, paths)
+    if not isinstance(target, PgStore):
+        raise ConfigError("--to must be a postgresql:// URL")
+    try:
+        counts = target.adopt(source)
+        if paths.crl_der.exists():  # the latest CRL, for replicas on other hosts (sync_crl_file)
+            with target.write() as c:
+                target.set_meta(c, CRL_DER_META, base64.b64encode(paths.crl_der.read_bytes()).decode())
+        with target.write() as c:
+            target.audit(c, clock.now().timestamp(), COMPONENT, "store-copy", target.location, "ok", source.location)
+    finally:
+        target.close()
+        source.close()
+    if args.json:
+        print(json.dumps({"from": source.location, "to": target.location, "rows": counts}, indent=2))
+    else:
+        print(f"copied {source.location} into {target.location}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
 def cmd_status(args: argparse.Namespace, clock: Clock) -> int:
     ra = _open_ra(args, clock)
     now = clock.now()
@@ -644,6 +674,11 @@ def build_parser() -> argparse.ArgumentParser:
     ls.set_defaults(func=cmd_list)
     st = sub.add_parser("status", parents=[common], help="CA summary: validity, counts, CRL")
     st.set_defaults(func=cmd_status)
+    sc = sub.add_parser(
+        "store-copy", parents=[common], help="copy the store into a new PostgreSQL database (docs/scaling.md)"
+    )
+    sc.add_argument("--to", required=True, metavar="URL", help="postgresql://... of an empty database")
+    sc.set_defaults(func=cmd_store_copy)
     _add_audit_parser(sub, common)
     return p
 

@@ -30,6 +30,18 @@ from zt.errors import StoreError
 
 # The schema both backends are at; each brings its own migrations up to it (applied at start).
 SCHEMA_VERSION = 3
+# Every table of the state but `meta`, in an order that satisfies the foreign keys: what
+# `ztca store-copy` copies from one store into another.
+STATE_TABLES = (
+    "identities",
+    "tokens",
+    "certificates",
+    "nonces",
+    "audit",
+    "rate_hits",
+    "rate_refusals",
+    "token_failures",
+)
 
 # Revocations of serials no certificate ever had, for benchmarks and the lab (`ztca bench-crl`).
 # A table of its own, created on first use: `ztca list`, the validators and every

@@ -45,7 +45,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from zt.auditlog import AuditLog, SyncResult
 from zt.errors import StoreError
-from zt.ra.store_api import SCHEMA_VERSION, Conn, StateStore
+from zt.ra.store_api import SCHEMA_VERSION, STATE_TABLES, Conn, StateStore
 
 # pg_advisory_lock key of the write lock: "zt" "ra" in ASCII, so it stands out in pg_locks.
 WRITE_LOCK = 0x7A74_7261
@@ -298,6 +298,40 @@ class PgStore(StateStore):
 
     def check(self) -> None:
         self._migrate()
+
+    def adopt(self, source: StateStore) -> dict[str, int]:
+        """Copy every row of `source` (the SQLite store being left) into this store, which must
+        be empty, in one transaction; how many rows per table.
+
+        The source is held quiesced (no writer of it can commit meanwhile): stop its RA first
+        anyway, or what it issues after the copy stays behind. Audit row ids are kept, so the
+        audit log file beside the CA still matches its rows (`ztca audit verify`), and the
+        audit id sequence goes on after the last one.
+        """
+        self._migrate()
+        counts: dict[str, int] = {}
+        with self.write() as c:
+            if self.meta("trust_domain", c) or c.execute("SELECT COUNT(*) FROM identities").fetchone()[0]:
+                raise StoreError(f"{self.location} already holds a zt store; copy only into an empty database")
+            with source.quiesced() as src:
+                for row in src.execute("SELECT key, value FROM meta").fetchall():
+                    if row["key"] != "schema_version":
+                        self.set_meta(c, row["key"], row["value"])
+                for table in STATE_TABLES:
+                    rows = src.execute(f"SELECT * FROM {table}").fetchall()
+                    counts[table] = len(rows)
+                    if not rows:
+                        continue
+                    cols = list(rows[0].keys())
+                    c.executemany(
+                        f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                        [tuple(r[k] for k in cols) for r in rows],
+                    )
+            c.execute(
+                "SELECT setval(pg_get_serial_sequence('audit', 'id'),"
+                " (SELECT COALESCE(MAX(id), 0) + 1 FROM audit), false)"
+            )
+        return counts
 
     def schema_version(self) -> int:
         raw = self.meta("schema_version")
