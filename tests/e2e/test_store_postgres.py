@@ -26,9 +26,11 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import CaDir, RaServer, make_ca, run_ztca, start_ra
 from zt.agent.material import build_csr, csr_pem
+from zt.agent.ra_client import RaClient
 from zt.ca.authority import Authority
 from zt.ca.layout import CaPaths
 from zt.clock import utcnow
+from zt.errors import RemoteError
 from zt.pki.keys import generate_key
 from zt.pki.renewal_proof import make_renewal_proof
 from zt.ra.revocation import publish_crl, sync_crl_file
@@ -322,3 +324,43 @@ def test_store_copy_moves_an_sqlite_ca_to_postgres_and_replicas_go_on_from_it(
     finally:
         replica.proc.stop()
     assert run_ztca("audit", "verify", "--dir", str(ca.dir), "--store", pg_url).code == 0  # the id sequence went on
+
+
+def test_load_through_failover_clients_loses_no_request_when_a_replica_is_killed(replicas: Replicas) -> None:
+    """The chaos plan of issue 16 on two replicas: issuance load from clients that fail over
+    as the agent does (zt.agent.ra_client, both replicas listed, half of them starting on each),
+    kill -9 of one replica in the middle. Every request is answered 200 (one whose answer was
+    lost with the replica is retried on the other, with the same token and CSR, and gets the
+    certificate recorded before the kill); every certificate answered is in the store; no token
+    gave two."""
+    roots = x509.load_pem_x509_certificates(replicas.ca.paths.bundle.read_bytes())
+    urls = [ra.url for ra in replicas.ras]
+    jobs = [(i, replicas.ca.register(f"L{i}"), csr_for(f"L{i}")) for i in range(60)]
+    answered: dict[str, str] = {}
+    failed: list[str] = []
+    killed = threading.Event()
+
+    def client_thread(k: int) -> None:
+        client = RaClient(urls if k % 2 == 0 else urls[::-1], roots)
+        try:
+            for i, token, csr in jobs[k::6]:
+                if len(answered) >= 15 and not killed.is_set():
+                    killed.set()
+                    replicas.ras[0].proc.kill()
+                try:
+                    answered[f"L{i}"] = str(client.issue(token, csr, None)["serial"])
+                except RemoteError as e:
+                    failed.append(f"L{i}: {e}")
+        finally:
+            client.close()
+
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(client_thread, range(6)))
+    assert killed.is_set()
+    assert failed == [], failed
+    assert len(answered) == 60
+    listed = replicas.ca.ztca("list", "--json").json()["certificates"]
+    stored = {c["serial"]: c["identity"] for c in listed}
+    assert all(stored.get(serial) == name for name, serial in answered.items()), "an answer the store lacks"
+    by_token = [c["identity"] for c in listed if c["via"] == "token"]
+    assert sorted(by_token) == sorted(answered), "a token gave two certificates, or none"
