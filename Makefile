@@ -79,11 +79,13 @@ demo-containers: images
 	./demo.sh mvp --compose
 
 ## bench: the C++ Release suite first (make test runs the sanitizer build only: native/cpp/test.sh,
-## docs/ci.md), then RA issuance; rotation under load (Milestone 2's lab: pickup delay per stack,
+## docs/ci.md), then RA issuance; its cost per certificate on SQLite and PostgreSQL (1 and 2
+## replicas, docs/scaling.md); rotation under load (Milestone 2's lab: pickup delay per stack,
 ## p99 around rotations); the native services' handshake rates
 bench: venv native
 	PATH="$(CURDIR)/$(BIN):$$PATH" ./native/cpp/test.sh release
 	$(BIN)/python -m bench.ra_issue
+	$(BIN)/python -m bench.store_issue
 	$(BIN)/python -m bench.rotation
 	./native/cpp/bench.sh
 	./native/java/bench.sh

@@ -20,6 +20,10 @@ if [[ -f "$repo/native/cpp/apt-packages.txt" ]]; then
     [[ -n "$p" ]] && packages+=("$p")
   done < "$repo/native/cpp/apt-packages.txt"
 fi
+# PostgreSQL (issue 16, docs/scaling.md): the server the RA-replica tests start themselves
+# (zt/lab/postgres.py: initdb in a temporary directory, a private Unix socket, stopped by
+# PID). Only the binaries are used; the package's own cluster is neither needed nor touched.
+packages+=(postgresql)
 if [[ "${ZT_WITH_DOCKER:-0}" == "1" ]]; then
   packages+=(docker.io docker-compose debootstrap)
 fi

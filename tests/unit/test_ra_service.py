@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,22 +21,27 @@ from zt.pki.renewal_proof import make_renewal_proof
 from zt.ra.revocation import CrlState, is_crl_due, refresh_crl_if_due
 from zt.ra.service import RegistrationAuthority
 from zt.ra.store import Store
+from zt.ra.store_open import open_store
 
 SID = "spiffe://zt.lab/svc/a"
 
 
 @pytest.fixture
-def ra(tmp_path: Path) -> RegistrationAuthority:
-    ca = make_ca(tmp_path)
+def ra(tmp_path: Path, store_url: str | None) -> Iterator[RegistrationAuthority]:
+    """On each store backend (tests/conftest.py: store_url)."""
+    ca = make_ca(tmp_path, *(["--store", store_url] if store_url else []))
     paths = CaPaths(ca.dir)
-    return RegistrationAuthority(
-        Store(paths.store),
+    store = open_store(store_url, paths)
+    store.check()
+    yield RegistrationAuthority(
+        store,
         Authority.load(paths, "zt.lab"),
         paths,
         FakeClock(),
         leaf_ttl=dt.timedelta(minutes=10),
         crl_url=None,
     )
+    store.close()
 
 
 def clock(ra: RegistrationAuthority) -> FakeClock:
@@ -252,7 +258,7 @@ def test_renew_refused_when_an_ancestor_was_revoked_for_key_compromise(ra: Regis
     key_b = generate_key()
     b = ra.renew(*renew_request(ra, key_a, a, key_b))
     with ra.store.write() as c:  # revoke A alone, as a schema-1 RA would have
-        Store.revoke(c, a.record.serial, ra.clock.now().timestamp(), "key-compromise")
+        ra.store.revoke(c, a.record.serial, ra.clock.now().timestamp(), "key-compromise")
     assert not ra.store.certificate(b.record.serial).revoked  # type: ignore[union-attr]
     with pytest.raises(Unauthorized) as e:
         ra.renew(*renew_request(ra, key_b, b))

@@ -46,7 +46,14 @@ def build_parser() -> options.LayeredParser:
         "bootstraps with a one-time token, renews with proof of the current certificate, "
         "writes the certificate directory atomically, fetches the CRL, signals the service.",
     )
-    p.add_argument("--ra", required=True, help="RA base URL, https://HOST:PORT")
+    p.add_argument(
+        "--ra",
+        action="append",
+        required=True,
+        metavar="URL",
+        help="RA base URL, https://HOST:PORT; repeat it for RA replicas: a connection error or a 5xx "
+        "moves to the next one (docs/scaling.md)",
+    )
     p.add_argument(
         "--bundle",
         type=Path,
@@ -228,7 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             server.start()
         start = {
             "spiffe_id": spiffe_id,
-            "ra": args.ra,
+            "ra": args.ra[0],  # the first one asked
+            "ra_replicas": args.ra,
             "out": str(args.out),
             "once": args.once,
             "bundle_sha256": bundle.sha256,

@@ -154,6 +154,7 @@ class Agent:
             not_after=rfc3339(m.not_after),
             generation=gen,
             why=why,
+            ra=self.ra.answered_by if why in ("bootstrap", "renewal") else None,  # which replica
         )
         self.notifier.notify(why)
         return gen
@@ -275,6 +276,7 @@ class Agent:
             duration_ms=round((time.monotonic() - started) * 1000, 1),
             trigger=trigger,
             generation=gen,
+            ra=self.ra.answered_by,
         )
         return m
 

@@ -25,6 +25,7 @@ terminal, not a log line.
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime as dt
 import json
 import logging
@@ -51,9 +52,10 @@ from zt.fsutil import write_secret
 from zt.pki.keys import KeyType, generate_key
 from zt.ra import tokens
 from zt.ra.authorize import max_leaf_lifetime
-from zt.ra.revocation import bench_revoke_and_publish, crl_state, publish_crl
+from zt.ra.revocation import CRL_DER_META, bench_revoke_and_publish, crl_state, publish_crl
 from zt.ra.service import DEFAULT_LEAF_TTL, DEFAULT_TOKEN_TTL, MIN_LEAF_TTL, RegistrationAuthority, normalise_serial
-from zt.ra.store import Store
+from zt.ra.store_api import StateStore
+from zt.ra.store_open import ENV_STORE, is_postgres, open_store
 from zt.spiffe import validate_trust_domain
 
 DEFAULT_CRL_URL = "http://127.0.0.1:8444/crl"
@@ -66,10 +68,18 @@ def _ts(seconds: float | None) -> str | None:
     return None if seconds is None else rfc3339(dt.datetime.fromtimestamp(seconds, dt.UTC))
 
 
-def _open_ra(directory: Path, clock: Clock, leaf_ttl: dt.timedelta = DEFAULT_LEAF_TTL) -> RegistrationAuthority:
-    paths = CaPaths(directory)
-    store = Store(paths.store)
+def _open_store(args: argparse.Namespace) -> StateStore:
+    """The store --store names (ZT_STORE), or the CA directory's SQLite file; checked."""
+    store = open_store(args.store, CaPaths(args.dir))
     store.check()
+    return store
+
+
+def _open_ra(
+    args: argparse.Namespace, clock: Clock, leaf_ttl: dt.timedelta = DEFAULT_LEAF_TTL
+) -> RegistrationAuthority:
+    paths = CaPaths(args.dir)
+    store = _open_store(args)
     td = store.meta("trust_domain") or ""
     return RegistrationAuthority(
         store, Authority.load(paths, td), paths, clock, leaf_ttl=leaf_ttl, crl_url=store.meta("crl_url")
@@ -112,7 +122,7 @@ def cmd_init(args: argparse.Namespace, clock: Clock) -> int:
     )
     _set_old_audit_log_aside(paths, now)
     admin = tokens.new_token(tokens.ADMIN_PREFIX)
-    store = Store(paths.store)
+    store = open_store(args.store, paths)
     store.create(
         {
             "trust_domain": td,
@@ -124,7 +134,7 @@ def cmd_init(args: argparse.Namespace, clock: Clock) -> int:
     )
     write_secret(paths.admin_token, admin.encode() + b"\n")
     with store.write() as c:
-        Store.audit(c, now.timestamp(), "ztca", "init", td, "ok", f"intermediate {format(inter.serial_number, 'x')}")
+        store.audit(c, now.timestamp(), "ztca", "init", td, "ok", f"intermediate {format(inter.serial_number, 'x')}")
     published = publish_crl(store, Authority.load(paths, td), paths, now)
     logjson.log_event(
         log,
@@ -167,14 +177,13 @@ def cmd_init(args: argparse.Namespace, clock: Clock) -> int:
 
 def cmd_rotate_intermediate(args: argparse.Namespace, clock: Clock) -> int:
     paths = CaPaths(args.dir)
-    store = Store(paths.store)
-    store.check()
+    store = _open_store(args)
     td = store.meta("trust_domain") or ""
     source = args.root_key or paths.root_key_encrypted
     root_key = load_root_key(source, _passphrase(args.root_key_passphrase_file))
     inter = rotate_intermediate(paths, td, root_key, clock.now(), lifetime=args.intermediate_ttl)
     with store.write() as c:
-        Store.audit(
+        store.audit(
             c,
             clock.now().timestamp(),
             "ztca",
@@ -207,7 +216,7 @@ def cmd_rotate_intermediate(args: argparse.Namespace, clock: Clock) -> int:
 
 
 def cmd_register(args: argparse.Namespace, clock: Clock) -> int:
-    ra = _open_ra(args.dir, clock)
+    ra = _open_ra(args, clock)
     reg = ra.register(args.service, args.ttl, actor=COMPONENT, reenable=args.reenable)
     doc = {
         "service": reg.identity.name,
@@ -229,7 +238,7 @@ def cmd_register(args: argparse.Namespace, clock: Clock) -> int:
 
 
 def cmd_issue(args: argparse.Namespace, clock: Clock) -> int:
-    ra = _open_ra(args.dir, clock)
+    ra = _open_ra(args, clock)
     maximum = max_leaf_lifetime(ra.store, DEFAULT_LEAF_TTL)
     ttl = args.ttl or min(DEFAULT_LEAF_TTL, maximum)
     if ttl < MIN_LEAF_TTL:
@@ -240,7 +249,7 @@ def cmd_issue(args: argparse.Namespace, clock: Clock) -> int:
             f"({int(maximum.total_seconds())}s, its --leaf-ttl); pass --allow-long-ttl to issue it "
             "anyway"
         )
-    ra = _open_ra(args.dir, clock, leaf_ttl=max(ttl, MIN_LEAF_TTL))
+    ra = _open_ra(args, clock, leaf_ttl=max(ttl, MIN_LEAF_TTL))
     ident = ra.store.identity(args.service)
     if ident is None:
         raise RequestRejected(f"service {args.service!r} is not registered; run 'ztca register {args.service}' first")
@@ -287,7 +296,7 @@ def cmd_revoke(args: argparse.Namespace, clock: Clock) -> int:
             serial = normalise_serial(args.serial)
         except BadRequest as e:
             raise ConfigError(e.reason) from e
-    ra = _open_ra(args.dir, clock)
+    ra = _open_ra(args, clock)
     done, published = ra.revoke(serial=serial, service=args.service, reason=reason, actor=COMPONENT)
     doc = {"revoked": done, "crl_number": published.number, "crl": str(ra.paths.crl_der)}
     if args.json:
@@ -308,7 +317,7 @@ def cmd_bench_crl(args: argparse.Namespace, clock: Clock) -> int:
         raise ConfigError(f"--entries must be between 1 and {MAX_BENCH_ENTRIES}")
     if args.lifetime.total_seconds() <= 0:
         raise ConfigError("--lifetime must be positive")
-    ra = _open_ra(args.dir, clock)
+    ra = _open_ra(args, clock)
     added, published = bench_revoke_and_publish(
         ra.store, ra.authority, ra.paths, clock.now(), entries=args.entries, lifetime=args.lifetime
     )
@@ -359,7 +368,7 @@ def _cert_rows(ra: RegistrationAuthority, now: float, with_pem: bool = False) ->
 
 
 def cmd_list(args: argparse.Namespace, clock: Clock) -> int:
-    ra = _open_ra(args.dir, clock)
+    ra = _open_ra(args, clock)
     now = clock.now().timestamp()
     idents = [
         {"service": i.name, "spiffe_id": i.spiffe_id, "created_at": _ts(i.created_at)} for i in ra.store.identities()
@@ -385,8 +394,37 @@ def cmd_list(args: argparse.Namespace, clock: Clock) -> int:
     return 0
 
 
+def cmd_store_copy(args: argparse.Namespace, clock: Clock) -> int:
+    """Move the CA's state from its store (SQLite, usually) into a new PostgreSQL database, for
+    RA replicas (docs/scaling.md). The RA must be stopped; afterwards start it with --store."""
+    if not is_postgres(args.to):
+        raise ConfigError("--to must be a postgresql:// URL (the store the replicas will share)")
+    from zt.ra.store_pg import PgStore  # psycopg only for this verb (zt.ra.store_open)
+
+    paths = CaPaths(args.dir)
+    source = _open_store(args)
+    target = open_store(args.to, paths)
+    if not isinstance(target, PgStore):
+        raise ConfigError("--to must be a postgresql:// URL")
+    try:
+        counts = target.adopt(source)
+        if paths.crl_der.exists():  # the latest CRL, for replicas on other hosts (sync_crl_file)
+            with target.write() as c:
+                target.set_meta(c, CRL_DER_META, base64.b64encode(paths.crl_der.read_bytes()).decode())
+        with target.write() as c:
+            target.audit(c, clock.now().timestamp(), COMPONENT, "store-copy", target.location, "ok", source.location)
+    finally:
+        target.close()
+        source.close()
+    if args.json:
+        print(json.dumps({"from": source.location, "to": target.location, "rows": counts}, indent=2))
+    else:
+        print(f"copied {source.location} into {target.location}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
 def cmd_status(args: argparse.Namespace, clock: Clock) -> int:
-    ra = _open_ra(args.dir, clock)
+    ra = _open_ra(args, clock)
     now = clock.now()
     counts = ra.store.counts(now.timestamp())
     crl = crl_state(ra.store)
@@ -427,12 +465,6 @@ def _set_old_audit_log_aside(paths: CaPaths, now: dt.datetime) -> None:
             p.rename(p.with_name(f"{p.name}.replaced-{stamp}"))
 
 
-def _audit_store(directory: Path) -> Store:
-    store = Store(CaPaths(directory).store)
-    store.check()
-    return store
-
-
 def _print_verdict(args: argparse.Namespace, path: Path, verdict: Verdict, against: str) -> int:
     doc = {
         "file": str(path),
@@ -459,10 +491,10 @@ def cmd_audit_verify(args: argparse.Namespace, clock: Clock) -> int:
         if not args.file.is_file():
             raise ConfigError(f"no audit log at {args.file}")
         return _print_verdict(args, args.file, verify_file(args.file), "the chain alone")
-    store = _audit_store(args.dir)
+    store = _open_store(args)
     path = store.audit_log.path
     with store.quiesced() as conn:  # no writer between its COMMIT and its append
-        rows = Store.audit_records(conn)
+        rows = StateStore.audit_records(conn)
         verdict = verify_file(path, rows)
     return _print_verdict(args, path, verdict, f"the chain and the store's {len(rows)} audit row(s)")
 
@@ -512,7 +544,7 @@ def cmd_audit_tail(args: argparse.Namespace, clock: Clock) -> int:
 
 def cmd_audit_repair(args: argparse.Namespace, clock: Clock) -> int:
     """Set a torn last line aside and append the rows the file lacks, then verify."""
-    store = _audit_store(args.dir)
+    store = _open_store(args)
     result = store.sync_audit()
     if result.repaired is not None:
         print(
@@ -521,7 +553,7 @@ def cmd_audit_repair(args: argparse.Namespace, clock: Clock) -> int:
         )
     print(f"appended {len(result.appended)} line(s) from the store")
     with store.quiesced() as conn:
-        rows = Store.audit_records(conn)
+        rows = StateStore.audit_records(conn)
         verdict = verify_file(store.audit_log.path, rows)
     return _print_verdict(args, store.audit_log.path, verdict, f"the chain and the store's {len(rows)} audit row(s)")
 
@@ -535,6 +567,13 @@ def build_parser() -> argparse.ArgumentParser:
     default_dir = Path(os.environ.get("ZT_CA_DIR", "ca"))
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--dir", type=Path, default=default_dir, help="CA directory (default: ca) [env: ZT_CA_DIR]")
+    common.add_argument(
+        "--store",
+        metavar="URL",
+        default=os.environ.get(ENV_STORE) or None,
+        help="the state store: a path, sqlite:///path or postgresql://... (default: the CA directory's "
+        f"SQLite file; docs/scaling.md) [env: {ENV_STORE}]",
+    )
     common.add_argument("--json", action="store_true", help="print JSON instead of text")
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
 
@@ -635,6 +674,11 @@ def build_parser() -> argparse.ArgumentParser:
     ls.set_defaults(func=cmd_list)
     st = sub.add_parser("status", parents=[common], help="CA summary: validity, counts, CRL")
     st.set_defaults(func=cmd_status)
+    sc = sub.add_parser(
+        "store-copy", parents=[common], help="copy the store into a new PostgreSQL database (docs/scaling.md)"
+    )
+    sc.add_argument("--to", required=True, metavar="URL", help="postgresql://... of an empty database")
+    sc.set_defaults(func=cmd_store_copy)
     _add_audit_parser(sub, common)
     return p
 

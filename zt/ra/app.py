@@ -43,7 +43,7 @@ from zt.ra.ratelimit import RateLimiter
 from zt.ra.revocation import crl_state, refresh_crl_if_due
 from zt.ra.service import MIN_LEAF_TTL, Issued, RegistrationAuthority
 from zt.ra.settings import MAX_LEAF_TTL, RaSettings
-from zt.ra.store import Store
+from zt.ra.store_open import open_store
 from zt.ra.tokens import bearer_token
 
 log = logging.getLogger("zt.ra")
@@ -275,11 +275,13 @@ def _certificate_response(issued: Issued) -> CertificateResponse:
 
 def build_ra(settings: RaSettings, clock: Clock) -> RegistrationAuthority:
     paths = CaPaths(settings.ca_dir)
-    store = Store(paths.store, durable=settings.durable, audit_echo=sys.stdout if settings.audit_stdout else None)
+    store = open_store(
+        settings.store, paths, durable=settings.durable, audit_echo=sys.stdout if settings.audit_stdout else None
+    )
     store.check()
     trust_domain = store.meta("trust_domain")
     if not trust_domain:
-        raise StoreError(f"{paths.store} has no trust domain; was it made by 'ztca init'?")
+        raise StoreError(f"{store.location} has no trust domain; was it made by 'ztca init'?")
     authority = Authority.load(paths, trust_domain)
     crl_url = settings.crl_url or store.meta("crl_url") or None
     return RegistrationAuthority(
@@ -291,7 +293,7 @@ def source_limiter(ra: RegistrationAuthority, settings: RaSettings) -> RateLimit
     """The per-source limit, on a second handle on the store whose commits do not fsync
     (synchronous=NORMAL): a count survives a kill of the RA (WAL) but may lose its last
     seconds to a power cut, which costs nothing worth an fsync on every request."""
-    return RateLimiter(Store(ra.store.path, durable=False), settings.limits, ra.clock)
+    return RateLimiter(ra.store.sibling(durable=False), settings.limits, ra.clock)
 
 
 async def _rate_state_purger(limiter: RateLimiter, interval: float) -> None:

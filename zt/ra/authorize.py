@@ -15,7 +15,6 @@ concurrent use of the same token always wins (see zt.ra.service).
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +28,7 @@ from zt.pki.encoding import pem, serial_hex
 from zt.pki.renewal_proof import PresentedChain
 from zt.ra import tokens
 from zt.ra.csr import requested_uris
-from zt.ra.store import CertRecord, Identity, Store
+from zt.ra.store_api import CertRecord, Conn, Identity, StateStore
 
 MIN_LEAF_TTL = dt.timedelta(seconds=30)
 # The store key where a running RA records its --leaf-ttl (zt.ra.server_cert).
@@ -57,7 +56,7 @@ class AdminGrant:
     actor: str
 
 
-def max_leaf_lifetime(store: Store, default: dt.timedelta) -> dt.timedelta:
+def max_leaf_lifetime(store: StateStore, default: dt.timedelta) -> dt.timedelta:
     """The RA's maximum leaf lifetime as its last start recorded it, else `default`."""
     raw = store.meta(MAX_LEAF_TTL_META)
     return dt.timedelta(seconds=float(raw)) if raw else default
@@ -76,7 +75,7 @@ def authorize_lifetime(ttl_seconds: int | None, maximum: dt.timedelta) -> dt.tim
     return asked
 
 
-def authorize_admin(store: Store, token: str | None, actor: str = "admin") -> AdminGrant:
+def authorize_admin(store: StateStore, token: str | None, actor: str = "admin") -> AdminGrant:
     expected = store.meta("admin_token_sha256")
     if token is None:
         raise Unauthorized("missing admin credential (Authorization: Bearer <admin token>)", code="missing_credential")
@@ -127,8 +126,8 @@ def _require_active(ident: Identity) -> None:
 
 
 def authorize_token(
-    store: Store,
-    conn: sqlite3.Connection,
+    store: StateStore,
+    conn: Conn,
     token_hash: str,
     csr: x509.CertificateSigningRequest,
     spki: str,
@@ -141,7 +140,7 @@ def authorize_token(
     the certificate it already bought (`Grant.earlier`): the certificate is public and the key
     never left the requester, so this gives nothing away.
     """
-    row = Store.token(conn, token_hash)
+    row = StateStore.token(conn, token_hash)
     if row is None:
         raise Unauthorized("bootstrap token is not known", code="unknown_token")
     ident = store.identity(row.identity, conn)
@@ -203,8 +202,8 @@ def _is_ca(cert: x509.Certificate) -> bool:
 
 
 def authorize_renewal(
-    store: Store,
-    conn: sqlite3.Connection,
+    store: StateStore,
+    conn: Conn,
     leaf: x509.Certificate,
     claims: dict[str, Any],
     csr: x509.CertificateSigningRequest,
@@ -229,7 +228,7 @@ def authorize_renewal(
         raise Unauthorized(
             f"certificate {serial} is revoked; bootstrap again with a new token", code="revoked_certificate"
         )
-    compromised = Store.compromised_ancestor(conn, serial)
+    compromised = StateStore.compromised_ancestor(conn, serial)
     if compromised is not None:
         raise Unauthorized(
             f"certificate {serial} was renewed from {compromised}, revoked for key compromise; "
@@ -247,7 +246,7 @@ def authorize_renewal(
 
 
 def authorize_admin_issue(
-    store: Store, conn: sqlite3.Connection, service: str, csr: x509.CertificateSigningRequest, lifetime: dt.timedelta
+    store: StateStore, conn: Conn, service: str, csr: x509.CertificateSigningRequest, lifetime: dt.timedelta
 ) -> Grant:
     """The admin path (`ztca issue`): a registered, unrevoked service only."""
     ident = store.identity(service, conn)

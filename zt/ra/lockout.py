@@ -27,7 +27,7 @@ from zt.errors import RateLimited
 from zt.logjson import log_event
 from zt.ra import metrics
 from zt.ra.limits import LockoutPolicy, retry_after_header
-from zt.ra.store import Store
+from zt.ra.store_api import StateStore
 
 log = logging.getLogger("zt.ra")
 
@@ -42,7 +42,7 @@ class Attempt:
 
 
 class Lockout:
-    def __init__(self, store: Store, policy: LockoutPolicy, clock: Clock) -> None:
+    def __init__(self, store: StateStore, policy: LockoutPolicy, clock: Clock) -> None:
         self.store = store
         self.policy = policy
         self.clock = clock
@@ -51,7 +51,7 @@ class Lockout:
         """Raise RateLimited `locked_out` if `source` is locked out for `credential` (one read)."""
         if source is None or not self.policy.enabled:
             return Attempt(source, credential)
-        row = Store.token_failures(self.store.read(), source, credential)
+        row = self.store.token_failures(self.store.read(), source, credential)
         if row is None:
             return Attempt(source, credential)
         now = self.clock.now().timestamp()
@@ -68,15 +68,15 @@ class Lockout:
             return
         now = self.clock.now().timestamp()
         with self.store.write() as c:
-            row = Store.token_failures(c, source, attempt.credential)
+            row = self.store.token_failures(c, source, attempt.credential)
             failures = 1 if row is None or row["forget_at"] <= now else int(row["failures"]) + 1
             backoff = self.policy.backoff(failures)
             locked_until = now + backoff if backoff > 0 else None
-            Store.set_token_failures(
+            self.store.set_token_failures(
                 c, source, attempt.credential, failures, now, locked_until, self.policy.forget_at(now, locked_until)
             )
             if locked_until is not None:
-                Store.audit(
+                self.store.audit(
                     c,
                     now,
                     f"source:{source}",
@@ -93,7 +93,7 @@ class Lockout:
         """A correct token: forget the source's failures (a write only if it had any)."""
         if attempt.source is not None and attempt.had_failures:
             with self.store.write() as c:
-                Store.clear_token_failures(c, attempt.source, attempt.credential)
+                self.store.clear_token_failures(c, attempt.source, attempt.credential)
 
     @staticmethod
     def _locked_out(source: str, credential: str, failures: int, retry: float, *, started: bool) -> RateLimited:

@@ -32,6 +32,12 @@ def build_parser() -> options.LayeredParser:
     )
     p.add_argument("--ca-dir", type=Path, default=Path("ca"), help="CA directory made by 'ztca init' (default: ca)")
     p.add_argument(
+        "--store",
+        metavar="URL",
+        help="the state store: a path or sqlite:///path, or postgresql://... shared by several RA replicas "
+        "(docs/scaling.md; default: the CA directory's SQLite file)",
+    )
+    p.add_argument(
         "--listen",
         type=host_port,
         default=("127.0.0.1", 8443),
@@ -139,6 +145,7 @@ def settings_from(args: argparse.Namespace) -> RaSettings:
         names += (host,)
     return RaSettings(
         ca_dir=args.ca_dir.resolve(),
+        store=args.store or None,
         host=host,
         port=port,
         workers=max(1, args.workers),

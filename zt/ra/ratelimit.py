@@ -19,7 +19,7 @@ What the operator sees of a refusal: every 429 is one log line (`rate_limited` o
 `locked_out`, docs/logs.md) and counted (`ra_rate_limited_total{limit}`,
 `ra_lockouts_total{credential}`, `ra_token_failures_total{credential}`); a key's refusals are
 audited at most once per window period, and every start of a lockout is audited
-(`Store.audit`), so a flood cannot turn each refused request into an audit record.
+(`StateStore.audit`), so a flood cannot turn each refused request into an audit record.
 Only authenticated requests count against an identity, so nobody can spend another
 service's budget; the source address is the TCP peer (uvicorn's proxy headers are off).
 """
@@ -27,7 +27,6 @@ service's budget; the source address is the TCP peer (uvicorn's proxy headers ar
 from __future__ import annotations
 
 import logging
-import sqlite3
 from dataclasses import dataclass
 
 from zt.clock import Clock
@@ -35,14 +34,14 @@ from zt.errors import RateLimited
 from zt.logjson import log_event
 from zt.ra import metrics
 from zt.ra.limits import ISSUE_PER_IDENTITY, REQUESTS_PER_SOURCE, Limits, Rate, retry_after_header
-from zt.ra.store import Store
+from zt.ra.store_api import Conn, StateStore
 
 log = logging.getLogger("zt.ra")
 
 
-def _retry_after(conn: sqlite3.Connection, key: str, rate: Rate, now: float) -> float | None:
+def _retry_after(conn: Conn, key: str, rate: Rate, now: float) -> float | None:
     """None if one more request for `key` fits in the window now, else seconds until one does."""
-    _, blocking = Store.rate_window(conn, key, now - rate.period, rate.count)
+    _, blocking = StateStore.rate_window(conn, key, now - rate.period, rate.count)
     return None if blocking is None else max(0.0, blocking + rate.period - now)
 
 
@@ -60,7 +59,7 @@ class RateLimiter:
     """The limits of one RA process, on `store` (which may be a second handle on the RA's
     store file with relaxed fsync: see `zt.ra.app`)."""
 
-    def __init__(self, store: Store, limits: Limits, clock: Clock) -> None:
+    def __init__(self, store: StateStore, limits: Limits, clock: Clock) -> None:
         self.store = store
         self.limits = limits
         self.clock = clock
@@ -77,7 +76,7 @@ class RateLimiter:
         with self.store.write() as c:
             retry = _retry_after(c, key, rate, now)
             if retry is None:
-                Store.add_rate_hit(c, key, now)
+                self.store.add_rate_hit(c, key, now)
                 return
             self._audit_first_refusal(c, key, now, source, REQUESTS_PER_SOURCE, rate, retry, endpoint)
         raise self.refused(REQUESTS_PER_SOURCE, source, rate, retry, endpoint)
@@ -98,7 +97,7 @@ class RateLimiter:
     # or, when the request ends before it (refused, a bad CSR, a retried token), right after the
     # answer (`count_source`).
 
-    def take_source(self, conn: sqlite3.Connection, ticket: SourceTicket, now: float) -> float | None:
+    def take_source(self, conn: Conn, ticket: SourceTicket, now: float) -> float | None:
         """In the recording transaction: count the request, or return seconds until it would fit
         (a request that raced past `check_source`); either way the ticket is settled."""
         rate = self.limits.source
@@ -108,7 +107,7 @@ class RateLimiter:
         key = f"source:{ticket.source}"
         retry = _retry_after(conn, key, rate, now)
         if retry is None:
-            Store.add_rate_hit(conn, key, now)
+            self.store.add_rate_hit(conn, key, now)
             return None
         self._audit_first_refusal(conn, key, now, ticket.source, REQUESTS_PER_SOURCE, rate, retry, ticket.endpoint)
         return retry
@@ -121,7 +120,7 @@ class RateLimiter:
         ticket.settled = True
         key, now = f"source:{ticket.source}", self.clock.now().timestamp()
         with self.store.write() as c:
-            Store.add_rate_hit(c, key, now)
+            self.store.add_rate_hit(c, key, now)
 
     # -- per identity: /v1/issue and /v1/renew (zt.ra.service) ------------------------------
 
@@ -136,9 +135,7 @@ class RateLimiter:
             self._first_refusal(key, now, actor, ISSUE_PER_IDENTITY, rate, retry, endpoint)
             raise self.refused(ISSUE_PER_IDENTITY, identity, rate, retry, endpoint)
 
-    def take_identity(
-        self, conn: sqlite3.Connection, identity: str, actor: str, endpoint: str, now: float
-    ) -> float | None:
+    def take_identity(self, conn: Conn, identity: str, actor: str, endpoint: str, now: float) -> float | None:
         """In the caller's write transaction (the one recording the certificate): count one
         issuance for `identity`, or return the seconds until one would fit (nothing counted;
         the caller records nothing and raises `refused(...)` after committing)."""
@@ -148,7 +145,7 @@ class RateLimiter:
         key = f"identity:{identity}"
         retry = _retry_after(conn, key, rate, now)
         if retry is None:
-            Store.add_rate_hit(conn, key, now)
+            self.store.add_rate_hit(conn, key, now)
             return None
         self._audit_first_refusal(conn, key, now, actor, ISSUE_PER_IDENTITY, rate, retry, endpoint)
         return retry
@@ -169,7 +166,7 @@ class RateLimiter:
     def _first_refusal(
         self, key: str, now: float, actor: str, limit: str, rate: Rate, retry: float, endpoint: str
     ) -> None:
-        since = Store.refusing_since(self.store.read(), key)
+        since = self.store.refusing_since(self.store.read(), key)
         if since is not None and since >= now - rate.period:
             return  # this key's refusals were audited less than a window ago
         with self.store.write() as c:
@@ -177,7 +174,7 @@ class RateLimiter:
 
     @staticmethod
     def _audit_first_refusal(
-        conn: sqlite3.Connection,
+        conn: Conn,
         key: str,
         now: float,
         actor: str,
@@ -186,8 +183,8 @@ class RateLimiter:
         retry: float,
         endpoint: str,
     ) -> None:
-        if Store.start_refusing(conn, key, now, now - rate.period):
-            Store.audit(
+        if StateStore.start_refusing(conn, key, now, now - rate.period):
+            StateStore.audit(
                 conn,
                 now,
                 actor,
@@ -205,4 +202,4 @@ class RateLimiter:
         now = self.clock.now().timestamp()
         longest = max(self.limits.issue.period, self.limits.source.period)
         with self.store.write() as c:
-            return Store.purge_rate_state(c, now - longest, now)
+            return self.store.purge_rate_state(c, now - longest, now)

@@ -12,8 +12,8 @@ held, two writers (several RA workers, `ztca`) can never publish out of order. T
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
-import sqlite3
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -24,9 +24,11 @@ from zt.ca.crl import RevokedEntry, sign_crl
 from zt.ca.layout import CaPaths
 from zt.errors import InvalidValue, NotFound
 from zt.fsutil import write_atomic
-from zt.ra.store import KEY_COMPROMISE, Store
+from zt.ra.store_api import KEY_COMPROMISE, Conn, StateStore
 
 DEFAULT_CRL_VALIDITY = dt.timedelta(hours=1)
+# meta key of the latest CRL (DER, base64) in a store shared by replicas (sync_crl_file).
+CRL_DER_META = "crl_der_b64"
 # thisUpdate is set this far back so that a relying party whose clock is a little behind ours
 # does not see a CRL issued "in the future" (OpenSSL: CRL is not yet valid). sign_crl raises it
 # to the latest revocation date in the CRL (RFC 5280 5.1.2.4, 5.1.2.6; see _publish_locked).
@@ -49,12 +51,12 @@ class PublishedCrl:
     entries: int
 
 
-def crl_validity(store: Store, conn: sqlite3.Connection | None = None) -> dt.timedelta:
+def crl_validity(store: StateStore, conn: Conn | None = None) -> dt.timedelta:
     raw = store.meta("crl_validity_seconds", conn)
     return dt.timedelta(seconds=float(raw)) if raw else DEFAULT_CRL_VALIDITY
 
 
-def crl_state(store: Store, conn: sqlite3.Connection | None = None) -> CrlState:
+def crl_state(store: StateStore, conn: Conn | None = None) -> CrlState:
     def num(key: str) -> int:
         raw = store.meta(key, conn)
         return int(float(raw)) if raw else 0
@@ -75,7 +77,7 @@ def is_crl_due(state: CrlState, now: float, validity: dt.timedelta) -> bool:
 
 
 def _publish_locked(
-    conn: sqlite3.Connection, store: Store, authority: Authority, paths: CaPaths, now: dt.datetime
+    conn: Conn, store: StateStore, authority: Authority, paths: CaPaths, now: dt.datetime
 ) -> PublishedCrl:
     """Sign and write the next CRL: every unexpired revocation, thisUpdate and nextUpdate.
 
@@ -92,34 +94,74 @@ def _publish_locked(
     state = crl_state(store, conn)
     validity = crl_validity(store, conn)
     number = state.number + 1
-    revoked = Store.revoked_unexpired(conn, now.timestamp())
+    revoked = StateStore.revoked_unexpired(conn, now.timestamp())
     entries = [
         RevokedEntry(int(r.serial, 16), dt.datetime.fromtimestamp(r.revoked_at or 0, dt.UTC), r.revocation_reason)
         for r in revoked
     ]
     entries += [
         RevokedEntry(int(serial, 16), dt.datetime.fromtimestamp(at, dt.UTC))
-        for serial, at in Store.bench_revocations(conn, now.timestamp())
+        for serial, at in StateStore.bench_revocations(conn, now.timestamp())
     ]
     next_update = now + validity
     crl = sign_crl(authority, entries, number, now - THIS_UPDATE_BACKDATE, next_update)
     paths.crl_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(paths.crl_der, crl.public_bytes(serialization.Encoding.DER))
     write_atomic(paths.crl_pem, crl.public_bytes(serialization.Encoding.PEM))
-    Store.set_meta(conn, "crl_number", str(number))
-    Store.set_meta(conn, "crl_next_update", str(next_update.timestamp()))
-    Store.set_meta(conn, "crl_revision", str(state.revision))
+    if store.shared_by_replicas:  # the other replicas copy it from here (sync_crl_file)
+        StateStore.set_meta(conn, CRL_DER_META, base64.b64encode(crl.public_bytes(serialization.Encoding.DER)).decode())
+    StateStore.set_meta(conn, "crl_number", str(number))
+    StateStore.set_meta(conn, "crl_next_update", str(next_update.timestamp()))
+    StateStore.set_meta(conn, "crl_revision", str(state.revision))
     return PublishedCrl(number, crl.last_update_utc, next_update, len(entries))
 
 
-def publish_crl(store: Store, authority: Authority, paths: CaPaths, now: dt.datetime) -> PublishedCrl:
+def publish_crl(store: StateStore, authority: Authority, paths: CaPaths, now: dt.datetime) -> PublishedCrl:
     """Re-issue the CRL now, whatever its state."""
     with store.write() as conn:
         return _publish_locked(conn, store, authority, paths, now)
 
 
-def refresh_crl_if_due(store: Store, authority: Authority, paths: CaPaths, now: dt.datetime) -> PublishedCrl | None:
-    """Re-issue if due; the check is repeated under the lock so concurrent workers issue once."""
+def _crl_number(der: bytes) -> int:
+    crl = x509.load_der_x509_crl(der)
+    return int(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
+
+
+def sync_crl_file(store: StateStore, paths: CaPaths) -> int | None:
+    """Bring this host's CRL files up to the latest CRL in a store shared by replicas; the
+    number written, or None when the files were current (or the store is not shared).
+
+    With RA replicas on several hosts, only the replica that took the write lock re-issued the
+    CRL and wrote its own files; every other replica copies the CRL from the store here, at each
+    refresher tick (zt-ra --crl-check-interval), so the zt-crl beside each replica serves the
+    latest one within that interval (docs/scaling.md). A CRL is only ever replaced by a higher
+    number, the rule the agents and services apply too.
+    """
+    if not store.shared_by_replicas:
+        return None
+    encoded = store.meta(CRL_DER_META)
+    if not encoded:
+        return None
+    der = base64.b64decode(encoded)
+    number = _crl_number(der)
+    try:
+        local = _crl_number(paths.crl_der.read_bytes())
+    except (OSError, ValueError):
+        local = -1
+    if local >= number:
+        return None
+    paths.crl_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(paths.crl_der, der)
+    write_atomic(paths.crl_pem, x509.load_der_x509_crl(der).public_bytes(serialization.Encoding.PEM))
+    return number
+
+
+def refresh_crl_if_due(
+    store: StateStore, authority: Authority, paths: CaPaths, now: dt.datetime
+) -> PublishedCrl | None:
+    """Re-issue if due; the check is repeated under the lock so concurrent workers issue once.
+    First, bring this host's CRL files up to the store's (sync_crl_file)."""
+    sync_crl_file(store, paths)
     if not is_crl_due(crl_state(store), now.timestamp(), crl_validity(store)):
         return None
     with store.write() as conn:
@@ -128,31 +170,29 @@ def refresh_crl_if_due(store: Store, authority: Authority, paths: CaPaths, now: 
         return _publish_locked(conn, store, authority, paths, now)
 
 
-def _bump_revision(conn: sqlite3.Connection, store: Store) -> None:
+def _bump_revision(conn: Conn, store: StateStore) -> None:
     rev = int(store.meta("revocation_revision", conn) or 0) + 1
-    Store.set_meta(conn, "revocation_revision", str(rev))
+    StateStore.set_meta(conn, "revocation_revision", str(rev))
 
 
-def _revoke_locked(
-    conn: sqlite3.Connection, serials: list[str], now: dt.datetime, reason: str | None, actor: str
-) -> list[str]:
+def _revoke_locked(conn: Conn, serials: list[str], now: dt.datetime, reason: str | None, actor: str) -> list[str]:
     """Revoke under the caller's lock; a key-compromise revocation also revokes every certificate
     renewed from the compromised key (whoever held it could have asked for those)."""
     done: list[str] = []
     for s in serials:
-        if Store.revoke(conn, s, now.timestamp(), reason):
+        if StateStore.revoke(conn, s, now.timestamp(), reason):
             done.append(s)
-            Store.audit(conn, now.timestamp(), actor, "revoke", s, "ok", reason)
+            StateStore.audit(conn, now.timestamp(), actor, "revoke", s, "ok", reason)
         if reason == KEY_COMPROMISE:
-            for child in Store.live_descendants(conn, s):
-                if Store.revoke(conn, child, now.timestamp(), reason):
+            for child in StateStore.live_descendants(conn, s):
+                if StateStore.revoke(conn, child, now.timestamp(), reason):
                     done.append(child)
-                    Store.audit(conn, now.timestamp(), actor, "revoke", child, "ok", f"{reason}: renewed from {s}")
+                    StateStore.audit(conn, now.timestamp(), actor, "revoke", child, "ok", f"{reason}: renewed from {s}")
     return done
 
 
 def revoke_and_publish(
-    store: Store,
+    store: StateStore,
     authority: Authority,
     paths: CaPaths,
     now: dt.datetime,
@@ -171,7 +211,7 @@ def revoke_and_publish(
 
 
 def revoke_identity_and_publish(
-    store: Store,
+    store: StateStore,
     authority: Authority,
     paths: CaPaths,
     now: dt.datetime,
@@ -192,11 +232,11 @@ def revoke_identity_and_publish(
         ident = store.identity(service, conn)
         if ident is None:
             raise NotFound(f"service {service!r} is not registered", code="unknown_service")
-        Store.revoke_identity(conn, service, now.timestamp(), reason)
-        serials = Store.unexpired_serials(conn, service, ident.spiffe_id, now.timestamp())
+        StateStore.revoke_identity(conn, service, now.timestamp(), reason)
+        serials = StateStore.unexpired_serials(conn, service, ident.spiffe_id, now.timestamp())
         done = _revoke_locked(conn, serials, now, reason, actor)
-        voided = Store.void_tokens(conn, service, now.timestamp())
-        Store.audit(
+        voided = StateStore.void_tokens(conn, service, now.timestamp())
+        StateStore.audit(
             conn,
             now.timestamp(),
             actor,
@@ -211,7 +251,7 @@ def revoke_identity_and_publish(
 
 
 def bench_revoke_and_publish(
-    store: Store, authority: Authority, paths: CaPaths, now: dt.datetime, *, entries: int, lifetime: dt.timedelta
+    store: StateStore, authority: Authority, paths: CaPaths, now: dt.datetime, *, entries: int, lifetime: dt.timedelta
 ) -> tuple[int, PublishedCrl]:
     """Benchmarks and the lab: revoke `entries` random serials that no certificate ever had, in
     one transaction, and publish the CRL that lists them (with every real revocation).
@@ -224,8 +264,8 @@ def bench_revoke_and_publish(
         raise InvalidValue("the number of entries must be at least 1")
     serials = [format(x509.random_serial_number(), "x") for _ in range(entries)]
     with store.write() as conn:
-        added = Store.add_bench_revocations(conn, serials, now.timestamp(), (now + lifetime).timestamp())
-        Store.audit(conn, now.timestamp(), "ztca", "bench-crl", None, "ok", f"{added} synthetic revocation(s)")
+        added = StateStore.add_bench_revocations(conn, serials, now.timestamp(), (now + lifetime).timestamp())
+        StateStore.audit(conn, now.timestamp(), "ztca", "bench-crl", None, "ok", f"{added} synthetic revocation(s)")
         _bump_revision(conn, store)
         published = _publish_locked(conn, store, authority, paths, now)
     return added, published

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import sqlite3
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -43,7 +42,7 @@ from zt.ra.limits import ADMIN_TOKEN, BOOTSTRAP_TOKEN, ISSUE_PER_IDENTITY, REQUE
 from zt.ra.lockout import Lockout
 from zt.ra.ratelimit import RateLimiter, SourceTicket
 from zt.ra.revocation import PublishedCrl, revoke_and_publish, revoke_identity_and_publish
-from zt.ra.store import CertRecord, Identity, Store
+from zt.ra.store_api import CertRecord, Conn, Identity, StateStore
 from zt.spiffe import parse_spiffe_id, validate_service_name, workload_id
 
 log = logging.getLogger("zt.ra")
@@ -87,7 +86,7 @@ def hash_admin_token(token: str) -> str:
 class RegistrationAuthority:
     def __init__(
         self,
-        store: Store,
+        store: StateStore,
         authority: Authority,
         paths: CaPaths,
         clock: Clock,
@@ -131,7 +130,7 @@ class RegistrationAuthority:
         (zt.ra.http_errors calls this for the refusal codes in REFUSED_CREDENTIALS).
         """
         with self.store.write() as c:
-            Store.audit(
+            self.store.audit(
                 c,
                 self.clock.now().timestamp(),
                 source or "unknown",
@@ -165,8 +164,8 @@ class RegistrationAuthority:
             existing = self.store.identity(service, c)
             authorize_registration(service, existing, reenable=reenable)
             if existing is not None and existing.revoked:
-                Store.reenable_identity(c, service)
-                Store.audit(
+                self.store.reenable_identity(c, service)
+                self.store.audit(
                     c,
                     now.timestamp(),
                     actor,
@@ -175,9 +174,9 @@ class RegistrationAuthority:
                     "ok",
                     f"revoked at {existing.revoked_at} ({existing.revocation_reason})",
                 )
-            ident = Store.ensure_identity(c, service, sid, now.timestamp())
-            Store.add_token(c, tokens.token_hash(token), service, now.timestamp(), expires.timestamp())
-            Store.audit(c, now.timestamp(), actor, "register", sid, "ok", f"token expires {rfc3339(expires)}")
+            ident = self.store.ensure_identity(c, service, sid, now.timestamp())
+            self.store.add_token(c, tokens.token_hash(token), service, now.timestamp(), expires.timestamp())
+            self.store.audit(c, now.timestamp(), actor, "register", sid, "ok", f"token expires {rfc3339(expires)}")
         log_event(log, "registered", service=service, spiffe_id=sid, token_expires=rfc3339(expires), actor=actor)
         return Registered(ident, token, expires)
 
@@ -253,9 +252,9 @@ class RegistrationAuthority:
                 return self._issued(again.earlier)
             over_source, retry = self._take_limits(c, ticket, ident, ISSUE_ENDPOINT, now.timestamp())
             if retry is None:
-                Store.add_certificate(c, rec)
-                Store.mark_token_used(c, th, now.timestamp(), rec.serial, spki)
-                Store.audit(c, now.timestamp(), rec.spiffe_id, "issue", rec.serial, "ok", "via bootstrap token")
+                self.store.add_certificate(c, rec)
+                self.store.mark_token_used(c, th, now.timestamp(), rec.serial, spki)
+                self.store.audit(c, now.timestamp(), rec.spiffe_id, "issue", rec.serial, "ok", "via bootstrap token")
         if retry is not None:
             raise self._refused(over_source, ticket, ident, retry, ISSUE_ENDPOINT)
         log_event(
@@ -272,7 +271,7 @@ class RegistrationAuthority:
     # -- renew ---------------------------------------------------------------------------------
 
     def _take_limits(
-        self, conn: sqlite3.Connection, ticket: SourceTicket | None, ident: Identity, endpoint: str, now: float
+        self, conn: Conn, ticket: SourceTicket | None, ident: Identity, endpoint: str, now: float
     ) -> tuple[bool, float | None]:
         """In the recording transaction: the source's count (if the HTTP layer left it to this
         transaction), then the identity's. (over the source limit?, seconds to wait or None)."""
@@ -311,13 +310,15 @@ class RegistrationAuthority:
         new = self._sign(grant, csr, now)
         with self.store.write() as c:
             authorize_renewal(self.store, c, leaf, claims, csr, now, lifetime)
-            if not Store.use_nonce(c, str(claims["jti"]), float(str(claims["exp"])) + 60, now.timestamp()):
+            if not self.store.use_nonce(c, str(claims["jti"]), float(str(claims["exp"])) + 60, now.timestamp()):
                 raise Unauthorized("renewal proof was already used", code="replayed_proof")
             # A refused renewal still spends its proof (the agent makes a new one per attempt).
             over_source, retry = self._take_limits(c, ticket, ident, RENEW_ENDPOINT, now.timestamp())
             if retry is None:
-                Store.add_certificate(c, new)
-                Store.audit(c, now.timestamp(), new.spiffe_id, "renew", new.serial, "ok", f"replaces {grant.renews}")
+                self.store.add_certificate(c, new)
+                self.store.audit(
+                    c, now.timestamp(), new.spiffe_id, "renew", new.serial, "ok", f"replaces {grant.renews}"
+                )
         if retry is not None:
             raise self._refused(over_source, ticket, ident, retry, RENEW_ENDPOINT)
         log_event(
@@ -349,8 +350,8 @@ class RegistrationAuthority:
         rec = self._sign(grant, csr, now)
         with self.store.write() as c:
             authorize_admin_issue(self.store, c, service, csr, lifetime)
-            Store.add_certificate(c, rec)
-            Store.audit(c, now.timestamp(), actor, "issue", rec.serial, "ok", "admin path")
+            self.store.add_certificate(c, rec)
+            self.store.audit(c, now.timestamp(), actor, "issue", rec.serial, "ok", "admin path")
         log_event(
             log,
             "issued",

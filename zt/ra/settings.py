@@ -25,6 +25,7 @@ MAX_LEAF_TTL = dt.timedelta(days=366)
 @dataclass(frozen=True)
 class RaSettings:
     ca_dir: Path
+    store: str | None = None  # --store: None for the CA directory's SQLite file (zt.ra.store_open)
     host: str = "127.0.0.1"
     port: int = 8443
     workers: int = 1
