@@ -180,6 +180,7 @@ def serve(settings: RaSettings, cert: Path, key: Path) -> None:
     config = EdgeConfig(
         "zt.ra.asgi:app_from_env",
         settings.edge_limits,
+        fast_loop=True,
         factory=True,
         host=settings.host,
         port=settings.port,
