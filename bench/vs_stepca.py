@@ -149,10 +149,14 @@ def table(summary: dict[str, dict[str, dict[str, Any]]], clients: list[int]) -> 
             z, s = summary[server][str(c)], summary[STEP][str(c)]
             lines.append(
                 f"| {server} | {c} | {z['certs_per_s']} | {s['certs_per_s']} "
-                f"| {z['certs_per_s'] / s['certs_per_s']:.2f} | {z['p50_ms']} | {s['p50_ms']} | {z['p99_ms']} "
-                f"| {s['p99_ms']} | {z['p99_ms'] / s['p99_ms']:.2f} |"
+                f"| {_ratio(z['certs_per_s'], s['certs_per_s'])} | {z['p50_ms']} | {s['p50_ms']} | {z['p99_ms']} "
+                f"| {s['p99_ms']} | {_ratio(z['p99_ms'], s['p99_ms'])} |"
             )
     return "\n".join(lines)
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b else "n/a"
 
 
 @dataclass
@@ -196,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--baseline", type=Path, help="also run the zt-ra of this checkout (e.g. the main branch) as zt-ra@base"
     )
+    p.add_argument("--baseline-workers", type=int, help="zt-ra@base's worker processes (default: --workers)")
     p.add_argument("--out", type=Path, default=ROOT / "reports" / "bench")
     p.add_argument("--tools", type=Path, default=ROOT / ".tools")
     args = p.parse_args(argv)
@@ -212,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"preparing {total} one-time tokens per server ...", flush=True)
             targets[ZT] = start_zt(work, ZT, total, args.workers, ROOT)
             if args.baseline:
-                targets[BASE] = start_zt(work, BASE, total, args.workers, args.baseline.resolve())
+                base_workers = args.baseline_workers or args.workers
+                targets[BASE] = start_zt(work, BASE, total, base_workers, args.baseline.resolve())
             sc = stepca.configure(work / "step", free_port(), LEAF_TTL)
             now = time.time()
             step_jobs = [(sc.token(san, now), san) for _, san in targets[ZT].jobs]

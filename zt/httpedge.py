@@ -34,6 +34,7 @@ import asyncio
 import functools
 import json
 import logging
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -99,22 +100,43 @@ class _HandshakeBoundedLoop(asyncio.SelectorEventLoop):
     asyncio's defaults (60 s handshake, 30 s shutdown) apply; this loop supplies ours.
     """
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, own_socket: bool = False) -> None:
         super().__init__()
         self._tls_timeout = timeout
+        self._own_socket = own_socket
 
     async def create_server(self, *args: Any, **kwargs: Any) -> asyncio.Server:
-        return await super().create_server(*args, **_bounded(kwargs, self._tls_timeout))
+        return await super().create_server(*args, **_bounded(kwargs, self._tls_timeout, self._own_socket))
 
 
-def _bounded(kwargs: dict[str, Any], timeout: float) -> dict[str, Any]:
+def _bounded(kwargs: dict[str, Any], timeout: float, own_socket: bool) -> dict[str, Any]:
     if kwargs.get("ssl") is not None:
         kwargs.setdefault("ssl_handshake_timeout", timeout)
         kwargs.setdefault("ssl_shutdown_timeout", timeout)
+    sock = kwargs.get("sock")
+    if own_socket and isinstance(sock, socket.socket):
+        kwargs["sock"] = reuse_port_socket(sock)
     return kwargs
 
 
-def _uvloop_factory(timeout: float) -> Callable[[], asyncio.AbstractEventLoop] | None:
+def reuse_port_socket(shared: socket.socket) -> socket.socket:
+    """This worker's own listening socket on the address of `shared` (SO_REUSEPORT, Linux).
+
+    Worker processes that accept from one shared socket split keep-alive connections unevenly:
+    a worker whose loop is free takes a whole burst of new connections at once, and they stay
+    with it. With a socket per worker in one SO_REUSEPORT group the kernel spreads connections
+    over the workers by a hash of the peer's address and port. The shared socket (bound by the
+    supervisor with SO_REUSEPORT, never listening) only holds the port.
+    """
+    own = socket.socket(shared.family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    own.bind(shared.getsockname())
+    shared.close()
+    return own
+
+
+def _uvloop_factory(timeout: float, own_socket: bool) -> Callable[[], asyncio.AbstractEventLoop] | None:
     """The same bounds on uvloop (libuv, and its own TLS transport written in Cython): about a
     third less CPU per request than asyncio's selector loop and SSL protocol (docs/performance.md).
     None when uvloop is not installed."""
@@ -125,7 +147,7 @@ def _uvloop_factory(timeout: float) -> Callable[[], asyncio.AbstractEventLoop] |
 
     class _HandshakeBoundedUvloop(uvloop.Loop):
         async def create_server(self, *args: Any, **kwargs: Any) -> Any:
-            return await super().create_server(*args, **_bounded(kwargs, timeout))
+            return await super().create_server(*args, **_bounded(kwargs, timeout, own_socket))
 
     return _HandshakeBoundedUvloop
 
@@ -140,15 +162,20 @@ class EdgeConfig(uvicorn.Config):
     for the TLS bounds.
     """
 
-    def __init__(self, app: Any, limits: EdgeLimits, *, fast_loop: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self, app: Any, limits: EdgeLimits, *, fast_loop: bool = False, reuse_port: bool = False, **kwargs: Any
+    ) -> None:
         kwargs.setdefault("h11_max_incomplete_event_size", MAX_HEAD_BYTES)
         super().__init__(app, http=HeadTimeoutProtocol, loop="asyncio", **kwargs)
         self.limits = limits
         self.fast_loop = fast_loop
+        # Each worker process listens on a socket of its own (`reuse_port_socket`).
+        self.reuse_port = reuse_port
 
     def get_loop_factory(self) -> Callable[[], asyncio.AbstractEventLoop]:
-        fast = _uvloop_factory(self.limits.header_timeout) if self.fast_loop else None
-        return fast or functools.partial(_HandshakeBoundedLoop, self.limits.header_timeout)
+        timeout = self.limits.header_timeout
+        fast = _uvloop_factory(timeout, self.reuse_port) if self.fast_loop else None
+        return fast or functools.partial(_HandshakeBoundedLoop, timeout, self.reuse_port)
 
 
 def _over_capacity_app(limit: int) -> Callable[..., Any]:
