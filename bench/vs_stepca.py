@@ -25,6 +25,7 @@ import datetime as dt
 import itertools
 import json
 import os
+import shutil
 import ssl
 import statistics
 import subprocess
@@ -95,6 +96,27 @@ def run_loadgen(
     return result
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of `pid` and every live descendant, from /proc (Linux): what a
+    server spent, whatever else the shared machine was doing meanwhile."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += stats.get(p, (0, 0.0))[1]
+        todo += [child for child, (parent, _) in stats.items() if parent == p]
+    return total
+
+
 def check_samples(samples: list[dict[str, Any]], root: Path) -> tuple[list[str], set[float]]:
     """(problems, lifetimes in seconds) of a server's sampled answers."""
     roots = x509.load_pem_x509_certificates(root.read_bytes())
@@ -132,6 +154,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "certs_per_s": round(statistics.median(r["certs_per_s"] for r in runs), 1),
         "p50_ms": round(statistics.median(r["p50_ms"] for r in runs), 2),
         "p99_ms": round(statistics.median(r["p99_ms"] for r in runs), 2),
+        "cpu_ms_per_cert": round(statistics.median(r["cpu_ms_per_cert"] for r in runs), 2),
         "certs_per_s_each": [round(r["certs_per_s"], 1) for r in runs],
         "errors": sum(r["errors"] for r in runs),
     }
@@ -141,8 +164,8 @@ def table(summary: dict[str, dict[str, dict[str, Any]]], clients: list[int]) -> 
     """One row per zt-ra variant and client count, each against step-ca of the same run."""
     lines = [
         "| server | clients | certs/s | step-ca certs/s | ratio | p50 ms | step-ca p50 ms | p99 ms | step-ca p99 ms "
-        "| p99 ratio |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| p99 ratio | CPU ms/cert | step-ca CPU ms/cert |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for server in (s for s in summary if s != STEP):
         for c in clients:
@@ -150,7 +173,8 @@ def table(summary: dict[str, dict[str, dict[str, Any]]], clients: list[int]) -> 
             lines.append(
                 f"| {server} | {c} | {z['certs_per_s']} | {s['certs_per_s']} "
                 f"| {_ratio(z['certs_per_s'], s['certs_per_s'])} | {z['p50_ms']} | {s['p50_ms']} | {z['p99_ms']} "
-                f"| {s['p99_ms']} | {_ratio(z['p99_ms'], s['p99_ms'])} |"
+                f"| {s['p99_ms']} | {_ratio(z['p99_ms'], s['p99_ms'])} | {z['cpu_ms_per_cert']} "
+                f"| {s['cpu_ms_per_cert']} |"
             )
     return "\n".join(lines)
 
@@ -227,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for t in targets.values():
                 t.proc.stop()
+            # The servers' logs next to the results (step-ca says there why it refused a token).
+            shutil.rmtree(args.out / "logs", ignore_errors=True)
+            shutil.copytree(work / "logs", args.out / "logs", dirs_exist_ok=True)
         lifetimes: dict[str, set[float]] = {}
         for server, t in targets.items():
             samples = [s for by_c in runs[server].values() for r in by_c for s in r.get("samples") or []]
@@ -287,11 +314,14 @@ def measure(
             shift = (rnd * len(clients) + k) % len(names)
             for server in names[shift:] + names[:shift]:
                 t = targets[server]
+                cpu = cpu_seconds(t.proc.pid)
                 r = run_loadgen(loadgen, server, t.url, t.root, t.jobs[at : at + requests], c, work)
+                r["cpu_ms_per_cert"] = (cpu_seconds(t.proc.pid) - cpu) * 1000 / max(1, r["ok"])
                 runs[server][str(c)].append(r)
                 print(
                     f"round {rnd + 1} {server:10} {c:3} clients: {r['certs_per_s']:7.1f} certs/s "
-                    f"p50 {r['p50_ms']:6.2f} ms p99 {r['p99_ms']:7.2f} ms errors {r['errors']}"
+                    f"p50 {r['p50_ms']:6.2f} ms p99 {r['p99_ms']:7.2f} ms "
+                    f"CPU {r['cpu_ms_per_cert']:5.2f} ms/cert errors {r['errors']}"
                     + (f" ({r['first_error']})" if r["errors"] else ""),
                     flush=True,
                 )

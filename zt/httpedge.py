@@ -136,46 +136,25 @@ def reuse_port_socket(shared: socket.socket) -> socket.socket:
     return own
 
 
-def _uvloop_factory(timeout: float, own_socket: bool) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """The same bounds on uvloop (libuv, and its own TLS transport written in Cython): about a
-    third less CPU per request than asyncio's selector loop and SSL protocol (docs/performance.md).
-    None when uvloop is not installed."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-
-    class _HandshakeBoundedUvloop(uvloop.Loop):
-        async def create_server(self, *args: Any, **kwargs: Any) -> Any:
-            return await super().create_server(*args, **_bounded(kwargs, timeout, own_socket))
-
-    return _HandshakeBoundedUvloop
-
-
 class EdgeConfig(uvicorn.Config):
     """`uvicorn.Config` with `HeadTimeoutProtocol` and the bounded loop.
 
     A subclass rather than fields on the side because uvicorn hands the config object to
     each worker process (pickled) and to every protocol instance: the limits travel with it.
-    The loop is asyncio's selector loop, or with `fast_loop` uvloop where it is installed
-    (the RA's issuance path; the CRL publisher stays on asyncio's); either way subclassed here
-    for the TLS bounds.
+    The loop is always asyncio's selector loop, subclassed here for the TLS bounds. Not uvloop:
+    its TLS transport keeps reading (and discarding) what a client sends after the server
+    closed, e.g. after a 413 (tests/e2e/test_ra_http.py pins that the server stops reading).
     """
 
-    def __init__(
-        self, app: Any, limits: EdgeLimits, *, fast_loop: bool = False, reuse_port: bool = False, **kwargs: Any
-    ) -> None:
+    def __init__(self, app: Any, limits: EdgeLimits, *, reuse_port: bool = False, **kwargs: Any) -> None:
         kwargs.setdefault("h11_max_incomplete_event_size", MAX_HEAD_BYTES)
         super().__init__(app, http=HeadTimeoutProtocol, loop="asyncio", **kwargs)
         self.limits = limits
-        self.fast_loop = fast_loop
         # Each worker process listens on a socket of its own (`reuse_port_socket`).
         self.reuse_port = reuse_port
 
     def get_loop_factory(self) -> Callable[[], asyncio.AbstractEventLoop]:
-        timeout = self.limits.header_timeout
-        fast = _uvloop_factory(timeout, self.reuse_port) if self.fast_loop else None
-        return fast or functools.partial(_HandshakeBoundedLoop, timeout, self.reuse_port)
+        return functools.partial(_HandshakeBoundedLoop, self.limits.header_timeout, self.reuse_port)
 
 
 def _over_capacity_app(limit: int) -> Callable[..., Any]:

@@ -184,7 +184,6 @@ def serve(settings: RaSettings, cert: Path, key: Path) -> None:
     config = EdgeConfig(
         "zt.ra.asgi:app_from_env",
         settings.edge_limits,
-        fast_loop=True,
         reuse_port=settings.workers > 1,
         factory=True,
         host=settings.host,
