@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds per server and client count")
     p.add_argument("--requests", type=int, default=1500, help="requests per round")
     p.add_argument("--clients", default="8,32", help="client counts, comma-separated")
-    p.add_argument("--workers", type=int, default=1, help="zt-ra worker processes")
+    p.add_argument("--workers", type=int, default=2, help="zt-ra worker processes (default: 2, one per core here)")
     p.add_argument(
         "--baseline", type=Path, help="also run the zt-ra of this checkout (e.g. the main branch) as zt-ra@base"
     )
