@@ -244,9 +244,12 @@ def main(argv: list[str] | None = None) -> int:
                 base_workers = args.baseline_workers or args.workers
                 targets[BASE] = start_zt(work, BASE, total, base_workers, args.baseline.resolve())
             sc = stepca.configure(work / "step", free_port(), LEAF_TTL)
+            step = sc.start(step_binary, work / "logs" / "step-ca.log")
+            targets[STEP] = Target(sc.url, sc.root, [], step)
+            # After the start: step-ca refuses a token issued before it started (its `iat`).
+            time.sleep(1.0)
             now = time.time()
-            step_jobs = [(sc.token(san, now), san) for _, san in targets[ZT].jobs]
-            targets[STEP] = Target(sc.url, sc.root, step_jobs, sc.start(step_binary, work / "logs" / "step-ca.log"))
+            targets[STEP].jobs = [(sc.token(san, now), san) for _, san in targets[ZT].jobs]
             runs = measure(loadgen, targets, clients, args.rounds, args.requests, warm, work)
         finally:
             for t in targets.values():
