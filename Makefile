@@ -84,11 +84,17 @@ demo-containers: images
 ## p99 around rotations); the native services' handshake rates
 bench: venv native
 	PATH="$(CURDIR)/$(BIN):$$PATH" ./native/cpp/test.sh release
+	$(BIN)/python -m bench.vs_stepca
 	$(BIN)/python -m bench.ra_issue
 	$(BIN)/python -m bench.store_issue
 	$(BIN)/python -m bench.rotation
 	./native/cpp/bench.sh
 	./native/java/bench.sh
+
+## bench-ra: zt-ra against step-ca v0.30.2 only (bench/vs_stepca.py; builds step-ca into .tools/ once)
+.PHONY: bench-ra
+bench-ra: venv
+	$(BIN)/python -m bench.vs_stepca
 
 clean:
 	rm -rf build native/cpp/build* native/java/target .lab

@@ -34,6 +34,7 @@ import asyncio
 import functools
 import json
 import logging
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -99,15 +100,40 @@ class _HandshakeBoundedLoop(asyncio.SelectorEventLoop):
     asyncio's defaults (60 s handshake, 30 s shutdown) apply; this loop supplies ours.
     """
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, own_socket: bool = False) -> None:
         super().__init__()
         self._tls_timeout = timeout
+        self._own_socket = own_socket
 
     async def create_server(self, *args: Any, **kwargs: Any) -> asyncio.Server:
-        if kwargs.get("ssl") is not None:
-            kwargs.setdefault("ssl_handshake_timeout", self._tls_timeout)
-            kwargs.setdefault("ssl_shutdown_timeout", self._tls_timeout)
-        return await super().create_server(*args, **kwargs)
+        return await super().create_server(*args, **_bounded(kwargs, self._tls_timeout, self._own_socket))
+
+
+def _bounded(kwargs: dict[str, Any], timeout: float, own_socket: bool) -> dict[str, Any]:
+    if kwargs.get("ssl") is not None:
+        kwargs.setdefault("ssl_handshake_timeout", timeout)
+        kwargs.setdefault("ssl_shutdown_timeout", timeout)
+    sock = kwargs.get("sock")
+    if own_socket and isinstance(sock, socket.socket):
+        kwargs["sock"] = reuse_port_socket(sock)
+    return kwargs
+
+
+def reuse_port_socket(shared: socket.socket) -> socket.socket:
+    """This worker's own listening socket on the address of `shared` (SO_REUSEPORT, Linux).
+
+    Worker processes that accept from one shared socket split keep-alive connections unevenly:
+    a worker whose loop is free takes a whole burst of new connections at once, and they stay
+    with it. With a socket per worker in one SO_REUSEPORT group the kernel spreads connections
+    over the workers by a hash of the peer's address and port. The shared socket (bound by the
+    supervisor with SO_REUSEPORT, never listening) only holds the port.
+    """
+    own = socket.socket(shared.family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    own.bind(shared.getsockname())
+    shared.close()
+    return own
 
 
 class EdgeConfig(uvicorn.Config):
@@ -115,16 +141,20 @@ class EdgeConfig(uvicorn.Config):
 
     A subclass rather than fields on the side because uvicorn hands the config object to
     each worker process (pickled) and to every protocol instance: the limits travel with it.
-    The loop is always asyncio's selector loop (never uvloop): that is the one subclassed here.
+    The loop is always asyncio's selector loop, subclassed here for the TLS bounds. Not uvloop:
+    its TLS transport keeps reading (and discarding) what a client sends after the server
+    closed, e.g. after a 413 (tests/e2e/test_ra_http.py pins that the server stops reading).
     """
 
-    def __init__(self, app: Any, limits: EdgeLimits, **kwargs: Any) -> None:
+    def __init__(self, app: Any, limits: EdgeLimits, *, reuse_port: bool = False, **kwargs: Any) -> None:
         kwargs.setdefault("h11_max_incomplete_event_size", MAX_HEAD_BYTES)
         super().__init__(app, http=HeadTimeoutProtocol, loop="asyncio", **kwargs)
         self.limits = limits
+        # Each worker process listens on a socket of its own (`reuse_port_socket`).
+        self.reuse_port = reuse_port
 
     def get_loop_factory(self) -> Callable[[], asyncio.AbstractEventLoop]:
-        return functools.partial(_HandshakeBoundedLoop, self.limits.header_timeout)
+        return functools.partial(_HandshakeBoundedLoop, self.limits.header_timeout, self.reuse_port)
 
 
 def _over_capacity_app(limit: int) -> Callable[..., Any]:

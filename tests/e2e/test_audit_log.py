@@ -178,11 +178,15 @@ def test_audit_ztca_killed_mid_append_leaves_a_torn_line_verify_reports_and_repa
 def test_audit_ra_worker_killed_mid_append_is_repaired_by_the_other_worker(
     ca: CaDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each RA process tears its 6th append and dies with SIGKILL holding both locks; the
+    """Each RA process tears its 3rd append and dies with SIGKILL holding both locks; the
     surviving writers set the fragment aside and append the row whole: afterwards the chain
-    verifies, every answered issuance is in it, and the fragment is kept as evidence."""
+    verifies, every answered issuance is in it, and the fragment is kept as evidence.
+
+    An append holds the lines of one group commit (zt.ra.group_commit): with 4 clients a batch
+    holds at most 4 issuances, so 24 issuances make at least 6 appends over the two processes
+    and one of them reaches its 3rd."""
     jobs = [(f"f{i}", ca.register(f"f{i}"), csr_for(f"f{i}")) for i in range(24)]
-    monkeypatch.setenv(FAILPOINT_ENV, "55@6")
+    monkeypatch.setenv(FAILPOINT_ENV, "55@3")
     ra = start_ra(ca, tmp_path / "logs", "--workers", "2")
     monkeypatch.delenv(FAILPOINT_ENV)
     try:

@@ -8,6 +8,7 @@ decided before this is called (zt.ra.authorize).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -50,12 +51,26 @@ class Authority:
     def not_after(self) -> dt.datetime:
         return self.certificate.not_valid_after_utc
 
+    # What does not change between leaves, computed once per loaded authority (a frozen
+    # dataclass: cached_property stores in the instance's __dict__).
+    @functools.cached_property
+    def _intermediate_pem(self) -> bytes:
+        return pem(self.certificate)
+
+    @functools.cached_property
+    def _bundle_pem(self) -> bytes:
+        return b"".join(pem(c) for c in self.roots)
+
+    @functools.cached_property
+    def _authority_key_id(self) -> x509.AuthorityKeyIdentifier:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key())
+
     def chain_pem(self, leaf: x509.Certificate) -> bytes:
         """What a TLS peer presents: the leaf, then the intermediate (never the root)."""
-        return pem(leaf) + pem(self.certificate)
+        return pem(leaf) + self._intermediate_pem
 
     def bundle_pem(self) -> bytes:
-        return b"".join(pem(c) for c in self.roots)
+        return self._bundle_pem
 
     def sign_leaf(
         self,
@@ -94,5 +109,6 @@ class Authority:
             crl_url=crl_url,
             dns_names=dns_names,
             ip_addresses=ip_addresses,
+            authority_key_id=self._authority_key_id,
         )
         return builder.sign(self.key, signature_hash(self.key))  # type: ignore[arg-type]

@@ -92,7 +92,11 @@ def leaf_extensions(
     crl_url: str | None,
     dns_names: Sequence[str] = (),
     ip_addresses: Sequence[str] = (),
+    authority_key_id: x509.AuthorityKeyIdentifier | None = None,
 ) -> x509.CertificateBuilder:
+    """The X509-SVID leaf profile. `authority_key_id` is the issuer's, if the caller keeps it
+    (zt.ca.authority computes it once: hashing the issuer key per leaf cost a few percent)."""
+    aki = authority_key_id or x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key)
     sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(str(spiffe_id))]
     sans += [x509.DNSName(n) for n in dns_names]
     sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in ip_addresses]
@@ -104,7 +108,7 @@ def leaf_extensions(
             critical=False,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key), critical=False)
+        .add_extension(aki, critical=False)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
     )
     if crl_url:

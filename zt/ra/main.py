@@ -165,7 +165,8 @@ def settings_from(args: argparse.Namespace) -> RaSettings:
 
 
 def tcp_socket(host: str, port: int) -> socket.socket:
-    """The listening socket shared by the worker processes.
+    """The port of the worker processes, bound once by the supervisor (each worker then
+    listens on a socket of its own on the same address: zt.httpedge.reuse_port_socket).
 
     Created with proto=IPPROTO_TCP on purpose: the workers rebuild it from its family, type
     and proto, and asyncio sets TCP_NODELAY only on sockets whose proto says TCP. uvicorn's
@@ -175,6 +176,9 @@ def tcp_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Each worker listens on its own socket in this port's SO_REUSEPORT group (zt.httpedge
+    # reuse_port_socket): an even share of connections; this one only holds the port.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.set_inheritable(True)
     return sock
@@ -187,6 +191,7 @@ def serve(settings: RaSettings, cert: Path, key: Path) -> None:
     config = EdgeConfig(
         "zt.ra.asgi:app_from_env",
         settings.edge_limits,
+        reuse_port=settings.workers > 1,
         factory=True,
         host=settings.host,
         port=settings.port,

@@ -38,6 +38,7 @@ from zt.ra.authorize import (
     authorize_token,
 )
 from zt.ra.csr import parse_csr, spki_sha256
+from zt.ra.group_commit import GroupCommit
 from zt.ra.limits import ADMIN_TOKEN, BOOTSTRAP_TOKEN, ISSUE_PER_IDENTITY, REQUESTS_PER_SOURCE, Limits
 from zt.ra.lockout import Lockout
 from zt.ra.ratelimit import RateLimiter, SourceTicket
@@ -73,6 +74,21 @@ class Issued:
 
 
 @dataclass(frozen=True)
+class _SignedIssue:
+    """A bootstrap issuance between its signature and its recording transaction."""
+
+    grant: Grant
+    csr: x509.CertificateSigningRequest
+    spki: str
+    token_hash: str
+    now: dt.datetime
+    lifetime: dt.timedelta
+    ticket: SourceTicket | None
+    record: CertRecord
+    certificate: x509.Certificate
+
+
+@dataclass(frozen=True)
 class Registered:
     identity: Identity
     token: str
@@ -94,6 +110,7 @@ class RegistrationAuthority:
         leaf_ttl: dt.timedelta = DEFAULT_LEAF_TTL,
         crl_url: str | None = None,
         limits: Limits | None = None,
+        committer: GroupCommit | None = None,
     ) -> None:
         if leaf_ttl < MIN_LEAF_TTL:
             raise BadRequest(f"leaf lifetime must be at least {int(MIN_LEAF_TTL.total_seconds())}s")
@@ -108,6 +125,9 @@ class RegistrationAuthority:
         limits = limits or Limits.off()
         self.limiter = RateLimiter(store, limits, clock)
         self.lockout = Lockout(store, limits.lockout, clock)
+        # The RA's HTTP workers batch issuances' recording transactions (zt.ra.group_commit);
+        # in-process callers (ztca) record each in its own.
+        self.committer = committer
 
     def authorize_admin(self, token: str | None, source: str | None = None) -> AdminGrant:
         """The admin credential; wrong ones count against `source` (zt.ra.lockout)."""
@@ -183,6 +203,11 @@ class RegistrationAuthority:
     # -- signing and recording -----------------------------------------------------------------
 
     def _sign(self, grant: Grant, csr: x509.CertificateSigningRequest, now: dt.datetime) -> CertRecord:
+        return self._sign_certificate(grant, csr, now)[0]
+
+    def _sign_certificate(
+        self, grant: Grant, csr: x509.CertificateSigningRequest, now: dt.datetime
+    ) -> tuple[CertRecord, x509.Certificate]:
         ident = grant.identity
         # A CaError (an expired intermediate, unreadable CA files) propagates as itself: the
         # HTTP boundary answers 503 ca_unavailable, not "cannot reach its store".
@@ -193,7 +218,7 @@ class RegistrationAuthority:
             now,
             self.crl_url,
         )
-        return CertRecord(
+        rec = CertRecord(
             serial=serial_hex(cert),
             identity=ident.name,
             spiffe_id=ident.spiffe_id,
@@ -205,9 +230,12 @@ class RegistrationAuthority:
             pem=pem(cert).decode(),
             renews=grant.renews,
         )
+        return rec, cert
 
-    def _issued(self, rec: CertRecord) -> Issued:
-        cert = x509.load_pem_x509_certificate(rec.pem.encode())
+    def _issued(self, rec: CertRecord, cert: x509.Certificate | None = None) -> Issued:
+        """The answer; `cert` is `rec` already parsed (just signed), else it is parsed here."""
+        if cert is None:
+            cert = x509.load_pem_x509_certificate(rec.pem.encode())
         return Issued(rec, self.authority.chain_pem(cert).decode(), self.authority.bundle_pem().decode())
 
     # -- issue ---------------------------------------------------------------------------------
@@ -225,7 +253,49 @@ class RegistrationAuthority:
         A source locked out for wrong tokens is refused before its token is looked at; an
         unknown token counts against it (zt.ra.lockout). The identity's issuance limit is
         checked before signing and counted in the transaction that records the certificate.
+        With a `committer` (zt.ra.group_commit) that transaction is shared with the other
+        issuances pending at the time; without one it is this request's own.
         """
+        signed = self._sign_issue(token, csr_pem, ttl_seconds, source, ticket)
+        if isinstance(signed, Issued):
+            return signed
+        if self.committer is not None:
+            outcome = self.committer.run(lambda c: self._record_issue(c, signed))
+        else:
+            with self.store.write() as c:
+                outcome = self._record_issue(c, signed)
+        return self._issue_answer(signed, outcome)
+
+    async def issue_async(
+        self,
+        token: str | None,
+        csr_pem: str,
+        ttl_seconds: int | None = None,
+        source: str | None = None,
+        ticket: SourceTicket | None = None,
+    ) -> Issued:
+        """`issue` for an event loop: the checks and the signing run inline (a fraction of a
+        millisecond, no thread hand-off), and the loop waits for the group commit without
+        blocking. Needs a committer."""
+        if self.committer is None:
+            raise RuntimeError("issue_async needs a group commit writer")
+        signed = self._sign_issue(token, csr_pem, ttl_seconds, source, ticket)
+        if isinstance(signed, Issued):
+            return signed
+        outcome = await self.committer.run_async(lambda c: self._record_issue(c, signed))
+        return self._issue_answer(signed, outcome)
+
+    def _sign_issue(
+        self,
+        token: str | None,
+        csr_pem: str,
+        ttl_seconds: int | None,
+        source: str | None,
+        ticket: SourceTicket | None,
+    ) -> Issued | _SignedIssue:
+        """Everything before the recording transaction: the checks (read-only, except the
+        lockout's count of a wrong token) and the signature. An idempotent retry of a token
+        already spent on this key gets its earlier certificate here."""
         if token is None:
             raise Unauthorized("missing bootstrap token (Authorization: Bearer <token>)", code="missing_token")
         attempt = self.lockout.check(source, BOOTSTRAP_TOKEN)
@@ -245,28 +315,43 @@ class RegistrationAuthority:
             return self._issued(grant.earlier)
         ident = grant.identity
         self.limiter.precheck_identity(ident.name, ident.spiffe_id, ISSUE_ENDPOINT)
-        rec = self._sign(grant, csr, now)
-        with self.store.write() as c:
-            again = authorize_token(self.store, c, th, csr, spki, now, lifetime)
-            if again.earlier is not None:
-                return self._issued(again.earlier)
-            over_source, retry = self._take_limits(c, ticket, ident, ISSUE_ENDPOINT, now.timestamp())
-            if retry is None:
-                self.store.add_certificate(c, rec)
-                self.store.mark_token_used(c, th, now.timestamp(), rec.serial, spki)
-                self.store.audit(c, now.timestamp(), rec.spiffe_id, "issue", rec.serial, "ok", "via bootstrap token")
+        rec, cert = self._sign_certificate(grant, csr, now)
+        return _SignedIssue(grant, csr, spki, th, now, lifetime, ticket, rec, cert)
+
+    def _record_issue(self, c: Conn, s: _SignedIssue) -> Issued | Exception | None:
+        """In the write transaction: authorise again, count the limits, spend the token, record.
+
+        Returns the earlier certificate of an idempotent retry, the refusal of a limit (returned,
+        not raised: its count and audit row commit), or None when `s` was recorded.
+        """
+        again = authorize_token(self.store, c, s.token_hash, s.csr, s.spki, s.now, s.lifetime)
+        if again.earlier is not None:
+            return self._issued(again.earlier)
+        ident, rec, now = s.grant.identity, s.record, s.now.timestamp()
+        over_source, retry = self._take_limits(c, s.ticket, ident, ISSUE_ENDPOINT, now)
         if retry is not None:
-            raise self._refused(over_source, ticket, ident, retry, ISSUE_ENDPOINT)
+            return self._refused(over_source, s.ticket, ident, retry, ISSUE_ENDPOINT)
+        self.store.add_certificate(c, rec)
+        self.store.mark_token_used(c, s.token_hash, now, rec.serial, s.spki)
+        self.store.audit(c, now, rec.spiffe_id, "issue", rec.serial, "ok", "via bootstrap token")
+        return None
+
+    def _issue_answer(self, s: _SignedIssue, outcome: Issued | Exception | None) -> Issued:
+        if isinstance(outcome, Exception):
+            raise outcome
+        if outcome is not None:
+            return outcome
+        rec = s.record
         log_event(
             log,
             "issued",
             spiffe_id=rec.spiffe_id,
             serial=rec.serial,
             via="token",
-            actor=grant.identity.name,  # who asked: the identity the token was issued to
+            actor=s.grant.identity.name,  # who asked: the identity the token was issued to
             not_after=rfc3339(dt.datetime.fromtimestamp(rec.not_after, dt.UTC)),
         )
-        return self._issued(rec)
+        return self._issued(rec, s.certificate)
 
     # -- renew ---------------------------------------------------------------------------------
 

@@ -1,0 +1,3 @@
+module zt.lab/bench/loadgen
+
+go 1.22
