@@ -51,7 +51,7 @@ results=build/test-results
 logs=$results/logs
 timings=$results/make-test-timings.tsv
 mkdir -p "$logs"
-rm -f "$logs"/*.status
+rm -f "$logs"/*.status "$logs/engine.started" "$logs/containers.why"
 
 containers=""      # empty: available; else why not
 
