@@ -18,9 +18,10 @@ demo: deps venv native
 	exit $$rc
 
 ## test: everything CI runs (scripts/make-test.sh, a timing line per step): lint, the C++ and Java
-## suites, a container engine and the images where it can (root, or an engine that answers), the
-## Python suite (tests/), then `zt-lab run --milestone all` on processes (reports/latest) and on
-## containers (reports/docker/latest); without containers, its last line says what it left out
+## suites, a container engine and the images where it can (root, or an engine that answers) side by
+## side (per-step logs in build/test-results/logs/), the Python suite (tests/), then `zt-lab run
+## --milestone all` on processes (reports/latest) and on containers (reports/docker/latest), then
+## the chaos lab once the lab defines it; without containers, its last line says what it left out
 test: deps venv native
 	./scripts/make-test.sh
 

@@ -17,11 +17,25 @@
 #   native/cpp/test.sh asan       only the sanitizer build
 #   native/cpp/test.sh tsan       ThreadSanitizer build (build/cpp-tsan; not in the default set)
 #   GTEST_FILTER=... native/cpp/test.sh   a subset
+#   CPP_SHARDS=1 native/cpp/test.sh       one test process instead of two (below)
+#
+# The tests run in CPP_SHARDS (default 2) processes at once, gtest's own sharding
+# (GTEST_TOTAL_SHARDS/GTEST_SHARD_INDEX: shard i runs every test whose index is i modulo the
+# count), one JUnit file per shard (cpp-<config>.shard<i>.xml) and one log per shard, printed one
+# after the other when both have ended. Safe because every test takes its ports from the kernel
+# (127.0.0.1:0) and its files from mkdtemp, and each process makes its own test PKI; worth it
+# because a test spends much of its time waiting on a service-a child (start, handshakes, a
+# reload), so two at a time keep two cores busy (issue 17; docs/ci.md has the figures).
 set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 jobs="${JOBS:-2}"
+shards="${CPP_SHARDS:-2}"
+if ! [[ "$shards" =~ ^[1-9][0-9]*$ ]]; then
+  echo "CPP_SHARDS must be a positive whole number (got '$shards')" >&2
+  exit 2
+fi
 results="$repo/build/test-results"
 mkdir -p "$results"
 configs=("${@:-asan}")
@@ -43,19 +57,44 @@ run_config() {
     status=1
     return
   fi
-  local xml="$results/cpp-$name.xml"
-  rm -f "$xml"
-  (cd "$dir" && "$dir/service_a_tests" --gtest_output="xml:$xml" ${GTEST_FILTER:+--gtest_filter="$GTEST_FILTER"})
-  local rc=$?
-  if [[ ! -f "$xml" ]]; then
-    summary+=("cpp-$name: the test binary crashed (exit $rc), no report")
+  rm -f "$results/cpp-$name".xml "$results/cpp-$name".shard*.xml
+  local i pids=() rcs=() logs=() xmls=()
+  for ((i = 0; i < shards; i++)); do
+    xmls[i]="$results/cpp-$name.shard$i.xml"
+    logs[i]="$dir/shard$i.log"
+    (cd "$dir" && GTEST_TOTAL_SHARDS=$shards GTEST_SHARD_INDEX=$i \
+      "$dir/service_a_tests" --gtest_output="xml:${xmls[i]}" ${GTEST_FILTER:+--gtest_filter="$GTEST_FILTER"}) \
+      >"${logs[i]}" 2>&1 &
+    pids[i]=$!
+  done
+  for ((i = 0; i < shards; i++)); do
+    wait "${pids[i]}"
+    rcs[i]=$?
+  done
+  local rc=0 tests=0 failures=0 errors=0 skipped=0 disabled=0 n
+  for ((i = 0; i < shards; i++)); do
+    echo "-- service-a tests: $name, shard $((i + 1)) of $shards (exit ${rcs[i]})"
+    cat "${logs[i]}"
+    if [[ ${rcs[i]} -ne 0 ]]; then rc=${rcs[i]}; fi
+    if [[ ! -f "${xmls[i]}" ]]; then
+      summary+=("cpp-$name: shard $((i + 1)) of $shards: the test binary crashed (exit ${rcs[i]}), no report")
+      status=1
+      continue
+    fi
+    n=$(count "${xmls[i]}" tests); tests=$((tests + n))
+    n=$(count "${xmls[i]}" failures); failures=$((failures + n))
+    n=$(count "${xmls[i]}" errors); errors=$((errors + n))
+    n=$(count "${xmls[i]}" disabled); disabled=$((disabled + ${n:-0}))
+    n=$(grep -c '<skipped' "${xmls[i]}" || true); skipped=$((skipped + n))
+  done
+  # The shards together must have run every test the binary lists (none lost between them).
+  local listed
+  listed=$("$dir/service_a_tests" --gtest_list_tests ${GTEST_FILTER:+--gtest_filter="$GTEST_FILTER"} | grep -c '^  ')
+  if [[ $tests -ne $listed ]]; then
+    summary+=("cpp-$name: the shards reported $tests tests, the binary lists $listed")
     status=1
-    return
   fi
-  local tests failures errors skipped disabled passed
-  tests=$(count "$xml" tests); failures=$(count "$xml" failures); errors=$(count "$xml" errors)
-  disabled=$(count "$xml" disabled); skipped=$(grep -c '<skipped' "$xml" || true)
-  passed=$((tests - failures - errors - skipped - ${disabled:-0}))
+  local passed=$((tests - failures - errors - skipped - disabled))
   summary+=("cpp-$name: $passed passed, $((failures + errors)) failed, $skipped skipped")
   if [[ $rc -ne 0 || $failures -ne 0 || $errors -ne 0 ]]; then status=1; fi
   if [[ "${CI:-}" == "true" && $skipped -ne 0 ]]; then

@@ -73,6 +73,7 @@ class LogSchemaShould {
 
     /** The real process's stderr, line by line, with a bounded wait for a line that matches. */
     private static final class Stderr {
+        private static final long WAIT_S = 60;
         private final List<JsonNode> lines = new ArrayList<>();
         private final List<String> raw = new ArrayList<>();
 
@@ -102,7 +103,9 @@ class LogSchemaShould {
         }
 
         synchronized JsonNode await(String event, Predicate<JsonNode> match) throws InterruptedException {
-            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+            // 60 s: a fresh JVM's first line; with the suite in two forks on a loaded 2-core machine
+            // it took over 30 s once (issue 17). A bound on the wait, not a figure the test checks.
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(WAIT_S);
             while (true) {
                 for (JsonNode l : lines) {
                     if (l != null && event.equals(l.path("event").asText()) && match.test(l)) {
@@ -111,7 +114,8 @@ class LogSchemaShould {
                 }
                 long left = deadline - System.nanoTime();
                 if (left <= 0) {
-                    throw new AssertionError("no '" + event + "' line within 30 s; stderr so far:\n" + String.join("\n", raw));
+                    throw new AssertionError("no '" + event + "' line within " + WAIT_S + " s; stderr so far:\n"
+                            + String.join("\n", raw));
                 }
                 wait(Math.max(1, left / 1_000_000));
             }
