@@ -259,3 +259,11 @@ def test_whole_predicate_judges_the_set_and_cannot_pass_without_evidence() -> No
     h.record("t.w", "test", "op", "x", "ok", 0)
     h.record("t.w", "test", "op", "x", "ok", 0)
     assert checkers.check(c, h).result == "pass"
+
+
+def test_milestones_joined_by_commas_are_one_selection_without_repeats() -> None:
+    """`all,chaos` is how CI puts the chaos run on the same labs as the milestones (--parallel)."""
+    selected = milestones.select("all,chaos,1")
+    assert [m.number for m in selected] == [*sorted(milestones.REGISTRY), milestones.NAMED["chaos"].number]
+    with pytest.raises(ValueError, match="no milestone 'x'"):
+        milestones.select("all,x")

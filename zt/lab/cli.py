@@ -49,7 +49,10 @@ def build_parser(registry: Mapping[int, Milestone] = milestones.REGISTRY) -> arg
     r.add_argument(
         "--milestone",
         default="all",
-        help=f"a milestone the lab defines, or all of them (default: all). Defined: {known}",
+        help=(
+            "a milestone the lab defines, or all of them (default: all), or several joined by commas "
+            f"(all,chaos). Defined: {known}"
+        ),
     )
     r.add_argument(
         "--runtime",

@@ -100,7 +100,13 @@ def select(
     spec: str, registry: Mapping[int, Milestone] = REGISTRY, named: Mapping[str, Milestone] = NAMED
 ) -> list[Milestone]:
     """`all` (every registered milestone, in order), one registered number, or a named run
-    (`chaos`, not part of `all`); ValueError otherwise."""
+    (`chaos`, not part of `all`); several of these joined by commas (`all,chaos`: one run, so
+    `--parallel` spreads all of them over its labs at once); ValueError otherwise."""
+    if "," in spec:
+        out: list[Milestone] = []
+        for part in spec.split(","):
+            out += [m for m in select(part.strip(), registry, named) if m not in out]
+        return out
     if spec == "all":
         return [registry[n] for n in sorted(registry)]
     if spec in named:
