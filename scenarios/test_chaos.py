@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from zt.lab import chaos_history, chaos_plan, chaos_plots, checkers, checks_chaos
+from zt.lab import chaos_history, chaos_plan, chaos_plots, chaos_store, checkers, checks_chaos
 from zt.lab.chaos_plan import Schedule
 from zt.lab.chaos_revocation import RevocationWatch
 from zt.lab.figures import Figures
@@ -58,14 +58,13 @@ def _plan_ops(
 ) -> list[Operation]:
     services = [s.name for s in lab.topology.services]
     logs = {s: lab.component_log(f"agent-{s}") for s in services}
-    ev = chaos_history.Evidence(
-        records,
-        logs,
-        {s: agent_generations(s, logs[s]) for s in services},
-        {s: lab.agent_identity(s).cert_dir for s in services},
-        t0,
-        watch,
-    )
+    generations = {s: agent_generations(s, logs[s]) for s in services}
+    cert_dirs = {s: lab.agent_identity(s).cert_dir for s in services}
+    store = None
+    if any(slot.plan.name == "ra-kill" for slot in schedule.slots):
+        held = chaos_store.held_serials(cert_dirs.values(), [g.new_serial for gs in generations.values() for g in gs])
+        store = chaos_store.store_evidence(lab, lab.work_dir / "ca" / "zt.db", held)
+    ev = chaos_history.Evidence(records, logs, generations, cert_dirs, t0, watch, store)
     ops: list[Operation] = []
     for slot in schedule.slots:
         ops += chaos_history.plan_operations(slot, [a for a, _ in nemesis.windows(slot.plan.name)], ev)
@@ -102,7 +101,7 @@ def test_every_plan_heals_and_nothing_is_lost(
     victim = client_identity("revoked-client") if any(s.plan.action == "revoke" for s in schedule.slots) else None
     run.start()
     t0 = time.time()
-    nemesis = Nemesis(lab.toxiproxy(), lab.topology, schedule, t0)
+    nemesis = Nemesis(lab.toxiproxy(), lab.topology, schedule, t0, lab)
     watch = _revocation_watch(lab, schedule, victim, t0)
     nemesis.start()
     if watch is not None:

@@ -97,3 +97,63 @@ def test_chaos_cert_dirs_whole_and_no_evidence_unknown() -> None:
     assert _verdict("chaos.ra_slow.cert_dirs_whole", {"problems": []}).result == "pass"
     assert _verdict("chaos.ra_slow.cert_dirs_whole", {"problems": ["gen-1: key.pem does not match"]}).result == "fail"
     assert checkers.check(_crit("chaos.ra_slow.cert_dirs_whole"), History()).result == "unknown"
+
+
+def _kill(**kw: Any) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "fault": "ra-kill#0",
+        "toxic": "kill",
+        "proxy": "",
+        "scheduled_heal": 10.0,
+        "heal_started_at": 10.05,
+        "healed_at": 12.5,  # a restart takes seconds: lateness is judged from when it began
+        "process": {"component": "ra", "killed_pid": 100, "exit_code": -9},
+        "after_heal": {"pid": 200, "alive": True},
+    }
+    return {**d, **kw}
+
+
+def test_chaos_kill_fault_wants_sigkill_a_timely_restart_and_a_new_live_process() -> None:
+    assert _verdict("chaos.faults_healed", _kill()).result == "pass"
+    termed = _verdict("chaos.faults_healed", _kill(process={"component": "ra", "killed_pid": 100, "exit_code": 0}))
+    assert termed.result == "fail" and "not by SIGKILL" in termed.violations[0]
+    assert _verdict("chaos.faults_healed", _kill(heal_started_at=15.0)).result == "fail"
+    assert _verdict("chaos.faults_healed", _kill(after_heal={"pid": 200, "alive": False})).result == "fail"
+    assert _verdict("chaos.faults_healed", _kill(after_heal={"pid": 100, "alive": True})).result == "fail"
+    assert _verdict("chaos.faults_healed", _kill(heal_error="zt-ra never answered")).result == "fail"
+    assert _verdict("chaos.faults_healed", _kill(), outcome="unknown").result == "unknown"
+
+
+def _store(**kw: Any) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "integrity": "ok",
+        "certificates": 30,
+        "held": 12,
+        "held_not_in_store": [],
+        "token_certificates": 2,
+        "tokens_spent": 2,
+        "token_mismatch": [],
+        "duplicate_serials": [],
+        "audit_verify_exit": 0,
+        "audit_verify_output": "ok",
+    }
+    return {**d, **kw}
+
+
+def test_chaos_store_whole_names_what_was_lost_or_torn() -> None:
+    assert _verdict("chaos.ra_kill.store_whole", _store()).result == "pass"
+    lost = _verdict("chaos.ra_kill.store_whole", _store(held_not_in_store=["1a2b"]))
+    assert lost.result == "fail" and "1a2b" in lost.violations[0]
+    torn = _verdict("chaos.ra_kill.store_whole", _store(token_mismatch=["token of service-a spent on 9, no such"]))
+    assert torn.result == "fail"
+    assert _verdict("chaos.ra_kill.store_whole", _store(duplicate_serials=["5"])).result == "fail"
+    assert _verdict("chaos.ra_kill.store_whole", _store(integrity="*** page 3 corrupt")).result == "fail"
+    chain = _verdict("chaos.ra_kill.store_whole", _store(audit_verify_exit=1, audit_verify_output="line 7: bad hash"))
+    assert chain.result == "fail" and "line 7" in chain.violations[0]
+    assert _verdict("chaos.ra_kill.store_whole", _store(held=0)).result == "fail"  # nothing looked for
+    assert _verdict("chaos.ra_kill.store_whole", {"error": "no store read"}, outcome="unknown").result == "unknown"
+    assert (
+        _verdict("chaos.ra_kill.no_failed_requests", _request(True), _request(False, target="service-b")).result
+        == "fail"
+    )
+    assert _verdict("chaos.ra_kill.renewed_after_heal", _renewal(min_failures=1, failures_in_window=0)).result == "fail"

@@ -56,6 +56,7 @@ class Evidence:
     cert_dirs: dict[str, Path]
     t0: float  # when the load started (the schedule's zero)
     watch: RevocationWatch | None = None
+    store: dict[str, Any] | None = None  # plan 6a: zt.lab.chaos_store.store_evidence after the run
 
 
 def _start(r: dict[str, Any]) -> float:
@@ -394,6 +395,24 @@ def crl_down_ops(slot: Slot, applied: Sequence[Applied], ev: Evidence) -> list[O
     return ops
 
 
+def ra_kill_ops(slot: Slot, applied: Sequence[Applied], ev: Evidence) -> list[Operation]:
+    """Plan 6a: the RA killed by SIGKILL while certificates are due, then restarted on its store:
+    every request of the slot succeeds; every agent's renewal failed while it was dead and
+    succeeded soon after the restart; the store is whole (zt.lab.chaos_store)."""
+    ops = slot_requests("chaos.ra_kill.no_failed_requests", slot, ev)
+    ops += renewal_ops("chaos.ra_kill.renewed_after_heal", applied, ev, 1)
+    now = time.time()
+    if ev.store is None:
+        ops.append(
+            Operation(
+                "chaos.ra_kill.store_whole", "lab", "inspect", "store", "unknown", now, now, {"error": "no store read"}
+            )
+        )
+    else:
+        ops.append(Operation("chaos.ra_kill.store_whole", "lab", "inspect", "store", "ok", now, now, dict(ev.store)))
+    return ops
+
+
 # Each plan's evidence -> operations, by the plan file's name. A plan without an entry here has
 # no criteria: plan_operations refuses it rather than let it pass by judging nothing.
 PLAN_OPERATIONS: dict[str, Callable[[Slot, Sequence[Applied], Evidence], list[Operation]]] = {
@@ -402,6 +421,7 @@ PLAN_OPERATIONS: dict[str, Callable[[Slot, Sequence[Applied], Evidence], list[Op
     "crl-down-revocation": crl_down_ops,
     "mesh-latency": mesh_latency_ops,
     "mesh-reset": mesh_fault_ops,
+    "ra-kill": ra_kill_ops,
 }
 
 

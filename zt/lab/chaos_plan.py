@@ -11,6 +11,9 @@ plan is for; the plan file says what is done to the network. Toxics, as toxiprox
     reset_peer  {"timeout": ms}: connections reset (RST) after ms                  heal: remove
     bandwidth   {"rate": KB/s}                                                      heal: remove
     slicer      {"average_size": bytes, "size_variation": bytes, "delay": us}      heal: remove
+    kill        a process, not a proxy: `edge` names a component ("ra", or         heal: restart
+                "agent-<service>"), SIGKILLed by PID; the heal starts it again on
+                the same port, store and certificate directory (plan 6)
 
 The schedule: one chaos run drives one load, and the selected plans run one after another,
 each in a slot of its own (its faults, then `recovery` seconds in which its criteria watch the
@@ -41,7 +44,10 @@ TOXICS: dict[str, tuple[frozenset[str], str]] = {
     "reset_peer": (frozenset({"timeout"}), "remove"),
     "bandwidth": (frozenset({"rate"}), "remove"),
     "slicer": (frozenset({"average_size", "size_variation", "delay"}), "remove"),
+    "kill": (frozenset(), "restart"),
 }
+# The faults that hit a process (zt.lab.nemesis asks the lab, not toxiproxy).
+PROCESS_TOXICS = frozenset({"kill"})
 STREAMS = ("upstream", "downstream")
 
 
@@ -161,6 +167,8 @@ def _fault(doc: Any, where: str) -> Fault:
     stream = str(doc.get("stream", "downstream"))
     if stream not in STREAMS:
         raise ConfigError(f"{where}: stream is upstream or downstream, not {stream!r}")
+    if toxic in PROCESS_TOXICS and not (edge == "ra" or (edge.startswith("agent-") and ">" not in edge)):
+        raise ConfigError(f"{where}: a {toxic} fault names a component (ra, agent-<service>), not {edge!r}")
     jitter = float(doc.get("start_jitter", 0.0))
     if start < 0 or jitter < 0 or not 0 < duration <= 120:
         raise ConfigError(f"{where}: start and start_jitter >= 0, duration in (0, 120] seconds")

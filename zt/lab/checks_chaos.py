@@ -10,6 +10,7 @@ failed while the upstream was reset) proves nothing, and says so as a violation.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Sequence
 
 from zt.lab.chaos_history import CALL_FAIL_BOUND_S, UPSTREAM_ERRORS
@@ -28,12 +29,30 @@ def healed_on_schedule(o: Operation) -> str | None:
         return f"fault {d['fault']} could not be applied: {d['apply_error']}"
     if d.get("heal_error"):
         return f"fault {d['fault']} was not healed: {d['heal_error']}"
+    if d.get("toxic") == "kill":
+        return restarted_on_schedule(o)
     late = float(d["healed_at"]) - float(d["scheduled_heal"])
     if late > HEAL_LATE_S:
         return f"fault {d['fault']} healed {late:.1f}s after its heal step was due"
     after = d.get("after_heal") or {}
     if after.get("enabled") is not True or after.get("toxics"):
         return f"after the heal of {d['fault']} toxiproxy shows proxy {d['proxy']} as {after}"
+    return None
+
+
+def restarted_on_schedule(o: Operation) -> str | None:
+    """A kill fault: the component died of SIGKILL, its restart began on time, and a new process
+    (another PID, alive) answered after it."""
+    d = o.details
+    proc, after = d.get("process") or {}, d.get("after_heal") or {}
+    if proc.get("exit_code") != -signal.SIGKILL:
+        who = f"{proc.get('component')} (pid {proc.get('killed_pid')})"
+        return f"fault {d['fault']}: {who} exited with {proc.get('exit_code')}, not by SIGKILL"
+    late = float(d.get("heal_started_at") or d["healed_at"]) - float(d["scheduled_heal"])
+    if late > HEAL_LATE_S:
+        return f"fault {d['fault']}: restart began {late:.1f}s after its heal step was due"
+    if after.get("alive") is not True or after.get("pid") in (None, proc.get("killed_pid")):
+        return f"fault {d['fault']}: after the restart {proc.get('component')} shows {after}"
     return None
 
 
@@ -157,6 +176,27 @@ def cert_dir_whole(o: Operation) -> str | None:
     return None if not problems else f"{o.target}: {'; '.join(problems)}"
 
 
+def store_whole(o: Operation) -> str | None:
+    """After the RA's kill and restart (zt.lab.chaos_store): the store is intact, holds every
+    serial an agent was ever given, one certificate per spent token (and no token spent without
+    one), no serial twice, and `ztca audit verify` passes."""
+    d = o.details
+    why = []
+    if d["integrity"] != "ok":
+        why.append(f"integrity_check: {d['integrity']}")
+    if d["held_not_in_store"]:
+        why.append(f"serials agents hold that the store lacks: {d['held_not_in_store']}")
+    if d["held"] == 0:
+        why.append("no serial held by any agent to look for (nothing proven)")
+    if d["token_mismatch"]:
+        why.append(f"tokens and certificates disagree: {d['token_mismatch']}")
+    if d["duplicate_serials"]:
+        why.append(f"serials issued twice: {d['duplicate_serials']}")
+    if d["audit_verify_exit"] != 0:
+        why.append(f"ztca audit verify exited {d['audit_verify_exit']}: {d['audit_verify_output']}")
+    return "; ".join(why) or None
+
+
 CHAOS = (
     Criterion(
         "chaos.faults_healed",
@@ -201,6 +241,26 @@ CHAOS = (
         MILESTONE,
         "plan 3, CRL publisher down across a revocation: the services refuse it within the bound after the heal",
         revoked_after_heal,
+    ),
+    Criterion(
+        "chaos.ra_kill.no_failed_requests",
+        MILESTONE,
+        "plan 6a, RA killed (SIGKILL) while certificates are due, then restarted: not one request fails",
+        request_ok,
+        every_service_loaded,
+    ),
+    Criterion(
+        "chaos.ra_kill.renewed_after_heal",
+        MILESTONE,
+        "plan 6a: every agent's renewal failed while the RA was dead, and renewed within the bound after the restart",
+        renewed_after_heal,
+    ),
+    Criterion(
+        "chaos.ra_kill.store_whole",
+        MILESTONE,
+        "plan 6a: after the restart the store holds every serial an agent holds, one certificate per spent token, "
+        "and ztca audit verify passes",
+        store_whole,
     ),
     Criterion(
         "chaos.mesh_latency.no_failed_requests",

@@ -511,6 +511,13 @@ class ContainerLab(core.LabCore):
         box.container.reload()
         self._wait("zt-crl /healthz", box, lambda: core.http_ok(self.crl_url() + "/healthz"))
 
+    def kill_component(self, name: str) -> tuple[int, int | None]:
+        """Chaos plan 6 runs on processes only so far: refused, and the plan's fault fails."""
+        raise LabError(f"kill_component({name!r}): process faults run on the process runtime only (docs/chaos.md)")
+
+    def restart_component(self, name: str) -> int:
+        raise LabError(f"restart_component({name!r}): process faults run on the process runtime only (docs/chaos.md)")
+
     def _component(self, name: str) -> Box:
         if name != "crl" or "crl" not in self.boxes:
             raise LabError(f"only a running lab's 'crl' (the publisher) can be stopped and started, not {name!r}")

@@ -315,6 +315,38 @@ class ProcessLab(core.LabCore):
             raise host_identities.LabError("start_component: zt-crl is running already")
         self._start_crl()
 
+    def kill_component(self, name: str) -> tuple[int, int | None]:
+        """SIGKILL a component ("ra" or "agent-<service>") by its PID, as a crash would (chaos
+        plan 6): its pid and exit code. Its port, store and certificate directory stay."""
+        proc = self._killable(name)
+        progress(f"kill -9 {proc.name} (pid {proc.pid}) as a fault")
+        proc.kill()
+        self.procs.remove(proc)
+        return proc.pid, proc.popen.returncode
+
+    def restart_component(self, name: str) -> int:
+        """Start a killed component again as it was started (same port, store, certificate
+        directory and token file) and wait until it answers: its new PID."""
+        if any(p.name == self._proc_name(name) and p.alive() for p in self.procs):
+            raise host_identities.LabError(f"restart_component: {name} is running already")
+        if name == "ra":
+            self._start_ra()
+        else:
+            s = next(s for s in self.topology.services if f"agent-{s.name}" == name)
+            self._start_agent(s, self.run_dir / f"{s.name}.token")
+        return next(p.pid for p in reversed(self.procs) if p.name == self._proc_name(name))
+
+    def _proc_name(self, name: str) -> str:
+        return "zt-ra" if name == "ra" else name
+
+    def _killable(self, name: str) -> process.Proc:
+        if name != "ra" and name not in {f"agent-{s.name}" for s in self.topology.services}:
+            raise host_identities.LabError(f"kill_component: only ra or agent-<service>, not {name!r}")
+        for p in self.procs:
+            if p.name == self._proc_name(name) and p.alive():
+                return p
+        raise host_identities.LabError(f"kill_component: {name} is not running")
+
     def _component(self, name: str) -> process.Proc:
         if name != "crl":
             raise host_identities.LabError(f"stop_component: only 'crl' can be stopped, not {name!r}")
