@@ -16,7 +16,7 @@ from zt.lab.topology import Topology
 
 def test_chaos_plans_in_the_repository_load_and_name_real_edges() -> None:
     plans = chaos_plan.load_plans()
-    names = ["ra-down", "ra-slow", "crl-down-revocation", "mesh-latency", "mesh-reset", "ra-kill", "agent-kill"]
+    names = ["ra-down", "ra-slow", "crl-down-revocation", "mesh-latency", "mesh-reset", "agent-kill", "ra-kill"]
     assert [p.name for p in plans] == [n for n in names if (chaos_plan.PLANS_DIR / f"{n}.json").exists()]
     topology = Topology(chaos=True)
     known = {e.name for e in edges.chaos_edges(topology)}

@@ -157,3 +157,23 @@ def test_chaos_store_whole_names_what_was_lost_or_torn() -> None:
         == "fail"
     )
     assert _verdict("chaos.ra_kill.renewed_after_heal", _renewal(min_failures=1, failures_in_window=0)).result == "fail"
+
+
+def _mid_write(**kw: Any) -> dict[str, Any]:
+    files = ["cert.pem", "chain.pem", "key.pem", "svid.json"]
+    d = {"service": "service-a", "writing": "gen-1", "files_at_kill": ["key.pem"], "generation_files": files}
+    return {**d, **kw}
+
+
+def test_chaos_agent_kill_must_land_mid_write_and_leave_a_whole_directory() -> None:
+    assert _verdict("chaos.agent_kill.mid_write", _mid_write()).result == "pass"
+    missed = _verdict("chaos.agent_kill.mid_write", _mid_write(writing=None, files_at_kill=None))
+    assert missed.result == "fail" and "nothing proven" in missed.violations[0]
+    done = _mid_write(files_at_kill=["cert.pem", "chain.pem", "key.pem", "svid.json"])
+    assert _verdict("chaos.agent_kill.mid_write", done).result == "fail"
+    torn = {"service": "service-a", "problems": ["gen-1: missing svid.json"]}
+    assert _verdict("chaos.agent_kill.cert_dir_whole", torn).result == "fail"
+    assert _verdict("chaos.agent_kill.cert_dir_whole", {**torn, "problems": []}).result == "pass"
+    late = _renewal(min_failures=0, failures_in_window=0, first_write_after_heal_s=None)
+    assert _verdict("chaos.agent_kill.renewed_after_restart", late).result == "fail"
+    assert _verdict("chaos.agent_kill.no_failed_requests", _request(True), _request(False)).result == "fail"

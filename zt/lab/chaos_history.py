@@ -413,6 +413,46 @@ def ra_kill_ops(slot: Slot, applied: Sequence[Applied], ev: Evidence) -> list[Op
     return ops
 
 
+def agent_kill_ops(slot: Slot, applied: Sequence[Applied], ev: Evidence) -> list[Operation]:
+    """Plan 6b: an agent killed by SIGKILL while it wrote a generation, then restarted: its
+    service kept serving (every request of the slot succeeds), the kill landed mid-write (the
+    generation it met lacked files), the restarted agent renewed within the bound, and its
+    certificate directory is whole afterwards (the check of plan 2, from outside)."""
+    ops = slot_requests("chaos.agent_kill.no_failed_requests", slot, ev)
+    now = time.time()
+    for a in applied:
+        service = a.scheduled.fault.edge.removeprefix("agent-")
+        proc = a.process
+        details: dict[str, Any] = {
+            "fault": a.scheduled.id,
+            "service": service,
+            "writing": proc.get("writing"),
+            "files_at_kill": proc.get("files_at_kill"),
+            "generation_files": list(GENERATION_FILES),
+        }
+        outcome: Outcome = "ok" if a.applied_at is not None else "unknown"
+        start = a.applied_at or now
+        ops.append(Operation("chaos.agent_kill.mid_write", "nemesis", "kill", service, outcome, start, start, details))
+        victim = Evidence(ev.records, {service: ev.agent_logs.get(service, "")}, ev.generations, ev.cert_dirs, ev.t0)
+        ops += renewal_ops("chaos.agent_kill.renewed_after_restart", [a], victim, 0)
+        out = ev.cert_dirs.get(service)
+        problems = cert_dir_problems(out) if out is not None else [f"no certificate directory for {service}"]
+        gens = sorted(p.name for p in out.glob("gen-*")) if out is not None else []
+        ops.append(
+            Operation(
+                "chaos.agent_kill.cert_dir_whole",
+                "lab",
+                "inspect",
+                service,
+                "ok",
+                now,
+                now,
+                {"service": service, "generations": gens, "problems": problems},
+            )
+        )
+    return ops
+
+
 # Each plan's evidence -> operations, by the plan file's name. A plan without an entry here has
 # no criteria: plan_operations refuses it rather than let it pass by judging nothing.
 PLAN_OPERATIONS: dict[str, Callable[[Slot, Sequence[Applied], Evidence], list[Operation]]] = {
@@ -422,6 +462,7 @@ PLAN_OPERATIONS: dict[str, Callable[[Slot, Sequence[Applied], Evidence], list[Op
     "mesh-latency": mesh_latency_ops,
     "mesh-reset": mesh_fault_ops,
     "ra-kill": ra_kill_ops,
+    "agent-kill": agent_kill_ops,
 }
 
 

@@ -176,6 +176,17 @@ def cert_dir_whole(o: Operation) -> str | None:
     return None if not problems else f"{o.target}: {'; '.join(problems)}"
 
 
+def killed_mid_write(o: Operation) -> str | None:
+    """The kill met a generation being written: the directory existed and lacked files then."""
+    d = o.details
+    if not d.get("writing"):
+        return f"{d['service']}: the agent wrote no generation while the lab waited to kill it (nothing proven)"
+    missing = [f for f in d["generation_files"] if f not in (d.get("files_at_kill") or [])]
+    if not missing:
+        return f"{d['service']}: {d['writing']} was complete when the kill landed (not mid-write)"
+    return None
+
+
 def store_whole(o: Operation) -> str | None:
     """After the RA's kill and restart (zt.lab.chaos_store): the store is intact, holds every
     serial an agent was ever given, one certificate per spent token (and no token spent without
@@ -261,6 +272,32 @@ CHAOS = (
         "plan 6a: after the restart the store holds every serial an agent holds, one certificate per spent token, "
         "and ztca audit verify passes",
         store_whole,
+    ),
+    Criterion(
+        "chaos.agent_kill.no_failed_requests",
+        MILESTONE,
+        "plan 6b, an agent killed (SIGKILL) mid-write, then restarted: its service keeps serving, no request fails",
+        request_ok,
+        every_service_loaded,
+    ),
+    Criterion(
+        "chaos.agent_kill.mid_write",
+        MILESTONE,
+        "plan 6b: the kill landed while the agent wrote a generation (the generation lacked files)",
+        killed_mid_write,
+    ),
+    Criterion(
+        "chaos.agent_kill.renewed_after_restart",
+        MILESTONE,
+        "plan 6b: the restarted agent wrote a new generation within the bound",
+        renewed_after_heal,
+    ),
+    Criterion(
+        "chaos.agent_kill.cert_dir_whole",
+        MILESTONE,
+        "plan 6b: after the restart the certificate directory is whole: current resolves, every generation "
+        "kept is complete with a key matching its certificate",
+        cert_dir_whole,
     ),
     Criterion(
         "chaos.mesh_latency.no_failed_requests",

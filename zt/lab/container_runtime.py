@@ -511,7 +511,7 @@ class ContainerLab(core.LabCore):
         box.container.reload()
         self._wait("zt-crl /healthz", box, lambda: core.http_ok(self.crl_url() + "/healthz"))
 
-    def kill_component(self, name: str) -> tuple[int, int | None]:
+    def kill_component(self, name: str) -> dict[str, Any]:
         """Chaos plan 6 runs on processes only so far: refused, and the plan's fault fails."""
         raise LabError(f"kill_component({name!r}): process faults run on the process runtime only (docs/chaos.md)")
 

@@ -36,8 +36,8 @@ CRITERION = "chaos.faults_healed"
 class Processes(Protocol):
     """What the nemesis needs of a lab for process faults (zt.lab.process_runtime)."""
 
-    def kill_component(self, name: str) -> tuple[int, int | None]:
-        """SIGKILL the component by PID: (the PID, its exit code as waited for)."""
+    def kill_component(self, name: str) -> dict[str, Any]:
+        """SIGKILL the component by PID: {killed_pid, exit_code, ...what the kill met}."""
         ...
 
     def restart_component(self, name: str) -> int:
@@ -48,7 +48,7 @@ class Processes(Protocol):
 class NoProcesses:
     """A lab without process faults: a plan with one is refused when applied, as an error."""
 
-    def kill_component(self, name: str) -> tuple[int, int | None]:
+    def kill_component(self, name: str) -> dict[str, Any]:
         raise ToxiproxyError(f"this lab cannot kill {name!r}")
 
     def restart_component(self, name: str) -> int:
@@ -168,8 +168,7 @@ class Nemesis:
         f = a.scheduled.fault
         try:
             if f.toxic == "kill":
-                pid, code = self.processes.kill_component(f.edge)
-                a.process = {"component": f.edge, "killed_pid": pid, "exit_code": code}
+                a.process = {"component": f.edge, **self.processes.kill_component(f.edge)}
             elif f.toxic == "down":
                 self.client.set_enabled(a.proxy, False)
             else:

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from zt.lab import core, edges, host_identities, process, prometheus_config, ra_sources, services, toxiproxy
+from zt.lab import core, edges, gen_watch, host_identities, process, prometheus_config, ra_sources, services, toxiproxy
 from zt.lab.core import progress
 from zt.lab.identity import LabIdentity
 from zt.lab.ports import free_port
@@ -31,6 +31,9 @@ __all__ = ["ProcessLab", "ProcessRuntime", "progress"]
 
 # Two sources the RA tells apart (Milestone 5's lockout): Linux routes all of 127.0.0.0/8 to lo.
 RA_SOURCES = ("127.0.0.2", "127.0.0.3")
+# Chaos plan 6b: how long the lab waits for an agent to begin writing a generation before it
+# kills it anyway (the chaos lab's agents renew every 6-9 s).
+MID_WRITE_WAIT_S = 12.0
 
 
 def python_cmd(module: str, *args: str) -> list[str]:
@@ -315,14 +318,24 @@ class ProcessLab(core.LabCore):
             raise host_identities.LabError("start_component: zt-crl is running already")
         self._start_crl()
 
-    def kill_component(self, name: str) -> tuple[int, int | None]:
+    def kill_component(self, name: str) -> dict[str, Any]:
         """SIGKILL a component ("ra" or "agent-<service>") by its PID, as a crash would (chaos
-        plan 6): its pid and exit code. Its port, store and certificate directory stay."""
+        plan 6): its pid and exit code. Its port, store and certificate directory stay. An agent
+        is killed mid-write: the lab watches its certificate directory (for up to
+        MID_WRITE_WAIT_S, longer than a renewal period in the chaos lab) and kills it the moment a
+        new generation directory exists without its last file, svid.json; what that generation
+        held at the kill is part of the answer."""
         proc = self._killable(name)
-        progress(f"kill -9 {proc.name} (pid {proc.pid}) as a fault")
+        out = self.cert_dir(name.removeprefix("agent-")) if name.startswith("agent-") else None
+        writing = None if out is None else gen_watch.wait_for_write(out, MID_WRITE_WAIT_S, proc.alive)
+        progress(f"kill -9 {proc.name} (pid {proc.pid}) as a fault" + (f", writing {writing}" if writing else ""))
         proc.kill()
         self.procs.remove(proc)
-        return proc.pid, proc.popen.returncode
+        answer: dict[str, Any] = {"killed_pid": proc.pid, "exit_code": proc.popen.returncode}
+        if out is not None:
+            answer["writing"] = writing
+            answer["files_at_kill"] = sorted(p.name for p in (out / writing).iterdir()) if writing else None
+        return answer
 
     def restart_component(self, name: str) -> int:
         """Start a killed component again as it was started (same port, store, certificate

@@ -120,7 +120,7 @@ class RunningLab(Protocol):
         """Its heal: start it again where it was, waiting for real readiness."""
         ...
 
-    def kill_component(self, name: str) -> tuple[int, int | None]:
+    def kill_component(self, name: str) -> dict[str, Any]:
         """Chaos plan 6: SIGKILL "ra" or "agent-<service>" by PID; (pid, exit code)."""
         ...
 
