@@ -145,22 +145,16 @@ def ra_slow_ops(slot: Slot, applied: Sequence[Applied], ev: Evidence) -> list[Op
     timeout), and every agent's certificate directory is whole afterwards."""
     ops = slot_requests("chaos.ra_slow.no_failed_requests", slot, ev)
     ops += renewal_ops("chaos.ra_slow.renewed_after_heal", applied, ev, 1)
+    return ops + [cert_dir_op("chaos.ra_slow.cert_dirs_whole", service, out) for service, out in ev.cert_dirs.items()]
+
+
+def cert_dir_op(criterion: str, service: str, out: Path | None) -> Operation:
+    """An agent's certificate directory as read from outside now (cert_dir_problems)."""
     now = time.time()
-    for service, out in ev.cert_dirs.items():
-        gens = sorted(p.name for p in out.glob("gen-*"))
-        ops.append(
-            Operation(
-                "chaos.ra_slow.cert_dirs_whole",
-                "lab",
-                "inspect",
-                service,
-                "ok",
-                now,
-                now,
-                {"service": service, "generations": gens, "problems": cert_dir_problems(out)},
-            )
-        )
-    return ops
+    problems = cert_dir_problems(out) if out is not None else [f"no certificate directory for {service}"]
+    gens = sorted(p.name for p in out.glob("gen-*")) if out is not None else []
+    details = {"service": service, "generations": gens, "problems": problems}
+    return Operation(criterion, "lab", "inspect", service, "ok", now, now, details)
 
 
 def cert_dir_problems(out: Path) -> list[str]:
@@ -435,21 +429,7 @@ def agent_kill_ops(slot: Slot, applied: Sequence[Applied], ev: Evidence) -> list
         ops.append(Operation("chaos.agent_kill.mid_write", "nemesis", "kill", service, outcome, start, start, details))
         victim = Evidence(ev.records, {service: ev.agent_logs.get(service, "")}, ev.generations, ev.cert_dirs, ev.t0)
         ops += renewal_ops("chaos.agent_kill.renewed_after_restart", [a], victim, 0)
-        out = ev.cert_dirs.get(service)
-        problems = cert_dir_problems(out) if out is not None else [f"no certificate directory for {service}"]
-        gens = sorted(p.name for p in out.glob("gen-*")) if out is not None else []
-        ops.append(
-            Operation(
-                "chaos.agent_kill.cert_dir_whole",
-                "lab",
-                "inspect",
-                service,
-                "ok",
-                now,
-                now,
-                {"service": service, "generations": gens, "problems": problems},
-            )
-        )
+        ops.append(cert_dir_op("chaos.agent_kill.cert_dir_whole", service, ev.cert_dirs.get(service)))
     return ops
 
 
