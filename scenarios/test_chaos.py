@@ -34,7 +34,6 @@ from zt.lab.identity import LabIdentity
 from zt.lab.load import LoadPlan, LoadRun, request_succeeded
 from zt.lab.nemesis import Nemesis
 from zt.lab.pytest_plugin import LabSession
-from zt.lab.rotations import agent_generations
 from zt.lab.runtime import RunningLab
 from zt.lab.topology import Topology
 
@@ -43,6 +42,8 @@ pytestmark = pytest.mark.milestone(checks_chaos.MILESTONE)
 PLANS = [p for p in os.environ.get("ZT_CHAOS_PLANS", "").split(",") if p]
 WEAK_AGENTS = tuple(s for s in os.environ.get("ZT_CHAOS_WEAK_AGENTS", "").split(",") if s)
 USERS = int(os.environ.get("ZT_CHAOS_USERS", "8"))
+# Plans judged by a run of their own: replica-kill (scenarios/test_replica_kill.py, milestone replicas).
+OTHER_RUNS = frozenset({"replica-kill"})
 LAB_TOPOLOGY = Topology(
     chaos=True, agent_ttl_seconds=30, agent_renew_at=0.3, agent_metrics=True, weak_agents=WEAK_AGENTS
 )
@@ -56,15 +57,8 @@ def _plan_ops(
     t0: float,
     watch: RevocationWatch | None,
 ) -> list[Operation]:
-    services = [s.name for s in lab.topology.services]
-    logs = {s: lab.component_log(f"agent-{s}") for s in services}
-    generations = {s: agent_generations(s, logs[s]) for s in services}
-    cert_dirs = {s: lab.agent_identity(s).cert_dir for s in services}
-    store = None
-    if any(slot.plan.name == "ra-kill" for slot in schedule.slots):
-        held = chaos_store.held_serials(cert_dirs.values(), [g.new_serial for gs in generations.values() for g in gs])
-        store = chaos_store.store_evidence(lab, lab.work_dir / "ca" / "zt.db", held)
-    ev = chaos_history.Evidence(records, logs, generations, cert_dirs, t0, watch, store)
+    read_store = any(slot.plan.name == "ra-kill" for slot in schedule.slots)
+    ev = chaos_store.evidence(lab, records, t0, watch, read_store=read_store)
     ops: list[Operation] = []
     for slot in schedule.slots:
         ops += chaos_history.plan_operations(slot, [a for a, _ in nemesis.windows(slot.plan.name)], ev)
@@ -92,7 +86,8 @@ def test_every_plan_heals_and_nothing_is_lost(
     lab_session: LabSession,
     client_identity: Callable[..., LabIdentity],
 ) -> None:
-    schedule = chaos_plan.schedule(chaos_plan.load_plans(PLANS or None), lab_session.seed)
+    plans = [p for p in chaos_plan.load_plans(PLANS or None, store=lab.topology.store) if p.name not in OTHER_RUNS]
+    schedule = chaos_plan.schedule(plans, lab_session.seed)
     identity = client_identity("load")
     plan = LoadPlan(users=USERS, spawn_rate=float(USERS), run_seconds=schedule.load_seconds)
     run = LoadRun(lab, identity, plan, lab.work_dir / "load", log=lab.work_dir / "logs" / "locust.log")

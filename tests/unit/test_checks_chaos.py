@@ -177,3 +177,21 @@ def test_chaos_agent_kill_must_land_mid_write_and_leave_a_whole_directory() -> N
     late = _renewal(min_failures=0, failures_in_window=0, first_write_after_heal_s=None)
     assert _verdict("chaos.agent_kill.renewed_after_restart", late).result == "fail"
     assert _verdict("chaos.agent_kill.no_failed_requests", _request(True), _request(False)).result == "fail"
+
+
+def test_chaos_replica_kill_needs_a_failover_and_a_renewal_through_the_other_replica() -> None:
+    crit = next(c for c in checks_chaos.REPLICAS if c.id == "chaos.replica_kill.failed_over")
+    good = {"service": "service-a", "failovers": 2, "written_during": 1}
+
+    def verdict(d: dict[str, Any]) -> str:
+        h = History()
+        h.extend([Operation(crit.id, "t", "op", "x", "ok", 0.0, 1.0, d)])
+        return checkers.check(crit, h).result
+
+    assert verdict(good) == "pass"
+    assert verdict({**good, "failovers": 0}) == "fail"  # the agent never moved: nothing proven
+    assert verdict({**good, "written_during": 0}) == "fail"  # moved, but renewed nowhere
+    whole = next(c for c in checks_chaos.REPLICAS if c.id == "chaos.replica_kill.store_whole")
+    h = History()
+    h.extend([Operation(whole.id, "t", "op", "x", "ok", 0.0, 1.0, _store(integrity=None, held_not_in_store=["ab"]))])
+    assert checkers.check(whole, h).result == "fail"

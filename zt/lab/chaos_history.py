@@ -433,6 +433,66 @@ def agent_kill_ops(slot: Slot, applied: Sequence[Applied], ev: Evidence) -> list
     return ops
 
 
+def failovers(log_text: str) -> list[tuple[float, str, str]]:
+    """The agent's `ra_failover` events: (unix time, the replica that failed, the next one)."""
+    out = []
+    for e in log_events(log_text):
+        if e.get("event") == "ra_failover":
+            try:
+                at = dt.datetime.fromisoformat(str(e["ts"]).replace("Z", "+00:00")).timestamp()
+            except (KeyError, ValueError):
+                continue
+            out.append((at, str(e.get("ra")), str(e.get("next_ra"))))
+    return out
+
+
+def replica_kill_ops(slot: Slot, applied: Sequence[Applied], ev: Evidence) -> list[Operation]:
+    """Replica kill (issue 16): one of two RA replicas on PostgreSQL killed by SIGKILL during
+    renewals under load: every request of the slot succeeds; every agent logged `ra_failover`
+    while it was dead and wrote a new generation during the outage (through the other replica);
+    the store holds every serial any agent was given, none twice (zt.lab.chaos_store)."""
+    ops = slot_requests("chaos.replica_kill.no_failed_requests", slot, ev)
+    for service, text in ev.agent_logs.items():
+        for a in applied:
+            w = a.window
+            details: dict[str, Any] = {"service": service, "fault": a.scheduled.id}
+            if w is None:
+                details["error"] = "the fault was never applied and healed"
+                ops.append(
+                    Operation(
+                        "chaos.replica_kill.failed_over",
+                        f"agent-{service}",
+                        "failover",
+                        service,
+                        "unknown",
+                        0,
+                        0,
+                        details,
+                    )
+                )
+                continue
+            moved = [f for f in failovers(text) if w[0] <= f[0] <= w[1] + HEAL_GRACE_S]
+            written = [g for g in ev.generations.get(service, []) if w[0] <= g.written_at <= w[1]]
+            details.update(
+                window=[w[0], w[1]],
+                failovers=len(moved),
+                failover_offsets_s=[round(f[0] - w[0], 2) for f in moved],
+                replicas_failed=sorted({f[1] for f in moved}),
+                written_during=len(written),
+                serials_during=[g.new_serial for g in written],
+            )
+            ops.append(
+                Operation(
+                    "chaos.replica_kill.failed_over", f"agent-{service}", "failover", service, "ok", w[0], w[1], details
+                )
+            )
+    now = time.time()
+    outcome: Outcome = "ok" if ev.store is not None else "unknown"
+    details = dict(ev.store) if ev.store is not None else {"error": "no store read"}
+    ops.append(Operation("chaos.replica_kill.store_whole", "lab", "inspect", "store", outcome, now, now, details))
+    return ops
+
+
 # Each plan's evidence -> operations, by the plan file's name. A plan without an entry here has
 # no criteria: plan_operations refuses it rather than let it pass by judging nothing.
 PLAN_OPERATIONS: dict[str, Callable[[Slot, Sequence[Applied], Evidence], list[Operation]]] = {
@@ -443,6 +503,7 @@ PLAN_OPERATIONS: dict[str, Callable[[Slot, Sequence[Applied], Evidence], list[Op
     "mesh-reset": mesh_fault_ops,
     "ra-kill": ra_kill_ops,
     "agent-kill": agent_kill_ops,
+    "replica-kill": replica_kill_ops,
 }
 
 

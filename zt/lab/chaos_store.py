@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from zt.lab import core
+from zt.lab.chaos_history import Evidence
+from zt.lab.chaos_revocation import RevocationWatch
+from zt.lab.rotations import agent_generations
 from zt.lab.runtime import RunningLab
 
 
@@ -37,19 +40,33 @@ def held_serials(cert_dirs: Iterable[Path], logged: Iterable[str]) -> set[str]:
     return held
 
 
-def store_evidence(lab: RunningLab, store_file: Path, held: set[str]) -> dict[str, Any]:
-    """The store's verdict inputs (zt.lab.checks_chaos.store_whole judges them)."""
-    listed = [norm(str(c["serial"])) for c in lab.ztca("list")["certificates"]]
+BY_TOKEN = "SELECT serial, identity FROM certificates WHERE via='token'"
+SPENT = "SELECT used_serial, identity FROM tokens WHERE used_at IS NOT NULL"
+
+
+def _rows(store_file: Path, store_url: str | None) -> tuple[str | None, list[Any], list[Any]]:
+    """(integrity, certificates by token, spent tokens) from SQLite, or from PostgreSQL (which
+    has no integrity check to run: None)."""
+    if store_url:
+        import psycopg  # the PostgreSQL store's driver (zt.ra.store_pg); only a postgres lab needs it
+
+        with psycopg.connect(store_url) as pg:
+            return None, list(pg.execute(BY_TOKEN)), list(pg.execute(SPENT))
     db = sqlite3.connect(f"file:{store_file}?mode=ro", uri=True)
     try:
         integrity = str(db.execute("PRAGMA integrity_check").fetchone()[0])
-        by_token = {norm(s): i for s, i in db.execute("SELECT serial, identity FROM certificates WHERE via='token'")}
-        spent = {
-            norm(s or ""): i
-            for s, i in db.execute("SELECT used_serial, identity FROM tokens WHERE used_at IS NOT NULL")
-        }
+        return integrity, list(db.execute(BY_TOKEN)), list(db.execute(SPENT))
     finally:
         db.close()
+
+
+def store_evidence(lab: RunningLab, store_file: Path, held: set[str], store_url: str | None = None) -> dict[str, Any]:
+    """The store's verdict inputs (zt.lab.checks_chaos.store_whole judges them): the SQLite file
+    `store_file`, or the PostgreSQL database `store_url` when given."""
+    listed = [norm(str(c["serial"])) for c in lab.ztca("list")["certificates"]]
+    integrity, token_rows, spent_rows = _rows(store_file, store_url)
+    by_token = {norm(s): i for s, i in token_rows}
+    spent = {norm(s or ""): i for s, i in spent_rows}
     mismatch = sorted(
         [f"certificate {s} ({i}) without its spent token" for s, i in by_token.items() if spent.get(s) != i]
         + [f"token of {i} spent on {s}, no such certificate" for s, i in spent.items() if by_token.get(s) != i]
@@ -67,3 +84,20 @@ def store_evidence(lab: RunningLab, store_file: Path, held: set[str]) -> dict[st
         "audit_verify_exit": code,
         "audit_verify_output": output.strip()[-300:],
     }
+
+
+def evidence(
+    lab: RunningLab, records: list[dict[str, Any]], t0: float, watch: RevocationWatch | None, *, read_store: bool
+) -> Evidence:
+    """A chaos run's evidence after its load: the agents' logs and generations, their
+    certificate directories, and (read_store: a plan that judges the store) the store's state,
+    from the lab's SQLite file or its PostgreSQL database."""
+    services = [s.name for s in lab.topology.services]
+    logs = {s: lab.component_log(f"agent-{s}") for s in services}
+    generations = {s: agent_generations(s, logs[s]) for s in services}
+    cert_dirs = {s: lab.agent_identity(s).cert_dir for s in services}
+    store = None
+    if read_store:
+        held = held_serials(cert_dirs.values(), [g.new_serial for gs in generations.values() for g in gs])
+        store = store_evidence(lab, lab.work_dir / "ca" / "zt.db", held, getattr(lab, "store_url", None))
+    return Evidence(records, logs, generations, cert_dirs, t0, watch, store)

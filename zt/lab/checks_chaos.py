@@ -187,13 +187,25 @@ def killed_mid_write(o: Operation) -> str | None:
     return None
 
 
+def failed_over(o: Operation) -> str | None:
+    """While one replica was dead the agent moved to the other (`ra_failover`) and renewed
+    through it: a fault that met no renewal proves nothing."""
+    d = o.details
+    why = []
+    if d["failovers"] < 1:
+        why.append("no ra_failover while the replica was dead")
+    if d["written_during"] < 1:
+        why.append("no new certificate while the replica was dead (renewal through the other replica)")
+    return f"{d['service']}: {'; '.join(why)}" if why else None
+
+
 def store_whole(o: Operation) -> str | None:
     """After the RA's kill and restart (zt.lab.chaos_store): the store is intact, holds every
     serial an agent was ever given, one certificate per spent token (and no token spent without
     one), no serial twice, and `ztca audit verify` passes."""
     d = o.details
     why = []
-    if d["integrity"] != "ok":
+    if d["integrity"] not in ("ok", None):  # None: PostgreSQL, which has no integrity_check verb
         why.append(f"integrity_check: {d['integrity']}")
     if d["held_not_in_store"]:
         why.append(f"serials agents hold that the store lacks: {d['held_not_in_store']}")
@@ -336,5 +348,37 @@ CHAOS = (
         MILESTONE,
         "plan 5: after each heal the calls succeed again",
         recovered,
+    ),
+)
+
+# The replica run (`zt-lab run --milestone replicas --store postgres`; issue 16): the nemesis
+# kills one of two RA replicas on PostgreSQL (chaos/replica-kill.json).
+MILESTONE_REPLICAS = 7
+REPLICAS = (
+    Criterion(
+        "chaos.faults_healed",
+        MILESTONE_REPLICAS,
+        "every fault was applied and healed on schedule (a killed replica restarted and answered)",
+        healed_on_schedule,
+    ),
+    Criterion(
+        "chaos.replica_kill.no_failed_requests",
+        MILESTONE_REPLICAS,
+        "one of two RA replicas killed (SIGKILL) during renewals under load: not one request of the load fails",
+        request_ok,
+        every_service_loaded,
+    ),
+    Criterion(
+        "chaos.replica_kill.failed_over",
+        MILESTONE_REPLICAS,
+        "every agent logged ra_failover while the replica was dead and renewed through the other one",
+        failed_over,
+    ),
+    Criterion(
+        "chaos.replica_kill.store_whole",
+        MILESTONE_REPLICAS,
+        "the PostgreSQL store holds every certificate any replica answered with, none twice, one per spent "
+        "token, and ztca audit verify passes",
+        store_whole,
     ),
 )
