@@ -176,6 +176,8 @@ class ContainerLab(core.LabCore):
         """Bring every component up, in order, waiting for real readiness (the caller stops)."""
         from testcontainers.core.network import Network
 
+        if self.topology.store != "sqlite":  # never a run that claims PostgreSQL and runs on SQLite
+            raise LabError(f"store {self.topology.store!r} runs on the process runtime only so far (docs/scaling.md)")
         if (self.ca_dir / "bundle.pem").exists():  # its identities would chain to another run's CA
             raise LabError(f"{self.work_dir} already holds a run; give each run a new work dir")
         self._preflight()
