@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from zt.lab import chaos_history, chaos_plan, chaos_plots, checkers, checks_chaos
+from zt.lab import chaos_history, chaos_plan, chaos_plots, chaos_store, checkers, checks_chaos
 from zt.lab.chaos_plan import Schedule
 from zt.lab.chaos_revocation import RevocationWatch
 from zt.lab.figures import Figures
@@ -34,7 +34,6 @@ from zt.lab.identity import LabIdentity
 from zt.lab.load import LoadPlan, LoadRun, request_succeeded
 from zt.lab.nemesis import Nemesis
 from zt.lab.pytest_plugin import LabSession
-from zt.lab.rotations import agent_generations
 from zt.lab.runtime import RunningLab
 from zt.lab.topology import Topology
 
@@ -43,6 +42,8 @@ pytestmark = pytest.mark.milestone(checks_chaos.MILESTONE)
 PLANS = [p for p in os.environ.get("ZT_CHAOS_PLANS", "").split(",") if p]
 WEAK_AGENTS = tuple(s for s in os.environ.get("ZT_CHAOS_WEAK_AGENTS", "").split(",") if s)
 USERS = int(os.environ.get("ZT_CHAOS_USERS", "8"))
+# Plans judged by a run of their own: replica-kill (scenarios/test_replica_kill.py, milestone replicas).
+OTHER_RUNS = frozenset({"replica-kill"})
 LAB_TOPOLOGY = Topology(
     chaos=True, agent_ttl_seconds=30, agent_renew_at=0.3, agent_metrics=True, weak_agents=WEAK_AGENTS
 )
@@ -56,16 +57,8 @@ def _plan_ops(
     t0: float,
     watch: RevocationWatch | None,
 ) -> list[Operation]:
-    services = [s.name for s in lab.topology.services]
-    logs = {s: lab.component_log(f"agent-{s}") for s in services}
-    ev = chaos_history.Evidence(
-        records,
-        logs,
-        {s: agent_generations(s, logs[s]) for s in services},
-        {s: lab.agent_identity(s).cert_dir for s in services},
-        t0,
-        watch,
-    )
+    read_store = any(slot.plan.name == "ra-kill" for slot in schedule.slots)
+    ev = chaos_store.evidence(lab, records, t0, watch, read_store=read_store)
     ops: list[Operation] = []
     for slot in schedule.slots:
         ops += chaos_history.plan_operations(slot, [a for a, _ in nemesis.windows(slot.plan.name)], ev)
@@ -93,7 +86,8 @@ def test_every_plan_heals_and_nothing_is_lost(
     lab_session: LabSession,
     client_identity: Callable[..., LabIdentity],
 ) -> None:
-    schedule = chaos_plan.schedule(chaos_plan.load_plans(PLANS or None), lab_session.seed)
+    plans = [p for p in chaos_plan.load_plans(PLANS or None, store=lab.topology.store) if p.name not in OTHER_RUNS]
+    schedule = chaos_plan.schedule(plans, lab_session.seed)
     identity = client_identity("load")
     plan = LoadPlan(users=USERS, spawn_rate=float(USERS), run_seconds=schedule.load_seconds)
     run = LoadRun(lab, identity, plan, lab.work_dir / "load", log=lab.work_dir / "logs" / "locust.log")
@@ -102,7 +96,7 @@ def test_every_plan_heals_and_nothing_is_lost(
     victim = client_identity("revoked-client") if any(s.plan.action == "revoke" for s in schedule.slots) else None
     run.start()
     t0 = time.time()
-    nemesis = Nemesis(lab.toxiproxy(), lab.topology, schedule, t0)
+    nemesis = Nemesis(lab.toxiproxy(), lab.topology, schedule, t0, lab)
     watch = _revocation_watch(lab, schedule, victim, t0)
     nemesis.start()
     if watch is not None:

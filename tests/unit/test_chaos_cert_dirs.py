@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from zt.agent.writer import CURRENT, CertDirWriter
 from zt.lab.chaos_history import GENERATION_FILES, cert_dir_problems
 
 
@@ -51,3 +52,17 @@ def test_chaos_cert_dir_whole_passes_and_torn_generations_are_named(tmp_path: Pa
     (tmp_path / "current").unlink()
     os.symlink("gen-9", tmp_path / "current")
     assert "current does not resolve to a generation" in cert_dir_problems(tmp_path)
+
+
+def test_writer_sweeps_a_generation_a_kill_cut_short_and_keeps_the_rest(tmp_path: Path) -> None:
+    """An agent killed mid-write leaves a gen-* without svid.json; the next start removes it,
+    and never the current generation or a whole one."""
+    for name in ("gen-1", "gen-2"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "svid.json").write_text("{}")
+    (tmp_path / CURRENT).symlink_to("gen-2")
+    (tmp_path / "gen-3").mkdir()
+    (tmp_path / "gen-3" / "key.pem").write_text("half")
+    assert CertDirWriter(tmp_path).swept == ["gen-3"]
+    assert sorted(p.name for p in tmp_path.glob("gen-*")) == ["gen-1", "gen-2"]
+    assert CertDirWriter(tmp_path / "absent").swept == []

@@ -91,3 +91,11 @@ def test_parallel_must_be_a_small_positive_number(bad: str, capsys: pytest.Captu
     with pytest.raises(SystemExit) as e:
         cli.main(["run", "--parallel", bad])
     assert e.value.code == 2 and "--parallel" in capsys.readouterr().err
+
+
+def test_store_must_be_sqlite_or_postgres(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        cli.main(["run", "--store", "mysql"])
+    assert e.value.code == 2
+    assert "invalid choice: 'mysql'" in capsys.readouterr().err
+    assert cli.build_parser().parse_args(["run", "--store", "postgres"]).store == "postgres"

@@ -99,6 +99,8 @@ class Agent:
         self.stop = stop or threading.Event()
         self.metrics = metrics or AgentMetrics(clock)
         self.writer = CertDirWriter(cfg.out)
+        if self.writer.swept:  # a generation a kill cut short (zt.agent.writer.sweep_torn)
+            log_event(log, "torn_generations_removed", logging.WARNING, generations=self.writer.swept)
         self.current: Material | None = None
         self.received_at: dt.datetime | None = None
         self._crl: CrlFetcher | None = None

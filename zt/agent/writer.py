@@ -62,6 +62,27 @@ def _generation_name(m: Material) -> str:
 class CertDirWriter:
     def __init__(self, out: Path) -> None:
         self.out = Path(out)
+        self.swept = self.sweep_torn()
+
+    def sweep_torn(self) -> list[str]:
+        """Remove the generations a killed agent left half-written; their names.
+
+        write() makes the directory first and svid.json last, and only then points `current`
+        at it: a `gen-*` directory without svid.json that `current` does not name is a write
+        that a SIGKILL (or a crash, or a full disk) cut short. No reader ever saw it, and kept,
+        it would sit among the generations as a torn one until pruned (chaos plan 6b)."""
+        try:
+            current = os.readlink(self.out / CURRENT)
+        except OSError:
+            current = None
+        swept = []
+        with contextlib.suppress(FileNotFoundError):
+            for p in sorted(self.out.iterdir()):
+                torn = p.name.startswith("gen-") and p.is_dir() and not (p / "svid.json").exists()
+                if torn and p.name != current and not p.is_symlink():
+                    shutil.rmtree(p, ignore_errors=True)
+                    swept.append(p.name)
+        return swept
 
     def write(self, m: Material) -> str:
         """Write a new generation and make it current; return the generation's name."""

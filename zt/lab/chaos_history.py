@@ -56,6 +56,7 @@ class Evidence:
     cert_dirs: dict[str, Path]
     t0: float  # when the load started (the schedule's zero)
     watch: RevocationWatch | None = None
+    store: dict[str, Any] | None = None  # plan 6a: zt.lab.chaos_store.store_evidence after the run
 
 
 def _start(r: dict[str, Any]) -> float:
@@ -144,22 +145,16 @@ def ra_slow_ops(slot: Slot, applied: Sequence[Applied], ev: Evidence) -> list[Op
     timeout), and every agent's certificate directory is whole afterwards."""
     ops = slot_requests("chaos.ra_slow.no_failed_requests", slot, ev)
     ops += renewal_ops("chaos.ra_slow.renewed_after_heal", applied, ev, 1)
+    return ops + [cert_dir_op("chaos.ra_slow.cert_dirs_whole", service, out) for service, out in ev.cert_dirs.items()]
+
+
+def cert_dir_op(criterion: str, service: str, out: Path | None) -> Operation:
+    """An agent's certificate directory as read from outside now (cert_dir_problems)."""
     now = time.time()
-    for service, out in ev.cert_dirs.items():
-        gens = sorted(p.name for p in out.glob("gen-*"))
-        ops.append(
-            Operation(
-                "chaos.ra_slow.cert_dirs_whole",
-                "lab",
-                "inspect",
-                service,
-                "ok",
-                now,
-                now,
-                {"service": service, "generations": gens, "problems": cert_dir_problems(out)},
-            )
-        )
-    return ops
+    problems = cert_dir_problems(out) if out is not None else [f"no certificate directory for {service}"]
+    gens = sorted(p.name for p in out.glob("gen-*")) if out is not None else []
+    details = {"service": service, "generations": gens, "problems": problems}
+    return Operation(criterion, "lab", "inspect", service, "ok", now, now, details)
 
 
 def cert_dir_problems(out: Path) -> list[str]:
@@ -394,6 +389,110 @@ def crl_down_ops(slot: Slot, applied: Sequence[Applied], ev: Evidence) -> list[O
     return ops
 
 
+def ra_kill_ops(slot: Slot, applied: Sequence[Applied], ev: Evidence) -> list[Operation]:
+    """Plan 6a: the RA killed by SIGKILL while certificates are due, then restarted on its store:
+    every request of the slot succeeds; every agent's renewal failed while it was dead and
+    succeeded soon after the restart; the store is whole (zt.lab.chaos_store)."""
+    ops = slot_requests("chaos.ra_kill.no_failed_requests", slot, ev)
+    ops += renewal_ops("chaos.ra_kill.renewed_after_heal", applied, ev, 1)
+    now = time.time()
+    if ev.store is None:
+        ops.append(
+            Operation(
+                "chaos.ra_kill.store_whole", "lab", "inspect", "store", "unknown", now, now, {"error": "no store read"}
+            )
+        )
+    else:
+        ops.append(Operation("chaos.ra_kill.store_whole", "lab", "inspect", "store", "ok", now, now, dict(ev.store)))
+    return ops
+
+
+def agent_kill_ops(slot: Slot, applied: Sequence[Applied], ev: Evidence) -> list[Operation]:
+    """Plan 6b: an agent killed by SIGKILL while it wrote a generation, then restarted: its
+    service kept serving (every request of the slot succeeds), the kill landed mid-write (the
+    generation it met lacked files), the restarted agent renewed within the bound, and its
+    certificate directory is whole afterwards (the check of plan 2, from outside)."""
+    ops = slot_requests("chaos.agent_kill.no_failed_requests", slot, ev)
+    now = time.time()
+    for a in applied:
+        service = a.scheduled.fault.edge.removeprefix("agent-")
+        proc = a.process
+        details: dict[str, Any] = {
+            "fault": a.scheduled.id,
+            "service": service,
+            "writing": proc.get("writing"),
+            "files_at_kill": proc.get("files_at_kill"),
+            "generation_files": list(GENERATION_FILES),
+        }
+        outcome: Outcome = "ok" if a.applied_at is not None else "unknown"
+        start = a.applied_at or now
+        ops.append(Operation("chaos.agent_kill.mid_write", "nemesis", "kill", service, outcome, start, start, details))
+        victim = Evidence(ev.records, {service: ev.agent_logs.get(service, "")}, ev.generations, ev.cert_dirs, ev.t0)
+        ops += renewal_ops("chaos.agent_kill.renewed_after_restart", [a], victim, 0)
+        ops.append(cert_dir_op("chaos.agent_kill.cert_dir_whole", service, ev.cert_dirs.get(service)))
+    return ops
+
+
+def failovers(log_text: str) -> list[tuple[float, str, str]]:
+    """The agent's `ra_failover` events: (unix time, the replica that failed, the next one)."""
+    out = []
+    for e in log_events(log_text):
+        if e.get("event") == "ra_failover":
+            try:
+                at = dt.datetime.fromisoformat(str(e["ts"]).replace("Z", "+00:00")).timestamp()
+            except (KeyError, ValueError):
+                continue
+            out.append((at, str(e.get("ra")), str(e.get("next_ra"))))
+    return out
+
+
+def replica_kill_ops(slot: Slot, applied: Sequence[Applied], ev: Evidence) -> list[Operation]:
+    """Replica kill (issue 16): one of two RA replicas on PostgreSQL killed by SIGKILL during
+    renewals under load: every request of the slot succeeds; every agent logged `ra_failover`
+    while it was dead and wrote a new generation during the outage (through the other replica);
+    the store holds every serial any agent was given, none twice (zt.lab.chaos_store)."""
+    ops = slot_requests("chaos.replica_kill.no_failed_requests", slot, ev)
+    for service, text in ev.agent_logs.items():
+        for a in applied:
+            w = a.window
+            details: dict[str, Any] = {"service": service, "fault": a.scheduled.id}
+            if w is None:
+                details["error"] = "the fault was never applied and healed"
+                ops.append(
+                    Operation(
+                        "chaos.replica_kill.failed_over",
+                        f"agent-{service}",
+                        "failover",
+                        service,
+                        "unknown",
+                        0,
+                        0,
+                        details,
+                    )
+                )
+                continue
+            moved = [f for f in failovers(text) if w[0] <= f[0] <= w[1] + HEAL_GRACE_S]
+            written = [g for g in ev.generations.get(service, []) if w[0] <= g.written_at <= w[1]]
+            details.update(
+                window=[w[0], w[1]],
+                failovers=len(moved),
+                failover_offsets_s=[round(f[0] - w[0], 2) for f in moved],
+                replicas_failed=sorted({f[1] for f in moved}),
+                written_during=len(written),
+                serials_during=[g.new_serial for g in written],
+            )
+            ops.append(
+                Operation(
+                    "chaos.replica_kill.failed_over", f"agent-{service}", "failover", service, "ok", w[0], w[1], details
+                )
+            )
+    now = time.time()
+    outcome: Outcome = "ok" if ev.store is not None else "unknown"
+    details = dict(ev.store) if ev.store is not None else {"error": "no store read"}
+    ops.append(Operation("chaos.replica_kill.store_whole", "lab", "inspect", "store", outcome, now, now, details))
+    return ops
+
+
 # Each plan's evidence -> operations, by the plan file's name. A plan without an entry here has
 # no criteria: plan_operations refuses it rather than let it pass by judging nothing.
 PLAN_OPERATIONS: dict[str, Callable[[Slot, Sequence[Applied], Evidence], list[Operation]]] = {
@@ -402,6 +501,9 @@ PLAN_OPERATIONS: dict[str, Callable[[Slot, Sequence[Applied], Evidence], list[Op
     "crl-down-revocation": crl_down_ops,
     "mesh-latency": mesh_latency_ops,
     "mesh-reset": mesh_fault_ops,
+    "ra-kill": ra_kill_ops,
+    "agent-kill": agent_kill_ops,
+    "replica-kill": replica_kill_ops,
 }
 
 

@@ -11,6 +11,9 @@ plan is for; the plan file says what is done to the network. Toxics, as toxiprox
     reset_peer  {"timeout": ms}: connections reset (RST) after ms                  heal: remove
     bandwidth   {"rate": KB/s}                                                      heal: remove
     slicer      {"average_size": bytes, "size_variation": bytes, "delay": us}      heal: remove
+    kill        a process, not a proxy: `edge` names a component ("ra", or         heal: restart
+                "agent-<service>"), SIGKILLed by PID; the heal starts it again on
+                the same port, store and certificate directory (plan 6)
 
 The schedule: one chaos run drives one load, and the selected plans run one after another,
 each in a slot of its own (its faults, then `recovery` seconds in which its criteria watch the
@@ -41,8 +44,12 @@ TOXICS: dict[str, tuple[frozenset[str], str]] = {
     "reset_peer": (frozenset({"timeout"}), "remove"),
     "bandwidth": (frozenset({"rate"}), "remove"),
     "slicer": (frozenset({"average_size", "size_variation", "delay"}), "remove"),
+    "kill": (frozenset(), "restart"),
 }
+# The faults that hit a process (zt.lab.nemesis asks the lab, not toxiproxy).
+PROCESS_TOXICS = frozenset({"kill"})
 STREAMS = ("upstream", "downstream")
+STORES = ("sqlite", "postgres")
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,9 @@ class Plan:
     faults: tuple[Fault, ...]
     recovery: float  # seconds after the last heal that still belong to this plan's slot
     action: str | None = None  # a step the scenario takes inside the fault ("revoke")
+    # The lab stores it means something on (Topology.store): a plan against "the RA" is about one
+    # RA on SQLite; with two replicas on PostgreSQL the agents fail over instead (replica-kill).
+    stores: tuple[str, ...] = STORES
 
     def slot_seconds(self) -> float:
         return max(f.start + f.start_jitter + f.duration for f in self.faults) + self.recovery
@@ -161,6 +171,8 @@ def _fault(doc: Any, where: str) -> Fault:
     stream = str(doc.get("stream", "downstream"))
     if stream not in STREAMS:
         raise ConfigError(f"{where}: stream is upstream or downstream, not {stream!r}")
+    if toxic in PROCESS_TOXICS and not (edge == "ra" or (edge.startswith("agent-") and ">" not in edge)):
+        raise ConfigError(f"{where}: a {toxic} fault names a component (ra, agent-<service>), not {edge!r}")
     jitter = float(doc.get("start_jitter", 0.0))
     if start < 0 or jitter < 0 or not 0 < duration <= 120:
         raise ConfigError(f"{where}: start and start_jitter >= 0, duration in (0, 120] seconds")
@@ -175,7 +187,7 @@ def load_plan(path: Path) -> Plan:
         raise ConfigError(f"{path}: {e}") from None
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: a plan is a JSON object")
-    unknown = set(doc) - {"priority", "title", "faults", "recovery", "action"}
+    unknown = set(doc) - {"priority", "title", "faults", "recovery", "action", "stores"}
     if unknown:
         raise ConfigError(f"{path}: unknown keys {', '.join(sorted(unknown))}")
     faults = doc.get("faults")
@@ -190,6 +202,9 @@ def load_plan(path: Path) -> Plan:
     action = doc.get("action")
     if action is not None and action not in ("revoke",):
         raise ConfigError(f"{path}: action {action!r} is not one the scenario knows (revoke)")
+    stores = doc.get("stores", list(STORES))
+    if not isinstance(stores, list) or not stores or not set(stores) <= set(STORES):
+        raise ConfigError(f"{path}: stores is a non-empty list of {', '.join(STORES)}")
     return Plan(
         path.stem,
         priority,
@@ -197,11 +212,13 @@ def load_plan(path: Path) -> Plan:
         tuple(_fault(f, f"{path} faults[{i}]") for i, f in enumerate(faults)),
         recovery,
         action,
+        tuple(stores),
     )
 
 
-def load_plans(names: list[str] | None = None, directory: Path = PLANS_DIR) -> list[Plan]:
-    """Every plan in `directory` (or the named ones), by priority."""
+def load_plans(names: list[str] | None = None, directory: Path = PLANS_DIR, store: str | None = None) -> list[Plan]:
+    """Every plan in `directory` (or the named ones), by priority; with `store`, only the plans
+    for that store (a named plan that is not for it is refused)."""
     files = sorted(directory.glob("*.json"))
     known = {f.stem: f for f in files}
     if names:
@@ -209,7 +226,12 @@ def load_plans(names: list[str] | None = None, directory: Path = PLANS_DIR) -> l
         if missing:
             raise ConfigError(f"no plan {', '.join(missing)} in {directory}: there are {', '.join(known)}")
         files = [known[n] for n in names]
-    return sorted((load_plan(f) for f in files), key=lambda p: (p.priority, p.name))
+    plans = sorted((load_plan(f) for f in files), key=lambda p: (p.priority, p.name))
+    if store is not None and names:
+        wrong = [p.name for p in plans if store not in p.stores]
+        if wrong:
+            raise ConfigError(f"plan {', '.join(wrong)} does not run on store {store}")
+    return [p for p in plans if store is None or store in p.stores]
 
 
 def schedule(plans: list[Plan], seed: int, *, warmup: float = 8.0, tail: float = 4.0) -> Schedule:

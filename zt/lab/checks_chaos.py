@@ -10,6 +10,7 @@ failed while the upstream was reset) proves nothing, and says so as a violation.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Sequence
 
 from zt.lab.chaos_history import CALL_FAIL_BOUND_S, UPSTREAM_ERRORS
@@ -28,12 +29,30 @@ def healed_on_schedule(o: Operation) -> str | None:
         return f"fault {d['fault']} could not be applied: {d['apply_error']}"
     if d.get("heal_error"):
         return f"fault {d['fault']} was not healed: {d['heal_error']}"
+    if d.get("toxic") == "kill":
+        return restarted_on_schedule(o)
     late = float(d["healed_at"]) - float(d["scheduled_heal"])
     if late > HEAL_LATE_S:
         return f"fault {d['fault']} healed {late:.1f}s after its heal step was due"
     after = d.get("after_heal") or {}
     if after.get("enabled") is not True or after.get("toxics"):
         return f"after the heal of {d['fault']} toxiproxy shows proxy {d['proxy']} as {after}"
+    return None
+
+
+def restarted_on_schedule(o: Operation) -> str | None:
+    """A kill fault: the component died of SIGKILL, its restart began on time, and a new process
+    (another PID, alive) answered after it."""
+    d = o.details
+    proc, after = d.get("process") or {}, d.get("after_heal") or {}
+    if proc.get("exit_code") != -signal.SIGKILL:
+        who = f"{proc.get('component')} (pid {proc.get('killed_pid')})"
+        return f"fault {d['fault']}: {who} exited with {proc.get('exit_code')}, not by SIGKILL"
+    late = float(d.get("heal_started_at") or d["healed_at"]) - float(d["scheduled_heal"])
+    if late > HEAL_LATE_S:
+        return f"fault {d['fault']}: restart began {late:.1f}s after its heal step was due"
+    if after.get("alive") is not True or after.get("pid") in (None, proc.get("killed_pid")):
+        return f"fault {d['fault']}: after the restart {proc.get('component')} shows {after}"
     return None
 
 
@@ -157,6 +176,50 @@ def cert_dir_whole(o: Operation) -> str | None:
     return None if not problems else f"{o.target}: {'; '.join(problems)}"
 
 
+def killed_mid_write(o: Operation) -> str | None:
+    """The kill met a generation being written: the directory existed and lacked files then."""
+    d = o.details
+    if not d.get("writing"):
+        return f"{d['service']}: the agent wrote no generation while the lab waited to kill it (nothing proven)"
+    missing = [f for f in d["generation_files"] if f not in (d.get("files_at_kill") or [])]
+    if not missing:
+        return f"{d['service']}: {d['writing']} was complete when the kill landed (not mid-write)"
+    return None
+
+
+def failed_over(o: Operation) -> str | None:
+    """While one replica was dead the agent moved to the other (`ra_failover`) and renewed
+    through it: a fault that met no renewal proves nothing."""
+    d = o.details
+    why = []
+    if d["failovers"] < 1:
+        why.append("no ra_failover while the replica was dead")
+    if d["written_during"] < 1:
+        why.append("no new certificate while the replica was dead (renewal through the other replica)")
+    return f"{d['service']}: {'; '.join(why)}" if why else None
+
+
+def store_whole(o: Operation) -> str | None:
+    """After the RA's kill and restart (zt.lab.chaos_store): the store is intact, holds every
+    serial an agent was ever given, one certificate per spent token (and no token spent without
+    one), no serial twice, and `ztca audit verify` passes."""
+    d = o.details
+    why = []
+    if d["integrity"] not in ("ok", None):  # None: PostgreSQL, which has no integrity_check verb
+        why.append(f"integrity_check: {d['integrity']}")
+    if d["held_not_in_store"]:
+        why.append(f"serials agents hold that the store lacks: {d['held_not_in_store']}")
+    if d["held"] == 0:
+        why.append("no serial held by any agent to look for (nothing proven)")
+    if d["token_mismatch"]:
+        why.append(f"tokens and certificates disagree: {d['token_mismatch']}")
+    if d["duplicate_serials"]:
+        why.append(f"serials issued twice: {d['duplicate_serials']}")
+    if d["audit_verify_exit"] != 0:
+        why.append(f"ztca audit verify exited {d['audit_verify_exit']}: {d['audit_verify_output']}")
+    return "; ".join(why) or None
+
+
 CHAOS = (
     Criterion(
         "chaos.faults_healed",
@@ -203,6 +266,52 @@ CHAOS = (
         revoked_after_heal,
     ),
     Criterion(
+        "chaos.ra_kill.no_failed_requests",
+        MILESTONE,
+        "plan 6a, RA killed (SIGKILL) while certificates are due, then restarted: not one request fails",
+        request_ok,
+        every_service_loaded,
+    ),
+    Criterion(
+        "chaos.ra_kill.renewed_after_heal",
+        MILESTONE,
+        "plan 6a: every agent's renewal failed while the RA was dead, and renewed within the bound after the restart",
+        renewed_after_heal,
+    ),
+    Criterion(
+        "chaos.ra_kill.store_whole",
+        MILESTONE,
+        "plan 6a: after the restart the store holds every serial an agent holds, one certificate per spent token, "
+        "and ztca audit verify passes",
+        store_whole,
+    ),
+    Criterion(
+        "chaos.agent_kill.no_failed_requests",
+        MILESTONE,
+        "plan 6b, an agent killed (SIGKILL) mid-write, then restarted: its service keeps serving, no request fails",
+        request_ok,
+        every_service_loaded,
+    ),
+    Criterion(
+        "chaos.agent_kill.mid_write",
+        MILESTONE,
+        "plan 6b: the kill landed while the agent wrote a generation (the generation lacked files)",
+        killed_mid_write,
+    ),
+    Criterion(
+        "chaos.agent_kill.renewed_after_restart",
+        MILESTONE,
+        "plan 6b: the restarted agent wrote a new generation within the bound",
+        renewed_after_heal,
+    ),
+    Criterion(
+        "chaos.agent_kill.cert_dir_whole",
+        MILESTONE,
+        "plan 6b: after the restart the certificate directory is whole: current resolves, every generation "
+        "kept is complete with a key matching its certificate",
+        cert_dir_whole,
+    ),
+    Criterion(
         "chaos.mesh_latency.no_failed_requests",
         MILESTONE,
         "plan 4, service-a -> service-b latency: not one request fails, rotations included",
@@ -239,5 +348,37 @@ CHAOS = (
         MILESTONE,
         "plan 5: after each heal the calls succeed again",
         recovered,
+    ),
+)
+
+# The replica run (`zt-lab run --milestone replicas --store postgres`; issue 16): the nemesis
+# kills one of two RA replicas on PostgreSQL (chaos/replica-kill.json).
+MILESTONE_REPLICAS = 7
+REPLICAS = (
+    Criterion(
+        "chaos.faults_healed",
+        MILESTONE_REPLICAS,
+        "every fault was applied and healed on schedule (a killed replica restarted and answered)",
+        healed_on_schedule,
+    ),
+    Criterion(
+        "chaos.replica_kill.no_failed_requests",
+        MILESTONE_REPLICAS,
+        "one of two RA replicas killed (SIGKILL) during renewals under load: not one request of the load fails",
+        request_ok,
+        every_service_loaded,
+    ),
+    Criterion(
+        "chaos.replica_kill.failed_over",
+        MILESTONE_REPLICAS,
+        "every agent logged ra_failover while the replica was dead and renewed through the other one",
+        failed_over,
+    ),
+    Criterion(
+        "chaos.replica_kill.store_whole",
+        MILESTONE_REPLICAS,
+        "the PostgreSQL store holds every certificate any replica answered with, none twice, one per spent "
+        "token, and ztca audit verify passes",
+        store_whole,
     ),
 )

@@ -1,7 +1,8 @@
 """`zt-lab`: the lab's main job. Bring the real system up, run the milestones' scenarios
 against it, print the verdicts, and write the report.
 
-    zt-lab run [--milestone N|all] [--runtime process|docker] [--reports DIR] [--seed N] [--parallel N]
+    zt-lab run [--milestone N|all] [--runtime process|docker] [--store sqlite|postgres] [--reports DIR]
+               [--seed N] [--parallel N]
 
 `all` is every milestone the lab registers (zt.lab.milestones). A registered milestone
 without a scenario module yet is still judged: its criteria are UNKNOWN, which fails the
@@ -60,6 +61,13 @@ def build_parser(registry: Mapping[int, Milestone] = milestones.REGISTRY) -> arg
         choices=["process", "docker"],
         help="how components run: local processes, or containers (docs/containers.md)",
     )
+    r.add_argument(
+        "--store",
+        default="sqlite",
+        choices=["sqlite", "postgres"],
+        help="the RA's store: the CA directory's SQLite file (one RA), or a throwaway PostgreSQL server with "
+        "two RA replicas on it, agents given both (docs/scaling.md; process runtime)",
+    )
     r.add_argument("--keep", action="store_true", help="keep the run's working directory (CA, keys) in .lab/")
     r.add_argument("--reports", type=Path, default=REPO / "reports", help="report root (default: reports/)")
     r.add_argument("--seed", type=int, help="seed for the scenarios' random choices")
@@ -111,6 +119,7 @@ def main(argv: Sequence[str] | None = None, registry: Mapping[int, Milestone] = 
         f"--rootdir={REPO}",
         f"--lab-runtime={args.runtime}",
         f"--lab-reports={args.reports}",
+        f"--lab-store={args.store}",
     ]
     parallel = min(args.parallel, len(files))
     if parallel > 1:

@@ -176,6 +176,8 @@ class ContainerLab(core.LabCore):
         """Bring every component up, in order, waiting for real readiness (the caller stops)."""
         from testcontainers.core.network import Network
 
+        if self.topology.store != "sqlite":  # never a run that claims PostgreSQL and runs on SQLite
+            raise LabError(f"store {self.topology.store!r} runs on the process runtime only so far (docs/scaling.md)")
         if (self.ca_dir / "bundle.pem").exists():  # its identities would chain to another run's CA
             raise LabError(f"{self.work_dir} already holds a run; give each run a new work dir")
         self._preflight()
@@ -510,6 +512,13 @@ class ContainerLab(core.LabCore):
         box.ports.clear()
         box.container.reload()
         self._wait("zt-crl /healthz", box, lambda: core.http_ok(self.crl_url() + "/healthz"))
+
+    def kill_component(self, name: str) -> dict[str, Any]:
+        """Chaos plan 6 runs on processes only so far: refused, and the plan's fault fails."""
+        raise LabError(f"kill_component({name!r}): process faults run on the process runtime only (docs/chaos.md)")
+
+    def restart_component(self, name: str) -> int:
+        raise LabError(f"restart_component({name!r}): process faults run on the process runtime only (docs/chaos.md)")
 
     def _component(self, name: str) -> Box:
         if name != "crl" or "crl" not in self.boxes:

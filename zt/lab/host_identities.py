@@ -10,6 +10,7 @@ the token file in.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,12 +25,12 @@ class LabError(ZtError):
     """The lab could not do what a scenario asked for."""
 
 
-def host_ztca(ca_dir: Path, *args: str, log: Path | None = None) -> dict[str, Any]:
+def host_ztca(ca_dir: Path, *args: str, log: Path | None = None, env: dict[str, str] | None = None) -> dict[str, Any]:
     """`ztca VERB --dir CA_DIR --json ...` as a real command; its JSON answer. Its stderr (JSON
     log lines, docs/logs.md) is appended to `log` when given."""
     verb, *rest = args
     argv = [sys.executable, "-m", "zt.cli.ztca", verb, "--dir", str(ca_dir), "--json", *rest]
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})})
     if log is not None:
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("a", encoding="utf-8") as f:

@@ -88,6 +88,12 @@ NAMED: dict[str, Milestone] = {
         checks_chaos.CHAOS,
         (Path("scenarios/test_chaos.py"),),
     ),
+    "replicas": Milestone(
+        checks_chaos.MILESTONE_REPLICAS,
+        "replicas: two RA replicas on PostgreSQL, one killed under load; agents fail over, nothing lost",
+        checks_chaos.REPLICAS,
+        (Path("scenarios/test_replica_kill.py"),),
+    ),
 }
 
 

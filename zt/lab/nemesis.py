@@ -7,23 +7,52 @@ toxic left on it. A fault that was applied and never healed (the run was cut sho
 call failed) leaves an operation with outcome "unknown", which the checkers count as no
 evidence: the run fails. Whatever happens, `stop()` tries every heal still due (and, as the
 last resort, toxiproxy's /reset), so a chaos lab never outlives its faults.
+
+A process fault (plan 6: `kill`) goes to the lab instead (`Processes`): the component is
+SIGKILLed by its PID, and the heal starts it again (same port, same store or certificate
+directory) and waits until it answers. Its record names the PID killed, how it died, and the
+PID that answers after the heal.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+from zt.errors import ZtError
 from zt.lab import edges
-from zt.lab.chaos_plan import Schedule, ScheduledFault
+from zt.lab.chaos_plan import PROCESS_TOXICS, Schedule, ScheduledFault
 from zt.lab.history import Operation, Outcome
 from zt.lab.topology import Topology
 from zt.lab.toxiproxy import Stream, Toxic, Toxiproxy, ToxiproxyError
 
 CRITERION = "chaos.faults_healed"
+
+
+class Processes(Protocol):
+    """What the nemesis needs of a lab for process faults (zt.lab.process_runtime)."""
+
+    def kill_component(self, name: str) -> dict[str, Any]:
+        """SIGKILL the component by PID: {killed_pid, exit_code, ...what the kill met}."""
+        ...
+
+    def restart_component(self, name: str) -> int:
+        """Start the killed component again and wait until it answers: its new PID."""
+        ...
+
+
+class NoProcesses:
+    """A lab without process faults: a plan with one is refused when applied, as an error."""
+
+    def kill_component(self, name: str) -> dict[str, Any]:
+        raise ToxiproxyError(f"this lab cannot kill {name!r}")
+
+    def restart_component(self, name: str) -> int:
+        raise ToxiproxyError(f"this lab cannot restart {name!r}")
 
 
 @dataclass
@@ -37,6 +66,8 @@ class Applied:
     healed_at: float | None = None
     heal_error: str | None = None
     after_heal: dict[str, Any] = field(default_factory=dict)  # the proxy as toxiproxy reported it
+    heal_started_at: float | None = None  # a restart's heal takes seconds: when it began
+    process: dict[str, Any] = field(default_factory=dict)  # a kill: pid killed, its exit code
 
     @property
     def window(self) -> tuple[float, float] | None:
@@ -62,7 +93,9 @@ class Applied:
             "apply_error": self.apply_error,
             "healed_at": self.healed_at,
             "heal_error": self.heal_error,
+            "heal_started_at": self.heal_started_at,
             "after_heal": self.after_heal,
+            "process": self.process,
         }
         outcome: Outcome
         if self.apply_error is not None:
@@ -77,6 +110,14 @@ class Applied:
         )
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
 def toxic_name(s: ScheduledFault) -> str:
     return f"{s.plan}-{s.index}-{s.fault.toxic}"
 
@@ -84,12 +125,22 @@ def toxic_name(s: ScheduledFault) -> str:
 class Nemesis:
     """Applies `schedule` relative to `load_start` (a wall-clock time) on its own thread."""
 
-    def __init__(self, client: Toxiproxy, topology: Topology, schedule: Schedule, load_start: float) -> None:
+    def __init__(
+        self,
+        client: Toxiproxy,
+        topology: Topology,
+        schedule: Schedule,
+        load_start: float,
+        processes: Processes | None = None,
+    ) -> None:
         self.client = client
+        self.processes: Processes = processes if processes is not None else NoProcesses()
         self.schedule = schedule
         self.load_start = load_start
         self.applied = [
-            Applied(f, edges.edge(topology, f.fault.edge).proxy) for slot in schedule.slots for f in slot.faults
+            Applied(f, "" if f.fault.toxic in PROCESS_TOXICS else edges.edge(topology, f.fault.edge).proxy)
+            for slot in schedule.slots
+            for f in slot.faults
         ]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="nemesis", daemon=True)
@@ -116,19 +167,27 @@ class Nemesis:
     def _apply(self, a: Applied) -> None:
         f = a.scheduled.fault
         try:
-            if f.toxic == "down":
+            if f.toxic == "kill":
+                a.process = {"component": f.edge, **self.processes.kill_component(f.edge)}
+            elif f.toxic == "down":
                 self.client.set_enabled(a.proxy, False)
             else:
                 stream: Stream = "upstream" if f.stream == "upstream" else "downstream"
                 self.client.add_toxic(a.proxy, Toxic(toxic_name(a.scheduled), f.toxic, stream, 1.0, f.attributes))
             a.applied_at = time.time()
-        except ToxiproxyError as e:
+        except (ToxiproxyError, ZtError) as e:
             a.apply_error = str(e)
 
     def _heal(self, a: Applied) -> None:
         if a.applied_at is None or a.healed_at is not None:
             return
+        a.heal_started_at = time.time()
         try:
+            if a.scheduled.fault.heal == "restart":
+                pid = self.processes.restart_component(a.scheduled.fault.edge)
+                a.healed_at = time.time()
+                a.after_heal = {"pid": pid, "alive": _alive(pid)}
+                return
             if a.scheduled.fault.heal == "enable":
                 self.client.set_enabled(a.proxy, True)
             else:
@@ -139,7 +198,7 @@ class Nemesis:
                 "enabled": proxy.get("enabled"),
                 "toxics": [t.get("name") for t in proxy.get("toxics", [])],
             }
-        except ToxiproxyError as e:
+        except (ToxiproxyError, ZtError) as e:
             a.heal_error = str(e)
 
     def wait(self, timeout: float) -> None:

@@ -12,6 +12,7 @@ container runtime (zt.lab.core).
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import subprocess
@@ -19,7 +20,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from zt.lab import core, edges, host_identities, process, prometheus_config, ra_sources, services, toxiproxy
+from zt.lab import (
+    core,
+    edges,
+    gen_watch,
+    host_identities,
+    postgres,
+    process,
+    prometheus_config,
+    ra_sources,
+    services,
+    toxiproxy,
+)
 from zt.lab.core import progress
 from zt.lab.identity import LabIdentity
 from zt.lab.ports import free_port
@@ -31,6 +43,11 @@ __all__ = ["ProcessLab", "ProcessRuntime", "progress"]
 
 # Two sources the RA tells apart (Milestone 5's lockout): Linux routes all of 127.0.0.0/8 to lo.
 RA_SOURCES = ("127.0.0.2", "127.0.0.3")
+# Chaos plan 6b: how long the lab waits for an agent to begin writing a generation before it
+# kills it anyway (the chaos lab's agents renew every 6-9 s).
+MID_WRITE_WAIT_S = 12.0
+# ztca's and zt-ra's store variable (docs/scaling.md); the lab sees the system from outside only.
+ENV_STORE = "ZT_STORE"
 
 
 def python_cmd(module: str, *args: str) -> list[str]:
@@ -47,15 +64,21 @@ class ProcessLab(core.LabCore):
         self.ports: dict[str, int] = {}
         self.proxy_ports: dict[str, int] = {}  # toxiproxy's listener per edge proxy (Topology.chaos)
         self._toxiproxy: toxiproxy.Toxiproxy | None = None
+        self._pg: postgres.PostgresServer | None = None  # Topology.store == "postgres"
+        self.store_url: str | None = None
 
     # -- the CA, on the host ---------------------------------------------------------------------
 
     def ztca(self, *args: str) -> dict[str, Any]:
-        return host_identities.host_ztca(self.ca_dir, *args, log=self.logs / "ztca.log")
+        return host_identities.host_ztca(self.ca_dir, *args, log=self.logs / "ztca.log", env=self.store_env())
+
+    def store_env(self) -> dict[str, str]:
+        """ZT_STORE for every ztca and RA of a lab on PostgreSQL (docs/scaling.md)."""
+        return {ENV_STORE: self.store_url} if self.store_url else {}
 
     def ztca_exit(self, *args: str) -> tuple[int, str]:
         argv = python_cmd("zt.cli.ztca", *[str(self.ca_dir) if a == core.CA_DIR else a for a in args])
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=60, env={**os.environ, **self.store_env()})
         return r.returncode, r.stdout + r.stderr
 
     def ca_file(self, name: str) -> bytes:
@@ -80,6 +103,12 @@ class ProcessLab(core.LabCore):
         if self.topology.agent_metrics:
             for s in self.topology.services:
                 self.ports[f"{s.name}:agent-metrics"] = free_port()
+        for n in range(2, self.topology.ra_replicas + 1):
+            self.ports[f"ra-{n}"] = free_port()
+        if self.topology.store == "postgres":
+            progress("starting PostgreSQL (zt.lab.postgres)")
+            self._pg = postgres.start()
+            self.store_url = self._pg.create_database("zt")
         if self.topology.chaos:
             self._start_toxiproxy()
         progress(f"ztca init (trust domain {self.topology.trust_domain})")
@@ -98,7 +127,8 @@ class ProcessLab(core.LabCore):
             self.register(s.name, tokens[s.name])
         progress(f"registered {', '.join(tokens)}")
         self.set_policy(MESH_POLICY.read_text())
-        self._start_ra()
+        for replica in range(1, self.topology.ra_replicas + 1):
+            self._start_ra(replica)
         self._start_crl()
         for s in self.topology.services:
             self._start_agent(s, tokens[s.name])
@@ -138,18 +168,29 @@ class ProcessLab(core.LabCore):
     def _agent_ra_url(self) -> str:
         return f"https://127.0.0.1:{self._via('agent-ra', self.ports['ra'])}"
 
+    def _agent_ra_urls(self) -> list[str]:
+        """Every replica, the first through its edge proxy in a chaos lab, the others direct."""
+        n = self.topology.ra_replicas
+        return [self._agent_ra_url(), *(f"https://127.0.0.1:{self.ports[f'ra-{i}']}" for i in range(2, n + 1))]
+
     def _agent_crl_url(self) -> str:
         return f"http://127.0.0.1:{self._via('agent-crl', self.ports['crl'])}"
 
-    def _start_ra(self) -> None:
+    def _start_ra(self, replica: int = 1) -> None:
+        """Replica 1 is "zt-ra" on port "ra"; with PostgreSQL, replica n is "zt-ra-n" on "ra-n",
+        started one after another (each writes the RA's TLS certificate into the shared CA
+        directory at start, as tests/e2e/test_store_postgres.py does)."""
+        key = "ra" if replica == 1 else f"ra-{replica}"
+        store = ["--store", self.store_url] if self.store_url else []
         p = self._start(
-            "zt-ra",
+            "zt-ra" if replica == 1 else f"zt-ra-{replica}",
             python_cmd(
                 "zt.ra.main",
                 "--ca-dir",
                 str(self.ca_dir),
+                *store,
                 "--listen",
-                f"127.0.0.1:{self.ports['ra']}",
+                f"127.0.0.1:{self.ports[key]}",
                 "--leaf-ttl",
                 f"{self.topology.leaf_ttl_seconds}s",
                 "--workers",
@@ -159,9 +200,8 @@ class ProcessLab(core.LabCore):
                 *self.topology.ra_limit_args(),
             ),
         )
-        process.wait_until(
-            "zt-ra /v1/status", lambda: core.ra_status_ok(self.ra_url(), self.bundle()), timeout=30, proc=p
-        )
+        url = f"https://127.0.0.1:{self.ports[key]}"
+        process.wait_until(f"{p.name} /v1/status", lambda: core.ra_status_ok(url, self.bundle()), timeout=30, proc=p)
 
     def _start_crl(self) -> None:
         p = self._start(
@@ -186,7 +226,7 @@ class ProcessLab(core.LabCore):
             *core.agent_args(
                 self.topology,
                 s,
-                ra_url=self._agent_ra_url(),
+                ra_url=self._agent_ra_urls()[0],
                 bundle=str(self.bundle()),
                 bundle_sha256=core.bundle_pin(self.ca_dir),
                 token=str(token),
@@ -195,6 +235,7 @@ class ProcessLab(core.LabCore):
                 metrics_listen=f"127.0.0.1:{self.ports.get(f'{s.name}:agent-metrics')}",
                 agent_pid_file=str(self.agent_pid_file(s.name)),
             ),
+            *[a for url in self._agent_ra_urls()[1:] for a in ("--ra", url)],
         )
         p = self._start(f"agent-{s.name}", argv)
         process.wait_until(
@@ -315,6 +356,48 @@ class ProcessLab(core.LabCore):
             raise host_identities.LabError("start_component: zt-crl is running already")
         self._start_crl()
 
+    def kill_component(self, name: str) -> dict[str, Any]:
+        """SIGKILL a component ("ra" or "agent-<service>") by its PID, as a crash would (chaos
+        plan 6): its pid and exit code. Its port, store and certificate directory stay. An agent
+        is killed mid-write: the lab watches its certificate directory (for up to
+        MID_WRITE_WAIT_S, longer than a renewal period in the chaos lab) and kills it the moment a
+        new generation directory exists without its last file, svid.json; what that generation
+        held at the kill is part of the answer."""
+        proc = self._killable(name)
+        out = self.cert_dir(name.removeprefix("agent-")) if name.startswith("agent-") else None
+        writing = None if out is None else gen_watch.wait_for_write(out, MID_WRITE_WAIT_S, proc.alive)
+        progress(f"kill -9 {proc.name} (pid {proc.pid}) as a fault" + (f", writing {writing}" if writing else ""))
+        proc.kill()
+        self.procs.remove(proc)
+        answer: dict[str, Any] = {"killed_pid": proc.pid, "exit_code": proc.popen.returncode}
+        if out is not None:
+            answer["writing"] = writing
+            answer["files_at_kill"] = sorted(p.name for p in (out / writing).iterdir()) if writing else None
+        return answer
+
+    def restart_component(self, name: str) -> int:
+        """Start a killed component again as it was started (same port, store, certificate
+        directory and token file) and wait until it answers: its new PID."""
+        if any(p.name == self._proc_name(name) and p.alive() for p in self.procs):
+            raise host_identities.LabError(f"restart_component: {name} is running already")
+        if name == "ra":
+            self._start_ra()
+        else:
+            s = next(s for s in self.topology.services if f"agent-{s.name}" == name)
+            self._start_agent(s, self.run_dir / f"{s.name}.token")
+        return next(p.pid for p in reversed(self.procs) if p.name == self._proc_name(name))
+
+    def _proc_name(self, name: str) -> str:
+        return "zt-ra" if name == "ra" else name
+
+    def _killable(self, name: str) -> process.Proc:
+        if name != "ra" and name not in {f"agent-{s.name}" for s in self.topology.services}:
+            raise host_identities.LabError(f"kill_component: only ra or agent-<service>, not {name!r}")
+        for p in self.procs:
+            if p.name == self._proc_name(name) and p.alive():
+                return p
+        raise host_identities.LabError(f"kill_component: {name} is not running")
+
     def _component(self, name: str) -> process.Proc:
         if name != "crl":
             raise host_identities.LabError(f"stop_component: only 'crl' can be stopped, not {name!r}")
@@ -380,6 +463,10 @@ class ProcessLab(core.LabCore):
         if self._toxiproxy is not None:
             self._toxiproxy.close()
             self._toxiproxy = None
+        if self._pg is not None:
+            progress(f"stopping PostgreSQL (pid {self._pg.proc.pid})")
+            self._pg.stop()
+            self._pg = None
 
 
 class ProcessRuntime:

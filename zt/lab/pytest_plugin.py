@@ -136,6 +136,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="how the lab runs its components: process or docker (default: process) [env: ZT_LAB_RUNTIME]",
     )
     g.addoption(
+        "--lab-store",
+        default=os.environ.get("ZT_LAB_STORE", "sqlite"),
+        choices=["sqlite", "postgres"],
+        help="the RA's store for every lab: sqlite, or postgres (two RA replicas) [env: ZT_LAB_STORE]",
+    )
+    g.addoption(
         "--lab-keep", action="store_true", help="keep the run's working directory (CA, keys) under .lab/ after the run"
     )
     g.addoption("--lab-reports", default=str(REPO / "reports"), help="where run reports go (default: reports/)")
@@ -212,6 +218,9 @@ def lab(lab_session: LabSession, request: pytest.FixtureRequest) -> Iterator[Run
     random.seed(f"{lab_session.seed}:{name}")
     signal.signal(signal.SIGTERM, _on_sigterm)  # tear down on SIGTERM as on Ctrl-C
     topology = module_topology(request.module)
+    store = str(request.config.getoption("--lab-store"))
+    if store == "postgres" and topology.store != store:  # a module that asks for postgres keeps it
+        topology = dataclasses.replace(topology, store=store)
     work_dir = lab_session.work_dir / name
     print(f"\n[lab] run {lab_session.run_id}: starting the lab for {name} ({lab_session.runtime_name})", flush=True)
     running = make_runtime(lab_session.runtime_name).create(topology, work_dir)

@@ -120,6 +120,14 @@ class RunningLab(Protocol):
         """Its heal: start it again where it was, waiting for real readiness."""
         ...
 
+    def kill_component(self, name: str) -> dict[str, Any]:
+        """Chaos plan 6: SIGKILL "ra" or "agent-<service>" by PID; (pid, exit code)."""
+        ...
+
+    def restart_component(self, name: str) -> int:
+        """Start a killed component again as it was, wait until it answers; its new PID."""
+        ...
+
     def toxiproxy(self) -> Toxiproxy:
         """The client of the lab's toxiproxy server (needs Topology.chaos; zt.lab.edges)."""
         ...

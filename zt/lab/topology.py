@@ -68,6 +68,15 @@ class Topology:
     ra_lockout_max: str = "15m"
     # Every edge through a real toxiproxy server (zt.lab.edges, docs/chaos.md): the chaos lab only.
     chaos: bool = False
+    # The RA's store (docs/scaling.md): "sqlite" (the CA directory's file, one RA) or "postgres"
+    # (a throwaway PostgreSQL server, zt.lab.postgres, and RA_REPLICAS replicas on it; agents are
+    # given every replica's URL). `zt-lab run --store postgres` sets it for every scenario.
+    store: str = "sqlite"
+
+    @property
+    def ra_replicas(self) -> int:
+        return 2 if self.store == "postgres" else 1
+
     # Agents started with --no-renewal-retry: a failed renewal is not retried before the
     # certificate expires. The chaos plan "ra-down" must FAIL with one of these
     # (tests/e2e/test_chaos_weak_agent.py).
