@@ -42,8 +42,11 @@ pytestmark = pytest.mark.milestone(checks_chaos.MILESTONE)
 PLANS = [p for p in os.environ.get("ZT_CHAOS_PLANS", "").split(",") if p]
 WEAK_AGENTS = tuple(s for s in os.environ.get("ZT_CHAOS_WEAK_AGENTS", "").split(",") if s)
 USERS = int(os.environ.get("ZT_CHAOS_USERS", "8"))
-# Plans judged by a run of their own: replica-kill (scenarios/test_replica_kill.py, milestone replicas).
-OTHER_RUNS = frozenset({"replica-kill"})
+# Plans judged by a run of their own: replica-kill (scenarios/test_replica_kill.py, milestone
+# replicas) and the kills of plan 6 (scenarios/test_chaos_kills.py, milestone kills).
+OTHER_RUNS = frozenset({"replica-kill", "ra-kill", "agent-kill"})
+KILL_PLANS = ("ra-kill", "agent-kill")
+_NAMES = {checks_chaos.MILESTONE: "chaos", checks_chaos.MILESTONE_KILLS: "kills"}
 LAB_TOPOLOGY = Topology(
     chaos=True, agent_ttl_seconds=30, agent_renew_at=0.3, agent_metrics=True, weak_agents=WEAK_AGENTS
 )
@@ -87,6 +90,21 @@ def test_every_plan_heals_and_nothing_is_lost(
     client_identity: Callable[..., LabIdentity],
 ) -> None:
     plans = [p for p in chaos_plan.load_plans(PLANS or None, store=lab.topology.store) if p.name not in OTHER_RUNS]
+    run_plans(lab, history, figures, lab_session, client_identity, plans, checks_chaos.MILESTONE, checks_chaos.CHAOS)
+
+
+def run_plans(
+    lab: RunningLab,
+    history: History,
+    figures: Figures,
+    lab_session: LabSession,
+    client_identity: Callable[..., LabIdentity],
+    plans: list[chaos_plan.Plan],
+    milestone: int,
+    criteria: tuple[checkers.Criterion, ...],
+) -> None:
+    """One load for the whole schedule of `plans`, the nemesis applying and healing their faults,
+    the evidence into the history, and a fail-fast on `criteria` (the kill run reuses it)."""
     schedule = chaos_plan.schedule(plans, lab_session.seed)
     identity = client_identity("load")
     plan = LoadPlan(users=USERS, spawn_rate=float(USERS), run_seconds=schedule.load_seconds)
@@ -111,30 +129,30 @@ def test_every_plan_heals_and_nothing_is_lost(
     records = run.records()
     ops = [*nemesis.operations(), *_plan_ops(lab, schedule, nemesis, records, t0, watch)]
     history.extend(ops)
-    _figures(lab, figures, schedule, nemesis, records, t0, exit_code)
+    _figures(lab, figures, milestone, schedule, nemesis, records, t0, exit_code)
 
     # Fail fast here with the checkers' own verdicts; the run's verdicts come from the history.
-    bad = checkers.not_passed(checks_chaos.CHAOS, ops)
+    bad = checkers.not_passed(criteria, ops)
     assert not bad, "\n".join(bad)
 
 
 def _figures(
     lab: RunningLab,
     figures: Figures,
+    m: int,
     schedule: Schedule,
     nemesis: Nemesis,
     records: list[dict[str, Any]],
     t0: float,
     exit_code: int | None,
 ) -> None:
-    m = checks_chaos.MILESTONE
     applied = nemesis.applied
     figures.figure(
         m,
         "run",
         {
             "seed": schedule.seed,
-            "replay": f"zt-lab run --milestone chaos --runtime {lab.runtime_name} --seed {schedule.seed}",
+            "replay": f"zt-lab run --milestone {_NAMES.get(m, m)} --runtime {lab.runtime_name} --seed {schedule.seed}",
             "requests": len(records),
             "failed": sum(not request_succeeded(r) for r in records),
             "faults": len(applied),

@@ -10,7 +10,7 @@ from zt.lab.history import History, Operation
 
 
 def _crit(cid: str) -> checkers.Criterion:
-    return next(c for c in checks_chaos.CHAOS if c.id == cid)
+    return next(c for c in checks_chaos.CHAOS + checks_chaos.KILLS + checks_chaos.REPLICAS if c.id == cid)
 
 
 def _verdict(cid: str, *details: dict[str, Any], outcome: str = "ok") -> checkers.Verdict:

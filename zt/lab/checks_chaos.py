@@ -266,52 +266,6 @@ CHAOS = (
         revoked_after_heal,
     ),
     Criterion(
-        "chaos.ra_kill.no_failed_requests",
-        MILESTONE,
-        "plan 6a, RA killed (SIGKILL) while certificates are due, then restarted: not one request fails",
-        request_ok,
-        every_service_loaded,
-    ),
-    Criterion(
-        "chaos.ra_kill.renewed_after_heal",
-        MILESTONE,
-        "plan 6a: every agent's renewal failed while the RA was dead, and renewed within the bound after the restart",
-        renewed_after_heal,
-    ),
-    Criterion(
-        "chaos.ra_kill.store_whole",
-        MILESTONE,
-        "plan 6a: after the restart the store holds every serial an agent holds, one certificate per spent token, "
-        "and ztca audit verify passes",
-        store_whole,
-    ),
-    Criterion(
-        "chaos.agent_kill.no_failed_requests",
-        MILESTONE,
-        "plan 6b, an agent killed (SIGKILL) mid-write, then restarted: its service keeps serving, no request fails",
-        request_ok,
-        every_service_loaded,
-    ),
-    Criterion(
-        "chaos.agent_kill.mid_write",
-        MILESTONE,
-        "plan 6b: the kill landed while the agent wrote a generation (the generation lacked files)",
-        killed_mid_write,
-    ),
-    Criterion(
-        "chaos.agent_kill.renewed_after_restart",
-        MILESTONE,
-        "plan 6b: the restarted agent wrote a new generation within the bound",
-        renewed_after_heal,
-    ),
-    Criterion(
-        "chaos.agent_kill.cert_dir_whole",
-        MILESTONE,
-        "plan 6b: after the restart the certificate directory is whole: current resolves, every generation "
-        "kept is complete with a key matching its certificate",
-        cert_dir_whole,
-    ),
-    Criterion(
         "chaos.mesh_latency.no_failed_requests",
         MILESTONE,
         "plan 4, service-a -> service-b latency: not one request fails, rotations included",
@@ -348,6 +302,66 @@ CHAOS = (
         MILESTONE,
         "plan 5: after each heal the calls succeed again",
         recovered,
+    ),
+)
+
+# The kill run (`zt-lab run --milestone kills`; chaos plan 6, issue 14): the nemesis SIGKILLs the
+# RA during renewals under load and an agent in the middle of writing a generation, and restarts
+# each. A run of its own because the kills are process faults, built on the process runtime
+# only so far (the container runtime refuses them, docs/chaos.md); plans 1-5 run on both.
+MILESTONE_KILLS = 8
+KILLS = (
+    Criterion(
+        "chaos.faults_healed",
+        MILESTONE_KILLS,
+        "every fault was applied and healed on schedule (a killed component restarted and answered)",
+        healed_on_schedule,
+    ),
+    Criterion(
+        "chaos.ra_kill.no_failed_requests",
+        MILESTONE_KILLS,
+        "plan 6a, RA killed (SIGKILL) while certificates are due, then restarted: not one request fails",
+        request_ok,
+        every_service_loaded,
+    ),
+    Criterion(
+        "chaos.ra_kill.renewed_after_heal",
+        MILESTONE_KILLS,
+        "plan 6a: every agent's renewal failed while the RA was dead, and renewed within the bound after the restart",
+        renewed_after_heal,
+    ),
+    Criterion(
+        "chaos.ra_kill.store_whole",
+        MILESTONE_KILLS,
+        "plan 6a: after the restart the store holds every serial an agent holds, one certificate per spent token, "
+        "and ztca audit verify passes",
+        store_whole,
+    ),
+    Criterion(
+        "chaos.agent_kill.no_failed_requests",
+        MILESTONE_KILLS,
+        "plan 6b, an agent killed (SIGKILL) mid-write, then restarted: its service keeps serving, no request fails",
+        request_ok,
+        every_service_loaded,
+    ),
+    Criterion(
+        "chaos.agent_kill.mid_write",
+        MILESTONE_KILLS,
+        "plan 6b: the kill landed while the agent wrote a generation (the generation lacked files)",
+        killed_mid_write,
+    ),
+    Criterion(
+        "chaos.agent_kill.renewed_after_restart",
+        MILESTONE_KILLS,
+        "plan 6b: the restarted agent wrote a new generation within the bound",
+        renewed_after_heal,
+    ),
+    Criterion(
+        "chaos.agent_kill.cert_dir_whole",
+        MILESTONE_KILLS,
+        "plan 6b: after the restart the certificate directory is whole: current resolves, every generation "
+        "kept is complete with a key matching its certificate",
+        cert_dir_whole,
     ),
 )
 

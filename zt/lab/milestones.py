@@ -88,6 +88,12 @@ NAMED: dict[str, Milestone] = {
         checks_chaos.CHAOS,
         (Path("scenarios/test_chaos.py"),),
     ),
+    "kills": Milestone(
+        checks_chaos.MILESTONE_KILLS,
+        "kills: the RA killed (SIGKILL) during renewals under load and an agent killed mid-write; nothing lost or torn",
+        checks_chaos.KILLS,
+        (Path("scenarios/test_chaos_kills.py"),),
+    ),
     "replicas": Milestone(
         checks_chaos.MILESTONE_REPLICAS,
         "replicas: two RA replicas on PostgreSQL, one killed under load; agents fail over, nothing lost",
