@@ -271,29 +271,30 @@ class AuditLog:
         try:
             with self.locked() as fd:
                 head, torn = read_tail(fd)
-                if torn is not None:
-                    self._set_aside(fd, torn)
                 lines: list[str] = []
                 for record in rows_after(head.rid):
                     entry = make_entry(record, head)
                     head = Head(entry["seq"], record.rid, entry["hash"])
                     lines.append(render(entry))
+                if torn is not None:
+                    self._set_aside(fd, torn)
+                    # Said before this append, not after: a writer killed in the middle of it
+                    # would otherwise leave the repair in <file>.torn with no log line.
+                    first = lines[0].encode() if lines else b""
+                    log_event(
+                        log,
+                        "audit_torn_tail",
+                        logging.ERROR,
+                        path=str(self.path),
+                        offset=torn.offset,
+                        bytes=len(torn.data),
+                        set_aside=str(torn_path(self.path)),
+                        restored_whole=bool(first) and first.startswith(torn.data),
+                    )
                 if lines:
                     self._write(fd, ("\n".join(lines) + "\n").encode("utf-8"))
         except OSError as e:
             raise AuditLogError(f"cannot append to audit log {self.path}: {e.strerror}") from e
-        if torn is not None:
-            first = lines[0].encode() if lines else b""
-            log_event(
-                log,
-                "audit_torn_tail",
-                logging.ERROR,
-                path=str(self.path),
-                offset=torn.offset,
-                bytes=len(torn.data),
-                set_aside=str(torn_path(self.path)),
-                restored_whole=bool(first) and first.startswith(torn.data),
-            )
         if self._echo is not None and lines:
             with contextlib.suppress(OSError, ValueError):
                 self._echo.write("".join(line + "\n" for line in lines))

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -186,12 +187,25 @@ def test_audit_ra_worker_killed_mid_append_is_repaired_by_the_other_worker(
     holds at most 4 issuances, so 24 issuances make at least 6 appends over the two processes
     and one of them reaches its 3rd."""
     jobs = [(f"f{i}", ca.register(f"f{i}"), csr_for(f"f{i}")) for i in range(24)]
+    after = [(f"g{i}", ca.register(f"g{i}"), csr_for(f"g{i}")) for i in range(6)]
     monkeypatch.setenv(FAILPOINT_ENV, "55@3")
     ra = start_ra(ca, tmp_path / "logs", "--workers", "2")
     monkeypatch.delenv(FAILPOINT_ENV)
     try:
+        # Both workers serving before the load: /v1/status answers as soon as one does, and on a
+        # loaded machine the other came up after the first had taken every request and died
+        # (CI, 2026-12-01): no other worker was left to find the torn tail.
+        deadline = time.monotonic() + 30
+        while ra.proc.log_text().count("Application startup complete") < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
         with ThreadPoolExecutor(4) as pool:
             answers = list(pool.map(lambda j: _try_issue(ra, j), jobs))
+        # Then issuances one by one until the survivor has written after the tear (new
+        # connections reach it once the killed worker's socket is gone), a bounded number.
+        for job in after:
+            if "audit_torn_tail" in ra.proc.log_text():
+                break
+            answers.append(_try_issue(ra, job))
     finally:
         ra.proc.stop()
     served = {r for r in answers if r}
