@@ -84,12 +84,6 @@ def is_call(r: dict[str, Any], caller: str, callee: str) -> bool:
     return r.get("kind") == "call" and r.get("target") == caller and r.get("callee") == callee
 
 
-def _ms(r: dict[str, Any]) -> float | None:
-    if r.get("start") is None or r.get("end") is None:
-        return None
-    return (float(r["end"]) - float(r["start"])) * 1000
-
-
 def renewal_failures(log_text: str) -> list[float]:
     """When the agent logged `renewal_failed` (unix time)."""
     out = []
@@ -218,11 +212,11 @@ def mesh_latency_ops(slot: Slot, applied: Sequence[Applied], ev: Evidence) -> li
             ops.append(rises("unknown", begin, end, {**details, "error": "the fault was never applied and healed"}))
             continue
         calls = [r for r in mine if is_call(r, caller, callee) and load.request_succeeded(r)]
-        before = [m for r in calls if _start(r) < w[0] and (m := _ms(r)) is not None]
+        before = [m for r in calls if _start(r) < w[0] and (m := load.request_ms(r)) is not None]
         during = [
             m
             for r in calls
-            if w[0] + HEAL_GRACE_S <= _start(r) and float(r["end"]) <= w[1] and (m := _ms(r)) is not None
+            if w[0] + HEAL_GRACE_S <= _start(r) and float(r["end"]) <= w[1] and (m := load.request_ms(r)) is not None
         ]
         details.update(
             calls_before=len(before),

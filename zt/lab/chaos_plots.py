@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from zt.lab.load import request_ms
 from zt.lab.nemesis import Applied
 
 FAULT_COLORS = {
@@ -24,12 +25,6 @@ FAULT_COLORS = {
 }
 KIND_COLORS = {"fresh": "#1565c0", "keepalive": "#2e7d32", "call": "#6a1b9a"}
 KIND_LABELS = {"fresh": "/hello new conn", "keepalive": "/hello keep-alive", "call": "/call from it"}
-
-
-def _ms(r: dict[str, Any]) -> float | None:
-    if r.get("start") is None or r.get("end") is None:
-        return None
-    return (float(r["end"]) - float(r["start"])) * 1000
 
 
 def plot_latency_with_faults(
@@ -58,12 +53,12 @@ def plot_latency_with_faults(
         pts = [
             (float(r["start"]) - t0, ms)
             for r in records
-            if r.get("kind") == kind and r.get("target") == service and (ms := _ms(r)) is not None
+            if r.get("kind") == kind and r.get("target") == service and (ms := request_ms(r)) is not None
         ]
         if pts:
             ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=4, c=color, alpha=0.6, label=KIND_LABELS[kind])
     failed = [
-        (float(r.get("start") or t0) - t0, _ms(r) or 1.0)
+        (float(r.get("start") or t0) - t0, request_ms(r) or 1.0)
         for r in records
         if r.get("target") == service and (r.get("error") is not None or r.get("status") != 200)
     ]

@@ -181,6 +181,13 @@ def read_journal(out: Path) -> list[dict[str, Any]]:
     return records
 
 
+def request_ms(r: dict[str, Any]) -> float | None:
+    """A load record's latency in milliseconds (end - start), or None when it has no end."""
+    if r.get("start") is None or r.get("end") is None:
+        return None
+    return (float(r["end"]) - float(r["start"])) * 1000
+
+
 def request_succeeded(r: dict[str, Any]) -> bool:
     """200, no error, and for /call the upstream answered 200 too."""
     if r.get("error") is not None or r.get("status") != 200:

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from zt.lab.load import request_ms
 from zt.lab.rotations import Generation, first_presented
 
 WINDOW_BEFORE_S, WINDOW_AFTER_S = 1.0, 5.0
@@ -45,12 +46,6 @@ def touched(r: dict[str, Any]) -> set[str]:
     return {str(r.get("target")), str(r.get("callee"))} if r.get("kind") == "call" else {str(r.get("target"))}
 
 
-def _latency_ms(r: dict[str, Any]) -> float | None:
-    if r.get("start") is None or r.get("end") is None:
-        return None
-    return (float(r["end"]) - float(r["start"])) * 1000
-
-
 def in_window(t: float, rotations: Sequence[Generation]) -> bool:
     return any(g.written_at - WINDOW_BEFORE_S <= t <= g.written_at + WINDOW_AFTER_S for g in rotations)
 
@@ -63,7 +58,7 @@ def latency_around_rotations(records: list[dict[str, Any]], rotations: list[Gene
     inside: dict[str, list[float]] = defaultdict(list)
     steady: dict[str, list[float]] = defaultdict(list)
     for r in records:
-        ms = _latency_ms(r)
+        ms = request_ms(r)
         if ms is None:
             continue
         windows = [g for s in touched(r) for g in by_service.get(s, [])]
@@ -163,7 +158,7 @@ def plot_latency(
         pts = [
             (float(r["start"]) - t0, ms)
             for r in records
-            if r.get("kind") == kind and r.get("target") == service and (ms := _latency_ms(r)) is not None
+            if r.get("kind") == kind and r.get("target") == service and (ms := request_ms(r)) is not None
         ]
         if pts:
             label = {"call": f"/call from {service}", "keepalive": "/hello keep-alive", "fresh": "/hello new conn"}[
@@ -171,7 +166,7 @@ def plot_latency(
             ]
             ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=4, c=color, alpha=0.5, label=label, linewidths=0)
     failed = [
-        (float(r.get("start") or t0) - t0, _latency_ms(r) or 1.0)
+        (float(r.get("start") or t0) - t0, request_ms(r) or 1.0)
         for r in records
         if r.get("target") == service and (r.get("error") is not None or r.get("status") != 200)
     ]
