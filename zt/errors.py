@@ -110,15 +110,24 @@ class RemoteError(ZtError):
 
     `status` is the HTTP status when there was an answer (None for transport failures), so
     callers can tell "retry later" (transport, 429, 5xx) from "give up" (401, 403, 400).
+    `retry_after` is the peer's Retry-After in seconds when it sent one (a 429 from the RA's
+    rate limit or lockout, a 503): retrying sooner would only be refused again.
     """
 
     def __init__(
-        self, message: str, *, status: int | None = None, code: str | None = None, permanent: bool = False
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        permanent: bool = False,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.permanent = permanent  # e.g. the peer's certificate is not trusted: retrying cannot help
+        self.retry_after = retry_after
 
     @property
     def is_transient(self) -> bool:

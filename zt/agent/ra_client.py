@@ -18,10 +18,16 @@ names the replica that gave the last answer, for the caller's log lines.
 Retrying an issuance on another replica cannot spend a token twice: the token is spent in the
 store's transaction, and a retry with the same CSR after a lost answer is given the same
 certificate (zt.ra.authorize).
+
+A refusal with `Retry-After` (the RA's rate limit and token lockout answer 429 with it,
+docs/rate-limits.md) carries the delay on the error, so the caller's retry waits at least that
+long instead of spending its attempts on answers it already knows.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 import logging
 import ssl
 import time
@@ -40,7 +46,30 @@ TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 FAILOVER_BACKOFF = 0.2
 FAILOVER_BACKOFF_MAX = 2.0
 
+# A Retry-After longer than this is taken as this: a broken or hostile answer must not park
+# the agent past its certificate's renewal window (docs/rate-limits.md's longest wait is 5 min).
+RETRY_AFTER_MAX = 600.0
+
 log = logging.getLogger("zt.agent.ra")
+
+
+def retry_after_seconds(value: str | None, now: dt.datetime | None = None) -> float | None:
+    """Seconds from now that a `Retry-After` header asks for (RFC 9110 section 10.2.3: a
+    non-negative integer of seconds, or an HTTP-date), capped at RETRY_AFTER_MAX; None when the
+    header is missing or neither form (a malformed header is ignored, not trusted)."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return min(float(int(text)), RETRY_AFTER_MAX)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT; a date without a zone is taken as such
+        when = when.replace(tzinfo=dt.UTC)
+    left = (when - (now or dt.datetime.now(dt.UTC))).total_seconds()
+    return min(max(0.0, left), RETRY_AFTER_MAX)
 
 
 def _is_untrusted(exc: BaseException) -> bool:
@@ -118,6 +147,7 @@ class RaClient:
                 f"RA {url}{path}: HTTP {r.status_code} {doc.get('error')}: {doc.get('reason')}",
                 status=r.status_code,
                 code=doc.get("error"),
+                retry_after=retry_after_seconds(r.headers.get("Retry-After")),
             )
         return dict(doc)
 

@@ -244,7 +244,9 @@ class Agent:
                 if not e.is_transient or time.monotonic() >= deadline:
                     raise
                 failures += 1
-                delay = min(2 ** min(failures, 5), 30, max(0.1, deadline - time.monotonic()))
+                # The RA's Retry-After (rate limit, lockout) wins over our own backoff.
+                wanted = max(min(2 ** min(failures, 5), 30), e.retry_after or 0.0)
+                delay = min(max(wanted, 0.1), max(0.1, deadline - time.monotonic()))
                 log_event(log, "bootstrap_retry", logging.WARNING, reason=str(e), retry_in=delay)
                 if self.stop.wait(delay):
                     raise
@@ -474,7 +476,11 @@ class Agent:
                         self._mark_revoked(self.current, "ra", ra_code=e.code)
                     failures += 1
                     if self.cfg.renewal_retry:
-                        next_renew = now + retry_delay(now, self.current.not_after, failures)
+                        delay = retry_delay(now, self.current.not_after, failures)
+                        if isinstance(e, RemoteError) and e.retry_after is not None:
+                            # Asking before the RA's Retry-After would only be refused again.
+                            delay = max(delay, dt.timedelta(seconds=e.retry_after))
+                        next_renew = now + delay
                     else:  # the weakened agent: no retry while the certificate is still valid
                         next_renew = max(now, self.current.not_after) + MIN_RENEW_INTERVAL
                     level = logging.ERROR if now >= self.current.not_after else logging.WARNING
@@ -485,6 +491,7 @@ class Agent:
                         reason=str(e),
                         failures=failures,
                         retry_at=rfc3339(next_renew),
+                        retry_after=e.retry_after if isinstance(e, RemoteError) else None,
                         current_not_after=rfc3339(self.current.not_after),
                         trigger=trigger,
                     )
