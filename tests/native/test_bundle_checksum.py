@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import make_ca
-from tests.native.test_cross_language import KINDS, TD, Pair
+from tests.native.pair import KINDS, TD, Pair
 from zt.lab import metrics_scrape, process
 from zt.lab.services import RunningService, start_service, wait_ready
 

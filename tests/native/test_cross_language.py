@@ -8,66 +8,22 @@ import json
 import os
 import signal
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
-from tests.conftest import CaDir, make_ca
-from zt.lab import metrics_scrape, mtls_client, process
+from tests.conftest import make_ca
+from tests.native.pair import KINDS, TD, Pair, running_pair
+from zt.lab import mtls_client, process
 from zt.lab.identity import LabIdentity
-from zt.lab.services import RunningService, start_service, wait_ready
-
-TD = "spiffe://zt.lab/svc/"
-KINDS = ["service-a", "service-b"]
 
 
-@dataclass
-class Pair:
-    ca: CaDir
-    services: dict[str, RunningService]
-    ids: dict[str, LabIdentity]
-    tmp: Path
-
-    def identity(self, name: str, *extra: str) -> LabIdentity:
-        if name not in self.ids:
-            self.ca.register(name)
-            out = self.tmp / "ids" / name
-            r = self.ca.ztca("issue", name, "--out", str(out), *extra)
-            assert r.code == 0, r.err
-            self.ids[name] = LabIdentity(name, TD + name, out)
-        return self.ids[name]
-
-    def get(self, service: str, path: str, identity: LabIdentity | None) -> mtls_client.Response:
-        return mtls_client.get(self.services[service].url + path, bundle=self.ca.paths.bundle, identity=identity)
-
-    def failures(self, service: str, reason: str) -> float:
-        return metrics_scrape.value(
-            metrics_scrape.scrape(self.services[service].metrics_url), "mtls_handshake_failures_total", reason=reason
-        )
-
-
-# Per module, and so once per run: `make test` distributes tests/ by file (--dist loadfile,
-# docs/ci.md), so every test of this module runs in the worker that started the pair.
+# Per module, and so once per run (tests/native/pair.py).
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
-    tmp = tmp_path_factory.mktemp("xlang")
-    ca = make_ca(tmp)
-    p = Pair(ca, {}, {}, tmp)
-    for kind in KINDS:
-        p.identity(kind)
-    p.identity("client")
-    try:
-        for kind in KINDS:
-            other = "service-b" if kind == "service-a" else "service-a"
-            p.services[kind] = start_service(kind, kind, p.ids[kind].cert_dir, tmp, expect_peer=TD + other)
-        for svc in p.services.values():
-            wait_ready(svc, ca.paths.bundle, p.ids["client"])
+    with running_pair(tmp_path_factory.mktemp("xlang")) as p:
         yield p
-    finally:
-        for svc in p.services.values():
-            svc.proc.stop()
 
 
 def call(p: Pair, caller: str, callee: str, expect: str | None = None) -> mtls_client.Response:

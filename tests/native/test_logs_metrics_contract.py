@@ -24,31 +24,16 @@ from typing import Any
 import pytest
 
 from tests.conftest import make_ca
-from tests.native.test_cross_language import KINDS, TD, Pair
+from tests.native.pair import KINDS, TD, Pair, running_pair
 from zt import logschema
 from zt.lab import metrics_scrape, process
 from zt.lab.identity import LabIdentity
-from zt.lab.services import start_service, wait_ready
 
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
-    tmp = tmp_path_factory.mktemp("logcontract")
-    ca = make_ca(tmp)
-    p = Pair(ca, {}, {}, tmp)
-    for kind in KINDS:
-        p.identity(kind)
-    p.identity("client")
-    try:
-        for kind in KINDS:
-            other = "service-b" if kind == "service-a" else "service-a"
-            p.services[kind] = start_service(kind, kind, p.ids[kind].cert_dir, tmp, expect_peer=TD + other)
-        for svc in p.services.values():
-            wait_ready(svc, ca.paths.bundle, p.ids["client"])
+    with running_pair(tmp_path_factory.mktemp("logcontract")) as p:
         yield p
-    finally:
-        for svc in p.services.values():
-            svc.proc.stop()
 
 
 def lines_of(pair: Pair, service: str) -> list[dict[str, Any]]:

@@ -21,9 +21,9 @@ from urllib.parse import quote
 import pytest
 
 from tests.conftest import make_ca
-from tests.native.test_cross_language import KINDS, TD, Pair
+from tests.native.pair import KINDS, TD, Pair, start_pair
 from zt.lab import metrics_scrape, mtls_client, process
-from zt.lab.services import RunningService, start_service, wait_ready
+from zt.lab.services import RunningService, start_service
 
 MESH: dict[str, Any] = {
     "version": 2,
@@ -46,28 +46,8 @@ def write_policy(path: Path, doc: Any) -> None:
     os.replace(tmp, path)  # a new inode, as an editor or config management writes it
 
 
-def start_pair(tmp: Path, policy: Path) -> Pair:
-    ca = make_ca(tmp)
-    p = Pair(ca, {}, {}, tmp)
-    for name in (*KINDS, *CALLERS):
-        p.identity(name)
-    try:
-        for kind in KINDS:
-            other = "service-b" if kind == "service-a" else "service-a"
-            p.services[kind] = start_service(
-                kind, kind, p.ids[kind].cert_dir, tmp, expect_peer=TD + other, extra=("--policy", str(policy))
-            )
-        for svc in p.services.values():
-            wait_ready(svc, ca.paths.bundle, p.ids["client"])
-    except BaseException:
-        stop_pair(p)
-        raise
-    return p
-
-
-def stop_pair(p: Pair) -> None:
-    for svc in p.services.values():
-        svc.proc.stop()
+def start_mesh(tmp: Path, policy: Path) -> Pair:
+    return start_pair(tmp, CALLERS, extra=("--policy", str(policy)))
 
 
 @pytest.fixture(scope="module")
@@ -75,11 +55,11 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     tmp = tmp_path_factory.mktemp("policy2")
     policy = tmp / "mesh-policy.json"
     write_policy(policy, MESH)
-    p = start_pair(tmp, policy)
+    p = start_mesh(tmp, policy)
     try:
         yield p
     finally:
-        stop_pair(p)
+        p.stop()
 
 
 def request(p: Pair, service: str, method: str, path: str, who: str) -> tuple[int, dict[str, Any]]:
@@ -177,14 +157,14 @@ def test_services_call_each_other_under_the_mesh_policy(mesh: Pair, caller: str,
 def test_version_1_file_keeps_its_meaning(tmp_path: Path) -> None:
     policy = tmp_path / "v1.json"
     write_policy(policy, {"version": 1, "rules": [{"caller": TD + "reader", "allow": ["/hello"]}]})
-    p = start_pair(tmp_path, policy)
+    p = start_mesh(tmp_path, policy)
     try:
         for service in KINDS:
             assert request(p, service, "GET", "/hello", "reader")[0] == 200
             assert_denied(p, service, "reader", "/call")
             assert_denied(p, service, "client", "/hello")
     finally:
-        stop_pair(p)
+        p.stop()
 
 
 def reloads(svc: RunningService, result: str) -> float:
@@ -202,7 +182,7 @@ def grew(svc: RunningService, failures_before: float) -> Callable[[], bool]:
 def test_policy_reload_flips_decision_and_bad_file_keeps_old(tmp_path: Path) -> None:
     policy = tmp_path / "mesh-policy.json"
     write_policy(policy, MESH)
-    p = start_pair(tmp_path, policy)
+    p = start_mesh(tmp_path, policy)
     try:
         for service in KINDS:
             assert_denied(p, service, "stranger", "/hello")
@@ -224,7 +204,7 @@ def test_policy_reload_flips_decision_and_bad_file_keeps_old(tmp_path: Path) -> 
             assert_denied(p, service, "reader", "/call")
             assert svc.proc.alive()
     finally:
-        stop_pair(p)
+        p.stop()
 
 
 @pytest.mark.parametrize("service", KINDS)

@@ -30,12 +30,10 @@ from typing import IO
 
 import pytest
 
-from tests.conftest import make_ca
-from tests.native.test_cross_language import KINDS, TD, Pair
+from tests.native.pair import KINDS, TD, Pair, running_pair
 from zt.lab import mtls_client, process
 from zt.lab.identity import LabIdentity
 from zt.lab.ports import free_port
-from zt.lab.services import start_service, wait_ready
 
 # Slow clients may hold their handshake this long, far past the bound a legitimate client
 # must meet (so "answered promptly" cannot come from the slow ones having been timed out).
@@ -67,33 +65,12 @@ RENEGOTIATION_REFUSAL = {
 }
 
 
-# Per module, and so once per run: `make test` distributes tests/ by file (--dist loadfile,
-# docs/ci.md), so every test of this module runs in the worker that started the pair.
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     """Both services, one CA, one client identity; slow handshakes may last 20 s."""
-    tmp = tmp_path_factory.mktemp("attacks")
-    ca = make_ca(tmp)
-    p = Pair(ca, {}, {}, tmp)
-    for kind in KINDS:
-        p.identity(kind)
-    p.identity("client")
-    try:
-        for kind in KINDS:
-            p.services[kind] = start_service(
-                kind,
-                kind,
-                p.ids[kind].cert_dir,
-                tmp,
-                expect_peer=TD + "client",
-                extra=("--handshake-timeout-ms", str(SLOW_HANDSHAKE_TIMEOUT_MS)),
-            )
-        for svc in p.services.values():
-            wait_ready(svc, ca.paths.bundle, p.ids["client"])
+    extra = ("--handshake-timeout-ms", str(SLOW_HANDSHAKE_TIMEOUT_MS))
+    with running_pair(tmp_path_factory.mktemp("attacks"), expect_peer=lambda _: TD + "client", extra=extra) as p:
         yield p
-    finally:
-        for svc in p.services.values():
-            svc.proc.stop()
 
 
 @pytest.mark.parametrize("service", KINDS)
