@@ -12,42 +12,21 @@ is not blamed).
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.e2e.failing_lab import REPO, criteria_of, require_native_builds, run_failing_lab
 
 
 @pytest.mark.timeout(600)
 def test_chaos_plan_one_fails_naming_the_requests_a_weak_agent_dropped(tmp_path: Path) -> None:
-    if not (REPO / "build" / "service-a").exists() or not (REPO / "build" / "service-b").exists():
-        pytest.fail("build/service-a and build/service-b are needed (make native)", pytrace=False)
+    require_native_builds()
     if not (REPO / ".tools" / "bin" / "toxiproxy-server").exists():
         pytest.fail(".tools/bin/toxiproxy-server is needed (scripts/install-deps.sh)", pytrace=False)
-    env = {
-        **os.environ,
-        "ZT_CHAOS_PLANS": "ra-down",
-        "ZT_CHAOS_WEAK_AGENTS": "service-a",
-        "PYTHONPATH": str(REPO),
-    }
-    r = subprocess.run(
-        [sys.executable, "-m", "zt.lab.cli", "run", "--milestone", "chaos", "--seed", "7", "--reports", str(tmp_path)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=540,
-    )
-    assert r.returncode != 0, r.stdout[-3000:]
-    summary = tmp_path / "latest" / "summary.json"
-    assert summary.exists(), r.stdout[-3000:] + r.stderr[-2000:]
-    doc = json.loads(summary.read_text())
-    criteria = {c["id"]: c for c in doc["milestones"]["6"]["criteria"]}
+    env = {"ZT_CHAOS_PLANS": "ra-down", "ZT_CHAOS_WEAK_AGENTS": "service-a"}
+    doc = run_failing_lab(tmp_path, ["--milestone", "chaos", "--seed", "7"], env, timeout=540)
+    criteria = criteria_of(doc, "6")
     assert doc["verdict"] == "fail"
 
     # The fault itself was applied and healed on schedule: the failure is the agent's.

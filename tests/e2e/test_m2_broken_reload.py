@@ -10,38 +10,23 @@ presented, and (once its certificate expired) the failed requests, by request.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.e2e.failing_lab import criteria_of, require_native_builds, run_failing_lab
+
 LOAD_SECONDS = os.environ.get("ZT_M2_BROKEN_LOAD_SECONDS", "45")
 
 
 @pytest.mark.timeout(900)
 def test_milestone_two_fails_naming_what_a_service_without_reload_missed(tmp_path: Path) -> None:
-    if not (REPO / "build" / "service-a").exists() or not (REPO / "build" / "service-b").exists():
-        # Like every test of the real services, a missing build fails (make test builds them first).
-        pytest.fail("build/service-a and build/service-b are needed (make native)", pytrace=False)
-    env = {**os.environ, "ZT_M2_NO_RELOAD": "service-a", "ZT_M2_LOAD_SECONDS": LOAD_SECONDS, "PYTHONPATH": str(REPO)}
-    r = subprocess.run(
-        [sys.executable, "-m", "zt.lab.cli", "run", "--milestone", "2", "--reports", str(tmp_path)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=840,
-    )
-    assert r.returncode != 0, r.stdout[-3000:]
-    summary = tmp_path / "latest" / "summary.json"
-    assert summary.exists(), r.stdout[-3000:] + r.stderr[-2000:]
-    doc = json.loads(summary.read_text())
-    criteria = {c["id"]: c for c in doc["milestones"]["2"]["criteria"]}
+    require_native_builds()
+    env = {"ZT_M2_NO_RELOAD": "service-a", "ZT_M2_LOAD_SECONDS": LOAD_SECONDS}
+    doc = run_failing_lab(tmp_path, ["--milestone", "2"], env, timeout=840)
+    criteria = criteria_of(doc, "2")
     assert doc["verdict"] == "fail" and doc["milestones"]["2"]["verdict"] == "fail"
 
     rotations = criteria["m2.rotations_happened"]
