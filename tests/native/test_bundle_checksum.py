@@ -23,6 +23,7 @@ import pytest
 from tests.conftest import make_ca
 from tests.native.pair import KINDS, TD, Pair
 from zt.lab import metrics_scrape, process
+from zt.lab.cert_copy import point_current
 from zt.lab.services import RunningService, start_service, wait_ready
 
 
@@ -100,10 +101,17 @@ def test_reload_refuses_tampered_bundle_keeps_old_identity(service: str, tmp_pat
         old_serial = me.serial
         failures = metrics_scrape.counter(svc.metrics_url, "mtls_reloads_total", result="failure")
 
-        assert ca.ztca("issue", service, "--out", str(me.cert_dir)).code == 0  # a good new generation
+        # A good new generation, tampered before it becomes `current`: the service watches the
+        # directory (service-b) or polls (service-a), and a reload between an in-place swap and
+        # the tamper would load the good bundle, leaving nothing for SIGHUP to refuse.
+        staging = tmp_path / "staging"
+        assert ca.ztca("issue", service, "--out", str(staging)).code == 0
+        gen = os.readlink(staging / "current")
+        original = tamper(staging / gen, stranger_root(tmp_path))
+        os.rename(staging / gen, me.cert_dir / gen)
+        point_current(me.cert_dir, gen)
         new_serial = me.serial
         assert new_serial != old_serial
-        original = tamper(me.generation(), stranger_root(tmp_path))
         svc.proc.signal(signal.SIGHUP)
 
         process.wait_until(
