@@ -85,7 +85,8 @@ demo-containers: images
 ## bench: the C++ Release suite first (make test runs the sanitizer build only: native/cpp/test.sh,
 ## docs/ci.md), then RA issuance; its cost per certificate on SQLite and PostgreSQL (1 and 2
 ## replicas, docs/scaling.md); rotation under load (Milestone 2's lab: pickup delay per stack,
-## p99 around rotations); the native services' handshake rates
+## p99 around rotations); the cost of the native services' CRL checks (native/*/bench.sh); their
+## handshakes per CPU-second against openssl s_server and a bare JSSE server (bench/handshakes.py)
 bench: venv native
 	PATH="$(CURDIR)/$(BIN):$$PATH" ./native/cpp/test.sh release
 	$(BIN)/python -m bench.vs_stepca
@@ -94,6 +95,12 @@ bench: venv native
 	$(BIN)/python -m bench.rotation
 	./native/cpp/bench.sh
 	./native/java/bench.sh
+	$(BIN)/python -m bench.handshakes
+
+## bench-handshakes: service-a vs openssl s_server, service-b vs bare JSSE only (docs/performance.md)
+.PHONY: bench-handshakes
+bench-handshakes: venv native
+	$(BIN)/python -m bench.handshakes
 
 ## bench-ra: zt-ra against step-ca v0.30.2 only (bench/vs_stepca.py; builds step-ca into .tools/ once)
 .PHONY: bench-ra

@@ -15,8 +15,7 @@ import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.concurrent.Executors;
-import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ScheduledThreadPoolExecutor;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReference;
 
@@ -61,7 +60,7 @@ public final class ServiceB implements Closeable {
     private final StaleCrlMonitor staleMonitor;
     /** The one current snapshot: the only thing a reload changes, with one {@code set}. */
     private final AtomicReference<ServiceState> state;
-    private final ScheduledExecutorService timer;
+    private final ScheduledThreadPoolExecutor timer;
     private final MtlsServer server;
     private final MetricsServer metricsServer;
     private final Reloader reloader;
@@ -115,11 +114,18 @@ public final class ServiceB implements Closeable {
         }
 
         AtomicInteger n = new AtomicInteger();
-        timer = Executors.newScheduledThreadPool(2, r -> {
+        ScheduledThreadPoolExecutor timers = new ScheduledThreadPoolExecutor(2, r -> {
             Thread t = new Thread(r, "service-timer-" + n.incrementAndGet());
             t.setDaemon(true);
             return t;
         });
+        // Every connection schedules two timers (its handshake watchdog, its peer's expiry) and
+        // cancels them when done with them; without this, a cancelled task stays queued until its
+        // delay runs out (the expiry one: the peer certificate's notAfter, hours away), so the
+        // queue grew by one entry per connection and every schedule paid for the bigger heap
+        // (issue 15: found in the handshake bench's profile).
+        timers.setRemoveOnCancelPolicy(true);
+        timer = timers;
         OutboundCaller caller = new OutboundCaller(tls, timer, config.handshakeTimeoutMs(), config.idleTimeoutMs());
         Router router = new Router(config.name(), () -> state.get().identity().spiffeId().toString(),
                 () -> state.get().policy(),
@@ -197,6 +203,11 @@ public final class ServiceB implements Closeable {
 
     public IdentityMaterial identity() {
         return state.get().identity();
+    }
+
+    /** Tasks waiting on the service's timer (periodic ones and per-connection ones): for tests. */
+    public int queuedTimers() {
+        return timer.getQueue().size();
     }
 
     private String healthJson() {

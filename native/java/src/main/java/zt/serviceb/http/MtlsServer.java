@@ -22,6 +22,7 @@ import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
+import javax.net.ssl.SSLParameters;
 import javax.net.ssl.SSLSocketFactory;
 import javax.net.ssl.SSLSession;
 import javax.net.ssl.SSLSocket;
@@ -51,8 +52,9 @@ public final class MtlsServer implements Closeable {
     /** How long to drain a refused client before closing (see linger). */
     private static final int LINGER_MS = 500;
 
-    private final TlsContext tls;
     private final SSLSocketFactory factory;
+    /** Built once: the context and its suites are fixed for the life of the process; setSSLParameters copies. */
+    private final SSLParameters serverParameters;
     private final InetSocketAddress listen;
     private final int handshakeTimeoutMs;
     private final HttpConnection http;
@@ -71,8 +73,8 @@ public final class MtlsServer implements Closeable {
                       HttpConnection http, OpenConnections established, Metrics metrics, JsonLog log,
                       ScheduledExecutorService timer) {
         this.established = established;
-        this.tls = tls;
         this.factory = tls.context().getSocketFactory();
+        this.serverParameters = tls.parameters(true);
         this.listen = listen;
         this.handshakeTimeoutMs = handshakeTimeoutMs;
         this.http = http;
@@ -139,7 +141,7 @@ public final class MtlsServer implements Closeable {
         try {
             // autoClose=false: after a refused handshake the raw socket stays ours to linger on.
             SSLSocket socket = (SSLSocket) factory.createSocket(raw, null, false);
-            socket.setSSLParameters(tls.parameters(true));
+            socket.setSSLParameters(serverParameters);
             Peer peer = handshake(raw, socket);
             if (peer == null) {
                 linger(raw);

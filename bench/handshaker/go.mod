@@ -1,0 +1,3 @@
+module zt.lab/bench/handshaker
+
+go 1.25
