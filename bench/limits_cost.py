@@ -47,19 +47,20 @@ from bench.vs_stepca import (
     summarise,
 )
 
-OFF, NO_SOURCE, ON = "limits off", "source off", "limits on"
+OFF, NO_SOURCE, ON, CONTROL = "limits off", "source off", "limits on", "off again"
 SOURCE_WINDOW_S = 2  # at about 300 certificates per second: about 600 hits, the default 600/1m's most
 
 
-def flags(source_window: float) -> dict[str, tuple[str, ...]]:
+def flags(source_window: float, control: bool) -> dict[str, tuple[str, ...]]:
     """Each RA's limit flags: every limit off; the per-identity limit and the lockout on but the
-    per-source limit off (`make bench-ra`'s zt-ra); every limit on. "On" is never reached."""
+    per-source limit off (`make bench-ra`'s zt-ra); every limit on. "On" is never reached. With
+    `control`, a second RA with every limit off: what differs between two identical RAs in the
+    same run is what the machine and the RA's place in the rounds account for."""
     identity_on = ("--rate-issue", "1000000/1m", "--lockout-threshold", "5")
-    return {
-        OFF: ("--rate-issue", "0", "--rate-source", "0", "--lockout-threshold", "0"),
-        NO_SOURCE: (*identity_on, "--rate-source", "0"),
-        ON: (*identity_on, "--rate-source", f"1000000/{source_window:g}s"),
-    }
+    off: tuple[str, ...] = ("--rate-issue", "0", "--rate-source", "0", "--lockout-threshold", "0")
+    variants: dict[str, tuple[str, ...]] = {OFF: off, NO_SOURCE: (*identity_on, "--rate-source", "0")}
+    variants[ON] = (*identity_on, "--rate-source", f"1000000/{source_window:g}s")
+    return {**variants, CONTROL: off} if control else variants
 
 
 def table(summary: dict[str, dict[str, dict[str, Any]]], clients: list[int]) -> str:
@@ -92,8 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--source-window", type=float, default=SOURCE_WINDOW_S, help="seconds of the per-source window when on"
     )
+    p.add_argument("--control", action="store_true", help="also a second RA with the limits off (an A/A control)")
     args = p.parse_args(argv)
-    limit_flags = flags(args.source_window)
+    limit_flags = flags(args.source_window, args.control)
     clients = [int(c) for c in args.clients.split(",")]
     loadgen = build_loadgen(args.tools)
     warm = 200
