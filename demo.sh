@@ -216,7 +216,10 @@ PY
 
 observe_keep() {
   observe_ready
-  .venv/bin/python - <<'PY'
+  # The script as an argument, not on stdin: input() below waits on the caller's stdin (a
+  # terminal: Enter; a pipe: its first line), which a heredoc on stdin would have used up.
+  local script
+  script="$(cat <<'PY'
 """Milestone 4's lab on local processes, kept up for a person: some traffic, the events, live
 PromQL answers and the Prometheus UI, until Enter or Ctrl-C; then it is torn down."""
 import shutil
@@ -272,6 +275,8 @@ finally:
     shutil.rmtree(work, ignore_errors=True)
 sys.exit(0)
 PY
+)"
+  .venv/bin/python -c "$script"
 }
 
 compose_cmd() {

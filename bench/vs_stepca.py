@@ -172,14 +172,14 @@ def table(summary: dict[str, dict[str, dict[str, Any]]], clients: list[int]) -> 
             z, s = summary[server][str(c)], summary[STEP][str(c)]
             lines.append(
                 f"| {server} | {c} | {z['certs_per_s']} | {s['certs_per_s']} "
-                f"| {_ratio(z['certs_per_s'], s['certs_per_s'])} | {z['p50_ms']} | {s['p50_ms']} | {z['p99_ms']} "
-                f"| {s['p99_ms']} | {_ratio(z['p99_ms'], s['p99_ms'])} | {z['cpu_ms_per_cert']} "
+                f"| {ratio(z['certs_per_s'], s['certs_per_s'])} | {z['p50_ms']} | {s['p50_ms']} | {z['p99_ms']} "
+                f"| {s['p99_ms']} | {ratio(z['p99_ms'], s['p99_ms'])} | {z['cpu_ms_per_cert']} "
                 f"| {s['cpu_ms_per_cert']} |"
             )
     return "\n".join(lines)
 
 
-def _ratio(a: float, b: float) -> str:
+def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}" if b else "n/a"
 
 
@@ -191,15 +191,16 @@ class Target:
     proc: process.Proc
 
 
-def start_zt(work: Path, name: str, n: int, workers: int, code: Path) -> Target:
-    """A zt-ra on a fresh CA with `n` tokens, running the code checked out at `code`."""
+def start_zt(work: Path, name: str, n: int, workers: int, code: Path, extra: tuple[str, ...] = ()) -> Target:
+    """A zt-ra on a fresh CA with `n` tokens, running the code checked out at `code`; `extra`
+    flags come last and so override the defaults here (bench.limits_cost: the limits off or on)."""
     ca = make_ca(work / name)
     jobs = register_many(ca, n, LEAF_TTL)
     port = free_port()
     url = f"https://127.0.0.1:{port}"
     ttl = f"{int(LEAF_TTL.total_seconds())}s"
     argv = [sys.executable, "-m", "zt.ra.main", "--ca-dir", str(ca.dir), "--listen", f"127.0.0.1:{port}"]
-    argv += ["--workers", str(workers), "--rate-source", "0", "--leaf-ttl", ttl, "--durability", "full"]
+    argv += ["--workers", str(workers), "--rate-source", "0", "--leaf-ttl", ttl, "--durability", "full", *extra]
     tls = ssl.create_default_context(cafile=str(ca.paths.bundle))
 
     def ready() -> bool:

@@ -228,3 +228,5 @@ def test_publisher_serves_only_its_endpoints(
     assert r.status_code == status, r.text
     assert "location" not in r.headers  # no redirect built from the client's Host header
     assert r.headers["content-type"] == "application/json" and r.json()["error"] == code
+    if status == 405:  # RFC 9110 15.5.6: a 405 names the methods the resource has
+        assert "GET" in r.headers.get("allow", "").split(", "), r.headers

@@ -194,6 +194,11 @@ def test_unknown_route_and_method_are_json(ra: RaServer) -> None:
     with ra.client() as c:
         assert_error(c.get("/nope"), 404, "not_found")
         assert_error(c.get("/v1/issue"), 405, "method_not_allowed")
+        # RFC 9110 15.5.6: a 405 names the methods the resource has (issue 19: TRACE had no Allow).
+        for method, path, allowed in (("TRACE", "/v1/issue", "POST"), ("DELETE", "/v1/bundle", "GET")):
+            r = c.request(method, path)
+            assert_error(r, 405, "method_not_allowed")
+            assert allowed in r.headers.get("allow", "").split(", "), (method, path, r.headers)
 
 
 def test_status_metrics_bundle_and_openapi(ra: RaServer) -> None:
