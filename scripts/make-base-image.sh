@@ -85,6 +85,9 @@ deb $mirror $suite-updates main
 deb $security $suite-security main
 EOF
 mkdir -p "$rootfs/usr/share/man/man1"   # openjdk's postinst wants it
+# postgresql's postinst would create a cluster "main" in the image; zt-postgres makes its own.
+mkdir -p "$rootfs/etc/postgresql-common/createcluster.d"
+echo "create_main_cluster = false" >"$rootfs/etc/postgresql-common/createcluster.d/zt.conf"
 
 say "installing ${#packages[@]} runtime packages: ${packages[*]}"
 mount -t proc proc "$rootfs/proc"

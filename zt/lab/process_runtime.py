@@ -191,13 +191,7 @@ class ProcessLab(core.LabCore):
                 *store,
                 "--listen",
                 f"127.0.0.1:{self.ports[key]}",
-                "--leaf-ttl",
-                f"{self.topology.leaf_ttl_seconds}s",
-                "--workers",
-                str(self.topology.ra_workers),
-                "--crl-check-interval",
-                "1",
-                *self.topology.ra_limit_args(),
+                *self.topology.ra_args(),
             ),
         )
         url = f"https://127.0.0.1:{self.ports[key]}"
