@@ -54,6 +54,9 @@ work="$repo/build/containers/rootfs.$$"
 rootfs="$work/rootfs"
 cleanup() {
   mountpoint -q "$rootfs/proc" 2>/dev/null && umount "$rootfs/proc"
+# ssl-cert (pulled in by postgresql) generates a "snakeoil" key pair at install: no private key
+# ships in an image (tests/containers/test_images.py).
+rm -f "$rootfs/etc/ssl/private/ssl-cert-snakeoil.key" "$rootfs/etc/ssl/certs/ssl-cert-snakeoil.pem"
   rm -rf "$work"
 }
 trap cleanup EXIT

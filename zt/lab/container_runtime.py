@@ -324,6 +324,7 @@ class ContainerLab(core.LabCore):
         argv = [
             "--ca-dir",
             CA,
+            *(("--store", self.store_url) if self.store_url else ()),  # zt-ra's own variable is ZT_RA_STORE
             "--listen",
             f"0.0.0.0:{RA_PORT}",
             "--server-name",
