@@ -676,7 +676,7 @@ class ContainerLab(core.LabCore):
 
     def _known(self, name: str) -> Box:
         if name not in self._killables():
-            raise LabError(f"kill_component: only {', '.join(sorted(self._killables()))}, not {name!r}")
+            raise LabError(f"kill_component: only {', '.join(self._killables())}, not {name!r}")
         if name not in self.boxes:
             raise LabError(f"kill_component: the lab is not up, it has no {name}")
         return self.boxes[name]
@@ -687,8 +687,8 @@ class ContainerLab(core.LabCore):
             raise LabError(f"kill_component: {name} is not running")
         return box
 
-    def _killables(self) -> set[str]:
-        return {"ra", *(f"agent-{s.name}" for s in self.topology.services)}
+    def _killables(self) -> list[str]:
+        return ["ra", *(f"agent-{s.name}" for s in self.topology.services)]
 
     def _component(self, name: str) -> Box:
         if name != "crl" or "crl" not in self.boxes:
