@@ -9,9 +9,10 @@ no request of the load fails, every agent renews after the restart, the store is
 serial an agent holds is in it, none twice, one certificate per spent token, the audit log
 verifies) and the killed agent's certificate directory is whole.
 
-A run of its own, not part of `chaos`: killing a process by PID and catching an agent mid-write
-are built on the process runtime only so far; the container runtime refuses both, naming the
-missing piece, so `--runtime docker --milestone kills` fails rather than passing on less.
+A run of its own, not part of `chaos`. It runs on both runtimes: on containers the RA's
+container gets `docker kill --signal KILL` and is started again (same volumes and aliases), and
+the agent's host PID gets SIGKILL the moment the lab, watching its certificate volume from the
+host, sees a generation without svid.json (zt.lab.container_runtime.ContainerLab.kill_component).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 #
 #   scripts/build-images.sh                   all images: zt-ra zt-crl zt-agent zt-service-a zt-service-b
 #                                             zt-prometheus (the lab's Prometheus server, Milestone 4)
+#                                             zt-postgres (the container lab's store on --store postgres)
 #   scripts/build-images.sh zt-agent zt-ra    only these
 #
 #   ZT_IMAGE_TAG   tag of the images (default: dev)
@@ -27,7 +28,7 @@ export DOCKER_BUILDKIT="${DOCKER_BUILDKIT:-0}"
 say() { echo "[images] $*"; }
 mb() { docker image inspect -f '{{.Size}}' "$1" | awk '{printf "%.0f MB", $1/1e6}'; }
 
-all=(zt-ra zt-crl zt-agent zt-service-a zt-service-b zt-prometheus)
+all=(zt-ra zt-crl zt-agent zt-service-a zt-service-b zt-prometheus zt-postgres)
 wanted=("$@")
 [[ ${#wanted[@]} -eq 0 ]] && wanted=("${all[@]}")
 for w in "${wanted[@]}"; do
@@ -66,9 +67,11 @@ fi
 mkdir -p "$out/logs"
 ctx="$out/ctx"
 rm -rf "$ctx"
-mkdir -p "$ctx/python/wheels/deps" "$ctx/python/wheels/zt" "$ctx/service-a" "$ctx/service-b" "$ctx/prometheus"
-for d in python service-a service-b prometheus; do cp containers/base/ensure-packages.sh "$ctx/$d/"; done
+mkdir -p "$ctx/python/wheels/deps" "$ctx/python/wheels/zt" "$ctx/service-a" "$ctx/service-b" "$ctx/prometheus" \
+  "$ctx/postgres"
+for d in python service-a service-b prometheus postgres; do cp containers/base/ensure-packages.sh "$ctx/$d/"; done
 cp containers/prometheus/entrypoint.sh "$ctx/prometheus/entrypoint.sh"
+cp containers/postgres/entrypoint.sh "$ctx/postgres/entrypoint.sh"
 
 # 3. The wheelhouse: zt (from a copy of the tree, so setuptools leaves build/ alone) and its
 # runtime dependencies at the host venv's versions. SOURCE_DATE_EPOCH makes the zt wheel
@@ -116,6 +119,7 @@ wants zt-agent && build zt-agent containers/agent/Dockerfile "$ctx/python"
 wants zt-service-a && build zt-service-a containers/service-a/Dockerfile "$ctx/service-a"
 wants zt-service-b && build zt-service-b containers/service-b/Dockerfile "$ctx/service-b"
 wants zt-prometheus && build zt-prometheus containers/prometheus/Dockerfile "$ctx/prometheus"
+wants zt-postgres && build zt-postgres containers/postgres/Dockerfile "$ctx/postgres"
 mv "$out/build-times.tsv.tmp" "$out/build-times.tsv"
 
 # Dangling intermediate images from earlier builds of the same tags.

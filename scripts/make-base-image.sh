@@ -54,6 +54,9 @@ work="$repo/build/containers/rootfs.$$"
 rootfs="$work/rootfs"
 cleanup() {
   mountpoint -q "$rootfs/proc" 2>/dev/null && umount "$rootfs/proc"
+# ssl-cert (pulled in by postgresql) generates a "snakeoil" key pair at install: no private key
+# ships in an image (tests/containers/test_images.py).
+rm -f "$rootfs/etc/ssl/private/ssl-cert-snakeoil.key" "$rootfs/etc/ssl/certs/ssl-cert-snakeoil.pem"
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -85,6 +88,9 @@ deb $mirror $suite-updates main
 deb $security $suite-security main
 EOF
 mkdir -p "$rootfs/usr/share/man/man1"   # openjdk's postinst wants it
+# postgresql's postinst would create a cluster "main" in the image; zt-postgres makes its own.
+mkdir -p "$rootfs/etc/postgresql-common/createcluster.d"
+echo "create_main_cluster = false" >"$rootfs/etc/postgresql-common/createcluster.d/zt.conf"
 
 say "installing ${#packages[@]} runtime packages: ${packages[*]}"
 mount -t proc proc "$rootfs/proc"

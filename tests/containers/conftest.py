@@ -18,7 +18,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 TAG = os.environ.get("ZT_IMAGE_TAG", "dev")
-IMAGES = [f"{name}:{TAG}" for name in ("zt-ra", "zt-crl", "zt-agent", "zt-service-a", "zt-service-b", "zt-prometheus")]
+IMAGES = [
+    f"{name}:{TAG}"
+    for name in ("zt-ra", "zt-crl", "zt-agent", "zt-service-a", "zt-service-b", "zt-prometheus", "zt-postgres")
+]
 
 
 def require(ok: bool, reason: str) -> None:

@@ -14,7 +14,9 @@ import contextlib
 import importlib.util
 import json
 import os
+import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,8 +26,9 @@ from urllib.parse import quote
 import pytest
 
 from tests.containers.conftest import docker, require
-from zt.lab import metrics_scrape, mtls_client, process
+from zt.lab import chaos_store, metrics_scrape, mtls_client, process
 from zt.lab.container_runtime import LABEL_PID, LABEL_RUN, ContainerLab, ContainerRuntime, sweep_stale
+from zt.lab.host_identities import LabError
 from zt.lab.identity import LabIdentity
 from zt.lab.topology import ServiceSpec, Topology
 
@@ -149,6 +152,53 @@ def test_new_crl_reaches_service_a_by_signal_across_containers(lab: ContainerLab
 def test_issued_certificates_come_from_the_ra_container(lab: ContainerLab) -> None:
     pems = lab.issued_certificates()
     assert len(pems) >= 4 and all(p.startswith("-----BEGIN CERTIFICATE-----") for p in pems)
+
+
+def test_agent_killed_mid_write_leaves_its_service_serving_and_restarts(
+    lab: ContainerLab, operator: LabIdentity
+) -> None:
+    """Chaos plan 6b on containers: the SIGKILL lands while the agent writes a generation (a
+    manual rotation asked for a moment after the lab began to watch), the service that shares the
+    agent's pod keeps serving, and the agent's container starts again as a new process."""
+    rotation = threading.Timer(1.0, lab.rotate, ("service-a",))
+    rotation.start()
+    try:
+        killed = lab.kill_component("agent-service-a")
+    finally:
+        rotation.cancel()
+        rotation.join()
+    assert killed["exit_code"] == -signal.SIGKILL and killed["container_exit_code"] == 128 + signal.SIGKILL
+    assert killed["writing"] and "svid.json" not in killed["files_at_kill"], killed
+    assert lab.boxes["service-a"].exit_state() is None  # the pod holder, not the agent, is the namespace's init
+    r = mtls_client.get(lab.service_url("service-a") + "/hello", bundle=lab.bundle(), identity=operator)
+    assert r.ok and r.status == 200, (r.error, r.detail)
+    with pytest.raises(LabError, match="not running"):
+        lab.kill_component("agent-service-a")
+    pid = lab.restart_component("agent-service-a")
+    assert pid != killed["killed_pid"] and Path(f"/proc/{pid}").exists()
+
+    def started_twice() -> bool:
+        return lab.component_log("agent-service-a").count('"event":"start"') >= 2
+
+    process.wait_until("the restarted agent's start", started_twice, timeout=20)
+
+
+def test_ra_killed_restarts_on_its_store(lab: ContainerLab) -> None:
+    """Chaos plan 6a on containers: `docker kill --signal KILL` of the RA, its container started
+    again on the same CA volume; the store is whole and the RA issues again."""
+    killed = lab.kill_component("ra")
+    assert killed["exit_code"] == -signal.SIGKILL and killed["killed_pid"] > 0
+    pid = lab.restart_component("ra")
+    assert pid != killed["killed_pid"]
+    doc = lab.read_store(chaos_store.IN_CONTAINER_READER, ["SELECT count(*) FROM certificates"])
+    assert doc["integrity"] == "ok" and doc["rows"][0][0][0] >= 4, doc
+    assert lab.client_identity("after-ra-kill").serial
+
+
+@pytest.mark.parametrize("name", ["crl", "service-a", "agent-nobody"])
+def test_kill_component_refuses_what_it_cannot_kill(lab: ContainerLab, name: str) -> None:
+    with pytest.raises(LabError, match="only ra, agent-service-a, agent-service-b"):
+        lab.kill_component(name)
 
 
 def test_failed_bring_up_leaves_nothing_behind(runtime: ContainerRuntime, tmp_path: Path) -> None:

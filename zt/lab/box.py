@@ -27,6 +27,7 @@ IMAGES = {
     "cpp": "zt-service-a",
     "java": "zt-service-b",
     "prometheus": "zt-prometheus",  # only for labs with Topology.prometheus (Milestone 4)
+    "postgres": "zt-postgres",  # only for labs with Topology.store == "postgres" (docs/scaling.md)
 }
 # As in compose.yaml: read-only root filesystem, no capabilities, no privilege gain.
 HARDENED: dict[str, Any] = {"read_only": True, "cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"]}

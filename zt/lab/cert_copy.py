@@ -13,6 +13,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import time
 from pathlib import Path, PurePosixPath
 
 from zt.lab.box import Box
@@ -35,14 +36,27 @@ def point_current(local: Path, gen: str) -> None:
             os.symlink(f"{CURRENT}/{f.name}", link)
 
 
+def current_generation(box: Box, agent_dir: str, tries: int = 3) -> str:
+    """The generation `current` names, by `readlink` in the agent's container. Under load an
+    exec has come back with exit 0 and no output at all (a lab run on a machine at load 12-16:
+    the agent had written `current` long before): that answer is asked again, a few times."""
+    code, out = 0, ""
+    for _ in range(tries):
+        code, out = box.exec("readlink", f"{agent_dir}/{CURRENT}")
+        gen = PurePosixPath(out.strip()).name
+        if code == 0 and gen.startswith("gen-"):
+            return gen
+        if code != 0 or out.strip():
+            break  # a real answer: no current generation
+        time.sleep(0.2)
+    raise LabError(f"{box.name} has no current generation: readlink exit {code}: {out.strip()!r}")
+
+
 def sync_from(box: Box, agent_dir: str, local: Path) -> Path:
     """Copy the agent's current generation (once per generation) and its crl.pem into `local`."""
     local.mkdir(parents=True, exist_ok=True)
     for attempt in range(3):  # the agent may rotate (and prune) between readlink and the copy
-        code, out = box.exec("readlink", f"{agent_dir}/{CURRENT}")
-        gen = PurePosixPath(out.strip()).name
-        if code != 0 or not gen.startswith("gen-"):
-            raise LabError(f"{box.name} has no current generation: {out.strip()}")
+        gen = current_generation(box, agent_dir)
         if (local / gen / "svid.json").exists():
             break
         tmp = local / f".{gen}.tmp"

@@ -5,7 +5,8 @@ a lab run with load: SQLite's integrity check; every certificate issued by token
 that token, and no token is spent without its certificate; every serial any agent was given
 (the generations in the agents' logs and in their certificate directories) is on record in the
 store; no serial twice; and `ztca audit verify` walks the hash chain clean. The store is read
-where the CA keeps it: the SQLite file of the process runtime's CA directory.
+where the CA keeps it: the SQLite file of the process runtime's CA directory or its PostgreSQL
+database, or (container runtime) from inside the RA container, which alone reaches either.
 """
 
 from __future__ import annotations
@@ -44,9 +45,32 @@ BY_TOKEN = "SELECT serial, identity FROM certificates WHERE via='token'"
 SPENT = "SELECT used_serial, identity FROM tokens WHERE used_at IS NOT NULL"
 
 
-def _rows(store_file: Path, store_url: str | None) -> tuple[str | None, list[Any], list[Any]]:
+# The container runtime's store is inside the run: the RA container's CA volume (SQLite) or the
+# PostgreSQL container on the run's store network, which the host does not reach. This runs in
+# the RA container (the RA image's Python, with the RA's own ZT_STORE) and answers the same
+# questions as JSON: argv[1] the queries, argv[2] the SQLite file.
+IN_CONTAINER_READER = r"""
+import json, os, sqlite3, sys
+queries, url = json.loads(sys.argv[1]), os.environ.get("ZT_STORE")
+if url:
+    import psycopg
+    with psycopg.connect(url) as pg:
+        print(json.dumps({"integrity": None, "rows": [[list(r) for r in pg.execute(q)] for q in queries]}))
+else:
+    db = sqlite3.connect("file:" + sys.argv[2] + "?mode=ro", uri=True)
+    ok = db.execute("PRAGMA integrity_check").fetchone()[0]
+    print(json.dumps({"integrity": ok, "rows": [[list(r) for r in db.execute(q)] for q in queries]}))
+"""
+
+
+def _rows(lab: RunningLab, store_file: Path, store_url: str | None) -> tuple[str | None, list[Any], list[Any]]:
     """(integrity, certificates by token, spent tokens) from SQLite, or from PostgreSQL (which
-    has no integrity check to run: None)."""
+    has no integrity check to run: None); inside the run when the lab reads its store there
+    (`read_store`, the container runtime)."""
+    read_store = getattr(lab, "read_store", None)
+    if read_store is not None:
+        doc = read_store(IN_CONTAINER_READER, [BY_TOKEN, SPENT])
+        return doc["integrity"], doc["rows"][0], doc["rows"][1]
     if store_url:
         import psycopg  # the PostgreSQL store's driver (zt.ra.store_pg); only a postgres lab needs it
 
@@ -64,7 +88,7 @@ def store_evidence(lab: RunningLab, store_file: Path, held: set[str], store_url:
     """The store's verdict inputs (zt.lab.checks_chaos.store_whole judges them): the SQLite file
     `store_file`, or the PostgreSQL database `store_url` when given."""
     listed = [norm(str(c["serial"])) for c in lab.ztca("list")["certificates"]]
-    integrity, token_rows, spent_rows = _rows(store_file, store_url)
+    integrity, token_rows, spent_rows = _rows(lab, store_file, store_url)
     by_token = {norm(s): i for s, i in token_rows}
     spent = {norm(s or ""): i for s, i in spent_rows}
     mismatch = sorted(

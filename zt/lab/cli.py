@@ -66,7 +66,7 @@ def build_parser(registry: Mapping[int, Milestone] = milestones.REGISTRY) -> arg
         default="sqlite",
         choices=["sqlite", "postgres"],
         help="the RA's store: the CA directory's SQLite file (one RA), or a throwaway PostgreSQL server with "
-        "two RA replicas on it, agents given both (docs/scaling.md; process runtime)",
+        "two RA replicas on it, agents given both (docs/scaling.md; on docker, the zt-postgres container)",
     )
     r.add_argument("--keep", action="store_true", help="keep the run's working directory (CA, keys) in .lab/")
     r.add_argument("--reports", type=Path, default=REPO / "reports", help="report root (default: reports/)")

@@ -29,13 +29,14 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zt.fsutil import write_secret
-from zt.lab import cert_copy, core, edges, process, prometheus_config, ra_sources, secrets_scan, toxiproxy
+from zt.lab import cert_copy, core, edges, gen_watch, process, prometheus_config, ra_sources, secrets_scan, toxiproxy
 from zt.lab.box import HARDENED, IMAGES, LABEL_PID, LABEL_RUN, Box, image, image_tag, testcontainers_defaults
 from zt.lab.core import progress
 from zt.lab.host_identities import LabError
@@ -71,6 +72,28 @@ PUBLIC_CA_FILES = ("root.pem", "intermediate.pem", "bundle.pem", "bundle.pem.sha
 TOXIPROXY_API = 8474
 TOXIPROXY_BIN = "/opt/toxiproxy"
 PROXY_PORTS = {"agent-ra": RA_PORT, "agent-crl": CRL_PORT}  # the mesh and load proxies: 18000 + n, 28000 + n
+# --store postgres (docs/scaling.md): the zt-postgres container on the run's `store` network.
+PG_ALIAS, PG_PORT, PG_DATA = "postgres.zt.lab", 5432, "/var/lib/zt/pgdata"
+STORES = ("sqlite", "postgres")
+ENV_STORE = "ZT_STORE"  # ztca's and zt-ra's store variable, in every container that holds the CA
+
+
+def ra_name(replica: int) -> str:
+    """A replica's container and role name: `ra`, `ra-2`, ..."""
+    return "ra" if replica == 1 else f"ra-{replica}"
+
+
+def ra_alias(replica: int) -> str:
+    """The name agents reach (and verify) a replica by: ra.zt.lab, ra-2.zt.lab, ..."""
+    return RA_ALIAS if replica == 1 else f"ra-{replica}.zt.lab"
+
+
+# The pod holder of a signal-reload service (_start_pod): PID 1 of the agent's and the service's
+# shared PID namespace; SIGTERM ends it (PID 1 gets only the signals it handles).
+POD_HOLD = "import signal, sys; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); signal.pause()"
+# Chaos plan 6b: how long the lab waits for an agent to begin writing a generation before it
+# kills it anyway (as zt.lab.process_runtime.MID_WRITE_WAIT_S).
+MID_WRITE_WAIT_S = 12.0
 
 
 class ContainerLab(core.LabCore):
@@ -90,6 +113,9 @@ class ContainerLab(core.LabCore):
         self.volumes: list[str] = []
         self._stopped = False
         self._toxiproxy: toxiproxy.Toxiproxy | None = None
+        # On PostgreSQL: the store's URL as the containers on the `store` network reach it (the
+        # host does not: zt.lab.chaos_store reads the store through the RA container).
+        self.store_url: str | None = None
 
     # -- containers, volumes ---------------------------------------------------------------------
 
@@ -176,31 +202,34 @@ class ContainerLab(core.LabCore):
         """Bring every component up, in order, waiting for real readiness (the caller stops)."""
         from testcontainers.core.network import Network
 
-        if self.topology.store != "sqlite":  # never a run that claims PostgreSQL and runs on SQLite
-            raise LabError(f"store {self.topology.store!r} runs on the process runtime only so far (docs/scaling.md)")
+        if self.topology.store not in STORES:  # never a run that claims a store and runs on another
+            raise LabError(f"store {self.topology.store!r}: one of {', '.join(STORES)}")
         if (self.ca_dir / "bundle.pem").exists():  # its identities would chain to another run's CA
             raise LabError(f"{self.work_dir} already holds a run; give each run a new work dir")
         self._preflight()
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
-        for role in ("pki", "mesh"):
+        for role in ("pki", "mesh", *(("store",) if self.on_postgres else ())):
             net = Network(docker_network_kw={"labels": self.labels})
             net.name = f"{self.run}-{role}"
             self.networks[role] = net.create()
         ca = [(self.volume("ca"), CA, "rw"), (self.volume("crl"), CA_CRL, "rw")]
+        if self.on_postgres:
+            self._start_postgres()
         progress(f"ca-init (trust domain {self.topology.trust_domain}; run {self.run})")
         init = self._box(
             "ca-init",
             "ra",
             [],
             entrypoint=["zt-ca-init"],
-            network=None,
+            network=self._ca_network(),
             mounts=[*ca, (self.volume("trust"), TRUST, "rw")],
             env={
                 "ZT_TRUST_DOMAIN": self.topology.trust_domain,
                 "ZT_SERVICES": "",
                 "ZT_CRL_URL": f"http://{CRL_ALIAS}:{CRL_PORT}/crl",
                 "ZT_CRL_VALIDITY": self.topology.crl_validity,
+                **self._store_env(),
             },
         )
         self._run_once(init)
@@ -214,15 +243,17 @@ class ContainerLab(core.LabCore):
                     "ra",
                     ["register", s.name, "--dir", CA, "--token-file", f"{TOKEN}/token"],
                     entrypoint=["ztca"],
-                    network=None,
+                    network=self._ca_network(),
                     mounts=[*ca, (self.volume(f"token-{s.name}"), TOKEN, "rw")],
+                    env=self._store_env(),
                 )
             )
         progress(f"registered {', '.join(s.name for s in self.topology.services)}")
         self.set_policy(MESH_POLICY.read_text())
         if self.topology.chaos:
             self._start_toxiproxy()
-        self._start_ra(ca)
+        for replica in range(1, self.topology.ra_replicas + 1):
+            self._start_ra(ca, replica)
         self._start_crl()
         for s in self.topology.services:
             self._start_agent(s)
@@ -233,7 +264,8 @@ class ContainerLab(core.LabCore):
         progress("lab is up (containers)")
 
     def _preflight(self) -> None:
-        kinds = [k for k in IMAGES if k != "prometheus" or self.topology.prometheus]
+        optional = {"prometheus": self.topology.prometheus, "postgres": self.on_postgres}
+        kinds = [k for k in IMAGES if optional.get(k, True)]
         missing = [image(k) for k in kinds if not self.docker.images.list(name=image(k))]
         if missing:
             raise LabError(f"images missing: {', '.join(missing)}; build them: scripts/build-images.sh")
@@ -243,36 +275,72 @@ class ContainerLab(core.LabCore):
         progress(f"images :{image_tag()} built from {built}{dirty}; scripts/build-images.sh rebuilds them")
         sweep_stale(self.docker)
 
-    def _start_ra(self, ca: list[tuple[str, str, str]]) -> None:
-        # Agents verify the RA by its alias; the host (client identities) by 127.0.0.1.
+    # -- the store: PostgreSQL in a container (Topology.store == "postgres") -----------------
+
+    @property
+    def on_postgres(self) -> bool:
+        return self.topology.store == "postgres"
+
+    def _ca_network(self) -> str | None:
+        """The one-shot ztca containers reach the store's network on PostgreSQL, else none."""
+        return "store" if self.on_postgres else None
+
+    def _store_env(self) -> dict[str, str]:
+        """ZT_STORE for every container that holds the CA (ztca and zt-ra read it), on PostgreSQL."""
+        return {ENV_STORE: self.store_url} if self.store_url else {}
+
+    def _start_postgres(self) -> None:
+        """The zt-postgres image (Debian's postgresql on our base) on the `store` network, which
+        only the RA replicas and the one-shot ztca containers join; no published port. Its data
+        in a volume of the run; ready when pg_isready answers on its socket, then the database
+        `zt` is created, as zt.lab.postgres does for the process runtime."""
         box = self._start(
             self._box(
-                "ra",
-                "ra",
-                [
-                    "--ca-dir",
-                    CA,
-                    "--listen",
-                    f"0.0.0.0:{RA_PORT}",
-                    "--server-name",
-                    RA_ALIAS,
-                    "--server-name",
-                    "127.0.0.1",
-                    "--leaf-ttl",
-                    f"{self.topology.leaf_ttl_seconds}s",
-                    "--workers",
-                    str(self.topology.ra_workers),
-                    "--crl-check-interval",
-                    "1",
-                    *self.topology.ra_limit_args(),
-                ],
-                mounts=ca,
-                network="pki",
-                aliases=() if self.topology.chaos else (RA_ALIAS,),  # toxiproxy answers for it
-                ports=(RA_PORT,),
+                "postgres",
+                "postgres",
+                [],
+                mounts=[(self.volume("pgdata"), PG_DATA, "rw")],
+                network="store",
+                aliases=(PG_ALIAS,),
             )
         )
-        self._wait("zt-ra /v1/status", box, lambda: core.ra_status_ok(self.ra_url(), self.bundle()))
+        self._wait("postgres pg_isready", box, lambda: box.exec("pg_isready", "-h", "/tmp", "-U", "zt")[0] == 0)
+        code, out = box.exec("psql", "-h", "/tmp", "-U", "zt", "-d", "postgres", "-X", "-q", "-c", "CREATE DATABASE zt")
+        if code != 0:
+            raise LabError(f"CREATE DATABASE zt in the postgres container failed ({code}): {out.strip()[-300:]}")
+        self.store_url = f"postgresql://zt@{PG_ALIAS}:{PG_PORT}/zt"
+        progress(f"PostgreSQL up in its container; store {self.store_url}")
+
+    def _start_ra(self, ca: list[tuple[str, str, str]], replica: int = 1) -> None:
+        """Replica 1 is `ra` (alias ra.zt.lab, unless toxiproxy answers for it); on PostgreSQL
+        replica n is `ra-n` (alias ra-n.zt.lab), started one after another (each writes the RA's
+        TLS certificate into the shared CA volume at start, as on processes). Agents verify a
+        replica by its alias; the host (client identities) by 127.0.0.1. On PostgreSQL a replica
+        starts on the `store` network and joins `pki` at once, before it can answer: the engine
+        (API 1.41) attaches one network at creation."""
+        name = ra_name(replica)
+        alias = ra_alias(replica)
+        aliases = () if self.topology.chaos and replica == 1 else (alias,)
+        argv = [
+            "--ca-dir",
+            CA,
+            *(("--store", self.store_url) if self.store_url else ()),  # zt-ra's own variable is ZT_RA_STORE
+            "--listen",
+            f"0.0.0.0:{RA_PORT}",
+            "--server-name",
+            alias,
+            "--server-name",
+            "127.0.0.1",
+            *self.topology.ra_args(),
+        ]
+        if self.on_postgres:
+            box = self._start(
+                self._box(name, "ra", argv, mounts=ca, network="store", ports=(RA_PORT,), env=self._store_env())
+            )
+            self.networks["pki"].connect(str(box.container.id), network_aliases=[name, *aliases])
+        else:
+            box = self._start(self._box(name, "ra", argv, mounts=ca, network="pki", aliases=aliases, ports=(RA_PORT,)))
+        self._wait(f"{name} /v1/status", box, lambda: core.ra_status_ok(self._ra_url(name), self.bundle()))
 
     def _start_crl(self) -> None:
         box = self._start(
@@ -288,6 +356,22 @@ class ContainerLab(core.LabCore):
         )
         self._wait("zt-crl /healthz", box, lambda: core.http_ok(self.crl_url() + "/healthz"))
 
+    def _start_pod(self, s: ServiceSpec) -> Box:
+        """The holder of a signal-reload service's PID namespace (Kubernetes' pause container):
+        the agent and its service both join it, so the agent's SIGHUP reaches the service, and
+        neither is the namespace's init: an agent killed by SIGKILL (chaos plan 6b) leaves its
+        service running, as on the process runtime. It only waits for SIGTERM."""
+        return self._start(
+            self._box(
+                f"pod-{s.name}",
+                "agent",
+                ["-c", POD_HOLD],
+                entrypoint=["python3"],
+                network=None,
+                mounts=[],
+            )
+        )
+
     def _start_agent(self, s: ServiceSpec) -> None:
         argv = core.agent_args(
             self.topology,
@@ -301,6 +385,10 @@ class ContainerLab(core.LabCore):
             metrics_listen=f"0.0.0.0:{AGENT_METRICS_PORT}",
             agent_pid_file=AGENT_PID_FILE,
         )
+        # Every other replica by its own alias, direct (as on processes: only the first is proxied).
+        argv += [
+            a for r in range(2, self.topology.ra_replicas + 1) for a in ("--ra", f"https://{ra_alias(r)}:{RA_PORT}")
+        ]
         mounts = [
             (self.volume("trust"), TRUST, "ro"),
             (self.volume(f"token-{s.name}"), TOKEN, "ro"),
@@ -309,7 +397,15 @@ class ContainerLab(core.LabCore):
         if s.reload == "signal":
             mounts.append((self.volume(f"run-{s.name}"), RUN, "ro"))
         ports = (AGENT_METRICS_PORT,) if self.topology.agent_metrics else ()
-        box = self._start(self._box(f"agent-{s.name}", "agent", argv, mounts=mounts, network="pki", ports=ports))
+        extra: dict[str, Any] = {}
+        if s.reload == "signal":
+            extra["pid_mode"] = f"container:{self._start_pod(s).container.id}"
+        box = self._start(
+            self._box(f"agent-{s.name}", "agent", argv, mounts=mounts, network="pki", ports=ports, **extra)
+        )
+        self._wait_agent(s, box)
+
+    def _wait_agent(self, s: ServiceSpec, box: Box) -> None:
         self._wait(
             f"agent-{s.name} to write identity and CRL",
             box,
@@ -321,7 +417,7 @@ class ContainerLab(core.LabCore):
 
     def _start_service(self, s: ServiceSpec) -> None:
         tls, metrics = PORTS[s.language]
-        signal = s.reload == "signal"  # the agent's SIGHUP must reach us: join its PID namespace
+        by_signal = s.reload == "signal"  # the agent's SIGHUP must reach us: join the pod's PID namespace
         argv = core.service_args(
             name=s.name,
             cert_dir=CERTS,
@@ -329,15 +425,15 @@ class ContainerLab(core.LabCore):
             metrics_listen=f"0.0.0.0:{metrics}",
             expect_peer=self.topology.spiffe_id(s.expect_peer),
             crl_stale=self.topology.crl_stale_mode(s.name),
-            pid_file=f"{RUN}/{s.name}.pid" if signal else None,
+            pid_file=f"{RUN}/{s.name}.pid" if by_signal else None,
             no_reload=s.name in self.topology.no_reload,
             policy=f"{POLICY}/{POLICY_FILE}",
         )
         mounts = [(self.volume(f"certs-{s.name}"), CERTS, "ro"), (self.volume("policy"), POLICY, "ro")]
         extra: dict[str, Any] = {}
-        if signal:
+        if by_signal:
             mounts.append((self.volume(f"run-{s.name}"), RUN, "rw"))
-            extra["pid_mode"] = f"container:{self.boxes[f'agent-{s.name}'].container.id}"
+            extra["pid_mode"] = f"container:{self.boxes[f'pod-{s.name}'].container.id}"
         box = self._start(
             self._box(
                 s.name,
@@ -514,11 +610,85 @@ class ContainerLab(core.LabCore):
         self._wait("zt-crl /healthz", box, lambda: core.http_ok(self.crl_url() + "/healthz"))
 
     def kill_component(self, name: str) -> dict[str, Any]:
-        """Chaos plan 6 runs on processes only so far: refused, and the plan's fault fails."""
-        raise LabError(f"kill_component({name!r}): process faults run on the process runtime only (docs/chaos.md)")
+        """SIGKILL a component's process ("ra" or "agent-<service>"), as a crash would (chaos
+        plan 6): the host PID of its container's process, and how it died. Its container, volumes
+        and network aliases stay, to start again.
+
+        The RA gets `docker kill --signal KILL`. An agent is killed mid-write: the lab watches its
+        certificate volume from the host (the engine's mount point of the volume, as root reads
+        it; for up to MID_WRITE_WAIT_S) and the moment a new generation directory exists without
+        svid.json it sends SIGKILL to the agent's host PID itself: a round trip through the
+        engine's API takes longer than the write does. The engine then reports exit code 137
+        (128 + SIGKILL); `exit_code` gives it as a process's (-9), as the process runtime does."""
+        box = self._killable(name)
+        box.container.reload()
+        pid = int(box.container.attrs["State"]["Pid"])
+        writing = out = None
+        if name.startswith("agent-"):
+            out = self._volume_dir(f"certs-{name.removeprefix('agent-')}")
+            if not Path(f"/proc/{pid}").exists():
+                raise LabError(f"kill_component({name!r}): pid {pid} is not on this host (the engine is not local)")
+            writing = gen_watch.wait_for_write(out, MID_WRITE_WAIT_S, Path(f"/proc/{pid}").exists)
+        progress(f"kill -9 {box.name} (pid {pid}) as a fault" + (f", writing {writing}" if writing else ""))
+        from docker.errors import APIError
+
+        try:
+            if out is not None:
+                os.kill(pid, signal.SIGKILL)
+            else:
+                box.container.kill(signal="SIGKILL")
+        except (OSError, APIError) as e:
+            raise LabError(f"kill_component({name!r}): {e}") from e
+        status = int(box.container.wait(timeout=30).get("StatusCode", -1))
+        answer: dict[str, Any] = {
+            "killed_pid": pid,
+            "container_exit_code": status,
+            "exit_code": -(status - 128) if status > 128 else status,
+        }
+        if out is not None:
+            answer["writing"] = writing
+            answer["files_at_kill"] = sorted(p.name for p in (out / writing).iterdir()) if writing else None
+        return answer
 
     def restart_component(self, name: str) -> int:
-        raise LabError(f"restart_component({name!r}): process faults run on the process runtime only (docs/chaos.md)")
+        """Start a killed component's container again (same volumes, aliases, command) and wait
+        until it answers: the host PID of its new process. The engine may publish it on other
+        host ports, so the cached ones are forgotten."""
+        box = self._known(name)
+        if box.exit_state() is None:
+            raise LabError(f"restart_component: {name} is running already")
+        progress(f"starting {box.name} again")
+        box.container.start()
+        box.ports.clear()
+        if name.startswith("agent-"):
+            self._wait_agent(self.topology.service(name.removeprefix("agent-")), box)
+        else:
+            self._wait(f"{name} /v1/status", box, lambda: core.ra_status_ok(self._ra_url(name), self.bundle()))
+        box.container.reload()
+        return int(box.container.attrs["State"]["Pid"])
+
+    def _volume_dir(self, what: str) -> Path:
+        """The host's view of one of the run's volumes (the engine's mount point of it)."""
+        path = Path(self.docker.volumes.get(self.volume(what)).attrs["Mountpoint"])
+        if not path.is_dir():
+            raise LabError(f"volume {what} is not readable at {path} here (the engine is not local, or not root)")
+        return path
+
+    def _known(self, name: str) -> Box:
+        if name not in self._killables():
+            raise LabError(f"kill_component: only {', '.join(self._killables())}, not {name!r}")
+        if name not in self.boxes:
+            raise LabError(f"kill_component: the lab is not up, it has no {name}")
+        return self.boxes[name]
+
+    def _killable(self, name: str) -> Box:
+        box = self._known(name)
+        if box.exit_state() is not None:
+            raise LabError(f"kill_component: {name} is not running")
+        return box
+
+    def _killables(self) -> list[str]:
+        return ["ra", *(f"agent-{s.name}" for s in self.topology.services)]
 
     def _component(self, name: str) -> Box:
         if name != "crl" or "crl" not in self.boxes:
@@ -547,7 +717,11 @@ class ContainerLab(core.LabCore):
         return f"http://127.0.0.1:{self._published(service, metrics)}"
 
     def ra_url(self) -> str:
-        return f"https://127.0.0.1:{self._published('ra', RA_PORT)}"
+        return self._ra_url("ra")
+
+    def _ra_url(self, replica: str) -> str:
+        """A replica ("ra", "ra-2") through its port published on 127.0.0.1."""
+        return f"https://127.0.0.1:{self._published(replica, RA_PORT)}"
 
     def crl_url(self) -> str:
         return f"http://127.0.0.1:{self._published('crl', CRL_PORT)}"
@@ -566,8 +740,8 @@ class ContainerLab(core.LabCore):
         return f"http://127.0.0.1:{self._published('prometheus', PROMETHEUS_PORT)}"
 
     def rotate(self, service: str) -> None:
-        """A manual rotation: SIGUSR1 to the agent, which is its container's PID 1
-        (`docker kill --signal USR1`; PID 1 gets the signals it handles)."""
+        """A manual rotation: SIGUSR1 to the agent, its container's process
+        (`docker kill --signal USR1`)."""
         try:
             self.boxes[f"agent-{service}"].container.kill(signal="SIGUSR1")
         except Exception as e:
@@ -593,6 +767,14 @@ class ContainerLab(core.LabCore):
         if code != 0:
             raise LabError(f"ztca {verb} in the RA container failed ({code}): {(err + out).strip()[-500:]}")
         return dict(json.loads(out)) if out.strip() else {}
+
+    def read_store(self, script: str, queries: list[str]) -> dict[str, Any]:
+        """Run zt.lab.chaos_store's reader in the RA container, on its store (the CA volume's
+        SQLite file, or PostgreSQL through the RA's ZT_STORE): its JSON answer."""
+        code, out, err = self.boxes["ra"].exec_split("python3", "-c", script, json.dumps(queries), f"{CA}/zt.db")
+        if code != 0:
+            raise LabError(f"reading the store in the RA container failed ({code}): {(err + out).strip()[-500:]}")
+        return dict(json.loads(out.strip().splitlines()[-1]))
 
     def ztca_exit(self, *args: str) -> tuple[int, str]:
         return self.boxes["ra"].exec("ztca", *[CA if a == core.CA_DIR else a for a in args])
@@ -631,7 +813,8 @@ class ContainerLab(core.LabCore):
                 "ra",
                 ["register", service, "--dir", CA, "--token-file", f"{TOKEN}/token", "--reenable"],
                 entrypoint=["ztca"],
-                network=None,
+                network=self._ca_network(),
+                env=self._store_env(),
                 mounts=[
                     (self.volume("ca"), CA, "rw"),
                     (self.volume("crl"), CA_CRL, "rw"),

@@ -191,13 +191,7 @@ class ProcessLab(core.LabCore):
                 *store,
                 "--listen",
                 f"127.0.0.1:{self.ports[key]}",
-                "--leaf-ttl",
-                f"{self.topology.leaf_ttl_seconds}s",
-                "--workers",
-                str(self.topology.ra_workers),
-                "--crl-check-interval",
-                "1",
-                *self.topology.ra_limit_args(),
+                *self.topology.ra_args(),
             ),
         )
         url = f"https://127.0.0.1:{self.ports[key]}"
@@ -378,6 +372,7 @@ class ProcessLab(core.LabCore):
     def restart_component(self, name: str) -> int:
         """Start a killed component again as it was started (same port, store, certificate
         directory and token file) and wait until it answers: its new PID."""
+        self._check_killable(name)
         if any(p.name == self._proc_name(name) and p.alive() for p in self.procs):
             raise host_identities.LabError(f"restart_component: {name} is running already")
         if name == "ra":
@@ -390,9 +385,12 @@ class ProcessLab(core.LabCore):
     def _proc_name(self, name: str) -> str:
         return "zt-ra" if name == "ra" else name
 
-    def _killable(self, name: str) -> process.Proc:
+    def _check_killable(self, name: str) -> None:
         if name != "ra" and name not in {f"agent-{s.name}" for s in self.topology.services}:
             raise host_identities.LabError(f"kill_component: only ra or agent-<service>, not {name!r}")
+
+    def _killable(self, name: str) -> process.Proc:
+        self._check_killable(name)
         for p in self.procs:
             if p.name == self._proc_name(name) and p.alive():
                 return p

@@ -82,6 +82,14 @@ class Topology:
     # (tests/e2e/test_chaos_weak_agent.py).
     weak_agents: tuple[str, ...] = ()
 
+    def ra_args(self) -> list[str]:
+        """zt-ra's flags beyond where it listens and its CA: leaf lifetime, workers, a CRL check
+        every second, the limits (the same on both runtimes)."""
+        return [
+            *("--leaf-ttl", f"{self.leaf_ttl_seconds}s", "--workers", str(self.ra_workers)),
+            *("--crl-check-interval", "1", *self.ra_limit_args()),
+        ]
+
     def ra_limit_args(self) -> list[str]:
         """zt-ra's rate-limit and lockout flags for this lab (the same on both runtimes)."""
         return [
