@@ -21,8 +21,13 @@ and the append loses nothing: the next writer, the RA at start or `ztca audit re
 the row. A rolled-back transaction has no row, so it never gets a line.
 
 Concurrency: RA workers and `ztca` serialise on an flock(2) on the file itself; the chain
-head (the last line's seq, rid and hash) is read under that lock, never cached, so two
-processes can never append with the same `prev`.
+head (the last line's seq, rid and hash) is known under that lock only, so two processes can
+never append with the same `prev`. A process remembers the head it wrote last together with
+the file's size and the bytes of that last line (with the newline before it): under the lock
+it checks both (one fstat, one pread of a few hundred bytes) and reads the tail only when they
+differ. Equal size and equal last line is exactly what reading the tail would find, so another
+writer's append, a repair or a rewrite is always seen; only the 64 KiB read and the parse of a
+tail this process wrote itself are saved.
 
 A torn last line (a writer killed between writing a line and its newline, or power lost
 mid-append) is detected, reported by `verify`, and repaired by the next writer or by
@@ -102,6 +107,18 @@ class TornTail:
 class SyncResult:
     appended: tuple[str, ...]  # the lines written (without newlines)
     repaired: TornTail | None = None
+    head: Head = Head()  # the chain's end after this sync
+
+
+@dataclass(frozen=True)
+class _KnownTail:
+    """The end of the file as this process left it: its size, where `data` (the last line
+    and its newline, with the newline before it unless the line starts the file) begins."""
+
+    size: int
+    offset: int
+    data: bytes
+    head: Head
 
 
 @dataclass(frozen=True)
@@ -234,6 +251,7 @@ class AuditLog:
         self._fsync = fsync
         self._mutex = threading.Lock()
         self._fd: int | None = None
+        self._known: _KnownTail | None = None  # only read or written under the lock
 
     def _open(self) -> int:
         if self._fd is None:
@@ -251,55 +269,95 @@ class AuditLog:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
+            self._known = None
+
+    def hold(self) -> AuditHold:
+        """Take the lock (this process's mutex, then an exclusive flock: flock is per fd) and
+        keep it until `AuditHold.release`, which any thread may call. The store takes it before
+        it releases its write lock, so appends keep commit order (zt.ra.store_api.PendingAppend)."""
+        self._mutex.acquire()
+        try:
+            fd = self._open()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as e:
+            self._mutex.release()
+            raise AuditLogError(f"cannot lock audit log {self.path}: {e.strerror}") from e
+        except BaseException:
+            self._mutex.release()
+            raise
+        return AuditHold(self, fd)
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[int]:
         """The open file under an exclusive flock (and this process's mutex: flock is per fd)."""
-        with self._mutex:
-            fd = self._open()
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                yield fd
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+        held = self.hold()
+        try:
+            yield held.fd
+        finally:
+            held.release()
 
     def sync(self, rows_after: Callable[[int], Sequence[AuditRecord]]) -> SyncResult:
         """Append every record after the file's last rid, fsync, and return what was written.
 
         `rows_after(rid)` returns the store's committed rows with a larger rid, in rid order.
         """
+        held = self.hold()
         try:
-            with self.locked() as fd:
-                head, torn = read_tail(fd)
-                lines: list[str] = []
-                for record in rows_after(head.rid):
-                    entry = make_entry(record, head)
-                    head = Head(entry["seq"], record.rid, entry["hash"])
-                    lines.append(render(entry))
-                if torn is not None:
-                    self._set_aside(fd, torn)
-                    # Said before this append, not after: a writer killed in the middle of it
-                    # would otherwise leave the repair in <file>.torn with no log line.
-                    first = lines[0].encode() if lines else b""
-                    log_event(
-                        log,
-                        "audit_torn_tail",
-                        logging.ERROR,
-                        path=str(self.path),
-                        offset=torn.offset,
-                        bytes=len(torn.data),
-                        set_aside=str(torn_path(self.path)),
-                        restored_whole=bool(first) and first.startswith(torn.data),
-                    )
-                if lines:
-                    self._write(fd, ("\n".join(lines) + "\n").encode("utf-8"))
+            return held.sync(rows_after)
+        finally:
+            held.release()
+
+    def _head(self, fd: int) -> tuple[Head, TornTail | None]:
+        """The chain head and a torn tail: from what this process wrote last if the file still
+        ends exactly so, else read from the file."""
+        known = self._known
+        if (
+            known is not None
+            and os.fstat(fd).st_size == known.size
+            and os.pread(fd, len(known.data), known.offset) == known.data
+        ):
+            return known.head, None
+        self._known = None
+        return read_tail(fd)
+
+    def _sync_locked(self, fd: int, rows_after: Callable[[int], Sequence[AuditRecord]]) -> SyncResult:
+        try:
+            head, torn = self._head(fd)
+            lines: list[str] = []
+            for record in rows_after(head.rid):
+                entry = make_entry(record, head)
+                head = Head(entry["seq"], record.rid, entry["hash"])
+                lines.append(render(entry))
+            if torn is not None:
+                self._set_aside(fd, torn)
+                # Said before this append, not after: a writer killed in the middle of it
+                # would otherwise leave the repair in <file>.torn with no log line.
+                first = lines[0].encode() if lines else b""
+                log_event(
+                    log,
+                    "audit_torn_tail",
+                    logging.ERROR,
+                    path=str(self.path),
+                    offset=torn.offset,
+                    bytes=len(torn.data),
+                    set_aside=str(torn_path(self.path)),
+                    restored_whole=bool(first) and first.startswith(torn.data),
+                )
+            if lines:
+                self._known = None  # until the append is whole and fsync'd
+                self._write(fd, ("\n".join(lines) + "\n").encode("utf-8"))
+                last = lines[-1].encode("utf-8") + b"\n"
+                size = os.fstat(fd).st_size
+                tail = b"\n" + last if size > len(last) else last
+                self._known = _KnownTail(size, size - len(tail), tail, head)
         except OSError as e:
+            self._known = None
             raise AuditLogError(f"cannot append to audit log {self.path}: {e.strerror}") from e
         if self._echo is not None and lines:
             with contextlib.suppress(OSError, ValueError):
                 self._echo.write("".join(line + "\n" for line in lines))
                 self._echo.flush()
-        return SyncResult(tuple(lines), torn)
+        return SyncResult(tuple(lines), torn, head)
 
     def _set_aside(self, fd: int, torn: TornTail) -> None:
         """Keep the fragment as evidence in `<file>.torn`, then cut the file back to whole lines."""
@@ -333,6 +391,29 @@ class AuditLog:
             view = view[n:]
         if self._fsync:
             os.fsync(fd)
+
+
+class AuditHold:
+    """The audit log's lock, held: append under it, then release it (once, from any thread)."""
+
+    def __init__(self, log: AuditLog, fd: int) -> None:
+        self._log = log
+        self.fd = fd
+        self._held = True
+
+    def sync(self, rows_after: Callable[[int], Sequence[AuditRecord]]) -> SyncResult:
+        """`AuditLog.sync` under this hold."""
+        if not self._held:
+            raise RuntimeError("the audit log's lock was released")
+        return self._log._sync_locked(self.fd, rows_after)
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+            finally:
+                self._log._mutex.release()
 
 
 # -- verification -------------------------------------------------------------------------------

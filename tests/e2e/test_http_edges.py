@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import CaDir, CrlServer, RaServer, start_crl, start_ra
+from zt.httpedge import MAX_HEAD_BYTES
 
 HEADER_TIMEOUT = 2.0
 MARGIN = 8.0  # a loaded 2-core machine; without the fix the server waits 60 s or forever
@@ -140,6 +141,39 @@ def test_ra_keep_alive_connection_gets_the_same_deadline_for_its_next_head(slow_
         s.sendall(b"GET /v1/status HTTP/1.1\r\n")  # the next head, never finished
         # uvicorn's own keep-alive timer (5 s) stops at the first byte of the next request
         seconds_until_closed(s, t0, HEADER_TIMEOUT + MARGIN)
+
+
+def test_ra_refuses_a_head_over_the_size_cap_and_keeps_answering(slow_ra: RaServer) -> None:
+    """A head larger than MAX_HEAD_BYTES (sent fast, well within the deadline) is a 400 and the
+    connection is closed: the C parser buffers headers without a limit of its own. A head just
+    under the cap is served."""
+    with tls_connect(slow_ra) as s:
+        t0 = time.monotonic()
+        s.sendall(b"GET /v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        for _ in range(MAX_HEAD_BYTES // 1000 + 2):
+            s.sendall(b"X-Pad: " + b"a" * 1000 + b"\r\n")
+        s.settimeout(HEADER_TIMEOUT)
+        answer = s.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 400"), answer[:100]
+        seconds_until_closed_after_answer(s, t0, MARGIN)
+    with tls_connect(slow_ra) as s:
+        pad = b"X-Pad: " + b"a" * (MAX_HEAD_BYTES // 2) + b"\r\n"
+        s.sendall(b"GET /v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\n" + pad + b"\r\n")
+        assert read_response(s).startswith(b"HTTP/1.1 200")
+
+
+def seconds_until_closed_after_answer(sock: socket.socket, opened: float, limit: float) -> None:
+    """Drain what follows an answer until the server closes, or fail at `limit`."""
+    while time.monotonic() - opened < limit:
+        sock.settimeout(max(0.1, opened + limit - time.monotonic()))
+        try:
+            if not sock.recv(4096):
+                return
+        except TimeoutError:
+            continue
+        except (ConnectionResetError, ssl.SSLEOFError, ssl.SSLZeroReturnError, BrokenPipeError):
+            return
+    pytest.fail(f"the server kept the connection open for more than {limit:.0f} s after its 400")
 
 
 def test_ra_over_max_connections_is_503_json_until_one_closes(ca: CaDir, tmp_path: Path) -> None:

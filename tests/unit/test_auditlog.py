@@ -9,6 +9,8 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -189,3 +191,54 @@ def test_audit_log_unreadable_head_refuses_to_append(tmp_path: Path) -> None:
         f.write(b"garbage\n")
     with pytest.raises(StoreError, match="not an entry"), store.write() as c:
         Store.audit(c, 1.0, "ztca", "x", None, "ok")
+
+
+def test_audit_log_head_kept_in_memory_still_sees_other_writers_and_rewrites(tmp_path: Path) -> None:
+    """The head this process wrote last is reused only while the file ends exactly as it left
+    it: another writer's lines (another process: its own handle and flock), and a last line
+    rewritten to the same length, are both seen."""
+    store = make_store(tmp_path, rows=2)
+    other = Store(tmp_path / "zt.db", durable=False)
+    for i, writer in enumerate((store, other, store, other, store)):
+        with writer.write() as c:
+            Store.audit(c, 1_700_000_010.0 + i, "ztca", "revoke", f"s{i}", "ok", None)
+    assert verify_file(store.audit_log.path, rows(store)).ok
+    assert len(lines_of(store)) == 7
+    path = store.audit_log.path
+    data = path.read_bytes()
+    path.write_bytes(data[:-2] + b"]\n")  # same size, last line no longer an entry
+    with pytest.raises(StoreError, match="not an entry"), store.write() as c:
+        Store.audit(c, 1_700_000_020.0, "ztca", "revoke", "x", "ok", None)
+
+
+def test_audit_append_overlaps_the_next_commit_and_keeps_commit_order(tmp_path: Path) -> None:
+    """A committed transaction appends its lines after releasing the write lock: the next
+    writer commits meanwhile, then waits for the audit lock; the first append writes both
+    rows in commit order, and the second writer finds its line there."""
+    store = make_store(tmp_path, rows=1)
+    other = Store(tmp_path / "zt.db", durable=False)
+    _, pending = store.write_deferred(lambda c: Store.audit(c, 1_700_000_010.0, "ztca", "revoke", "a", "ok", None))
+    assert pending is not None
+    errors: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            with other.write() as c:
+                Store.audit(c, 1_700_000_011.0, "ztca", "revoke", "b", "ok", None)
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            errors.append(e)
+
+    t = threading.Thread(target=second)
+    t.start()
+    deadline = time.monotonic() + 10
+    while len(rows(store)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(rows(store)) == 3  # the second writer committed while the first held the audit lock
+    time.sleep(0.05)
+    assert t.is_alive() and len(lines_of(store)) == 1  # and it waits for the first append
+    result = pending.finish()
+    assert [json.loads(line)["subject"] for line in result.appended] == ["a", "b"]
+    t.join(10)
+    assert not t.is_alive() and errors == []
+    assert verify_file(store.audit_log.path, rows(store)).ok
+    assert len(lines_of(store)) == 3

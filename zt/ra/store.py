@@ -37,6 +37,7 @@ from zt.ra.store_api import (
     CertRecord,
     Counts,
     Identity,
+    PendingAppend,
     StateStore,
     TokenRow,
 )
@@ -160,19 +161,19 @@ class Store(StateStore):
         return fd
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, appends: list[PendingAppend]) -> Iterator[sqlite3.Connection]:
         """One write transaction, taken with the database lock up front (BEGIN IMMEDIATE).
 
         Writers first queue on an flock(2) next to the database: the kernel wakes the next
         writer the moment the lock is free, whereas SQLite's own busy handler sleeps and
         polls (measured: ~50 ms per contended write with two RA workers).
 
-        A transaction that recorded audit rows appends them to the audit log after COMMIT,
-        still under the lock: lines land in commit order, and `ztca audit verify` (which takes
-        the lock shared) never sees a row committed but not yet appended. A rolled-back
-        transaction leaves neither a row nor a line. If the append fails, the effect stays
-        committed (its row too, for the next writer or `ztca audit repair` to append) and the
-        caller gets a StoreError instead of an answer.
+        A transaction that recorded audit rows takes the audit log's lock after COMMIT and
+        before it releases this one (zt.ra.store_api.PendingAppend): lines land in commit
+        order, and `ztca audit verify` (`quiesced`) never sees a row committed but not yet
+        appended. A rolled-back transaction leaves neither a row nor a line. If the append
+        fails, the effect stays committed (its row too, for the next writer or `ztca audit
+        repair` to append) and the caller gets a StoreError instead of an answer.
         """
         conn = self._conn()
         lock = self._lock_fd()
@@ -193,11 +194,7 @@ class Store(StateStore):
                 conn.execute("COMMIT")
                 if isinstance(conn, _Connection) and conn.audited:
                     conn.audited = False
-                    if not self.sync_audit_locked(conn).appended:
-                        raise StoreError(
-                            f"audit log {self.audit_log.path} is ahead of the store's audit rows: it "
-                            "belongs to another store (move it aside, then 'ztca audit repair')"
-                        )
+                    appends.append(PendingAppend(self, self.audit_log.hold()))
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
@@ -207,6 +204,8 @@ class Store(StateStore):
         lock = self._lock_fd()
         fcntl.flock(lock, fcntl.LOCK_SH)
         try:
+            with self.audit_log.locked():
+                pass  # a writer that committed before us took it before our lock: its append is done
             yield self._conn()
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)

@@ -22,11 +22,14 @@ from __future__ import annotations
 
 import abc
 import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-from zt.auditlog import AuditLog, AuditRecord, SyncResult
+from zt.auditlog import AuditHold, AuditLog, AuditRecord, SyncResult
 from zt.errors import StoreError
+
+T = TypeVar("T")
 
 # The schema both backends are at; each brings its own migrations up to it (applied at start).
 SCHEMA_VERSION = 3
@@ -128,11 +131,51 @@ class Counts:
     tokens_outstanding: int
 
 
+class PendingAppend:
+    """A committed transaction's audit rows on their way to the audit log file.
+
+    The transaction took the audit log's lock after its COMMIT and before it released the
+    write lock, then released the write lock: the next writer runs its transaction and its
+    COMMIT (its own fsync) while this one appends and fsyncs the lines, and the two fsyncs
+    overlap instead of following each other under the write lock. The order of lines is still
+    the order of commits (a writer that committed later queues for the audit lock behind
+    this one), and a line is never written before its row is durable (written after COMMIT).
+
+    `finish` appends every committed row the file lacks (a later writer's too, if it has
+    committed meanwhile: that writer then finds its lines there) and releases the lock; it is
+    called once, from any thread. A writer killed in between leaves committed rows without
+    lines, as before: the next append, the RA's start or `ztca audit repair` adds them.
+    """
+
+    def __init__(self, store: StateStore, hold: AuditHold) -> None:
+        self._store = store
+        self._hold = hold
+
+    def finish(self) -> SyncResult:
+        try:
+            # Read outside any transaction (the committing connection may be in the next one).
+            reads = self._store.read()
+            result = self._hold.sync(lambda after: StateStore.audit_records(reads, after))
+            if not result.appended:
+                # Another writer appended these rows; unless the file is ahead of every row the
+                # store holds: then it is another store's log, and appending here would fork it.
+                top = reads.execute("SELECT MAX(id) FROM audit").fetchone()[0]
+                if result.head.rid > int(top or 0):
+                    raise StoreError(
+                        f"audit log {self._store.audit_log.path} is ahead of the store's audit rows: it "
+                        "belongs to another store (move it aside, then 'ztca audit repair')"
+                    )
+            return result
+        finally:
+            self._hold.release()
+
+
 class StateStore(abc.ABC):
     """The store's interface. Its audit table feeds the hash-chained audit log file
     (`audit.jsonl`, zt.auditlog) beside the CA: every write transaction that called `audit`
-    appends its rows to the file after COMMIT and before the write lock is released, so a
-    caller that returns from `write()` has its lines fsync'd, in commit order.
+    appends its rows to the file after COMMIT (`PendingAppend`: the audit log's lock is taken
+    before the write lock is released), so a caller that returns from `write()` has its lines
+    fsync'd, in commit order.
     """
 
     audit_log: AuditLog
@@ -143,12 +186,33 @@ class StateStore(abc.ABC):
     # -- connections (per backend) -------------------------------------------------------------
 
     @abc.abstractmethod
-    def write(self) -> contextlib.AbstractContextManager[Conn]:
-        """One write transaction, serialised against every other writer (see the module doc)."""
+    def _transaction(self, appends: list[PendingAppend]) -> contextlib.AbstractContextManager[Conn]:
+        """One write transaction under the write lock. If it committed audit rows, the audit
+        log's lock is taken before the write lock is released, and put in `appends`."""
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Conn]:
+        """One write transaction, serialised against every other writer (see the module doc);
+        on return its audit lines are in the file and fsync'd."""
+        appends: list[PendingAppend] = []
+        with self._transaction(appends) as conn:
+            yield conn
+        for pending in appends:
+            pending.finish()
+
+    def write_deferred(self, work: Callable[[Conn], T]) -> tuple[T, PendingAppend | None]:
+        """`work` in one write transaction, committed; its audit lines not yet appended: the
+        caller must `finish()` the PendingAppend (zt.ra.group_commit does so on another thread
+        while it commits the next batch)."""
+        appends: list[PendingAppend] = []
+        with self._transaction(appends) as conn:
+            value = work(conn)
+        return value, (appends[0] if appends else None)
 
     @abc.abstractmethod
     def quiesced(self) -> contextlib.AbstractContextManager[Conn]:
-        """Hold the write lock shared: no writer is between its COMMIT and its audit append."""
+        """Hold the write lock shared, and wait for appends in flight: no writer is between
+        its COMMIT and its audit append."""
 
     @abc.abstractmethod
     def read(self) -> Conn:

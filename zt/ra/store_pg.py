@@ -45,7 +45,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from zt.auditlog import AuditLog, SyncResult
 from zt.errors import StoreError
-from zt.ra.store_api import SCHEMA_VERSION, STATE_TABLES, Conn, StateStore
+from zt.ra.store_api import SCHEMA_VERSION, STATE_TABLES, Conn, PendingAppend, StateStore
 
 # pg_advisory_lock key of the write lock: "zt" "ra" in ASCII, so it stands out in pg_locks.
 WRITE_LOCK = 0x7A74_7261
@@ -260,9 +260,10 @@ class PgStore(StateStore):
                     raw.close()
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[Conn]:
-        """One READ COMMITTED transaction under the write lock (see the module doc). The audit
-        rows it recorded reach the audit log file after COMMIT, still under the lock."""
+    def _transaction(self, appends: list[PendingAppend]) -> Iterator[Conn]:
+        """One READ COMMITTED transaction under the write lock (see the module doc). If it
+        recorded audit rows, this host's audit log lock is taken after COMMIT, before the
+        write lock is released (zt.ra.store_api.PendingAppend)."""
         with self._locked(shared=False) as raw:
             conn = _PgConn(raw)
             try:
@@ -270,15 +271,14 @@ class PgStore(StateStore):
                     yield conn
             except psycopg.Error as e:
                 raise StoreError(f"store {self.location}: {e}") from e
-            if conn.audited and not self.sync_audit_locked(conn).appended:
-                raise StoreError(
-                    f"audit log {self.audit_log.path} is ahead of the store's audit rows: it "
-                    "belongs to another store (move it aside, then 'ztca audit repair')"
-                )
+            if conn.audited:
+                appends.append(PendingAppend(self, self.audit_log.hold()))
 
     @contextlib.contextmanager
     def quiesced(self) -> Iterator[Conn]:
         with self._locked(shared=True) as raw:
+            with self.audit_log.locked():
+                pass  # a writer of this host that committed before us holds it until its append is done
             yield _PgConn(raw)
 
     def read(self) -> Conn:
