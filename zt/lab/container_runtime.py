@@ -30,6 +30,7 @@ import json
 import os
 import random
 import signal
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -639,8 +640,13 @@ class ContainerLab(core.LabCore):
                 box.container.kill(signal="SIGKILL")
         except (OSError, APIError) as e:
             raise LabError(f"kill_component({name!r}): {e}") from e
+        # Stamped as the signal goes, not after the engine's wait for the exit (about 0.8 s): an
+        # agent may fail over to another replica within that wait, and the fault window starts
+        # at the kill.
+        killed_at = time.time()
         status = int(box.container.wait(timeout=30).get("StatusCode", -1))
         answer: dict[str, Any] = {
+            "killed_at": killed_at,
             "killed_pid": pid,
             "container_exit_code": status,
             "exit_code": -(status - 128) if status > 128 else status,

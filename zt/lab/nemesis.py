@@ -37,7 +37,8 @@ class Processes(Protocol):
     """What the nemesis needs of a lab for process faults (zt.lab.process_runtime)."""
 
     def kill_component(self, name: str) -> dict[str, Any]:
-        """SIGKILL the component by PID: {killed_pid, exit_code, ...what the kill met}."""
+        """SIGKILL the component by PID: {killed_at (wall clock, as the signal went), killed_pid,
+        exit_code, ...what the kill met}."""
         ...
 
     def restart_component(self, name: str) -> int:
@@ -169,6 +170,9 @@ class Nemesis:
         try:
             if f.toxic == "kill":
                 a.process = {"component": f.edge, **self.processes.kill_component(f.edge)}
+                # The window opens when the signal went, not when the runtime saw the exit.
+                a.applied_at = float(a.process.get("killed_at") or time.time())
+                return
             elif f.toxic == "down":
                 self.client.set_enabled(a.proxy, False)
             else:

@@ -17,6 +17,7 @@ import random
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -361,9 +362,10 @@ class ProcessLab(core.LabCore):
         out = self.cert_dir(name.removeprefix("agent-")) if name.startswith("agent-") else None
         writing = None if out is None else gen_watch.wait_for_write(out, MID_WRITE_WAIT_S, proc.alive)
         progress(f"kill -9 {proc.name} (pid {proc.pid}) as a fault" + (f", writing {writing}" if writing else ""))
+        killed_at = time.time()
         proc.kill()
         self.procs.remove(proc)
-        answer: dict[str, Any] = {"killed_pid": proc.pid, "exit_code": proc.popen.returncode}
+        answer: dict[str, Any] = {"killed_at": killed_at, "killed_pid": proc.pid, "exit_code": proc.popen.returncode}
         if out is not None:
             answer["writing"] = writing
             answer["files_at_kill"] = sorted(p.name for p in (out / writing).iterdir()) if writing else None
