@@ -7,8 +7,8 @@
 #   lab, once per runtime: `zt-lab run --milestone all` on local processes (its report,
 #   reports/latest, is CI's conformance report) and `... --runtime docker --reports reports/docker`,
 #   each with the chaos runs (`--milestone all,chaos,kills`), and the replica run (`--milestone
-#   replicas --store postgres`: its own run on processes, reports/replicas; on containers not yet
-#   part of make test).
+#   replicas --store postgres`: a run of its own per runtime, reports/replicas and
+#   reports/docker-replicas).
 #
 # What runs at once (issue 17; docs/ci.md has the measurements): the first phase runs three
 # tracks side by side, each a chain of steps:
@@ -47,6 +47,7 @@ t0=$SECONDS
 declare -A budget=(
   [lint]=300 [cpp]=480 [fuzz]=150 [java]=180 [fuzz-java]=150 [engine]=30 [images]=480
   [native-c]=600 [native-j]=600 [python]=480 [lab-processes]=660 [lab-replicas]=150 [lab-containers]=960
+  [lab-replicas-containers]=240
 )
 results=build/test-results
 logs=$results/logs
@@ -173,7 +174,7 @@ finish() {
   exit "$rc"
 }
 order=(native-c cpp fuzz native-j lint java fuzz-java engine images python lab-processes
-       lab-replicas lab-containers)
+       lab-replicas lab-containers lab-replicas-containers)
 track_pids=()
 trap finish EXIT
 
@@ -236,10 +237,8 @@ run_step python "Python suite (tests/, pytest-xdist: 2 workers)" make --no-print
 # The chaos runs (docs/chaos.md; not part of `all`) join the same run: their minutes, mostly
 # fault windows waited out, overlap the milestones' labs instead of following them; so do
 # `kills` (chaos plan 6: SIGKILL of the RA and of an agent mid-write). On processes the replica
-# run (two RA replicas on PostgreSQL) is a run of its own, reports/replicas. On containers the
-# replica run passes alone (`zt-lab run --milestone replicas --store postgres --runtime docker`)
-# but is not in this step yet: the kill's time is recorded after `docker kill` returns, and a
-# failover in the 0.8 s before that falls outside the fault window (docs/ci.md).
+# run (two RA replicas on PostgreSQL) is a run of its own, reports/replicas; on containers too,
+# reports/docker-replicas (its PostgreSQL a container from our base image).
 run_step lab-processes "zt-lab run --milestone all,chaos,kills --parallel 2 (processes; CI's conformance report: reports/latest)" \
   .venv/bin/zt-lab run --milestone all,chaos,kills --parallel "${ZT_LAB_PARALLEL:-2}"
 run_step lab-replicas "zt-lab run --milestone replicas --store postgres (two RA replicas on PostgreSQL, one killed; reports/replicas)" \
@@ -248,4 +247,6 @@ if [[ -z "$containers" ]]; then
   run_step lab-containers "zt-lab run --milestone all,chaos,kills --runtime docker --parallel 2 --reports reports/docker" \
     .venv/bin/zt-lab run --milestone all,chaos,kills --runtime docker --parallel "${ZT_LAB_PARALLEL:-2}" \
     --reports reports/docker
+  run_step lab-replicas-containers "zt-lab run --milestone replicas --store postgres --runtime docker (reports/docker-replicas)" \
+    .venv/bin/zt-lab run --milestone replicas --store postgres --runtime docker --reports reports/docker-replicas
 fi
