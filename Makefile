@@ -8,12 +8,11 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test deps venv native native-cpp native-java lint test-python test-cpp test-java fuzz bench clean images demo-containers
 
 ## demo: install what is missing, build, run every milestone the lab defines (zt.lab.milestones:
-## now Milestones 1 to 5) and the chaos runs (docs/chaos.md: chaos, kills) on local processes,
-## one lab at a time, print the verdicts and write reports/latest; then the replica run on
-## PostgreSQL (docs/scaling.md; reports/replicas/latest); then say where the logs and metrics are
+## now Milestones 1 to 5), the chaos runs (docs/chaos.md: chaos, kills) and the replica run on
+## PostgreSQL (docs/scaling.md: replicas) on local processes, one lab at a time, print the
+## verdicts and write reports/latest; then say where the logs and metrics are
 demo: deps venv native
-	@rc=0; $(BIN)/zt-lab run --milestone all,chaos,kills || rc=$$?; \
-	$(BIN)/zt-lab run --milestone replicas --store postgres --reports reports/replicas || rc=$$?; \
+	@rc=0; $(BIN)/zt-lab run --milestone all,chaos,kills,replicas || rc=$$?; \
 	echo "[demo] logs and metrics: reports/latest/report.html (verdicts; Milestone 4's plots from Prometheus and"; \
 	echo "[demo]   its PromQL answers), reports/latest/logs/<scenario>/ (every component's JSON log lines);"; \
 	echo "[demo]   ./demo.sh observe for a readable tail of the events, ./demo.sh observe --keep for the Prometheus UI"; \
@@ -22,8 +21,8 @@ demo: deps venv native
 ## test: everything CI runs (scripts/make-test.sh, a timing line per step): lint, the C++ and Java
 ## suites, a container engine and the images where it can (root, or an engine that answers) side by
 ## side (per-step logs in build/test-results/logs/), the Python suite (tests/), then `zt-lab run
-## --milestone all,chaos,kills` on processes (reports/latest), the replica run on PostgreSQL
-## (reports/replicas), and `all,chaos` on containers (reports/docker/latest);
+## --milestone all,chaos,kills,replicas` on processes (reports/latest) and on containers
+## (reports/docker/latest);
 ## without containers, its last line says what it left out
 test: deps venv native
 	./scripts/make-test.sh

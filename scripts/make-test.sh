@@ -6,9 +6,8 @@
 #   the images; the Python suite (tests/: unit, end-to-end, cross-language, containers); then the
 #   lab, once per runtime: `zt-lab run --milestone all` on local processes (its report,
 #   reports/latest, is CI's conformance report) and `... --runtime docker --reports reports/docker`,
-#   each with the chaos runs (`--milestone all,chaos,kills`), and the replica run (`--milestone
-#   replicas --store postgres`: a run of its own per runtime, reports/replicas and
-#   reports/docker-replicas).
+#   each with the chaos runs and the replica run (`--milestone all,chaos,kills,replicas`; the
+#   replica run's lab is on PostgreSQL, which its scenario module asks for itself).
 #
 # What runs at once (issue 17; docs/ci.md has the measurements): the first phase runs three
 # tracks side by side, each a chain of steps:
@@ -46,8 +45,7 @@ t0=$SECONDS
 # Budget per step in seconds, for a fresh 2-core machine that runs nothing else (docs/ci.md).
 declare -A budget=(
   [lint]=300 [cpp]=480 [fuzz]=150 [java]=180 [fuzz-java]=150 [engine]=30 [images]=480
-  [native-c]=600 [native-j]=600 [python]=480 [lab-processes]=660 [lab-replicas]=150 [lab-containers]=960
-  [lab-replicas-containers]=240
+  [native-c]=600 [native-j]=600 [python]=480 [lab-processes]=780 [lab-containers]=1080
 )
 results=build/test-results
 logs=$results/logs
@@ -174,7 +172,7 @@ finish() {
   exit "$rc"
 }
 order=(native-c cpp fuzz native-j lint java fuzz-java engine images python lab-processes
-       lab-replicas lab-containers lab-replicas-containers)
+       lab-containers)
 track_pids=()
 trap finish EXIT
 
@@ -236,17 +234,13 @@ run_step python "Python suite (tests/, pytest-xdist: 2 workers)" make --no-print
 # the machine; the comparable figures come from `make demo` (one lab at a time) and `make bench`.
 # The chaos runs (docs/chaos.md; not part of `all`) join the same run: their minutes, mostly
 # fault windows waited out, overlap the milestones' labs instead of following them; so do
-# `kills` (chaos plan 6: SIGKILL of the RA and of an agent mid-write). On processes the replica
-# run (two RA replicas on PostgreSQL) is a run of its own, reports/replicas; on containers too,
-# reports/docker-replicas (its PostgreSQL a container from our base image).
-run_step lab-processes "zt-lab run --milestone all,chaos,kills --parallel 2 (processes; CI's conformance report: reports/latest)" \
-  .venv/bin/zt-lab run --milestone all,chaos,kills --parallel "${ZT_LAB_PARALLEL:-2}"
-run_step lab-replicas "zt-lab run --milestone replicas --store postgres (two RA replicas on PostgreSQL, one killed; reports/replicas)" \
-  .venv/bin/zt-lab run --milestone replicas --store postgres --reports reports/replicas
+# `kills` (chaos plan 6: SIGKILL of the RA and of an agent mid-write) and `replicas` (two RA
+# replicas on a PostgreSQL server of the run's own, one killed under load: its scenario module
+# asks for the PostgreSQL store itself, so it shares the run with the SQLite labs; docs/ci.md).
+run_step lab-processes "zt-lab run --milestone all,chaos,kills,replicas --parallel 2 (processes; CI's conformance report: reports/latest)" \
+  .venv/bin/zt-lab run --milestone all,chaos,kills,replicas --parallel "${ZT_LAB_PARALLEL:-2}"
 if [[ -z "$containers" ]]; then
-  run_step lab-containers "zt-lab run --milestone all,chaos,kills --runtime docker --parallel 2 --reports reports/docker" \
-    .venv/bin/zt-lab run --milestone all,chaos,kills --runtime docker --parallel "${ZT_LAB_PARALLEL:-2}" \
+  run_step lab-containers "zt-lab run --milestone all,chaos,kills,replicas --runtime docker --parallel 2 --reports reports/docker" \
+    .venv/bin/zt-lab run --milestone all,chaos,kills,replicas --runtime docker --parallel "${ZT_LAB_PARALLEL:-2}" \
     --reports reports/docker
-  run_step lab-replicas-containers "zt-lab run --milestone replicas --store postgres --runtime docker (reports/docker-replicas)" \
-    .venv/bin/zt-lab run --milestone replicas --store postgres --runtime docker --reports reports/docker-replicas
 fi
