@@ -103,6 +103,43 @@ class TokenRow:
 
 
 @dataclass(frozen=True)
+class FailureRow:
+    """A source's recent failed attempts with one credential (zt.ra.lockout): never the token."""
+
+    failures: int
+    locked_until: float | None
+    forget_at: float
+
+
+@dataclass(frozen=True)
+class TokenRead:
+    """What a bootstrap request needs from the store before it is signed, read in one statement
+    (`StateStore.token_read`): the token, its identity, and the presenting source's failed
+    attempts with bootstrap tokens (the lockout's state; None when not asked for or none)."""
+
+    token: TokenRow | None
+    identity: Identity | None
+    failures: FailureRow | None
+
+
+# One statement for `token_read`: the token by its hash, its identity, and (in the variant with
+# the lockout's row) the source's failures. Each LEFT JOIN is a primary-key lookup; the one-row
+# derived table makes the answer exactly one row whatever is missing, in SQLite and PostgreSQL alike.
+_TOKEN_READ = (
+    "SELECT t.hash AS t_hash, t.identity AS t_identity, t.created_at AS t_created_at, t.expires_at AS t_expires_at,"
+    " t.used_at AS t_used_at, t.used_serial AS t_used_serial, t.used_spki AS t_used_spki,"
+    " i.name AS i_name, i.spiffe_id AS i_spiffe_id, i.created_at AS i_created_at, i.revoked_at AS i_revoked_at,"
+    " i.revocation_reason AS i_revocation_reason{failures}"
+    " FROM (SELECT 1 AS one) AS q LEFT JOIN tokens t ON t.hash = ? LEFT JOIN identities i ON i.name = t.identity{join}"
+)
+_TOKEN_ONLY = _TOKEN_READ.format(failures="", join="")
+_TOKEN_AND_FAILURES = _TOKEN_READ.format(
+    failures=", f.failures AS f_failures, f.locked_until AS f_locked_until, f.forget_at AS f_forget_at",
+    join=" LEFT JOIN token_failures f ON f.source = ? AND f.credential = ?",
+)
+
+
+@dataclass(frozen=True)
 class CertRecord:
     serial: str
     identity: str
@@ -305,9 +342,33 @@ class StateStore(abc.ABC):
         )
 
     @staticmethod
-    def token(conn: Conn, token_hash: str) -> TokenRow | None:
-        row = conn.execute("SELECT * FROM tokens WHERE hash=?", (token_hash,)).fetchone()
-        return None if row is None else TokenRow(**dict(row))
+    def token_read(conn: Conn, token_hash: str, source: str | None = None, credential: str = "") -> TokenRead:
+        """The token, its identity and, if `source` is given, the source's failures with
+        `credential`, in one statement: the lockout's read and the token's used to be three."""
+        if source is None:
+            row = conn.execute(_TOKEN_ONLY, (token_hash,)).fetchone()
+        else:
+            row = conn.execute(_TOKEN_AND_FAILURES, (token_hash, source, credential)).fetchone()
+        token = None
+        if row["t_hash"] is not None:
+            token = TokenRow(
+                row["t_hash"],
+                row["t_identity"],
+                row["t_created_at"],
+                row["t_expires_at"],
+                row["t_used_at"],
+                row["t_used_serial"],
+                row["t_used_spki"],
+            )
+        identity = None
+        if row["i_name"] is not None:
+            identity = Identity(
+                row["i_name"], row["i_spiffe_id"], row["i_created_at"], row["i_revoked_at"], row["i_revocation_reason"]
+            )
+        failures = None
+        if source is not None and row["f_failures"] is not None:
+            failures = FailureRow(int(row["f_failures"]), row["f_locked_until"], float(row["f_forget_at"]))
+        return TokenRead(token, identity, failures)
 
     @staticmethod
     def mark_token_used(conn: Conn, token_hash: str, now: float, serial: str, spki: str) -> None:
@@ -477,11 +538,12 @@ class StateStore(abc.ABC):
         return cur.rowcount == 1
 
     @staticmethod
-    def token_failures(conn: Conn, source: str, credential: str) -> Any:
-        row: Any = conn.execute(
-            "SELECT * FROM token_failures WHERE source=? AND credential=?", (source, credential)
+    def token_failures(conn: Conn, source: str, credential: str) -> FailureRow | None:
+        row = conn.execute(
+            "SELECT failures, locked_until, forget_at FROM token_failures WHERE source=? AND credential=?",
+            (source, credential),
         ).fetchone()
-        return row
+        return None if row is None else FailureRow(int(row[0]), row[1], float(row[2]))
 
     @staticmethod
     def set_token_failures(
