@@ -41,7 +41,7 @@ log = logging.getLogger("zt.ra")
 
 def _retry_after(conn: Conn, key: str, rate: Rate, now: float) -> float | None:
     """None if one more request for `key` fits in the window now, else seconds until one does."""
-    _, blocking = StateStore.rate_window(conn, key, now - rate.period, rate.count)
+    blocking = StateStore.rate_window(conn, key, now - rate.period, rate.count)
     return None if blocking is None else max(0.0, blocking + rate.period - now)
 
 
@@ -83,14 +83,25 @@ class RateLimiter:
 
     def check_source(self, source: str, endpoint: str) -> None:
         """Refuse `source` if it is over its limit now (a read; counts nothing)."""
+        retry = self.source_retry(source)
+        if retry is not None:
+            raise self.refuse_source(source, endpoint, retry)
+
+    def source_retry(self, source: str) -> float | None:
+        """None if one more request from `source` fits in its window now, else seconds until one
+        does: one indexed read, no lock and no write, cheap enough for the event loop
+        (zt.ra.http_errors.SourceLimit runs it there)."""
         rate = self.limits.source
         if not rate.enabled:
-            return
-        key, now = f"source:{source}", self.clock.now().timestamp()
-        retry = _retry_after(self.store.read(), key, rate, now)
-        if retry is not None:
-            self._first_refusal(key, now, source, REQUESTS_PER_SOURCE, rate, retry, endpoint)
-            raise self.refused(REQUESTS_PER_SOURCE, source, rate, retry, endpoint)
+            return None
+        return _retry_after(self.store.read(), f"source:{source}", rate, self.clock.now().timestamp())
+
+    def refuse_source(self, source: str, endpoint: str, retry: float) -> RateLimited:
+        """A refusal of `source` by `source_retry`: audited (at most once per window: a write),
+        logged and counted; returns the exception to raise."""
+        rate, now = self.limits.source, self.clock.now().timestamp()
+        self._first_refusal(f"source:{source}", now, source, REQUESTS_PER_SOURCE, rate, retry, endpoint)
+        return self.refused(REQUESTS_PER_SOURCE, source, rate, retry, endpoint)
 
     # /v1/issue and /v1/renew: the source's count is taken in the transaction that records the
     # certificate (one write transaction per issuance, not two; measured in docs/rate-limits.md),

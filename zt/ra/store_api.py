@@ -505,17 +505,19 @@ class StateStore(abc.ABC):
     # -- rate limits and lockouts (zt.ra.ratelimit) --------------------------------------------
 
     @staticmethod
-    def rate_window(conn: Conn, key: str, since: float, limit: int) -> tuple[int, float | None]:
-        """How many hits `key` has after `since`, and, when that is `limit` or more, the time of
-        the hit whose expiry would let one more through (the oldest one when there are exactly
-        `limit`)."""
-        n = int(conn.execute("SELECT COUNT(*) FROM rate_hits WHERE key=? AND ts>?", (key, since)).fetchone()[0])
-        if n < limit:
-            return n, None
+    def rate_window(conn: Conn, key: str, since: float, limit: int) -> float | None:
+        """None if `key` has fewer than `limit` (at least 1) hits after `since`; else the time of
+        the hit whose expiry would let one more through: the `limit`-th newest (when there are
+        more, the older ones leave the window first and change nothing).
+
+        One statement that walks the index back from the newest hit and stops at the
+        `limit`-th: it reads at most `limit` entries, however many the window holds (a COUNT(*)
+        read them all, and a second statement then found the blocking one).
+        """
         row = conn.execute(
-            "SELECT ts FROM rate_hits WHERE key=? AND ts>? ORDER BY ts LIMIT 1 OFFSET ?", (key, since, n - limit)
+            "SELECT ts FROM rate_hits WHERE key=? AND ts>? ORDER BY ts DESC LIMIT 1 OFFSET ?", (key, since, limit - 1)
         ).fetchone()
-        return n, float(row[0])
+        return None if row is None else float(row[0])
 
     @staticmethod
     def add_rate_hit(conn: Conn, key: str, now: float) -> None:
