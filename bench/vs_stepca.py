@@ -7,10 +7,11 @@ HTTPS keep-alive connections verified against each server's root, one fresh P-25
 request with one SPIFFE URI SAN, one-time tokens made before the clock starts (zt-ra: bootstrap
 tokens registered in one transaction; step-ca: JWK provisioner JWTs, bench.stepca). Both servers
 run at once on loopback, durable (zt-ra `--durability full`, step-ca's default badger database),
-and the rounds alternate which server goes first, so the machine's noise (2 shared cores) hits
-both alike: read the ratios, not the absolute numbers. zt-ra keeps every check it makes in
-production; only the per-source limit is off (every request comes from 127.0.0.1, and step-ca
-has none); the per-identity limit and the lockout stay on.
+and the order of the servers rotates from round to round at each client count (`round_order`),
+so the machine's noise (2 shared cores) and a server's place in a round hit all alike: read the
+ratios, not the absolute numbers. zt-ra keeps every check it makes in production; only the
+per-source limit is off (every request comes from 127.0.0.1, and step-ca has none); the
+per-identity limit and the lockout stay on.
 
 A sample of each server's answers is checked: the leaf's only SAN is the requested SPIFFE ID,
 both servers give the same lifetime, and the chain verifies up to the server's root. Results go
@@ -298,6 +299,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if not problems and errors == 0 else 1
 
 
+def round_order(names: list[str], rnd: int, k: int) -> list[str]:
+    """The order of the servers in round `rnd` at the `k`-th client count: rotated by one per
+    round and per client count, so over len(names) rounds each server runs in every position
+    at every client count. (It was rotated by `rnd * len(clients) + k`: with two servers and two
+    client counts, zt-ra then always ran first at 8 clients and step-ca always first at 32.)"""
+    shift = (rnd + k) % len(names)
+    return names[shift:] + names[:shift]
+
+
 def measure(
     loadgen: Path,
     targets: dict[str, Target],
@@ -315,8 +325,7 @@ def measure(
     at = warm
     for rnd in range(rounds):
         for k, c in enumerate(clients):
-            shift = (rnd * len(clients) + k) % len(names)
-            for server in names[shift:] + names[:shift]:
+            for server in round_order(names, rnd, k):
                 t = targets[server]
                 cpu = cpu_seconds(t.proc.pid)
                 r = run_loadgen(loadgen, server, t.url, t.root, t.jobs[at : at + requests], c, work)
