@@ -298,11 +298,14 @@ class RegistrationAuthority:
         already spent on this key gets its earlier certificate here."""
         if token is None:
             raise Unauthorized("missing bootstrap token (Authorization: Bearer <token>)", code="missing_token")
-        # One read for the lockout's row and the token with its identity. The lockout decides
-        # first, on its row alone: a locked-out source is refused whatever its token.
+        # One read for the lockout's row, the token with its identity, and the identity's
+        # issuance window. The lockout decides first, on its row alone: a locked-out source is
+        # refused whatever its token.
         th = tokens.token_hash(token)
         reads = self.store.read()
-        read = StateStore.token_read(reads, th, source if self.lockout.reads(source) else None, BOOTSTRAP_TOKEN)
+        window = self.limiter.identity_window()
+        lockout_source = source if self.lockout.reads(source) else None
+        read = StateStore.token_read(reads, th, lockout_source, BOOTSTRAP_TOKEN, window)
         attempt = self.lockout.judge(source, BOOTSTRAP_TOKEN, read.failures)
         csr = parse_csr(csr_pem)
         lifetime = authorize_lifetime(ttl_seconds, self.leaf_ttl)
@@ -318,7 +321,7 @@ class RegistrationAuthority:
         if grant.earlier is not None:
             return self._issued(grant.earlier)
         ident = grant.identity
-        self.limiter.precheck_identity(ident.name, ident.spiffe_id, ISSUE_ENDPOINT)
+        self.limiter.judge_identity(ident.name, ident.spiffe_id, ISSUE_ENDPOINT, window, read.identity_blocking)
         rec, cert = self._sign_certificate(grant, csr, now)
         return _SignedIssue(grant, csr, spki, th, now, lifetime, ticket, rec, cert)
 

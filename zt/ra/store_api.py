@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -111,32 +112,55 @@ class FailureRow:
     forget_at: float
 
 
+# The rate-limit keys of an identity's issuances and of a source's requests (zt.ra.ratelimit).
+IDENTITY_KEY = "identity:"
+SOURCE_KEY = "source:"
+
+
+@dataclass(frozen=True)
+class Window:
+    """A rate limit's question at one moment: are there `limit` hits after `since`?"""
+
+    since: float
+    limit: int
+
+
 @dataclass(frozen=True)
 class TokenRead:
     """What a bootstrap request needs from the store before it is signed, read in one statement
-    (`StateStore.token_read`): the token, its identity, and the presenting source's failed
-    attempts with bootstrap tokens (the lockout's state; None when not asked for or none)."""
+    (`StateStore.token_read`): the token, its identity, the presenting source's failed attempts
+    with bootstrap tokens (the lockout's state; None when not asked for or none), and the
+    identity's issuance window as `StateStore.rate_window` answers it (None when not asked for,
+    or when one more fits)."""
 
     token: TokenRow | None
     identity: Identity | None
-    failures: FailureRow | None
+    failures: FailureRow | None = None
+    identity_blocking: float | None = None
 
 
-# One statement for `token_read`: the token by its hash, its identity, and (in the variant with
-# the lockout's row) the source's failures. Each LEFT JOIN is a primary-key lookup; the one-row
-# derived table makes the answer exactly one row whatever is missing, in SQLite and PostgreSQL alike.
-_TOKEN_READ = (
-    "SELECT t.hash AS t_hash, t.identity AS t_identity, t.created_at AS t_created_at, t.expires_at AS t_expires_at,"
-    " t.used_at AS t_used_at, t.used_serial AS t_used_serial, t.used_spki AS t_used_spki,"
-    " i.name AS i_name, i.spiffe_id AS i_spiffe_id, i.created_at AS i_created_at, i.revoked_at AS i_revoked_at,"
-    " i.revocation_reason AS i_revocation_reason{failures}"
-    " FROM (SELECT 1 AS one) AS q LEFT JOIN tokens t ON t.hash = ? LEFT JOIN identities i ON i.name = t.identity{join}"
-)
-_TOKEN_ONLY = _TOKEN_READ.format(failures="", join="")
-_TOKEN_AND_FAILURES = _TOKEN_READ.format(
-    failures=", f.failures AS f_failures, f.locked_until AS f_locked_until, f.forget_at AS f_forget_at",
-    join=" LEFT JOIN token_failures f ON f.source = ? AND f.credential = ?",
-)
+@functools.lru_cache(maxsize=4)
+def _token_read_sql(failures: bool, window: bool) -> str:
+    """The statement of `token_read`: the token by its hash and its identity, each a primary-key
+    lookup in a LEFT JOIN on a one-row table (so the answer is one row whatever is missing, in
+    SQLite and PostgreSQL alike); optionally the source's lockout row (another primary-key
+    lookup) and the identity's window (`rate_window`'s statement, as a scalar subquery)."""
+    columns = [
+        "t.hash AS t_hash, t.identity AS t_identity, t.created_at AS t_created_at, t.expires_at AS t_expires_at",
+        "t.used_at AS t_used_at, t.used_serial AS t_used_serial, t.used_spki AS t_used_spki",
+        "i.name AS i_name, i.spiffe_id AS i_spiffe_id, i.created_at AS i_created_at, i.revoked_at AS i_revoked_at",
+        "i.revocation_reason AS i_revocation_reason",
+    ]
+    joins = "FROM (SELECT 1 AS one) AS q LEFT JOIN tokens t ON t.hash = ? LEFT JOIN identities i ON i.name = t.identity"
+    if window:  # its two parameters come first: the select list precedes FROM
+        columns.append(
+            f"(SELECT h.ts FROM rate_hits h WHERE h.key = '{IDENTITY_KEY}' || t.identity AND h.ts > ?"
+            " ORDER BY h.ts DESC LIMIT 1 OFFSET ?) AS w_blocking"
+        )
+    if failures:
+        columns.append("f.failures AS f_failures, f.locked_until AS f_locked_until, f.forget_at AS f_forget_at")
+        joins += " LEFT JOIN token_failures f ON f.source = ? AND f.credential = ?"
+    return f"SELECT {', '.join(columns)} {joins}"
 
 
 @dataclass(frozen=True)
@@ -342,13 +366,17 @@ class StateStore(abc.ABC):
         )
 
     @staticmethod
-    def token_read(conn: Conn, token_hash: str, source: str | None = None, credential: str = "") -> TokenRead:
-        """The token, its identity and, if `source` is given, the source's failures with
-        `credential`, in one statement: the lockout's read and the token's used to be three."""
-        if source is None:
-            row = conn.execute(_TOKEN_ONLY, (token_hash,)).fetchone()
-        else:
-            row = conn.execute(_TOKEN_AND_FAILURES, (token_hash, source, credential)).fetchone()
+    def token_read(
+        conn: Conn, token_hash: str, source: str | None = None, credential: str = "", window: Window | None = None
+    ) -> TokenRead:
+        """The token and its identity; with `source`, the source's failures with `credential`;
+        with `window`, the identity's issuance window: one statement where there were four
+        (the lockout's read, the token's, the identity's and the window's)."""
+        params: list[object] = [] if window is None else [window.since, window.limit - 1]
+        params.append(token_hash)
+        if source is not None:
+            params += [source, credential]
+        row = conn.execute(_token_read_sql(source is not None, window is not None), params).fetchone()
         token = None
         if row["t_hash"] is not None:
             token = TokenRow(
@@ -368,7 +396,10 @@ class StateStore(abc.ABC):
         failures = None
         if source is not None and row["f_failures"] is not None:
             failures = FailureRow(int(row["f_failures"]), row["f_locked_until"], float(row["f_forget_at"]))
-        return TokenRead(token, identity, failures)
+        blocking = None
+        if window is not None and row["w_blocking"] is not None:
+            blocking = float(row["w_blocking"])
+        return TokenRead(token, identity, failures, blocking)
 
     @staticmethod
     def mark_token_used(conn: Conn, token_hash: str, now: float, serial: str, spki: str) -> None:
