@@ -7,10 +7,11 @@ HTTPS keep-alive connections verified against each server's root, one fresh P-25
 request with one SPIFFE URI SAN, one-time tokens made before the clock starts (zt-ra: bootstrap
 tokens registered in one transaction; step-ca: JWK provisioner JWTs, bench.stepca). Both servers
 run at once on loopback, durable (zt-ra `--durability full`, step-ca's default badger database),
-and the rounds alternate which server goes first, so the machine's noise (2 shared cores) hits
-both alike: read the ratios, not the absolute numbers. zt-ra keeps every check it makes in
-production; only the per-source limit is off (every request comes from 127.0.0.1, and step-ca
-has none); the per-identity limit and the lockout stay on.
+and the order of the servers rotates from round to round at each client count (`round_order`),
+so the machine's noise (2 shared cores) and a server's place in a round hit all alike: read the
+ratios, not the absolute numbers. zt-ra keeps every check it makes in production; only the
+per-source limit is off (every request comes from 127.0.0.1, and step-ca has none); the
+per-identity limit and the lockout stay on.
 
 A sample of each server's answers is checked: the leaf's only SAN is the requested SPIFFE ID,
 both servers give the same lifetime, and the chain verifies up to the server's root. Results go
@@ -274,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
         f"medians of {args.rounds} alternating rounds of {args.requests} requests; ratio = zt-ra / step-ca"
     )
     verdict = "all held" if not problems else "; ".join(problems)
-    print(f"\n{title}\n{md}\nchecks (same SAN, same lifetime, chain verifies): {verdict}")
+    loads = [r["load1"] for by_c in runs.values() for rs in by_c.values() for r in rs]
+    load = f"load average (1 min) after each run: {min(loads):.1f} to {max(loads):.1f}"
+    print(f"\n{title}\n{md}\nchecks (same SAN, same lifetime, chain verifies): {verdict}\n{load}")
     args.out.mkdir(parents=True, exist_ok=True)
     doc = {
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -282,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         "step_ca_version": stepca.STEP_CA_VERSION,
         "requests_per_round": args.requests,
         "cpus": os.cpu_count(),
+        "load_average_1m": [min(loads), max(loads)],
         "summary": summary,
         "lifetimes_seconds": {k: sorted(v) for k, v in lifetimes.items()},
         "problems": problems,
@@ -292,10 +296,19 @@ def main(argv: list[str] | None = None) -> int:
     }
     (args.out / "ra-vs-stepca.json").write_text(json.dumps(doc, indent=2))
     (args.out / "ra-vs-stepca.md").write_text(
-        f"# zt-ra vs step-ca\n\n{doc['when']}: {title}.\n\n{md}\n\nChecks: {verdict}\n"
+        f"# zt-ra vs step-ca\n\n{doc['when']}: {title}.\n\n{md}\n\nChecks: {verdict}\n\n{load.capitalize()}\n"
     )
     errors = sum(s["errors"] for by_c in summary.values() for s in by_c.values())
     return 0 if not problems and errors == 0 else 1
+
+
+def round_order(names: list[str], rnd: int, k: int) -> list[str]:
+    """The order of the servers in round `rnd` at the `k`-th client count: rotated by one per
+    round and per client count, so over len(names) rounds each server runs in every position
+    at every client count. (It was rotated by `rnd * len(clients) + k`: with two servers and two
+    client counts, zt-ra then always ran first at 8 clients and step-ca always first at 32.)"""
+    shift = (rnd + k) % len(names)
+    return names[shift:] + names[:shift]
 
 
 def measure(
@@ -315,17 +328,17 @@ def measure(
     at = warm
     for rnd in range(rounds):
         for k, c in enumerate(clients):
-            shift = (rnd * len(clients) + k) % len(names)
-            for server in names[shift:] + names[:shift]:
+            for server in round_order(names, rnd, k):
                 t = targets[server]
                 cpu = cpu_seconds(t.proc.pid)
                 r = run_loadgen(loadgen, server, t.url, t.root, t.jobs[at : at + requests], c, work)
                 r["cpu_ms_per_cert"] = (cpu_seconds(t.proc.pid) - cpu) * 1000 / max(1, r["ok"])
+                r["load1"] = os.getloadavg()[0]  # the machine's other tenants, for the report
                 runs[server][str(c)].append(r)
                 print(
                     f"round {rnd + 1} {server:10} {c:3} clients: {r['certs_per_s']:7.1f} certs/s "
                     f"p50 {r['p50_ms']:6.2f} ms p99 {r['p99_ms']:7.2f} ms "
-                    f"CPU {r['cpu_ms_per_cert']:5.2f} ms/cert errors {r['errors']}"
+                    f"CPU {r['cpu_ms_per_cert']:5.2f} ms/cert load {r['load1']:5.2f} errors {r['errors']}"
                     + (f" ({r['first_error']})" if r["errors"] else ""),
                     flush=True,
                 )

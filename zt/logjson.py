@@ -21,8 +21,10 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import math
 import re
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any, TextIO
 
@@ -56,6 +58,28 @@ def rfc3339_utc(t: dt.datetime, *, millis: bool = False) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+class _LineTime:
+    """`ts` of a line: RFC 3339 UTC with milliseconds, as `rfc3339_utc(..., millis=True)` makes
+    it from `datetime.fromtimestamp` (same rounding of the microseconds), with the part up to
+    the second formatted once per second: strftime was a tenth of a line's cost (issue 15)."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, created: float) -> str:
+        frac, whole = math.modf(created)
+        us = round(frac * 1e6)  # datetime.fromtimestamp's rounding (half to even)
+        if us >= 1_000_000:
+            whole, us = whole + 1, us - 1_000_000
+        elif us < 0:
+            whole, us = whole - 1, us + 1_000_000
+        second = int(whole)
+        if second != self._second:
+            self._second, self._prefix = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._prefix}.{us // 1000:03d}Z"
+
+
 def _plain(value: Any) -> Any:
     """A field value as the schema wants it: JSON types only, datetimes as RFC 3339 Z, no secrets."""
     if isinstance(value, str):
@@ -78,10 +102,11 @@ class JsonFormatter(logging.Formatter):
     def __init__(self, component: str | None = None) -> None:
         super().__init__()
         self.component = component
+        self._ts = _LineTime()
 
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
-            "ts": rfc3339_utc(dt.datetime.fromtimestamp(record.created, dt.UTC), millis=True),
+            "ts": self._ts(record.created),
             "level": _LEVELS.get(record.levelname.lower(), "info"),
             "component": self.component or _COMPONENT,
             "event": getattr(record, "event", None) or "log",
@@ -104,9 +129,19 @@ def _quiet_noisy_loggers() -> None:
 
 
 def setup(component: str, level: str = "info") -> None:
-    """Route the root logger to stderr as JSON lines, tagged with the component name (daemons)."""
+    """Route the root logger to stderr as JSON lines, tagged with the component name (daemons).
+
+    The lines hold none of what `logging` gathers by default for other formats, so a daemon
+    does not gather it (the Python logging HOWTO, "Optimization"): the caller's file and line
+    (a walk up the stack per record), the thread's and the process's names. Measured on the
+    RA's `issued` line: 45 -> 32 microseconds, paid on the event loop once per certificate.
+    """
     global _COMPONENT
     _COMPONENT = component
+    logging._srcfile = None  # no findCaller
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(component))
     root = logging.getLogger()

@@ -129,11 +129,15 @@ def test_logging_to_restores_the_root_logger(captured) -> None:
     assert [d["message"] for d in parsed(stream)] == ["inside"]
 
 
-def test_setup_routes_the_root_logger_to_stderr_with_the_component(capsys) -> None:
+def test_setup_routes_the_root_logger_to_stderr_with_the_component(capsys, monkeypatch: pytest.MonkeyPatch) -> None:
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    # What a daemon's lines do not use and setup stops gathering: put back for the other tests.
+    for flag in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):
+        monkeypatch.setattr(logging, flag, getattr(logging, flag))
     try:
         logjson.setup("zt-crl", "info")
+        assert logging._srcfile is None and not logging.logThreads and not logging.logProcesses
         log_event(logging.getLogger("zt.crl.test"), "crl_loaded", crl_number=3, entries=0)
         logging.getLogger("zt.crl.test").debug("not at info")
     finally:
@@ -143,3 +147,14 @@ def test_setup_routes_the_root_logger_to_stderr_with_the_component(capsys) -> No
     doc = json.loads(line)
     assert doc["component"] == "zt-crl" and doc["crl_number"] == 3
     assert validate_line(doc) == []
+
+
+@pytest.mark.parametrize(
+    "created",
+    [0.0, 1.0000005, 1700000000.0005, 1700000000.9995, 1700000000.9999996, 1700000001 - 1e-7, 4102444799.9996],
+)
+def test_line_time_is_what_datetime_makes_of_it_at_the_millisecond_boundaries(created: float) -> None:
+    expected = logjson.rfc3339_utc(dt.datetime.fromtimestamp(created, dt.UTC), millis=True)
+    line_time = logjson._LineTime()
+    assert line_time(created) == expected
+    assert line_time(created) == expected  # the second from the cache

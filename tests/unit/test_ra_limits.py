@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import make_ca
+from zt.ca.layout import CaPaths
 from zt.clock import FakeClock
 from zt.errors import ConfigError, RateLimited
 from zt.ra import main as ra_main
@@ -16,6 +18,8 @@ from zt.ra.limits import BOOTSTRAP_TOKEN, Limits, LockoutPolicy, Rate, parse_rat
 from zt.ra.lockout import Lockout
 from zt.ra.ratelimit import RateLimiter
 from zt.ra.store import SCHEMA_VERSION, Store
+from zt.ra.store_api import StateStore
+from zt.ra.store_open import open_store
 
 
 @pytest.mark.parametrize(
@@ -108,6 +112,37 @@ def test_window_is_strict_and_slides(store: Store) -> None:
     limiter.admit_source("s", "/v1/status")
     with pytest.raises(RateLimited):
         limiter.admit_source("s", "/v1/status")
+
+
+@pytest.fixture
+def any_store(tmp_path: Path, store_url: str | None) -> Iterator[StateStore]:
+    """On each store backend (tests/conftest.py: store_url)."""
+    ca = make_ca(tmp_path, *(["--store", store_url] if store_url else []))
+    store = open_store(store_url, CaPaths(ca.dir))
+    store.check()
+    yield store
+    store.close()
+
+
+def test_window_over_its_limit_waits_for_the_limit_th_newest_hit(any_store: StateStore) -> None:
+    """More hits than the limit (requests counted after their answer, or a lowered limit): one
+    more fits once fewer than `limit` are left, when the `limit`-th newest leaves the window."""
+    clock = FakeClock()
+    limiter = RateLimiter(any_store, Limits(source=Rate(3, 10)), clock)
+    start = clock.now().timestamp()
+    with any_store.write() as c:
+        for i in range(5):
+            any_store.add_rate_hit(c, "source:s", start + i)
+    clock.advance(5)
+    assert limiter.source_retry("s") == pytest.approx(7.0)  # the hit at 2 leaves at 12
+    with pytest.raises(RateLimited) as e:
+        limiter.check_source("s", "/v1/issue")
+    assert e.value.retry_after == pytest.approx(7.0)
+    clock.advance(7.01)
+    assert limiter.source_retry("s") is None
+    limiter.admit_source("s", "/v1/status")  # hits at 3, 4 and now: full again
+    assert limiter.source_retry("s") == pytest.approx(0.99)
+    assert limiter.source_retry("other") is None
 
 
 def test_one_audit_record_per_run_of_refusals(store: Store) -> None:

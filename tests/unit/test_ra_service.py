@@ -15,9 +15,13 @@ from zt.agent.material import build_csr, csr_pem
 from zt.ca.authority import Authority
 from zt.ca.layout import CaPaths
 from zt.clock import FakeClock
-from zt.errors import BadRequest, Forbidden, RequestRejected, Unauthorized
+from zt.errors import BadRequest, Forbidden, RateLimited, RequestRejected, Unauthorized
 from zt.pki.keys import generate_key
 from zt.pki.renewal_proof import make_renewal_proof
+from zt.ra import tokens
+from zt.ra.limits import BOOTSTRAP_TOKEN, Limits, LockoutPolicy, Rate
+from zt.ra.lockout import Lockout
+from zt.ra.ratelimit import RateLimiter
 from zt.ra.revocation import CrlState, is_crl_due, refresh_crl_if_due
 from zt.ra.service import RegistrationAuthority
 from zt.ra.store import Store
@@ -95,6 +99,44 @@ def test_unknown_and_missing_token(ra: RegistrationAuthority) -> None:
         with pytest.raises(Unauthorized) as e:
             ra.issue(tok, csr_pem(build_csr(generate_key(), SID)))
         assert e.value.code == code
+
+
+def test_locked_out_source_is_refused_before_its_token_or_csr_is_looked_at(ra: RegistrationAuthority) -> None:
+    """The lockout's row is read with the token (one statement) but decides first."""
+    ra.lockout = Lockout(ra.store, LockoutPolicy(2, 1.0, 10.0), ra.clock)
+    csr = csr_pem(build_csr(generate_key(), SID))
+    with pytest.raises(Unauthorized):
+        ra.issue(tokens.new_token(tokens.BOOTSTRAP_PREFIX), csr, source="s")
+    with pytest.raises(RateLimited) as e:
+        ra.issue(tokens.new_token(tokens.BOOTSTRAP_PREFIX), csr, source="s")  # the 2nd failure locks
+    assert e.value.code == "locked_out"
+    token = ra.register("a").token
+    for presented in (csr, "not a csr"):
+        with pytest.raises(RateLimited) as e:
+            ra.issue(token, presented, source="s")
+        assert e.value.code == "locked_out"
+    assert ra.issue(token, csr, source="other").record.spiffe_id == SID  # nor was the token spent
+    clock(ra).advance(1.0)
+    ra.issue(ra.register("a").token, csr_pem(build_csr(generate_key(), SID)), source="s")
+    assert ra.store.token_failures(ra.store.read(), "s", BOOTSTRAP_TOKEN) is None  # a good token forgets
+
+
+def test_identity_over_its_limit_is_refused_before_signing_and_keeps_its_token(
+    ra: RegistrationAuthority, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The identity's window is read with the token (one statement) and refuses before signing."""
+    ra.limiter = RateLimiter(ra.store, Limits(issue=Rate(2, 60)), ra.clock)
+    bootstrap(ra)
+    bootstrap(ra)
+    clock(ra).advance(10)
+    token = ra.register("a").token
+    with monkeypatch.context() as m:
+        m.setattr(ra, "_sign_certificate", lambda *a: pytest.fail("signed a request over its limit"))
+        with pytest.raises(RateLimited) as e:
+            ra.issue(token, csr_pem(build_csr(generate_key(), SID)), source="s")
+    assert e.value.code == "rate_limited" and e.value.retry_after == pytest.approx(50.0)
+    clock(ra).advance(50.01)
+    assert ra.issue(token, csr_pem(build_csr(generate_key(), SID)), source="s").record.spiffe_id == SID
 
 
 def test_csr_for_another_identity_is_forbidden_and_token_not_spent(ra: RegistrationAuthority) -> None:

@@ -28,7 +28,7 @@ from zt.pki.encoding import pem, serial_hex
 from zt.pki.renewal_proof import PresentedChain
 from zt.ra import tokens
 from zt.ra.csr import requested_uris
-from zt.ra.store_api import CertRecord, Conn, Identity, StateStore
+from zt.ra.store_api import CertRecord, Conn, Identity, StateStore, TokenRead
 
 MIN_LEAF_TTL = dt.timedelta(seconds=30)
 # The store key where a running RA records its --leaf-ttl (zt.ra.server_cert).
@@ -128,7 +128,7 @@ def _require_active(ident: Identity) -> None:
 def authorize_token(
     store: StateStore,
     conn: Conn,
-    token_hash: str,
+    read: TokenRead,
     csr: x509.CertificateSigningRequest,
     spki: str,
     now: dt.datetime,
@@ -136,14 +136,15 @@ def authorize_token(
 ) -> Grant:
     """A bootstrap token buys one certificate for its identity, once, before it expires.
 
-    A retry with the same token and the same CSR key (the first answer was lost) is granted
-    the certificate it already bought (`Grant.earlier`): the certificate is public and the key
-    never left the requester, so this gives nothing away.
+    `read` is the token and its identity as `conn` holds them (`StateStore.token_read`: the
+    caller reads them with the lockout's row in one statement). A retry with the same token and
+    the same CSR key (the first answer was lost) is granted the certificate it already bought
+    (`Grant.earlier`): the certificate is public and the key never left the requester, so this
+    gives nothing away.
     """
-    row = StateStore.token(conn, token_hash)
+    row, ident = read.token, read.identity
     if row is None:
         raise Unauthorized("bootstrap token is not known", code="unknown_token")
-    ident = store.identity(row.identity, conn)
     if ident is None:
         raise Unauthorized("bootstrap token is not known", code="unknown_token")
     _require_active(ident)

@@ -277,7 +277,11 @@ class SourceLimit:
         folded = endpoint in FOLDED_ENDPOINTS and scope.get("method") == "POST"
         try:
             if folded:
-                await run_in_threadpool(self.limiter.check_source, source, endpoint)
+                # The check is a read, made here on the event loop: no thread hand-off per
+                # issuance. Only a refusal, which may write its audit row, goes to a thread.
+                retry = self.limiter.source_retry(source)
+                if retry is not None:
+                    raise await run_in_threadpool(self.limiter.refuse_source, source, endpoint, retry)
             else:
                 await run_in_threadpool(self.limiter.admit_source, source, endpoint)
         except RateLimited as exc:

@@ -27,7 +27,7 @@ from zt.errors import RateLimited
 from zt.logjson import log_event
 from zt.ra import metrics
 from zt.ra.limits import LockoutPolicy, retry_after_header
-from zt.ra.store_api import StateStore
+from zt.ra.store_api import FailureRow, StateStore
 
 log = logging.getLogger("zt.ra")
 
@@ -47,17 +47,24 @@ class Lockout:
         self.policy = policy
         self.clock = clock
 
+    def reads(self, source: str | None) -> bool:
+        """Whether `check` needs the source's failures (a caller that reads them itself, with
+        the token in one statement: zt.ra.service, passes them to `judge`)."""
+        return source is not None and self.policy.enabled
+
     def check(self, source: str | None, credential: str) -> Attempt:
         """Raise RateLimited `locked_out` if `source` is locked out for `credential` (one read)."""
         if source is None or not self.policy.enabled:
             return Attempt(source, credential)
-        row = self.store.token_failures(self.store.read(), source, credential)
-        if row is None:
+        return self.judge(source, credential, self.store.token_failures(self.store.read(), source, credential))
+
+    def judge(self, source: str | None, credential: str, row: FailureRow | None) -> Attempt:
+        """`check` on the source's failures as read already (`row`; None: it has none)."""
+        if source is None or row is None or not self.policy.enabled:
             return Attempt(source, credential)
         now = self.clock.now().timestamp()
-        locked_until = row["locked_until"]
-        if locked_until is not None and locked_until > now and row["forget_at"] > now:
-            raise self._locked_out(source, credential, int(row["failures"]), locked_until - now, started=False)
+        if row.locked_until is not None and row.locked_until > now and row.forget_at > now:
+            raise self._locked_out(source, credential, row.failures, row.locked_until - now, started=False)
         return Attempt(source, credential, had_failures=True)
 
     def failed(self, attempt: Attempt) -> None:
@@ -69,7 +76,7 @@ class Lockout:
         now = self.clock.now().timestamp()
         with self.store.write() as c:
             row = self.store.token_failures(c, source, attempt.credential)
-            failures = 1 if row is None or row["forget_at"] <= now else int(row["failures"]) + 1
+            failures = 1 if row is None or row.forget_at <= now else row.failures + 1
             backoff = self.policy.backoff(failures)
             locked_until = now + backoff if backoff > 0 else None
             self.store.set_token_failures(

@@ -298,14 +298,21 @@ class RegistrationAuthority:
         already spent on this key gets its earlier certificate here."""
         if token is None:
             raise Unauthorized("missing bootstrap token (Authorization: Bearer <token>)", code="missing_token")
-        attempt = self.lockout.check(source, BOOTSTRAP_TOKEN)
+        # One read for the lockout's row, the token with its identity, and the identity's
+        # issuance window. The lockout decides first, on its row alone: a locked-out source is
+        # refused whatever its token.
+        th = tokens.token_hash(token)
+        reads = self.store.read()
+        window = self.limiter.identity_window()
+        lockout_source = source if self.lockout.reads(source) else None
+        read = StateStore.token_read(reads, th, lockout_source, BOOTSTRAP_TOKEN, window)
+        attempt = self.lockout.judge(source, BOOTSTRAP_TOKEN, read.failures)
         csr = parse_csr(csr_pem)
         lifetime = authorize_lifetime(ttl_seconds, self.leaf_ttl)
         spki = spki_sha256(csr)
-        th = tokens.token_hash(token)
         now = self.clock.now()
         try:
-            grant = authorize_token(self.store, self.store.read(), th, csr, spki, now, lifetime)
+            grant = authorize_token(self.store, reads, read, csr, spki, now, lifetime)
         except Unauthorized as e:
             if e.code == "unknown_token":
                 self.lockout.failed(attempt)
@@ -314,7 +321,7 @@ class RegistrationAuthority:
         if grant.earlier is not None:
             return self._issued(grant.earlier)
         ident = grant.identity
-        self.limiter.precheck_identity(ident.name, ident.spiffe_id, ISSUE_ENDPOINT)
+        self.limiter.judge_identity(ident.name, ident.spiffe_id, ISSUE_ENDPOINT, window, read.identity_blocking)
         rec, cert = self._sign_certificate(grant, csr, now)
         return _SignedIssue(grant, csr, spki, th, now, lifetime, ticket, rec, cert)
 
@@ -324,7 +331,8 @@ class RegistrationAuthority:
         Returns the earlier certificate of an idempotent retry, the refusal of a limit (returned,
         not raised: its count and audit row commit), or None when `s` was recorded.
         """
-        again = authorize_token(self.store, c, s.token_hash, s.csr, s.spki, s.now, s.lifetime)
+        read = StateStore.token_read(c, s.token_hash)
+        again = authorize_token(self.store, c, read, s.csr, s.spki, s.now, s.lifetime)
         if again.earlier is not None:
             return self._issued(again.earlier)
         ident, rec, now = s.grant.identity, s.record, s.now.timestamp()

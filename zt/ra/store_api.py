@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -100,6 +101,66 @@ class TokenRow:
     used_at: float | None
     used_serial: str | None
     used_spki: str | None
+
+
+@dataclass(frozen=True)
+class FailureRow:
+    """A source's recent failed attempts with one credential (zt.ra.lockout): never the token."""
+
+    failures: int
+    locked_until: float | None
+    forget_at: float
+
+
+# The rate-limit keys of an identity's issuances and of a source's requests (zt.ra.ratelimit).
+IDENTITY_KEY = "identity:"
+SOURCE_KEY = "source:"
+
+
+@dataclass(frozen=True)
+class Window:
+    """A rate limit's question at one moment: are there `limit` hits after `since`?"""
+
+    since: float
+    limit: int
+
+
+@dataclass(frozen=True)
+class TokenRead:
+    """What a bootstrap request needs from the store before it is signed, read in one statement
+    (`StateStore.token_read`): the token, its identity, the presenting source's failed attempts
+    with bootstrap tokens (the lockout's state; None when not asked for or none), and the
+    identity's issuance window as `StateStore.rate_window` answers it (None when not asked for,
+    or when one more fits)."""
+
+    token: TokenRow | None
+    identity: Identity | None
+    failures: FailureRow | None = None
+    identity_blocking: float | None = None
+
+
+@functools.lru_cache(maxsize=4)
+def _token_read_sql(failures: bool, window: bool) -> str:
+    """The statement of `token_read`: the token by its hash and its identity, each a primary-key
+    lookup in a LEFT JOIN on a one-row table (so the answer is one row whatever is missing, in
+    SQLite and PostgreSQL alike); optionally the source's lockout row (another primary-key
+    lookup) and the identity's window (`rate_window`'s statement, as a scalar subquery)."""
+    columns = [
+        "t.hash AS t_hash, t.identity AS t_identity, t.created_at AS t_created_at, t.expires_at AS t_expires_at",
+        "t.used_at AS t_used_at, t.used_serial AS t_used_serial, t.used_spki AS t_used_spki",
+        "i.name AS i_name, i.spiffe_id AS i_spiffe_id, i.created_at AS i_created_at, i.revoked_at AS i_revoked_at",
+        "i.revocation_reason AS i_revocation_reason",
+    ]
+    joins = "FROM (SELECT 1 AS one) AS q LEFT JOIN tokens t ON t.hash = ? LEFT JOIN identities i ON i.name = t.identity"
+    if window:  # its two parameters come first: the select list precedes FROM
+        columns.append(
+            f"(SELECT h.ts FROM rate_hits h WHERE h.key = '{IDENTITY_KEY}' || t.identity AND h.ts > ?"
+            " ORDER BY h.ts DESC LIMIT 1 OFFSET ?) AS w_blocking"
+        )
+    if failures:
+        columns.append("f.failures AS f_failures, f.locked_until AS f_locked_until, f.forget_at AS f_forget_at")
+        joins += " LEFT JOIN token_failures f ON f.source = ? AND f.credential = ?"
+    return f"SELECT {', '.join(columns)} {joins}"
 
 
 @dataclass(frozen=True)
@@ -305,9 +366,40 @@ class StateStore(abc.ABC):
         )
 
     @staticmethod
-    def token(conn: Conn, token_hash: str) -> TokenRow | None:
-        row = conn.execute("SELECT * FROM tokens WHERE hash=?", (token_hash,)).fetchone()
-        return None if row is None else TokenRow(**dict(row))
+    def token_read(
+        conn: Conn, token_hash: str, source: str | None = None, credential: str = "", window: Window | None = None
+    ) -> TokenRead:
+        """The token and its identity; with `source`, the source's failures with `credential`;
+        with `window`, the identity's issuance window: one statement where there were four
+        (the lockout's read, the token's, the identity's and the window's)."""
+        params: list[object] = [] if window is None else [window.since, window.limit - 1]
+        params.append(token_hash)
+        if source is not None:
+            params += [source, credential]
+        row = conn.execute(_token_read_sql(source is not None, window is not None), params).fetchone()
+        token = None
+        if row["t_hash"] is not None:
+            token = TokenRow(
+                row["t_hash"],
+                row["t_identity"],
+                row["t_created_at"],
+                row["t_expires_at"],
+                row["t_used_at"],
+                row["t_used_serial"],
+                row["t_used_spki"],
+            )
+        identity = None
+        if row["i_name"] is not None:
+            identity = Identity(
+                row["i_name"], row["i_spiffe_id"], row["i_created_at"], row["i_revoked_at"], row["i_revocation_reason"]
+            )
+        failures = None
+        if source is not None and row["f_failures"] is not None:
+            failures = FailureRow(int(row["f_failures"]), row["f_locked_until"], float(row["f_forget_at"]))
+        blocking = None
+        if window is not None and row["w_blocking"] is not None:
+            blocking = float(row["w_blocking"])
+        return TokenRead(token, identity, failures, blocking)
 
     @staticmethod
     def mark_token_used(conn: Conn, token_hash: str, now: float, serial: str, spki: str) -> None:
@@ -444,17 +536,19 @@ class StateStore(abc.ABC):
     # -- rate limits and lockouts (zt.ra.ratelimit) --------------------------------------------
 
     @staticmethod
-    def rate_window(conn: Conn, key: str, since: float, limit: int) -> tuple[int, float | None]:
-        """How many hits `key` has after `since`, and, when that is `limit` or more, the time of
-        the hit whose expiry would let one more through (the oldest one when there are exactly
-        `limit`)."""
-        n = int(conn.execute("SELECT COUNT(*) FROM rate_hits WHERE key=? AND ts>?", (key, since)).fetchone()[0])
-        if n < limit:
-            return n, None
+    def rate_window(conn: Conn, key: str, since: float, limit: int) -> float | None:
+        """None if `key` has fewer than `limit` (at least 1) hits after `since`; else the time of
+        the hit whose expiry would let one more through: the `limit`-th newest (when there are
+        more, the older ones leave the window first and change nothing).
+
+        One statement that walks the index back from the newest hit and stops at the
+        `limit`-th: it reads at most `limit` entries, however many the window holds (a COUNT(*)
+        read them all, and a second statement then found the blocking one).
+        """
         row = conn.execute(
-            "SELECT ts FROM rate_hits WHERE key=? AND ts>? ORDER BY ts LIMIT 1 OFFSET ?", (key, since, n - limit)
+            "SELECT ts FROM rate_hits WHERE key=? AND ts>? ORDER BY ts DESC LIMIT 1 OFFSET ?", (key, since, limit - 1)
         ).fetchone()
-        return n, float(row[0])
+        return None if row is None else float(row[0])
 
     @staticmethod
     def add_rate_hit(conn: Conn, key: str, now: float) -> None:
@@ -477,11 +571,12 @@ class StateStore(abc.ABC):
         return cur.rowcount == 1
 
     @staticmethod
-    def token_failures(conn: Conn, source: str, credential: str) -> Any:
-        row: Any = conn.execute(
-            "SELECT * FROM token_failures WHERE source=? AND credential=?", (source, credential)
+    def token_failures(conn: Conn, source: str, credential: str) -> FailureRow | None:
+        row = conn.execute(
+            "SELECT failures, locked_until, forget_at FROM token_failures WHERE source=? AND credential=?",
+            (source, credential),
         ).fetchone()
-        return row
+        return None if row is None else FailureRow(int(row[0]), row[1], float(row[2]))
 
     @staticmethod
     def set_token_failures(
