@@ -59,9 +59,23 @@ public final class CapturedLog implements JsonLog.Sink {
     /** Waits for a record of {@code event} matching {@code match}; fails saying what it waited for. */
     public synchronized Map<String, Object> await(String event, Predicate<Map<String, Object>> match,
                                                   Duration timeout) {
+        return awaitAfter(0, event, match, timeout);
+    }
+
+    /**
+     * How many records there are now: a test that provokes the same event twice passes this to
+     * {@link #awaitAfter}, so the second wait cannot be answered by the first event's record.
+     */
+    public synchronized int mark() {
+        return records.size();
+    }
+
+    /** {@link #await}, among the records written after {@code mark} (from {@link #mark()}). */
+    public synchronized Map<String, Object> awaitAfter(int mark, String event, Predicate<Map<String, Object>> match,
+                                                       Duration timeout) {
         long deadline = System.nanoTime() + timeout.toNanos();
         while (true) {
-            for (Map<String, Object> r : records) {
+            for (Map<String, Object> r : records.subList(Math.min(mark, records.size()), records.size())) {
                 if (event.equals(r.get("event")) && match.test(r)) {
                     return r;
                 }
