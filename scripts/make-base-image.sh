@@ -54,9 +54,6 @@ work="$repo/build/containers/rootfs.$$"
 rootfs="$work/rootfs"
 cleanup() {
   mountpoint -q "$rootfs/proc" 2>/dev/null && umount "$rootfs/proc"
-# ssl-cert (pulled in by postgresql) generates a "snakeoil" key pair at install: no private key
-# ships in an image (tests/containers/test_images.py).
-rm -f "$rootfs/etc/ssl/private/ssl-cert-snakeoil.key" "$rootfs/etc/ssl/certs/ssl-cert-snakeoil.pem"
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -107,6 +104,10 @@ rm -rf "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* "$rootfs"/var/lib/ap
   "$rootfs"/var/log/apt/* "$rootfs"/tmp/* "$rootfs"/etc/resolv.conf "$rootfs"/etc/hostname
 find "$rootfs/usr/share/locale" -mindepth 1 -maxdepth 1 -not -name locale.alias -exec rm -rf {} +
 mkdir -p "$rootfs/usr/share/man/man1"
+# ssl-cert (pulled in by postgresql) generates a "snakeoil" key pair at install: no private key
+# ships in an image (tests/containers/test_images.py). Here, before the import (it once sat in
+# cleanup(), which runs after it, and every image carried the key).
+rm -f "$rootfs/etc/ssl/private/ssl-cert-snakeoil.key" "$rootfs/etc/ssl/certs/ssl-cert-snakeoil.pem"
 
 say "rootfs $(du -sm "$rootfs" | cut -f1) MB; docker import as $image"
 tar --numeric-owner -C "$rootfs" -c . | docker import \
