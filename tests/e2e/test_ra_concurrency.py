@@ -3,6 +3,7 @@ lost or half-written when the RA is killed in the middle of issuing."""
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -58,6 +59,12 @@ def test_one_token_raced_from_many_connections_is_spent_once(ra2: RaServer) -> N
     assert [c["spiffe_id"] for c in listed if c["via"] == "token"] == ["spiffe://zt.lab/svc/a"]
 
 
+# The RA is killed mid-stream on purpose: a client connection that dies inside its TLS handshake
+# is abandoned by the HTTP library (httpcore) unclosed, and its socket warns when collected. That
+# socket is the test client's, not the RA's; the warning is ignored here alone, and whatever the
+# kill left behind is collected before the test ends (gc.collect below), so it cannot surface in
+# the next test of this worker (it failed one CI run that way).
+@pytest.mark.filterwarnings("ignore:unclosed <ssl.SSLSocket:ResourceWarning")
 def test_kill_during_issuance_loses_nothing_and_store_stays_consistent(ca: CaDir, tmp_path: Path) -> None:
     ra = start_ra(ca, tmp_path / "logs", "--workers", "2")
     jobs = [(f"k{i}", ca.register(f"k{i}"), csr_for(f"k{i}")) for i in range(150)]
@@ -80,6 +87,7 @@ def test_kill_during_issuance_loses_nothing_and_store_stays_consistent(ca: CaDir
 
     with ThreadPoolExecutor(6) as pool:
         list(pool.map(issue, jobs))
+    gc.collect()  # the clients' abandoned sockets, while this test's warning filter holds
     assert not ra.proc.alive()
     assert 40 <= len(answered) < 150
 
