@@ -187,6 +187,8 @@ def _figures(
         ],
     )
     for s in lab.topology.services:
-        path = figures.plot_file(f"chaos-latency-{s.name}-{lab.runtime_name}.png")
+        # The milestone in the name: the chaos, kill and replica runs each plot their own (one
+        # name for all of them let the last run's plot stand in for the others' in the report).
+        path = figures.plot_file(f"chaos-m{m}-latency-{s.name}-{lab.runtime_name}.png")
         chaos_plots.plot_latency_with_faults(path, s.name, records, applied, t0, schedule.seed)
         figures.plot(m, f"{s.name} ({s.language}): latency, fault windows shaded (seed {schedule.seed})", path)
