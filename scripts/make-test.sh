@@ -44,8 +44,8 @@ t0=$SECONDS
 
 # Budget per step in seconds, for a fresh 2-core machine that runs nothing else (docs/ci.md).
 declare -A budget=(
-  [lint]=300 [cpp]=480 [fuzz]=150 [java]=180 [fuzz-java]=150 [engine]=30 [images]=480
-  [native-c]=600 [native-j]=600 [python]=480 [lab-processes]=780 [lab-containers]=1080
+  [lint]=400 [cpp]=600 [fuzz]=150 [java]=180 [fuzz-java]=150 [engine]=30 [images]=480
+  [native-c]=700 [native-j]=600 [python]=600 [lab-processes]=780 [lab-containers]=1080
 )
 results=build/test-results
 logs=$results/logs
