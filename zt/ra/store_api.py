@@ -139,6 +139,12 @@ class TokenRead:
     identity_blocking: float | None = None
 
 
+# A rate window's blocking hit: walk `key`'s hits back from the newest and stop at the
+# `limit`-th (parameters: since, limit - 1). `rate_window` runs it alone, `token_read` as a
+# column; {key} is the key's SQL expression.
+_BLOCKING_HIT_SQL = "SELECT h.ts FROM rate_hits h WHERE h.key = {key} AND h.ts > ? ORDER BY h.ts DESC LIMIT 1 OFFSET ?"
+
+
 @functools.lru_cache(maxsize=4)
 def _token_read_sql(failures: bool, window: bool) -> str:
     """The statement of `token_read`: the token by its hash and its identity, each a primary-key
@@ -153,10 +159,8 @@ def _token_read_sql(failures: bool, window: bool) -> str:
     ]
     joins = "FROM (SELECT 1 AS one) AS q LEFT JOIN tokens t ON t.hash = ? LEFT JOIN identities i ON i.name = t.identity"
     if window:  # its two parameters come first: the select list precedes FROM
-        columns.append(
-            f"(SELECT h.ts FROM rate_hits h WHERE h.key = '{IDENTITY_KEY}' || t.identity AND h.ts > ?"
-            " ORDER BY h.ts DESC LIMIT 1 OFFSET ?) AS w_blocking"
-        )
+        blocking = _BLOCKING_HIT_SQL.format(key=f"'{IDENTITY_KEY}' || t.identity")
+        columns.append(f"({blocking}) AS w_blocking")
     if failures:
         columns.append("f.failures AS f_failures, f.locked_until AS f_locked_until, f.forget_at AS f_forget_at")
         joins += " LEFT JOIN token_failures f ON f.source = ? AND f.credential = ?"
@@ -545,9 +549,7 @@ class StateStore(abc.ABC):
         `limit`-th: it reads at most `limit` entries, however many the window holds (a COUNT(*)
         read them all, and a second statement then found the blocking one).
         """
-        row = conn.execute(
-            "SELECT ts FROM rate_hits WHERE key=? AND ts>? ORDER BY ts DESC LIMIT 1 OFFSET ?", (key, since, limit - 1)
-        ).fetchone()
+        row = conn.execute(_BLOCKING_HIT_SQL.format(key="?"), (key, since, limit - 1)).fetchone()
         return None if row is None else float(row[0])
 
     @staticmethod
