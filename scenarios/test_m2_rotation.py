@@ -60,11 +60,15 @@ def _counters(
     source: str,
     rotations: dict[str, int],
     errors: dict[str, str],
+    superseded: dict[str, int] | None = None,
 ) -> list[CounterReading]:
     out = []
     for service, n in rotations.items():
         name = f"agent-{service}" if source == "agent" else service
-        out.append(CounterReading(service, source, before.get(service), after.get(service), n, errors.get(name)))
+        skipped = (superseded or {}).get(service, 0)
+        out.append(
+            CounterReading(service, source, before.get(service), after.get(service), n, errors.get(name), skipped)
+        )
     return out
 
 
@@ -109,6 +113,19 @@ def test_every_request_succeeds_while_every_service_rotates(
     between = {
         s: len([g for g in generations[s] if g.is_rotation and before.at < g.written_at <= after.at]) for s in services
     }
+    # Of those, the ones replaced within a second: a service may reload once for both.
+    replaced = {
+        s: len(
+            [
+                g
+                for g in generations[s]
+                if g.is_rotation
+                and before.at < g.written_at <= after.at
+                and g.new_serial in rotation_history.superseded(generations[s])
+            ]
+        )
+        for s in services
+    }
     ops: list[Operation] = [
         *rotation_history.request_operations(records, exit_code, window),
         *rotation_history.rotation_operations(services, generations, records, manual, window),
@@ -116,7 +133,9 @@ def test_every_request_succeeds_while_every_service_rotates(
         *rotation_history.metrics_operations(
             [
                 *_counters(before.agent, after.agent, "agent", between, {**before.errors, **after.errors}),
-                *_counters(before.service, after.service, "service", between, {**before.errors, **after.errors}),
+                *_counters(
+                    before.service, after.service, "service", between, {**before.errors, **after.errors}, replaced
+                ),
             ],
             sampler.samples,
             RENEW_AT,

@@ -38,6 +38,21 @@ def generations(service: str, rotations: int, manual_at: int | None = 3) -> list
     return gens
 
 
+def with_replaced_generation(gens: list[Generation], after: float) -> list[Generation]:
+    """A scheduled generation written `after` seconds before the manual one (3rd rotation)
+    replaces it: the agent was mid-renewal when the manual rotation was asked for."""
+    out = []
+    for g in gens:
+        if g.trigger == "manual":
+            early = Generation(
+                g.service, g.old_serial, "x" + g.new_serial, "gen-early", g.written_at - after, "schedule"
+            )
+            out += [early, Generation(g.service, early.new_serial, g.new_serial, g.generation, g.written_at, g.trigger)]
+        else:
+            out.append(g)
+    return out
+
+
 def serial_at(gens: list[Generation], t: float, reloads: bool = True) -> str:
     """What the service presents at t: the newest generation written 0.2 s before (or the first)."""
     current = gens[0].new_serial
@@ -107,16 +122,22 @@ def run_ops(
     mutate: Any = None,
     counter_delta: int = 0,
     max_age: float = 18.0,
+    replaced_after: float | None = None,
+    service_delta: int = 0,
 ) -> list[Operation]:
     gens = {s: generations(s, rotations, 3 if manual else None) for s in SERVICES}
+    if replaced_after is not None:
+        gens = {s: with_replaced_generation(g, replaced_after) for s, g in gens.items()}
     records = records_for(gens, reloads)
     if mutate is not None:
         mutate(records)
     window = LoadWindow(T0, T0 + LOAD_S)
     asked = [ManualRotation(s, T0 + 3 * ROTATION_EVERY - 0.5) for s in SERVICES] if manual else []
     n = {s: len(rotation_history.rotations_in(gens[s], T0 - 1, T0 + LOAD_S + 1)) for s in SERVICES}
-    counters = [
-        CounterReading(s, src, 1.0, 1.0 + n[s] + counter_delta, n[s]) for s in SERVICES for src in ("agent", "service")
+    skipped = {s: len(rotation_history.superseded(gens[s])) for s in SERVICES}
+    counters = [CounterReading(s, "agent", 1.0, 1.0 + n[s] + counter_delta, n[s]) for s in SERVICES] + [
+        CounterReading(s, "service", 1.0, 1.0 + n[s] + counter_delta + service_delta, n[s], None, skipped[s])
+        for s in SERVICES
     ]
     ages = {
         s: [(T0 + i, float(i % 15), 30.0 - i % 15) for i in range(60)] + [(T0 + 60, max_age, 30.0 - max_age)]
@@ -301,3 +322,34 @@ def test_the_write_time_is_identity_written_and_the_trigger_comes_from_rotation(
     gens = agent_generations("service-a", "\n".join(json.dumps(x) for x in lines))
     assert [(g.new_serial, g.trigger) for g in gens] == [("a2", "manual")]
     assert gens[0].written_at % 60 == pytest.approx(15.0)
+
+
+def test_a_generation_replaced_within_a_second_need_not_be_presented() -> None:
+    """CI, 2026-12-02: a manual rotation written 0.1 s after a scheduled one; service-b reloaded
+    once for both and never presented the first. Not a failure: nothing could have shown it."""
+    ops = run_ops(replaced_after=0.1, service_delta=-1)
+    v = verdicts(ops)
+    assert {k: x.result for k, x in v.items()} == dict.fromkeys(v, "pass"), {k: x.violations[:3] for k, x in v.items()}
+    early = [o for o in ops if o.op == "generation" and o.details["new_serial"].startswith("x")]
+    assert len(early) == 2 and all(o.details["superseded_by"] and not o.details["judged"] for o in early)
+
+
+def test_a_generation_left_unpresented_for_seconds_still_fails() -> None:
+    """Replaced 3 s after it was written is a reload the service skipped: named, and failed."""
+    def skip_reload(records: list[dict[str, Any]]) -> None:  # the service kept its old serial
+        for r in records:
+            if r["serial"].startswith("x"):
+                r["serial"] = r["serial"][1:-1] + str(int(r["serial"][-1]) - 1)
+
+    r = verdicts(run_ops(replaced_after=3.0, mutate=skip_reload))["m2.rotations_happened"]
+    assert r.result == "fail" and any("xa003" in x and "was never presented" in x for x in r.violations)
+
+
+def test_a_service_counter_short_by_more_than_the_replaced_generations_fails() -> None:
+    m = verdicts(run_ops(replaced_after=0.1, service_delta=-2))["m2.metrics"]
+    assert m.result == "fail" and any("1 of them replaced within 1 s" in x for x in m.violations)
+
+
+def test_the_agent_counter_must_count_a_replaced_generation_too() -> None:
+    m = verdicts(run_ops(replaced_after=0.1, counter_delta=-1, service_delta=1))["m2.metrics"]
+    assert m.result == "fail" and any("agent's rotation_success_total rose by" in x for x in m.violations)
