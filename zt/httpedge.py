@@ -162,6 +162,48 @@ class EdgeConfig(uvicorn.Config):
         return functools.partial(_HandshakeBoundedLoop, self.limits.header_timeout, self.reuse_port)
 
 
+class HeadWithBody:
+    """The transport a request's cycle writes its answer through: the response head is held
+    and sent in one write with the first piece of the body.
+
+    uvicorn writes an answer's head and its body separately; on a TLS connection each write
+    is a TLS record of its own, encrypted and sent by its own system call. One write instead of
+    two halves that for the RA's answers, which are small and whole. Only the head is held,
+    and only until the next write or close, whichever comes first (uvicorn always writes the
+    body, or closes, right after the head); a `100 Continue` interim answer goes out at once.
+    Everything else is the connection's transport itself.
+    """
+
+    __slots__ = ("_head", "_started", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._head: bytes | None = None
+        self._started = False
+
+    def write(self, data: bytes) -> None:
+        if self._head is not None:
+            head, self._head = self._head, None
+            self._transport.write(head + data)
+        elif not self._started and not data.startswith(b"HTTP/1.1 100 "):
+            self._started = True
+            self._head = data
+        else:
+            self._transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def flush(self) -> None:
+        if self._head is not None:
+            head, self._head = self._head, None
+            self._transport.write(head)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 def stop_reading(transport: asyncio.BaseTransport) -> None:
     """Stop reading a connection the server is closing: shut its socket down for reading.
 
@@ -262,6 +304,8 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
         self._head_open = False
         self._cancel_head_timer()
         super().on_headers_complete()
+        if self.cycle is not None and not isinstance(self.cycle.transport, HeadWithBody):
+            self.cycle.transport = cast(asyncio.Transport, HeadWithBody(self.transport))
 
     def on_response_complete(self) -> None:
         if self.transport.is_closing():
