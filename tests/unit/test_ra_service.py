@@ -131,7 +131,7 @@ def test_identity_over_its_limit_is_refused_before_signing_and_keeps_its_token(
     clock(ra).advance(10)
     token = ra.register("a").token
     with monkeypatch.context() as m:
-        m.setattr(ra, "_sign_certificate", lambda *a: pytest.fail("signed a request over its limit"))
+        m.setattr(ra, "_sign", lambda *a: pytest.fail("signed a request over its limit"))
         with pytest.raises(RateLimited) as e:
             ra.issue(token, csr_pem(build_csr(generate_key(), SID)), source="s")
     assert e.value.code == "rate_limited" and e.value.retry_after == pytest.approx(50.0)

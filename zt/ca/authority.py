@@ -63,11 +63,20 @@ class Authority:
 
     @functools.cached_property
     def _authority_key_id(self) -> x509.AuthorityKeyIdentifier:
-        return x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key())
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(self._public_key)
+
+    @functools.cached_property
+    def _public_key(self) -> CertificateIssuerPublicKeyTypes:
+        """The signing key's public half, derived once (for a key in an HSM, a round trip each time)."""
+        return self.key.public_key()
 
     def chain_pem(self, leaf: x509.Certificate) -> bytes:
         """What a TLS peer presents: the leaf, then the intermediate (never the root)."""
-        return pem(leaf) + self._intermediate_pem
+        return self.chain_pem_of(pem(leaf))
+
+    def chain_pem_of(self, leaf_pem: bytes) -> bytes:
+        """The same from the leaf's PEM, when the caller has it (the RA's records hold it)."""
+        return leaf_pem + self._intermediate_pem
 
     def bundle_pem(self) -> bytes:
         return self._bundle_pem
@@ -104,7 +113,7 @@ class Authority:
         builder = leaf_extensions(
             builder,
             public_key=public_key,
-            issuer_public_key=self.key.public_key(),
+            issuer_public_key=self._public_key,
             spiffe_id=spiffe_id,
             crl_url=crl_url,
             dns_names=dns_names,

@@ -7,6 +7,7 @@ allows, so ordinary HTTPS clients can verify it by host name).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 
@@ -101,28 +102,32 @@ def leaf_extensions(
     sans += [x509.DNSName(n) for n in dns_names]
     sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in ip_addresses]
     b = (
-        builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)  # X509-SVID 4.1
-        .add_extension(_key_usage(sign_certs=False), critical=True)  # X509-SVID 4.3
-        .add_extension(  # X509-SVID 4.4: both, so one SVID serves as TLS client and server
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
-            critical=False,
-        )
+        builder.add_extension(_LEAF_BASIC_CONSTRAINTS, critical=True)  # X509-SVID 4.1
+        .add_extension(_LEAF_KEY_USAGE, critical=True)  # X509-SVID 4.3
+        .add_extension(_LEAF_EXTENDED_KEY_USAGE, critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(aki, critical=False)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
     )
     if crl_url:
-        b = b.add_extension(
-            x509.CRLDistributionPoints(
-                [
-                    x509.DistributionPoint(
-                        full_name=[x509.UniformResourceIdentifier(crl_url)],
-                        relative_name=None,
-                        reasons=None,
-                        crl_issuer=None,
-                    )
-                ]
-            ),
-            critical=False,
-        )
+        b = b.add_extension(_crl_distribution_points(crl_url), critical=False)
     return b
+
+
+# The leaf's extensions that are the same for every leaf, made once (immutable values).
+_LEAF_BASIC_CONSTRAINTS = x509.BasicConstraints(ca=False, path_length=None)
+_LEAF_KEY_USAGE = _key_usage(sign_certs=False)
+# X509-SVID 4.4: both, so one SVID serves as TLS client and server.
+_LEAF_EXTENDED_KEY_USAGE = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH])
+
+
+@functools.lru_cache(maxsize=8)
+def _crl_distribution_points(crl_url: str) -> x509.CRLDistributionPoints:
+    """The CRL's address as a leaf carries it: one URL per authority, so made once per URL."""
+    return x509.CRLDistributionPoints(
+        [
+            x509.DistributionPoint(
+                full_name=[x509.UniformResourceIdentifier(crl_url)], relative_name=None, reasons=None, crl_issuer=None
+            )
+        ]
+    )

@@ -85,7 +85,6 @@ class _SignedIssue:
     lifetime: dt.timedelta
     ticket: SourceTicket | None
     record: CertRecord
-    certificate: x509.Certificate
 
 
 @dataclass(frozen=True)
@@ -202,12 +201,11 @@ class RegistrationAuthority:
 
     # -- signing and recording -----------------------------------------------------------------
 
-    def _sign(self, grant: Grant, csr: x509.CertificateSigningRequest, now: dt.datetime) -> CertRecord:
-        return self._sign_certificate(grant, csr, now)[0]
-
-    def _sign_certificate(
-        self, grant: Grant, csr: x509.CertificateSigningRequest, now: dt.datetime
-    ) -> tuple[CertRecord, x509.Certificate]:
+    def _sign(
+        self, grant: Grant, csr: x509.CertificateSigningRequest, now: dt.datetime, spki: str | None = None
+    ) -> CertRecord:
+        """Sign `csr`'s key for the grant. `spki` is the CSR key's SPKI hash if the caller has
+        it: the leaf carries that same key, so it is not hashed again."""
         ident = grant.identity
         # A CaError (an expired intermediate, unreadable CA files) propagates as itself: the
         # HTTP boundary answers 503 ca_unavailable, not "cannot reach its store".
@@ -226,17 +224,15 @@ class RegistrationAuthority:
             not_after=cert.not_valid_after_utc.timestamp(),
             issued_at=now.timestamp(),
             via=grant.via,
-            spki_sha256=spki_sha256(cert),
+            spki_sha256=spki if spki is not None else spki_sha256(cert),
             pem=pem(cert).decode(),
             renews=grant.renews,
         )
-        return rec, cert
+        return rec
 
-    def _issued(self, rec: CertRecord, cert: x509.Certificate | None = None) -> Issued:
-        """The answer; `cert` is `rec` already parsed (just signed), else it is parsed here."""
-        if cert is None:
-            cert = x509.load_pem_x509_certificate(rec.pem.encode())
-        return Issued(rec, self.authority.chain_pem(cert).decode(), self.authority.bundle_pem().decode())
+    def _issued(self, rec: CertRecord) -> Issued:
+        """The answer: the record's own PEM (as signed, or as stored) is the chain's first part."""
+        return Issued(rec, self.authority.chain_pem_of(rec.pem.encode()).decode(), self.authority.bundle_pem().decode())
 
     # -- issue ---------------------------------------------------------------------------------
 
@@ -322,8 +318,8 @@ class RegistrationAuthority:
             return self._issued(grant.earlier)
         ident = grant.identity
         self.limiter.judge_identity(ident.name, ident.spiffe_id, ISSUE_ENDPOINT, window, read.identity_blocking)
-        rec, cert = self._sign_certificate(grant, csr, now)
-        return _SignedIssue(grant, csr, spki, th, now, lifetime, ticket, rec, cert)
+        rec = self._sign(grant, csr, now, spki)
+        return _SignedIssue(grant, csr, spki, th, now, lifetime, ticket, rec)
 
     def _record_issue(self, c: Conn, s: _SignedIssue) -> Issued | Exception | None:
         """In the write transaction: authorise again, count the limits, spend the token, record.
@@ -359,7 +355,7 @@ class RegistrationAuthority:
             actor=s.grant.identity.name,  # who asked: the identity the token was issued to
             not_after=rfc3339(dt.datetime.fromtimestamp(rec.not_after, dt.UTC)),
         )
-        return self._issued(rec, s.certificate)
+        return self._issued(rec)
 
     # -- renew ---------------------------------------------------------------------------------
 
