@@ -153,6 +153,11 @@ class EdgeConfig(uvicorn.Config):
     """
 
     def __init__(self, app: Any, limits: EdgeLimits, *, reuse_port: bool = False, **kwargs: Any) -> None:
+        # The client address is the TCP peer, always, for both daemons: uvicorn would otherwise
+        # take it from X-Forwarded-For on connections from 127.0.0.1, and the RA's per-source
+        # rate limit and token lockout (and any log line naming the client) would be keyed by
+        # whatever a local client claims. Neither daemon is meant to sit behind a proxy.
+        kwargs["proxy_headers"] = False
         super().__init__(app, http=HeadTimeoutProtocol, loop="uvloop", **kwargs)
         self.limits = limits
         # Each worker process listens on a socket of its own (`reuse_port_socket`).

@@ -201,11 +201,7 @@ def serve(settings: RaSettings, cert: Path, key: Path) -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=5,
-        server_header=False,
-        # The client address is the TCP peer, always: uvicorn would otherwise take it from
-        # X-Forwarded-For on connections from 127.0.0.1, and the per-source rate limit and the
-        # token lockout would be keyed by whatever a local client claims.
-        proxy_headers=False,
+        server_header=False,  # EdgeConfig also turns proxy headers off: the client is the TCP peer
     )
     if settings.workers == 1:
         uvicorn.Server(config).run()
