@@ -336,6 +336,7 @@ def test_a_generation_replaced_within_a_second_need_not_be_presented() -> None:
 
 def test_a_generation_left_unpresented_for_seconds_still_fails() -> None:
     """Replaced 3 s after it was written is a reload the service skipped: named, and failed."""
+
     def skip_reload(records: list[dict[str, Any]]) -> None:  # the service kept its old serial
         for r in records:
             if r["serial"].startswith("x"):
