@@ -43,7 +43,9 @@ def test_serves_der_and_pem_with_etag_and_cache_control(ca: CaDir, crl_server: C
     assert pem.headers["content-type"] == "application/x-pem-file"
     assert x509.load_pem_x509_crl(pem.content) == crl
     assert httpx.get(crl_server.url + "/healthz").json()["status"] == "ok"
-    assert "zt_crl_requests_total" in httpx.get(crl_server.url + "/metrics").text
+    page = httpx.get(crl_server.url + "/metrics").text
+    assert "zt_crl_requests_total" in page
+    assert "_created" not in page  # only docs/metrics.md's series, no prometheus-client extras
 
 
 def test_revocation_shows_up_at_once_with_new_etag(ca: CaDir, crl_server: CrlServer, tmp_path: Path) -> None:

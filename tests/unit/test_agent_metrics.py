@@ -51,6 +51,7 @@ def test_scrape_before_bootstrap_has_counters_at_zero_and_no_certificate_gauges(
         assert got[f'crl_fetch_total{{result="{result}"}}'] == 0
     assert got["identity_revoked"] == 0
     assert "cert_age_seconds" not in got  # absent, not a misleading 0
+    assert not [name for name in got if name.endswith("_created")]  # only docs/metrics.md's series
     health = httpx.get(url + "/healthz")
     assert health.status_code == 503 and health.json()["status"] == "no_identity"
 

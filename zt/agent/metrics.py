@@ -32,7 +32,7 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, disable_created_metrics, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -104,6 +104,9 @@ class AgentMetrics:
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
+        # Only the series docs/metrics.md lists: not prometheus-client's `<name>_created` gauge
+        # beside every counter (a process-wide switch; the agent has no other registry).
+        disable_created_metrics()
         self.registry = CollectorRegistry(auto_describe=True)
         self.rotation_success = Counter(
             "rotation_success",

@@ -28,7 +28,14 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    disable_created_metrics,
+    generate_latest,
+)
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -51,6 +58,9 @@ def create_app(
     """The app; `app.state.generations` is its long-poll state (zt.crl.main ends the waits
     at shutdown so a stop is not held up by waiting agents)."""
     clock = clock or SystemClock()
+    # Only the series docs/metrics.md lists: not prometheus-client's `<name>_created` gauge
+    # beside every counter (a process-wide switch; the publisher has no other registry).
+    disable_created_metrics()
     registry = CollectorRegistry()
     refused = Counter(
         "zt_crl_refused_total",
