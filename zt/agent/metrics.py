@@ -106,7 +106,7 @@ class AgentMetrics:
         self.clock = clock
         # Only the series docs/metrics.md lists: not prometheus-client's `<name>_created` gauge
         # beside every counter (a process-wide switch; the agent has no other registry).
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus-client
         self.registry = CollectorRegistry(auto_describe=True)
         self.rotation_success = Counter(
             "rotation_success",

@@ -60,7 +60,7 @@ def create_app(
     clock = clock or SystemClock()
     # Only the series docs/metrics.md lists: not prometheus-client's `<name>_created` gauge
     # beside every counter (a process-wide switch; the publisher has no other registry).
-    disable_created_metrics()
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus-client
     registry = CollectorRegistry()
     refused = Counter(
         "zt_crl_refused_total",
