@@ -174,8 +174,9 @@ class HeadWithBody:
     uvicorn writes an answer's head and its body separately; on a TLS connection each write
     is a TLS record of its own, encrypted and sent by its own system call. One write instead of
     two halves that for the RA's answers, which are small and whole. Only the head is held,
-    and only until the next write or close, whichever comes first (uvicorn always writes the
-    body, or closes, right after the head); a `100 Continue` interim answer goes out at once.
+    and only until the next write, a close, or the end of the response (`flush`, from the
+    protocol's `on_response_complete`: a HEAD answer has no body write); a `100 Continue`
+    interim answer goes out at once.
     Everything else is the connection's transport itself.
     """
 
@@ -313,6 +314,10 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
             self.cycle.transport = cast(asyncio.Transport, HeadWithBody(self.transport))
 
     def on_response_complete(self) -> None:
+        if self.cycle is not None and isinstance(self.cycle.transport, HeadWithBody):
+            # A response with no body write at all (HEAD: uvicorn writes no body) still sends
+            # its head, now that it is complete.
+            self.cycle.transport.flush()
         if self.transport.is_closing():
             # The answer closed the connection (`Connection: close`, e.g. after a 413 whose body
             # was not read): stop taking in what the client still sends.

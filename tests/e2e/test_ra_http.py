@@ -320,6 +320,18 @@ def test_schema_states_the_ttl_bounds_and_only_the_api_is_served(ra: RaServer) -
         assert "location" not in r.headers
 
 
+def test_a_head_request_is_answered_at_once_and_its_connection_serves_the_next(ra: RaServer) -> None:
+    """A HEAD answer has a head and no body: it must still go out (the server sends an answer's
+    head with its body in one write, and a HEAD answer has no body write to join)."""
+    with ra.client() as c:
+        for _ in range(2):
+            t0 = time.monotonic()
+            head = c.request("HEAD", "/v1/status", timeout=3.0)
+            assert head.status_code == 405 and head.content == b""
+            assert time.monotonic() - t0 < 2.0
+            assert c.get("/v1/status").status_code == 200  # the same keep-alive connection
+
+
 def test_chunked_oversized_body_is_413(ra: RaServer) -> None:
     """No Content-Length: the limit is found while streaming (it used to come back as 400)."""
     token = ra.ca.register("a")
