@@ -114,14 +114,13 @@ def test_every_request_succeeds_while_every_service_rotates(
         s: len([g for g in generations[s] if g.is_rotation and before.at < g.written_at <= after.at]) for s in services
     }
     # Of those, the ones replaced within a second: a service may reload once for both.
+    gone = {s: rotation_history.superseded(generations[s]) for s in services}
     replaced = {
         s: len(
             [
                 g
                 for g in generations[s]
-                if g.is_rotation
-                and before.at < g.written_at <= after.at
-                and g.new_serial in rotation_history.superseded(generations[s])
+                if g.is_rotation and before.at < g.written_at <= after.at and g.new_serial in gone[s]
             ]
         )
         for s in services
