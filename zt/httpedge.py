@@ -34,11 +34,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import functools
 import json
 import logging
 import os
 import socket
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -210,17 +212,30 @@ class HeadWithBody:
         return getattr(self._transport, name)
 
 
-def stop_reading(transport: asyncio.BaseTransport) -> None:
-    """Stop reading a connection the server is closing: shut its socket down for reading.
+def close_once_answered(
+    transport: asyncio.Transport, loop: asyncio.AbstractEventLoop, patience: float, lost: Callable[[], bool]
+) -> None:
+    """Close a connection the server is closing as soon as its answer is out, without waiting.
 
     A TLS transport that closes sends close_notify and then waits, up to the shutdown timeout,
     for the client's; uvloop's keeps reading meanwhile and discards what it reads, so a client
     that goes on uploading after its 413 would be drained, at loopback speed, for the whole
-    timeout (asyncio's pure-Python TLS layer stopped reading by itself). With the socket shut
-    down for reading, the kernel answers further data with a reset and the transport sees
-    end-of-file and finishes closing. The answer already written still goes out: only the
-    reading half is shut. A duplicate descriptor is used because the transport owns the
-    original; closing the duplicate leaves the connection as it is.
+    timeout (CI saw 10 MB taken in a few milliseconds after the 413). Shutting the socket down
+    for reading does not stop that on Linux (`recv` still returns what arrives), nor does a FIN
+    with the socket shut for reading once the client has filled the receive window (its data is
+    then out of the window and dropped, not reset, and the client waits). What does is closing
+    the socket: the kernel resets a connection closed with data unread or receiving more, and
+    the client's next send fails. A client that sent only its request sees the answer,
+    close_notify and an orderly FIN.
+
+    The close must not overtake the answer: uvloop writes at the end of the loop's turn and
+    keeps what the kernel would not take, so the transport is aborted only once the kernel has
+    sent every byte handed to it (`SIOCOUTQNSD` is 0), checked on the next turn and then every
+    10 ms for at most `patience` seconds; a client that reads nothing is left to the transport's
+    own shutdown timeout. The check reads a duplicate descriptor taken now, while the
+    transport's is surely open: by the time of the check the transport may have closed and its
+    descriptor number been reused by another connection; the duplicate still names this one.
+    `lost` says whether the connection is gone already (then there is nothing to abort).
     """
     sock = transport.get_extra_info("socket")
     if sock is None:
@@ -229,10 +244,47 @@ def stop_reading(transport: asyncio.BaseTransport) -> None:
         fd = sock.fileno()
         if fd < 0:
             return
-        with socket.socket(fileno=os.dup(fd)) as own:
-            own.shutdown(socket.SHUT_RD)
+        own = socket.socket(fileno=os.dup(fd))
     except OSError:  # already closed by the peer or the transport: nothing left to stop
         return
+    _AbortWhenSent(own, transport, loop, max(1, int(patience / _SENT_POLL_S)), lost).check()
+
+
+_SENT_POLL_S = 0.01
+_SIOCOUTQNSD = 0x894B  # Linux: bytes in a TCP socket's send queue not sent yet (linux/sockios.h)
+
+
+class _AbortWhenSent:
+    """A transport to abort once the kernel has sent all it was given (seen on a duplicate socket)."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        transport: asyncio.Transport,
+        loop: asyncio.AbstractEventLoop,
+        tries: int,
+        lost: Callable[[], bool],
+    ) -> None:
+        self.sock, self.transport, self.loop, self.tries_left, self.lost = sock, transport, loop, tries, lost
+
+    def check(self) -> None:
+        """The first look: on the next turn of the loop, after the answer's write was attempted."""
+        self.loop.call_soon(self._abort_if_sent)
+
+    def _abort_if_sent(self) -> None:
+        try:
+            if self.lost():
+                return
+            unsent = struct.unpack("i", fcntl.ioctl(self.sock.fileno(), _SIOCOUTQNSD, b"\0\0\0\0"))[0]
+            if unsent > 0 and self.tries_left > 0:
+                self.tries_left -= 1
+                self.loop.call_later(_SENT_POLL_S, self._abort_if_sent)
+                return
+            if unsent == 0:
+                self.transport.abort()
+        except OSError:  # the peer reset or closed it meanwhile: nothing left to stop
+            pass
+        self.sock.close()
 
 
 def _over_capacity_app(limit: int) -> Callable[..., Any]:
@@ -281,6 +333,7 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_open = False  # between on_message_begin and on_headers_complete
         self._head_bytes = 0
+        self._lost = False  # connection_lost was called
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -299,7 +352,7 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
                 msg = "Invalid HTTP request received."
                 log_event(log, "head_too_large", client=self._peer(), limit_bytes=MAX_HEAD_BYTES)
                 self.send_400_response(msg)
-                stop_reading(self.transport)
+                close_once_answered(self.transport, self.loop, self.limits.header_timeout, self._is_lost)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -321,7 +374,7 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             # The answer closed the connection (`Connection: close`, e.g. after a 413 whose body
             # was not read): stop taking in what the client still sends.
-            stop_reading(self.transport)
+            close_once_answered(self.transport, self.loop, self.limits.header_timeout, self._is_lost)
         queued = bool(self.pipeline)  # a whole head already parsed, started by the call below
         super().on_response_complete()
         # Keep-alive: the next head is due within the same deadline, counted from now. (uvicorn's
@@ -330,8 +383,12 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
             self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
         self._cancel_head_timer()
         super().connection_lost(exc)
+
+    def _is_lost(self) -> bool:
+        return self._lost
 
     def _arm_head_timer(self) -> None:
         self._cancel_head_timer()
