@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -123,3 +125,71 @@ def test_group_commit_async_issue_waits_without_blocking_the_loop(ra: Registrati
         return [i.record.serial for i in done]
 
     assert len(set(asyncio.run(main()))) == 10
+
+
+def test_group_commit_lone_request_does_not_wait_for_the_linger(ra: RegistrationAuthority) -> None:
+    """No request just before it and none under way: it commits at once, however long the linger."""
+    committer = GroupCommit(ra.store, linger=60.0)
+    committer.submit(lambda c: StateStore.set_meta(c, "alone", "1")).result(20)  # not 60 s
+    assert ra.store.meta("alone") == "1"
+    committer.close()
+
+
+def test_group_commit_requests_in_quick_succession_share_one_batch(ra: RegistrationAuthority) -> None:
+    """Requests 20 ms apart: the first commits alone; the next one followed it within the linger,
+    so its batch waits out the linger and the three after it join (each would have committed
+    alone otherwise: a commit takes far less than 20 ms)."""
+    committer = GroupCommit(ra.store, linger=1.0)
+    futures = []
+    for i in range(5):
+        futures.append(committer.submit(functools.partial(_set_meta, name=f"q{i}")))
+        time.sleep(0.02)
+    for f in futures:
+        f.result(20)
+    committer.close()
+    assert (committer.batches, committer.requests) == (2, 5)
+
+
+def _set_meta(conn: Conn, name: str) -> None:
+    StateStore.set_meta(conn, name, "1")
+
+
+def _under_way(committer: GroupCommit, name: str, gate: asyncio.Event, submit: bool) -> asyncio.Task[None]:
+    """A request the loop has started (`expect`) that submits, or is refused, once `gate` opens."""
+
+    async def request() -> None:
+        with committer.expect():
+            await gate.wait()
+            if not submit:
+                raise Unauthorized("refused before it was recorded", code="unknown_token")
+            await committer.run_async(lambda c: StateStore.set_meta(c, name, "1"))
+
+    return asyncio.ensure_future(request())
+
+
+@pytest.mark.parametrize("second_submits", [True, False], ids=["submits", "refused"])
+def test_group_commit_waits_for_a_request_under_way_and_no_longer(
+    ra: RegistrationAuthority, second_submits: bool
+) -> None:
+    """A batch waits while another request is under way on the loop, and commits as soon as
+    that request submits (one batch of two) or is refused (a batch of one): not when the
+    linger (60 s here) runs out."""
+    committer = GroupCommit(ra.store, linger=60.0)
+
+    async def main() -> None:
+        opened, held = asyncio.Event(), asyncio.Event()
+        opened.set()
+        first = _under_way(committer, "first", opened, submit=True)
+        second = _under_way(committer, "second", held, submit=second_submits)
+        await asyncio.sleep(0.5)
+        assert not first.done(), "the batch did not wait for the request under way"
+        held.set()
+        done, _ = await asyncio.wait([first, second], timeout=20)
+        assert first in done and second in done, "the batch waited for the linger, not the request"
+        assert first.exception() is None
+        assert (second.exception() is None) == second_submits
+
+    asyncio.run(main())
+    committer.close()
+    assert (committer.batches, committer.requests) == ((1, 2) if second_submits else (1, 1))
+    assert ra.store.meta("first") == "1"

@@ -410,7 +410,13 @@ def create_app(settings: RaSettings, clock: Clock | None = None) -> FastAPI:
         return _certificate_response(issued)
 
     # Innermost: inside BodyLimit and SourceLimit, as the route is.
-    app.add_middleware(FastIssue, model=IssueRequest, handle=issue_with, exception_handlers=app.exception_handlers)
+    app.add_middleware(
+        FastIssue,
+        model=IssueRequest,
+        handle=issue_with,
+        exception_handlers=app.exception_handlers,
+        expect=ra.committer.expect,
+    )
     # Inside `count` (middleware added later wraps it): BaseHTTPMiddleware reads the body in a
     # task group, which would wrap BodyLimit's 413 in an ExceptionGroup that FastAPI turns into 400.
     app.add_middleware(http_errors.BodyLimit, limit=settings.max_body)

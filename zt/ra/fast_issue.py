@@ -20,6 +20,7 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -41,16 +42,23 @@ class FastIssue:
         model: type[BaseModel],
         handle: Handler,
         exception_handlers: Mapping[Any, Callable[[Request, Any], Response | Awaitable[Response]]],
+        expect: Callable[[], AbstractContextManager[None]] = nullcontext,
     ) -> None:
         self.app = app
         self.model = model
         self.handle = handle
         self.exception_handlers = exception_handlers
+        self.expect = expect
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != PATH:
             await self.app(scope, receive, send)
             return
+        # An issuance under way from here on: the group commit's next batch may wait for it.
+        with self.expect():
+            await self._issue(scope, receive, send)
+
+    async def _issue(self, scope: Scope, receive: Receive, send: Send) -> None:
         authorization, ok = _single_headers(scope)
         if not ok:
             await self.app(scope, receive, send)
