@@ -60,6 +60,17 @@ DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_MAX_CONNECTIONS = 1000
 MAX_HEAD_BYTES = 16 * 1024  # the largest request head (request line + headers) a client may send
 
+# Requests whose head this process has parsed and whose answer is not complete yet, over all its
+# connections (HeadTimeoutProtocol keeps it; the event loop's thread only).
+_in_progress = 0
+
+
+def requests_in_progress() -> int:
+    """How many requests this process is working on now: read, and not yet answered. The RA's
+    group commit reads it (from another thread: a snapshot is enough) to tell one client from
+    several at once."""
+    return _in_progress
+
 
 @dataclass(frozen=True)
 class EdgeLimits:
@@ -334,6 +345,7 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
         self._head_open = False  # between on_message_begin and on_headers_complete
         self._head_bytes = 0
         self._lost = False  # connection_lost was called
+        self._requests = 0  # this connection's share of _in_progress
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -360,6 +372,9 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
         self._head_bytes = 0
 
     def on_headers_complete(self) -> None:
+        global _in_progress
+        _in_progress += 1
+        self._requests += 1
         self._head_open = False
         self._cancel_head_timer()
         super().on_headers_complete()
@@ -367,6 +382,10 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
             self.cycle.transport = cast(asyncio.Transport, HeadWithBody(self.transport))
 
     def on_response_complete(self) -> None:
+        global _in_progress
+        if self._requests > 0:
+            self._requests -= 1
+            _in_progress -= 1
         if self.cycle is not None and isinstance(self.cycle.transport, HeadWithBody):
             # A response with no body write at all (HEAD: uvicorn writes no body) still sends
             # its head, now that it is complete.
@@ -383,6 +402,9 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
             self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        global _in_progress
+        _in_progress -= self._requests
+        self._requests = 0
         self._lost = True
         self._cancel_head_timer()
         super().connection_lost(exc)

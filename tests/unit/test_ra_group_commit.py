@@ -127,23 +127,37 @@ def test_group_commit_async_issue_waits_without_blocking_the_loop(ra: Registrati
     assert len(set(asyncio.run(main()))) == 10
 
 
-def test_group_commit_lone_request_does_not_wait_for_the_linger(ra: RegistrationAuthority) -> None:
-    """No request just before it and none under way: it commits at once, however long the linger."""
+def test_group_commit_one_client_never_waits_for_the_linger(ra: RegistrationAuthority) -> None:
+    """Requests one after another, each sent when the one before was answered (one client):
+    nothing else is under way or unanswered, so each commits at once, however long the linger
+    and however quickly they follow each other."""
     committer = GroupCommit(ra.store, linger=60.0)
-    committer.submit(lambda c: StateStore.set_meta(c, "alone", "1")).result(20)  # not 60 s
-    assert ra.store.meta("alone") == "1"
-    committer.close()
-
-
-def test_group_commit_requests_in_quick_succession_share_one_batch(ra: RegistrationAuthority) -> None:
-    """Requests 20 ms apart: the first commits alone; the next one followed it within the linger,
-    so its batch waits out the linger and the three after it join (each would have committed
-    alone otherwise: a commit takes far less than 20 ms)."""
-    committer = GroupCommit(ra.store, linger=1.0)
-    futures = []
     for i in range(5):
-        futures.append(committer.submit(functools.partial(_set_meta, name=f"q{i}")))
+        committer.submit(functools.partial(_set_meta, name=f"one{i}")).result(20)  # not 60 s
+    committer.close()
+    assert (committer.batches, committer.requests) == (5, 5)
+
+
+def test_group_commit_requests_from_several_clients_close_together_share_one_batch(
+    ra: RegistrationAuthority,
+) -> None:
+    """A first request holds the writer; a second comes while it is unanswered, so its batch
+    lingers (1 s here) and three more sent 20 ms apart join it: two batches. Without the linger
+    each of the last three would commit alone (a commit takes far less than 20 ms)."""
+    committer = GroupCommit(ra.store, linger=1.0)
+    gate, started = threading.Event(), threading.Event()
+
+    def block(conn: Conn) -> None:
+        started.set()
+        gate.wait(5)
+
+    futures = [committer.submit(block)]
+    assert started.wait(5)
+    futures.append(committer.submit(functools.partial(_set_meta, name="q0")))
+    gate.set()
+    for i in range(1, 4):
         time.sleep(0.02)
+        futures.append(committer.submit(functools.partial(_set_meta, name=f"q{i}")))
     for f in futures:
         f.result(20)
     committer.close()

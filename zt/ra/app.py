@@ -38,6 +38,7 @@ from zt.ca.crl import parse_reason
 from zt.ca.layout import CaPaths
 from zt.clock import Clock, SystemClock, rfc3339
 from zt.errors import StoreError
+from zt.httpedge import requests_in_progress
 from zt.logjson import log_event
 from zt.ra import http_errors, metrics
 from zt.ra.fast_issue import FastIssue
@@ -359,7 +360,7 @@ async def _crl_refresher(ra: RegistrationAuthority, interval: float) -> None:
 def create_app(settings: RaSettings, clock: Clock | None = None) -> FastAPI:
     ra = build_ra(settings, clock or SystemClock())
     # Issuances record in batches: one transaction and one fsync for all pending (zt.ra.group_commit).
-    ra.committer = GroupCommit(ra.store)
+    ra.committer = GroupCommit(ra.store, siblings=requests_in_progress)
     per_source = source_limiter(ra, settings)
 
     @contextlib.asynccontextmanager
