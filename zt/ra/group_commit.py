@@ -82,7 +82,7 @@ T = TypeVar("T")
 # A bound on one transaction's size: a batch this large already spreads each fsync over
 # hundreds of issuances, and the write lock is not held for long by any one writer.
 MAX_BATCH = 256
-# How long a batch may wait for issuances already under way on the event loop (see above).
+# How long a batch may wait for more requests (see "A batch waits a little for more" above).
 LINGER = 0.004
 
 
@@ -91,7 +91,7 @@ class _Request(Generic[T]):
     work: Callable[[Conn], T]
     future: Future[T]
     at: float = 0.0  # when it was submitted (time.monotonic)
-    dense: bool = False  # submitted within `linger` of the request before it
+    dense: bool = False  # within `linger` of the request before it, several clients at work
 
 
 @dataclass
