@@ -633,6 +633,11 @@ class ContainerLab(core.LabCore):
         progress(f"kill -9 {box.name} (pid {pid}) as a fault" + (f", writing {writing}" if writing else ""))
         from docker.errors import APIError
 
+        # Stamped as the kill is asked for, not after the engine's answer to it nor after its
+        # wait for the exit (about 0.8 s): an agent may fail over to another replica within
+        # either, and the fault window starts at the kill. (Stamped after `kill()` returned, CI
+        # once saw an agent's failover 0.17 s before the window opened, and the check failed.)
+        killed_at = time.time()
         try:
             if out is not None:
                 os.kill(pid, signal.SIGKILL)
@@ -640,10 +645,6 @@ class ContainerLab(core.LabCore):
                 box.container.kill(signal="SIGKILL")
         except (OSError, APIError) as e:
             raise LabError(f"kill_component({name!r}): {e}") from e
-        # Stamped as the signal goes, not after the engine's wait for the exit (about 0.8 s): an
-        # agent may fail over to another replica within that wait, and the fault window starts
-        # at the kill.
-        killed_at = time.time()
         status = int(box.container.wait(timeout=30).get("StatusCode", -1))
         answer: dict[str, Any] = {
             "killed_at": killed_at,
