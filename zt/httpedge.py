@@ -226,7 +226,9 @@ class HeadWithBody:
 def close_once_answered(
     transport: asyncio.Transport, loop: asyncio.AbstractEventLoop, patience: float, lost: Callable[[], bool]
 ) -> None:
-    """Close a connection the server is closing as soon as its answer is out, without waiting.
+    """Close a connection the server is closing once its answer is out and the client has had a
+    bounded chance to finish sending (a lingering close with a byte limit, as nginx's
+    `lingering_close` with a size instead of only a time).
 
     A TLS transport that closes sends close_notify and then waits, up to the shutdown timeout,
     for the client's; uvloop's keeps reading meanwhile and discards what it reads, so a client
@@ -236,17 +238,20 @@ def close_once_answered(
     with the socket shut for reading once the client has filled the receive window (its data is
     then out of the window and dropped, not reset, and the client waits). What does is closing
     the socket: the kernel resets a connection closed with data unread or receiving more, and
-    the client's next send fails. A client that sent only its request sees the answer,
-    close_notify and an orderly FIN.
+    the client's next send fails.
 
-    The close must not overtake the answer: uvloop writes at the end of the loop's turn and
-    keeps what the kernel would not take, so the transport is aborted only once the kernel has
-    sent every byte handed to it (`SIOCOUTQNSD` is 0), checked on the next turn and then every
-    10 ms for at most `patience` seconds; a client that reads nothing is left to the transport's
-    own shutdown timeout. The check reads a duplicate descriptor taken now, while the
-    transport's is surely open: by the time of the check the transport may have closed and its
-    descriptor number been reused by another connection; the duplicate still names this one.
-    `lost` says whether the connection is gone already (then there is nothing to abort).
+    Closing at once is too soon, though: a client still sending the body its 413 refused
+    (requests and urllib3 send the whole body before they read) would get a reset instead of
+    the answer (CI's schemathesis run saw it as "EOF occurred in violation of protocol"). So,
+    once the kernel has sent every byte of the answer (`SIOCOUTQNSD` is 0; uvloop writes at the
+    end of the loop's turn), what the client sends is counted (`TCP_INFO`'s bytes received,
+    every millisecond while it grows, less often while it does not) and the transport is
+    aborted when it passes LINGER_BYTES; a client that stops sending reads the answer and
+    closes. `patience` bounds the whole; after it, the transport's own shutdown timeout
+    decides. The checks read a duplicate descriptor taken now, while the transport's is surely
+    open: the transport may close meanwhile and its descriptor number be reused by another
+    connection; the duplicate still names this one. `lost` says whether the connection is gone
+    (then there is nothing left to do).
     """
     sock = transport.get_extra_info("socket")
     if sock is None:
@@ -258,44 +263,68 @@ def close_once_answered(
         own = socket.socket(fileno=os.dup(fd))
     except OSError:  # already closed by the peer or the transport: nothing left to stop
         return
-    _AbortWhenSent(own, transport, loop, max(1, int(patience / _SENT_POLL_S)), lost).check()
+    _LingeringClose(own, transport, loop, loop.time() + patience, lost).check()
 
 
-_SENT_POLL_S = 0.01
+LINGER_BYTES = 1024 * 1024  # what a client may still send after an answer that closes
+_POLL_MIN_S, _POLL_MAX_S = 0.001, 0.1
+_LINGER_RCVBUF = 64 * 1024
 _SIOCOUTQNSD = 0x894B  # Linux: bytes in a TCP socket's send queue not sent yet (linux/sockios.h)
+_TCPI_BYTES_RECEIVED = 128  # offset of tcpi_bytes_received (u64) in Linux's struct tcp_info
 
 
-class _AbortWhenSent:
-    """A transport to abort once the kernel has sent all it was given (seen on a duplicate socket)."""
+def _bytes_received(sock: socket.socket) -> int:
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCPI_BYTES_RECEIVED + 8)
+    return int(struct.unpack_from("Q", info, _TCPI_BYTES_RECEIVED)[0])
+
+
+class _LingeringClose:
+    """Wait for the answer to leave, then abort once the client has sent LINGER_BYTES more."""
 
     def __init__(
         self,
         sock: socket.socket,
         transport: asyncio.Transport,
         loop: asyncio.AbstractEventLoop,
-        tries: int,
+        deadline: float,
         lost: Callable[[], bool],
     ) -> None:
-        self.sock, self.transport, self.loop, self.tries_left, self.lost = sock, transport, loop, tries, lost
+        self.sock, self.transport, self.loop, self.deadline, self.lost = sock, transport, loop, deadline, lost
+        self.received_at_answer: int | None = None  # bytes received when the answer was out
+        self.last_received = 0
+        self.poll = _POLL_MIN_S
 
     def check(self) -> None:
         """The first look: on the next turn of the loop, after the answer's write was attempted."""
-        self.loop.call_soon(self._abort_if_sent)
+        self.loop.call_soon(self._step)
 
-    def _abort_if_sent(self) -> None:
+    def _step(self) -> None:
         try:
-            if self.lost():
+            if self.lost() or self.loop.time() > self.deadline:
+                self.sock.close()
                 return
-            unsent = struct.unpack("i", fcntl.ioctl(self.sock.fileno(), _SIOCOUTQNSD, b"\0\0\0\0"))[0]
-            if unsent > 0 and self.tries_left > 0:
-                self.tries_left -= 1
-                self.loop.call_later(_SENT_POLL_S, self._abort_if_sent)
+            if self.received_at_answer is None:
+                unsent = struct.unpack("i", fcntl.ioctl(self.sock.fileno(), _SIOCOUTQNSD, b"\0\0\0\0"))[0]
+                if unsent == 0:
+                    self.received_at_answer = self.last_received = _bytes_received(self.sock)
+                    # A small receive buffer from now on: what the kernel holds unread for the
+                    # client stays small too (autotuning had grown it to megabytes while the
+                    # transport read at loopback speed).
+                    self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _LINGER_RCVBUF)
+                self.loop.call_later(_POLL_MIN_S if unsent == 0 else 0.01, self._step)
                 return
-            if unsent == 0:
+            received = _bytes_received(self.sock)
+            if received - self.received_at_answer > LINGER_BYTES:
                 self.transport.abort()
+                self.sock.close()
+                return
+            # Poll fast while the client sends (so it cannot get far past the limit), slowly
+            # while it does not (it is reading the answer, or idle until the timeout).
+            self.poll = _POLL_MIN_S if received > self.last_received else min(self.poll * 2, _POLL_MAX_S)
+            self.last_received = received
+            self.loop.call_later(self.poll, self._step)
         except OSError:  # the peer reset or closed it meanwhile: nothing left to stop
-            pass
-        self.sock.close()
+            self.sock.close()
 
 
 def _over_capacity_app(limit: int) -> Callable[..., Any]:
