@@ -114,9 +114,14 @@ def test_reload_refuses_tampered_bundle_keeps_old_identity(service: str, tmp_pat
         assert new_serial != old_serial
         svc.proc.signal(signal.SIGHUP)
 
+        # The count and the log line are two writes: CI once read the log between them (the
+        # line not there yet), so the wait is for both.
         process.wait_until(
-            f"{service} to count a failed reload",
-            lambda: metrics_scrape.counter(svc.metrics_url, "mtls_reloads_total", result="failure") > failures,
+            f"{service} to count and log a failed reload",
+            lambda: (
+                metrics_scrape.counter(svc.metrics_url, "mtls_reloads_total", result="failure") > failures
+                and any(x.get("result") == "failure" for x in reload_lines(svc))
+            ),
             timeout=15,
         )
         failed = [x for x in reload_lines(svc) if x.get("result") == "failure"]
