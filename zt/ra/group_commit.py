@@ -129,7 +129,7 @@ class GroupCommit:
         self._lingering = False  # the writer waits for more requests (set under _wake)
         self._lingering_dense = False  # ... for the time left of a linger, however many are coming
         self._last_submit = float("-inf")
-        self._unanswered = 0  # submitted, future not done yet (under _wake)
+        self._unanswered = 0  # without `siblings`: submitted, future not done yet (under _wake)
         self._last_concurrent = False  # whether others were unanswered when the last one came
         self._pending: list[_Request[Any]] = []
         self._wake = threading.Condition()
@@ -162,8 +162,9 @@ class GroupCommit:
             concurrent = self._siblings() > 1 if self._siblings is not None else self._unanswered > 0
             request.dense = request.at - self._last_submit < self._linger and (concurrent or self._last_concurrent)
             self._last_submit, self._last_concurrent = request.at, concurrent
-            self._unanswered += 1
-            request.future.add_done_callback(self._answered)
+            if self._siblings is None:  # the stand-in count is kept only where it is read
+                self._unanswered += 1
+                request.future.add_done_callback(self._answered)
             self._pending.append(request)
             # The first of a batch wakes an idle writer; while it lingers, only a full batch, or
             # (when it waits for requests under way) the last of those, wakes it early.
