@@ -176,43 +176,44 @@ def test_audit_ztca_killed_mid_append_leaves_a_torn_line_verify_reports_and_repa
     assert ztca(ca, "audit", "verify").returncode == 0
 
 
-def test_audit_ra_worker_killed_mid_append_is_repaired_by_the_other_worker(
+def test_audit_ra_recorder_killed_mid_append_is_repaired_by_the_next_recorder(
     ca: CaDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each RA process tears its 3rd append and dies with SIGKILL holding both locks; the
-    surviving writers set the fragment aside and append the row whole: afterwards the chain
-    verifies, every answered issuance is in it, and the fragment is kept as evidence.
+    """The RA's recorder process (zt.ra.commit_server: every issuance of both workers is
+    recorded there) tears its 3rd append and dies with SIGKILL holding both locks; zt-ra starts
+    another, which sets the fragment aside and appends the rows at its start, and issuance
+    works again: afterwards the chain verifies, every answered issuance is in it, and the
+    fragment is kept as evidence.
 
-    An append holds the lines of one group commit (zt.ra.group_commit): with 4 clients a batch
-    holds at most 4 issuances, so 24 issuances make at least 6 appends over the two processes
-    and one of them reaches its 3rd."""
+    An append holds the lines of one group commit: with 4 clients a batch holds at most 4
+    issuances, so 24 issuances make at least 6 appends and the recorder reaches its 3rd."""
     jobs = [(f"f{i}", ca.register(f"f{i}"), csr_for(f"f{i}")) for i in range(24)]
-    after = [(f"g{i}", ca.register(f"g{i}"), csr_for(f"g{i}")) for i in range(6)]
+    after = [(f"g{i}", ca.register(f"g{i}"), csr_for(f"g{i}")) for i in range(40)]
     monkeypatch.setenv(FAILPOINT_ENV, "55@3")
     ra = start_ra(ca, tmp_path / "logs", "--workers", "2")
     monkeypatch.delenv(FAILPOINT_ENV)
     try:
-        # Both workers serving before the load: /v1/status answers as soon as one does, and on a
-        # loaded machine the other came up after the first had taken every request and died
-        # (CI, 2026-12-01): no other worker was left to find the torn tail.
-        deadline = time.monotonic() + 30
-        while ra.proc.log_text().count("Application startup complete") < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
         with ThreadPoolExecutor(4) as pool:
             answers = list(pool.map(lambda j: _try_issue(ra, j), jobs))
-        # Then issuances one by one until the survivor has written after the tear (new
-        # connections reach it once the killed worker's socket is gone), a bounded number.
+        assert "recorder_died" in ra.proc.log_text(), ra.proc.log_tail()
+        # Then issuances one by one until one is answered by the next recorder (it starts after
+        # a backoff of 0.2 s): a bounded number, 0.25 s apart.
         for job in after:
-            if "audit_torn_tail" in ra.proc.log_text():
+            answer = _try_issue(ra, job)
+            answers.append(answer)
+            if answer is not None and "audit_torn_tail" in ra.proc.log_text():
                 break
-            answers.append(_try_issue(ra, job))
+            time.sleep(0.25)
     finally:
         ra.proc.stop()
+    log_text = ra.proc.log_text()
     served = {r for r in answers if r}
     assert served, "no issuance was answered"
+    assert answers[-1] is not None, "no issuance was answered after the recorder died"
+    assert "recorder_started" in log_text
     assert torn_path(ca.paths.audit_log).exists(), ra.proc.log_tail()
-    assert "audit_torn_tail" in ra.proc.log_text()
-    ztca(ca, "audit", "repair")  # rows of a worker killed after COMMIT, if no writer came after it
+    assert "audit_torn_tail" in log_text
+    ztca(ca, "audit", "repair")  # rows of a recorder killed after COMMIT, if none came after it
     r = ztca(ca, "audit", "verify")
     assert r.returncode == 0, r.stdout
     assert served <= {e["subject"] for e in entries(ca) if e["action"] == "issue"}

@@ -22,7 +22,8 @@ import datetime as dt
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Header, Request, Response
@@ -41,6 +42,7 @@ from zt.errors import StoreError
 from zt.httpedge import requests_in_progress
 from zt.logjson import log_event
 from zt.ra import http_errors, metrics
+from zt.ra.commit_client import RemoteCommit
 from zt.ra.fast_issue import FastIssue
 from zt.ra.group_commit import GroupCommit
 from zt.ra.ratelimit import RateLimiter
@@ -359,8 +361,16 @@ async def _crl_refresher(ra: RegistrationAuthority, interval: float) -> None:
 
 def create_app(settings: RaSettings, clock: Clock | None = None) -> FastAPI:
     ra = build_ra(settings, clock or SystemClock())
-    # Issuances record in batches: one transaction and one fsync for all pending (zt.ra.group_commit).
-    ra.committer = GroupCommit(ra.store, siblings=requests_in_progress)
+    # Issuances record in batches: one transaction and one fsync for all pending, in the host's
+    # recorder process when zt-ra started one (zt.ra.commit_server), else in this process's own
+    # writer thread (zt.ra.group_commit).
+    expect: Callable[[], AbstractContextManager[None]]
+    if settings.recorder_socket is not None:
+        ra.recorder = RemoteCommit(settings.recorder_socket, busy=requests_in_progress)
+        expect = ra.recorder.expect
+    else:
+        ra.committer = GroupCommit(ra.store, siblings=requests_in_progress)
+        expect = ra.committer.expect
     per_source = source_limiter(ra, settings)
 
     @contextlib.asynccontextmanager
@@ -378,6 +388,8 @@ def create_app(settings: RaSettings, clock: Clock | None = None) -> FastAPI:
                     await task
             if ra.committer is not None:
                 await run_in_threadpool(ra.committer.close)
+            if ra.recorder is not None:
+                await ra.recorder.aclose()
 
     # Only the API and its schema: no /docs or /redoc (they load scripts from a CDN), and no
     # trailing-slash redirects (their Location is built from the client's Host header).
@@ -416,7 +428,7 @@ def create_app(settings: RaSettings, clock: Clock | None = None) -> FastAPI:
         model=IssueRequest,
         handle=issue_with,
         exception_handlers=app.exception_handlers,
-        expect=ra.committer.expect,
+        expect=expect,
     )
     # Inside `count` (middleware added later wraps it): BaseHTTPMiddleware reads the body in a
     # task group, which would wrap BodyLimit's 413 in an ExceptionGroup that FastAPI turns into 400.

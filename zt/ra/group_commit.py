@@ -113,14 +113,18 @@ class GroupCommit:
         max_batch: int = MAX_BATCH,
         linger: float = LINGER,
         siblings: Callable[[], int] | None = None,
+        answered: Callable[[], None] | None = None,
     ) -> None:
         """`siblings`, when given, counts the requests the process is working on (the HTTP
         server's count: zt.httpedge.requests_in_progress); without it, those submitted here and
-        not yet answered stand in for them."""
+        not yet answered stand in for them. `answered`, when given, is called on the appender
+        thread after each batch's futures are resolved (zt.ra.commit_server sends the batch's
+        answers in one write per worker)."""
         self._store = store
         self._max_batch = max_batch
         self._linger = linger
         self._siblings = siblings
+        self._answered_hook = answered
         # Written on the event loop's thread only, read by the writer: requests under `expect`,
         # and those of them submitted and not yet returned. Their difference is the number of
         # requests the loop has started and will submit soon (or refuse).
@@ -147,11 +151,8 @@ class GroupCommit:
     def _submit(self, work: Callable[[Conn], T], *, wake: bool) -> Future[T]:
         request: _Request[T] = _Request(work, Future())
         with self._wake:
-            if self._closed:
-                raise RuntimeError("group commit is closed")
+            self._start_appender()
             if self._thread is None:
-                self._appender = threading.Thread(target=self._append, name="zt-ra-audit-append", daemon=True)
-                self._appender.start()
                 self._thread = threading.Thread(target=self._run, name="zt-ra-group-commit", daemon=True)
                 self._thread.start()
             # Dense: close behind the one before, with others unanswered now or when that one
@@ -176,6 +177,14 @@ class GroupCommit:
             ):
                 self._wake.notify()
         return request.future
+
+    def _start_appender(self) -> None:
+        """Under `_wake`: refuse work once closed; the appender thread starts with the first."""
+        if self._closed:
+            raise RuntimeError("group commit is closed")
+        if self._appender is None:
+            self._appender = threading.Thread(target=self._append, name="zt-ra-audit-append", daemon=True)
+            self._appender.start()
 
     def _answered(self, _future: Future[Any]) -> None:
         with self._wake:
@@ -212,6 +221,28 @@ class GroupCommit:
         finally:
             self._submitted -= 1
 
+    def commit_now(self, works: list[tuple[Callable[[Conn], Any], Callable[[Future[Any]], None]]]) -> None:
+        """On the caller's thread, which is then the writer (zt.ra.commit_server batches by
+        itself): one transaction for the `(work, done)` pairs, now. Each `done` gets its work's
+        future once resolved, on the appender thread after the batch's audit lines are fsync'd
+        (as `submit`'s futures), then `answered` runs. Not to be mixed with `submit`."""
+        batch: list[_Request[Any]] = []
+        for work, done in works:
+            request: _Request[Any] = _Request(work, Future())
+            request.future.add_done_callback(done)
+            batch.append(request)
+        with self._wake:
+            self._start_appender()
+        try:
+            committed = self._commit(batch)
+        except BaseException as e:  # noqa: BLE001 - the caller's loop must outlive any one batch
+            self._fail(batch, e)
+            if self._answered_hook is not None:
+                self._answered_hook()
+        else:
+            if committed is not None:
+                self._committed.put(committed)
+
     def close(self) -> None:
         """Commit what is pending, then stop the writer."""
         with self._wake:
@@ -220,6 +251,8 @@ class GroupCommit:
             thread = self._thread
         if thread is not None:
             thread.join()  # the writer hands the appender its last batch, then the end
+        elif self._appender is not None:
+            self._committed.put(None)  # commit_now's caller was the writer
         if self._appender is not None:
             self._appender.join()
 
@@ -240,6 +273,8 @@ class GroupCommit:
                     committed = self._commit(batch)
                 except BaseException as e:  # noqa: BLE001 - the writer must outlive any one batch
                     self._fail(batch, e)
+                    if self._answered_hook is not None:
+                        self._answered_hook()
                     continue
                 if committed is not None:
                     self._committed.put(committed)
@@ -290,15 +325,17 @@ class GroupCommit:
                     done.pending.finish()
             except BaseException as e:  # noqa: BLE001 - committed, but not in the audit log: no answer
                 self._fail(done.requests, e)
-                continue
-            # Committed, and the audit lines appended and fsync'd: now answer.
-            self.batches += 1
-            self.requests += len(done.requests)
-            for r, (ok, value) in zip(done.requests, done.outcomes, strict=True):
-                if ok:
-                    r.future.set_result(value)
-                else:
-                    r.future.set_exception(value)
+            else:
+                # Committed, and the audit lines appended and fsync'd: now answer.
+                self.batches += 1
+                self.requests += len(done.requests)
+                for r, (ok, value) in zip(done.requests, done.outcomes, strict=True):
+                    if ok:
+                        r.future.set_result(value)
+                    else:
+                        r.future.set_exception(value)
+            if self._answered_hook is not None:
+                self._answered_hook()
 
     @staticmethod
     def _fail(requests: list[_Request[Any]], e: BaseException) -> None:

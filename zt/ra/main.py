@@ -3,25 +3,37 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import multiprocessing
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Sequence
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from zt import logjson, options
 from zt.clock import SystemClock
 from zt.durations import host_port, parse_duration
-from zt.errors import ConfigError, ZtError
+from zt.errors import ConfigError, StoreError, ZtError
 from zt.httpedge import EdgeConfig, add_edge_arguments, limits_from
 from zt.logjson import log_event
 from zt.ra.limits import Limits, LockoutPolicy, parse_rate
 from zt.ra.settings import ENV_SETTINGS, MAX_LEAF_TTL, RaSettings
 
 log = logging.getLogger("zt.ra")
+
+# The recorder opens the store and binds its socket in well under a second; a start that
+# takes this long has failed.
+RECORDER_START_TIMEOUT = 30.0
+RECORDER_STOP_TIMEOUT = 10.0
+RECORDER_BACKOFF_MIN = 0.2
 
 
 def build_parser() -> options.LayeredParser:
@@ -209,6 +221,74 @@ def serve(settings: RaSettings, cert: Path, key: Path) -> None:
         Multiprocess(config, sockets=[tcp_socket(settings.host, settings.port)]).run()
 
 
+class Recorder:
+    """The host's recorder process (zt.ra.commit_server), started again if it dies.
+
+    A recorder that dies (a kill, a crash mid-append) fails the issuances waiting on it (503);
+    the next one repairs the audit log's tail at its start and serves the workers' next
+    issuances. Restarts back off from 0.2 s to 5 s while a recorder keeps dying young."""
+
+    def __init__(self, settings: RaSettings) -> None:
+        assert settings.recorder_socket is not None
+        self._settings = settings
+        self._path = Path(settings.recorder_socket)
+        self._stopping = threading.Event()
+        self._proc = self._spawn()
+        self._wait_ready(self._proc)
+        self._watcher = threading.Thread(target=self._watch, name="zt-ra-recorder-watch", daemon=True)
+        self._watcher.start()
+
+    def _spawn(self) -> BaseProcess:
+        from zt.ra import commit_server
+
+        proc = multiprocessing.get_context("spawn").Process(
+            target=commit_server.run,
+            args=(self._settings.to_json(), str(self._path), os.getpid()),
+            name="zt-ra-recorder",
+        )
+        proc.start()
+        return proc
+
+    def _wait_ready(self, proc: BaseProcess) -> None:
+        deadline = time.monotonic() + RECORDER_START_TIMEOUT
+        while not self._path.exists():
+            if not proc.is_alive():
+                raise StoreError(f"the recorder process ended at start (exit code {proc.exitcode}); see its log above")
+            if time.monotonic() > deadline:
+                _end(proc)
+                raise StoreError(f"the recorder process did not start within {RECORDER_START_TIMEOUT:g}s")
+            time.sleep(0.01)
+
+    def _watch(self) -> None:
+        backoff = RECORDER_BACKOFF_MIN
+        while True:
+            started = time.monotonic()
+            self._proc.join()
+            if self._stopping.is_set():
+                return
+            log_event(log, "recorder_died", logging.ERROR, exit_code=self._proc.exitcode, pid=self._proc.pid)
+            backoff = RECORDER_BACKOFF_MIN if time.monotonic() - started > 30 else min(backoff * 2, 5.0)
+            if self._stopping.wait(backoff):
+                return
+            self._proc = self._spawn()
+            log_event(log, "recorder_started", pid=self._proc.pid)
+
+    def stop(self) -> None:
+        """After the workers: it commits and answers what is pending, then ends."""
+        self._stopping.set()
+        _end(self._proc)
+        self._watcher.join(RECORDER_STOP_TIMEOUT)
+
+
+def _end(proc: BaseProcess) -> None:
+    if proc.is_alive() and proc.pid is not None:
+        os.kill(proc.pid, signal.SIGTERM)
+    proc.join(RECORDER_STOP_TIMEOUT)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = options.parse(build_parser(), argv, "ZT_RA")
@@ -219,7 +299,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logjson.setup("zt-ra", settings.log_level)
     metrics_dir = tempfile.mkdtemp(prefix="zt-ra-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    # The recorder's socket, in a directory of this run that only our user can enter (0700).
+    run_dir = tempfile.mkdtemp(prefix="zt-ra-run-")
+    settings = dataclasses.replace(settings, recorder_socket=os.path.join(run_dir, "recorder.sock"))
     os.environ[ENV_SETTINGS] = settings.to_json()
+    recorder = None
     try:
         from zt.ra.app import build_ra
         from zt.ra.server_cert import issue_server_certificate
@@ -245,13 +329,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             rate_source=str(settings.limits.source),
             lockout_threshold=settings.limits.lockout.threshold,
         )
+        recorder = Recorder(settings)
         serve(settings, files.cert, files.key)
     except ZtError as e:
         log_event(log, "start_failed", logging.ERROR, reason=str(e))
         print(f"zt-ra: {e}", file=sys.stderr)
         return 1
     finally:
+        if recorder is not None:
+            recorder.stop()
         shutil.rmtree(metrics_dir, ignore_errors=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
     log_event(log, "stop", reason="signal")
     return 0
 

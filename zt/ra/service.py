@@ -43,6 +43,7 @@ from zt.ra.limits import ADMIN_TOKEN, BOOTSTRAP_TOKEN, ISSUE_PER_IDENTITY, REQUE
 from zt.ra.lockout import Lockout
 from zt.ra.ratelimit import RateLimiter, SourceTicket
 from zt.ra.revocation import PublishedCrl, revoke_and_publish, revoke_identity_and_publish
+from zt.ra.signed_issue import IssueOutcome, IssueRecorder, SignedIssue
 from zt.ra.store_api import CertRecord, Conn, Identity, StateStore
 from zt.spiffe import parse_spiffe_id, validate_service_name, workload_id
 
@@ -71,20 +72,6 @@ class Issued:
     record: CertRecord
     chain_pem: str
     bundle_pem: str
-
-
-@dataclass(frozen=True)
-class _SignedIssue:
-    """A bootstrap issuance between its signature and its recording transaction."""
-
-    grant: Grant
-    csr: x509.CertificateSigningRequest
-    spki: str
-    token_hash: str
-    now: dt.datetime
-    lifetime: dt.timedelta
-    ticket: SourceTicket | None
-    record: CertRecord
 
 
 @dataclass(frozen=True)
@@ -125,8 +112,10 @@ class RegistrationAuthority:
         self.limiter = RateLimiter(store, limits, clock)
         self.lockout = Lockout(store, limits.lockout, clock)
         # The RA's HTTP workers batch issuances' recording transactions (zt.ra.group_commit);
-        # in-process callers (ztca) record each in its own.
+        # in-process callers (ztca) record each in its own. With a `recorder` (the host's
+        # recorder process, zt.ra.commit_server) the batches are shared by every worker.
         self.committer = committer
+        self.recorder: IssueRecorder | None = None
 
     def authorize_admin(self, token: str | None, source: str | None = None) -> AdminGrant:
         """The admin credential; wrong ones count against `source` (zt.ra.lockout)."""
@@ -256,10 +245,10 @@ class RegistrationAuthority:
         if isinstance(signed, Issued):
             return signed
         if self.committer is not None:
-            outcome = self.committer.run(lambda c: self._record_issue(c, signed))
+            outcome = self.committer.run(lambda c: self.record_issue(c, signed))
         else:
             with self.store.write() as c:
-                outcome = self._record_issue(c, signed)
+                outcome = self.record_issue(c, signed)
         return self._issue_answer(signed, outcome)
 
     async def issue_async(
@@ -272,13 +261,17 @@ class RegistrationAuthority:
     ) -> Issued:
         """`issue` for an event loop: the checks and the signing run inline (a fraction of a
         millisecond, no thread hand-off), and the loop waits for the group commit without
-        blocking. Needs a committer."""
-        if self.committer is None:
+        blocking. Needs a committer or a recorder."""
+        if self.committer is None and self.recorder is None:
             raise RuntimeError("issue_async needs a group commit writer")
         signed = self._sign_issue(token, csr_pem, ttl_seconds, source, ticket)
         if isinstance(signed, Issued):
             return signed
-        outcome = await self.committer.run_async(lambda c: self._record_issue(c, signed))
+        if self.recorder is not None:
+            outcome = await self.recorder.record(signed)
+        else:
+            assert self.committer is not None
+            outcome = await self.committer.run_async(lambda c: self.record_issue(c, signed))
         return self._issue_answer(signed, outcome)
 
     def _sign_issue(
@@ -288,7 +281,7 @@ class RegistrationAuthority:
         ttl_seconds: int | None,
         source: str | None,
         ticket: SourceTicket | None,
-    ) -> Issued | _SignedIssue:
+    ) -> Issued | SignedIssue:
         """Everything before the recording transaction: the checks (read-only, except the
         lockout's count of a wrong token) and the signature. An idempotent retry of a token
         already spent on this key gets its earlier certificate here."""
@@ -319,9 +312,9 @@ class RegistrationAuthority:
         ident = grant.identity
         self.limiter.judge_identity(ident.name, ident.spiffe_id, ISSUE_ENDPOINT, window, read.identity_blocking)
         rec = self._sign(grant, csr, now, spki)
-        return _SignedIssue(grant, csr, spki, th, now, lifetime, ticket, rec)
+        return SignedIssue(grant, csr, csr_pem, spki, th, now, lifetime, ticket, rec)
 
-    def _record_issue(self, c: Conn, s: _SignedIssue) -> Issued | Exception | None:
+    def record_issue(self, c: Conn, s: SignedIssue) -> IssueOutcome:
         """In the write transaction: authorise again, count the limits, spend the token, record.
 
         Returns the earlier certificate of an idempotent retry, the refusal of a limit (returned,
@@ -330,7 +323,7 @@ class RegistrationAuthority:
         read = StateStore.token_read(c, s.token_hash)
         again = authorize_token(self.store, c, read, s.csr, s.spki, s.now, s.lifetime)
         if again.earlier is not None:
-            return self._issued(again.earlier)
+            return again.earlier
         ident, rec, now = s.grant.identity, s.record, s.now.timestamp()
         over_source, retry = self._take_limits(c, s.ticket, ident, ISSUE_ENDPOINT, now)
         if retry is not None:
@@ -340,11 +333,11 @@ class RegistrationAuthority:
         self.store.audit(c, now, rec.spiffe_id, "issue", rec.serial, "ok", "via bootstrap token")
         return None
 
-    def _issue_answer(self, s: _SignedIssue, outcome: Issued | Exception | None) -> Issued:
+    def _issue_answer(self, s: SignedIssue, outcome: IssueOutcome) -> Issued:
         if isinstance(outcome, Exception):
             raise outcome
         if outcome is not None:
-            return outcome
+            return self._issued(outcome)
         rec = s.record
         log_event(
             log,

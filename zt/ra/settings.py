@@ -41,6 +41,9 @@ class RaSettings:
     log_level: str = "info"
     audit_stdout: bool = False  # also write each audit log line to stdout (--audit-stdout)
     limits: Limits = dataclasses.field(default_factory=Limits)
+    # The Unix socket of the host's recorder process (zt.ra.commit_server), set by zt-ra for
+    # its workers; None: each process records its own issuances (zt.ra.group_commit).
+    recorder_socket: str | None = None
 
     @property
     def edge_limits(self) -> EdgeLimits:
