@@ -21,8 +21,10 @@ from zt.errors import StoreError
 from zt.ra.commit_wire import FrameReader, WireError, frame, issue_to_wire, outcome_from_wire
 from zt.ra.signed_issue import IssueOutcome, SignedIssue
 
-# Whether the request under way (the `expect` around it, in its task's context) has sent its issuance.
-_SENT: ContextVar[list[bool] | None] = ContextVar("zt_ra_recorder_sent", default=None)
+# Where the request under way is (the `expect` around it, in its task's context): its issuance
+# not sent, sent, or recorded (answered by the recorder, or failed).
+_STATE: ContextVar[list[int] | None] = ContextVar("zt_ra_recorder_state", default=None)
+_NOT_SENT, _SENT, _RECORDED = 0, 1, 2
 
 
 class _Connection(asyncio.Protocol):
@@ -31,6 +33,21 @@ class _Connection(asyncio.Protocol):
         self.waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._reader = FrameReader()
         self._lost = lost
+        self._outbox: list[bytes] = []
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Queue a frame; the frames queued in one pass of the event loop go out in one write
+        at its end (at 32 clients a pass often signs several issuances: one system call and
+        one wake-up of the recorder for all of them)."""
+        if not self._outbox:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._outbox.append(frame(message))
+
+    def _flush(self) -> None:
+        data = b"".join(self._outbox)
+        self._outbox.clear()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not an asyncio.Transport subclass
@@ -69,21 +86,31 @@ class RemoteCommit:
         self._ids = itertools.count(1)
         self._conn: _Connection | None = None
         self._connecting: asyncio.Future[_Connection] | None = None
+        # Requests under `expect` that have their recorder's answer and are still being
+        # answered themselves: the HTTP server counts them busy, the recorder must not wait
+        # for them (a count sent with them would say more are on their way when none are).
+        self._recorded = 0
+
+    def _still_to_record(self, leaving: int = 0) -> int:
+        """What the recorder is told this worker is busy with: the requests in progress, less
+        those already recorded and `leaving` (a request on its way out that sent nothing)."""
+        return max(0, self._busy() - self._recorded - leaving)
 
     @contextmanager
     def expect(self) -> Iterator[None]:
         """Around one request that will likely call `record`. One that leaves without having
         sent anything (refused) tells the recorder it is done: the recorder counts the requests
         the workers are busy with, and may be waiting for this one."""
-        mark = [False]
-        token = _SENT.set(mark)
+        state = [_NOT_SENT]
+        token = _STATE.set(state)
         try:
             yield
         finally:
-            _SENT.reset(token)
-            if not mark[0] and self._conn is not None and self._conn.transport is not None:
-                # Not counting itself: its answer is being written, nothing more to record.
-                self._conn.transport.write(frame({"busy": max(0, self._busy() - 1)}))
+            _STATE.reset(token)
+            if state[0] == _RECORDED:
+                self._recorded -= 1
+            elif state[0] == _NOT_SENT and self._conn is not None and self._conn.transport is not None:
+                self._conn.send({"busy": self._still_to_record(leaving=1)})
 
     async def record(self, signed: SignedIssue) -> IssueOutcome:
         conn = self._conn or await self._connect()
@@ -91,15 +118,18 @@ class RemoteCommit:
         waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         conn.waiting[ident] = waiter
         assert conn.transport is not None
-        mark = _SENT.get()
-        if mark is not None:
-            mark[0] = True
-        message = {"id": ident, "busy": self._busy(), "issue": issue_to_wire(signed)}
-        conn.transport.write(frame(message))
+        state = _STATE.get()
+        if state is not None:
+            state[0] = _SENT
+        message = {"id": ident, "busy": self._still_to_record(), "issue": issue_to_wire(signed)}
+        conn.send(message)
         try:
             answer = await waiter
         finally:
             conn.waiting.pop(ident, None)
+            if state is not None:
+                state[0] = _RECORDED
+                self._recorded += 1
         try:
             outcome, settled = outcome_from_wire(answer)
         except WireError as e:
