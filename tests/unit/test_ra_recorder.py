@@ -7,7 +7,10 @@ this process; the workers' side is RemoteCommit on an asyncio loop, one per simu
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import datetime as dt
+import json
 import os
 import shutil
 import socket
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import make_ca
 from zt.agent.material import build_csr, csr_pem
@@ -29,13 +33,14 @@ from zt.auditlog import verify_file
 from zt.ca.authority import Authority
 from zt.ca.layout import CaPaths
 from zt.clock import SystemClock
-from zt.errors import StoreError, Unauthorized
+from zt.errors import BadRequest, CaError, Forbidden, NotFound, RateLimited, StoreError, Unauthorized
 from zt.pki.keys import generate_key
 from zt.ra import tokens
 from zt.ra.commit_client import RemoteCommit
 from zt.ra.commit_server import CommitServer
-from zt.ra.commit_wire import MAX_FRAME, frame
+from zt.ra.commit_wire import MAX_FRAME, frame, issue_from_wire, issue_to_wire, outcome_from_wire, outcome_to_wire
 from zt.ra.service import RegistrationAuthority
+from zt.ra.signed_issue import SignedIssue
 from zt.ra.store_api import StateStore
 from zt.ra.store_open import open_store
 
@@ -304,3 +309,56 @@ def test_recorder_refuses_a_peer_of_another_uid(tmp_path: Path) -> None:
 
 def test_recorder_socket_is_ours_alone(recorder: Recorder) -> None:
     assert oct(recorder.path.stat().st_mode & 0o777) == "0o600"
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [
+        None,
+        Unauthorized("token was already used", code="used_token"),
+        Forbidden("no", code="forbidden"),
+        BadRequest("csr asks for two names", code="malformed_csr"),
+        NotFound("gone"),
+        RateLimited("too many issuances for svc", retry_after=12.5),
+        StoreError("disk full"),
+        CaError("the intermediate CA expired"),
+    ],
+)
+def test_wire_outcomes_cross_as_themselves(outcome: Exception | None) -> None:
+    back, settled = outcome_from_wire(json.loads(json.dumps(outcome_to_wire(outcome, True))))
+    assert settled is True
+    if outcome is None:
+        assert back is None
+        return
+    assert type(back) is type(outcome) and str(back) == str(outcome)
+    for attr in ("code", "reason", "retry_after"):
+        assert getattr(back, attr, None) == getattr(outcome, attr, None)
+
+
+def test_wire_an_unknown_failure_crosses_as_a_store_error() -> None:
+    back, _ = outcome_from_wire(outcome_to_wire(ValueError("boom"), False))
+    assert isinstance(back, StoreError) and "boom" in str(back)
+
+
+def test_wire_an_issuance_crosses_whole(recorder: Recorder) -> None:
+    """What the recorder rebuilds is what the worker signed (the CSR read again from its PEM)."""
+    w = recorder.worker()
+    [(token, csr)] = _jobs(w, 1)
+    seen: list[SignedIssue] = []
+
+    class Capture:
+        async def record(self, signed: SignedIssue) -> None:
+            seen.append(signed)
+
+        def expect(self) -> Any:
+            return contextlib.nullcontext()
+
+        async def aclose(self) -> None:
+            pass
+
+    w.recorder = Capture()
+    _run(w.issue_async(token, csr))
+    [signed] = seen
+    back = issue_from_wire(json.loads(json.dumps(issue_to_wire(signed))))
+    assert back.csr.public_bytes(serialization.Encoding.DER) == signed.csr.public_bytes(serialization.Encoding.DER)
+    assert dataclasses.replace(back, csr=signed.csr) == signed
