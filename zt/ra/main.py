@@ -271,6 +271,9 @@ class Recorder:
             if self._stopping.wait(backoff):
                 return
             self._proc = self._spawn()
+            if self._stopping.is_set():  # zt-ra began to stop while this one started
+                _end(self._proc)
+                return
             log_event(log, "recorder_started", pid=self._proc.pid)
 
     def stop(self) -> None:
