@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import CaDir, RaServer, start_ra
 from zt.agent.material import build_csr, csr_pem
+from zt.lab.process import wait_until
 from zt.pki.keys import generate_key
 from zt.ra.commit_server import PROCESS_NAME
 
@@ -39,13 +40,6 @@ def recorder_pids(parent: int) -> list[int]:
         if comm == PROCESS_NAME and int(stat.rsplit(")", 1)[1].split()[1]) == parent:
             found.append(int(entry.name))
     return found
-
-
-def wait_for(what: str, check: object, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def issue(ra: RaServer, job: tuple[str, str, str]) -> httpx.Response:
@@ -78,7 +72,7 @@ def test_recorder_killed_mid_issuance_is_restarted_and_loses_nothing(ca: CaDir, 
         with ThreadPoolExecutor(6) as pool:
             list(pool.map(one, jobs[:100]))
         assert killed
-        wait_for("a new recorder", lambda: recorder_pids(ra.proc.pid) not in ([], [first]))
+        wait_until("a new recorder", lambda: recorder_pids(ra.proc.pid) not in ([], [first]))
         # The workers are the same processes; the next issuances are served by the new recorder.
         for job in jobs[100:]:
             for _ in range(40):  # its socket may take a moment: 503 meanwhile, 0.1 s apart
@@ -112,7 +106,7 @@ def test_recorder_ends_with_zt_ra_even_after_a_sigkill(ca: CaDir, tmp_path: Path
     try:
         [recorder] = recorder_pids(ra.proc.pid)
         os.kill(ra.proc.pid, signal.SIGKILL)
-        wait_for("the recorder to end", lambda: not Path(f"/proc/{recorder}").exists() or _zombie(recorder))
+        wait_until("the recorder to end", lambda: not Path(f"/proc/{recorder}").exists() or _zombie(recorder))
     finally:
         ra.proc.kill()  # the rest of its process group (the workers): SIGKILL to the group
 
@@ -131,4 +125,4 @@ def test_recorder_ends_when_zt_ra_stops(ca: CaDir, tmp_path: Path) -> None:
     [recorder] = recorder_pids(ra.proc.pid)
     code = ra.proc.stop()
     assert code == 0, ra.proc.log_tail()
-    wait_for("the recorder to end", lambda: not Path(f"/proc/{recorder}").exists() or _zombie(recorder), 10)
+    wait_until("the recorder to end", lambda: not Path(f"/proc/{recorder}").exists() or _zombie(recorder), 10)

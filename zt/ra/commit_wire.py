@@ -98,8 +98,7 @@ def issue_to_wire(s: SignedIssue) -> dict[str, Any]:
     g = s.grant
     return {
         "identity": _fields(g.identity),
-        "lifetime": s.lifetime.total_seconds(),
-        "grant_lifetime": g.lifetime.total_seconds(),
+        "lifetime": s.lifetime.total_seconds(),  # the grant's too: a token grants the lifetime asked for
         "via": g.via,
         "renews": g.renews,
         "csr": s.csr_pem,
@@ -117,10 +116,11 @@ def issue_from_wire(d: dict[str, Any]) -> SignedIssue:
     try:
         csr = x509.load_pem_x509_csr(str(d["csr"]).encode())
         ticket = d["ticket"]
+        lifetime = dt.timedelta(seconds=float(d["lifetime"]))
         return SignedIssue(
             grant=Grant(
                 identity=Identity(**d["identity"]),
-                lifetime=dt.timedelta(seconds=float(d["grant_lifetime"])),
+                lifetime=lifetime,
                 via=str(d["via"]),
                 renews=d["renews"],
             ),
@@ -129,7 +129,7 @@ def issue_from_wire(d: dict[str, Any]) -> SignedIssue:
             spki=str(d["spki"]),
             token_hash=str(d["token_hash"]),
             now=dt.datetime.fromtimestamp(float(d["now"]), dt.UTC),
-            lifetime=dt.timedelta(seconds=float(d["lifetime"])),
+            lifetime=lifetime,
             ticket=None if ticket is None else SourceTicket(str(ticket[0]), str(ticket[1]), bool(ticket[2])),
             record=CertRecord(**d["record"]),
         )
